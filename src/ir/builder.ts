@@ -1,0 +1,304 @@
+/**
+ * @file The TypeScript builder: adds typed nodes one at a time (running each shape rule as it
+ * goes, so a mistake is reported at the line that made it), and builds composites — softmax,
+ * cross-entropy, layernorm, GELU, attention, pooling — by decomposition into primitives, so that
+ * autodiff covers them for free and fusion wins their speed back. The JSON loader and every pass
+ * build graphs through this class.
+ */
+import { normAxis, type DType, type Shape, type TensorType } from './dtype.js';
+import { AdjointError, ShapeError } from './errors.js';
+import type { Graph, Node, Output, Update, ValueId } from './graph.js';
+import type { Init, Op, OpAttrs, ReduceOp, UnaryOp, BinaryOp, CompareOp, Conv2dAttrs } from './ops.js';
+import { valueName } from './printer.js';
+import { inferType } from './shape.js';
+import { fmtType } from './dtype.js';
+
+/** A handle on a value being built: its id and type. */
+export interface Value {
+  readonly id: ValueId;
+  readonly type: TensorType;
+}
+
+export type Operand = Value | number;
+
+/** Lowest finite f32: the padding of max pooling and the mask of causal attention. */
+export const F32_LOWEST = -3.4028234663852886e38;
+
+export interface PoolOptions {
+  readonly kernel: readonly [number, number];
+  readonly stride?: readonly [number, number];
+  readonly padding?: readonly [number, number];
+}
+
+export class GraphBuilder {
+  private readonly nodes: Node[] = [];
+  private readonly outs: Output[] = [];
+  private readonly upds: Update[] = [];
+  private readonly names = new Set<string>();
+
+  /** The value with id `id` (for passes that rebuild a graph). */
+  value(id: ValueId): Value {
+    const n = this.nodes[id];
+    if (!n) throw new AdjointError(`internal: no value ${id}`);
+    return { id, type: n.type };
+  }
+
+  get size(): number {
+    return this.nodes.length;
+  }
+
+  /** Adds one primitive node after checking its shape rule. */
+  add<K extends Op>(op: K, attrs: OpAttrs[K], inputs: readonly Value[], label?: string): Value {
+    let type: TensorType;
+    try {
+      type = inferType(op, attrs, inputs.map((v) => v.type));
+    } catch (e) {
+      if (e instanceof ShapeError) {
+        const args = inputs.map((v) => `${valueName(v.id)}:${fmtType(v.type)}`).join(' ');
+        throw new ShapeError(`${op}${args ? ' ' + args : ''}: ${e.message}`);
+      }
+      throw e;
+    }
+    const node = { op, attrs, inputs: inputs.map((v) => v.id), type, ...(label !== undefined ? { label } : {}) } as Node;
+    this.nodes.push(node);
+    return { id: this.nodes.length - 1, type };
+  }
+
+  /** Re-labels the last-built value (composites label their final node). */
+  label(v: Value, label: string): Value {
+    const n = this.nodes[v.id];
+    if (n) this.nodes[v.id] = { ...n, label };
+    return v;
+  }
+
+  private source(op: 'input' | 'param' | 'state', attrs: OpAttrs['param'] | OpAttrs['input']): Value {
+    if (this.names.has(attrs.name)) throw new ShapeError(`${op} "${attrs.name}": the name is already used`);
+    this.names.add(attrs.name);
+    return this.add(op, attrs as never, []);
+  }
+
+  input(name: string, shape: Shape, dtype: DType = 'f32'): Value {
+    return this.source('input', { name, shape, dtype });
+  }
+  param(name: string, shape: Shape, init: Init = { kind: 'glorot_uniform' }): Value {
+    return this.source('param', { name, shape, dtype: 'f32', init });
+  }
+  state(name: string, shape: Shape, init: Init = { kind: 'zeros' }, dtype: DType = 'f32'): Value {
+    return this.source('state', { name, shape, dtype, init });
+  }
+  full(value: number, shape: Shape = [], dtype: DType = 'f32'): Value {
+    return this.add('full', { value, shape, dtype }, []);
+  }
+  iota(shape: Shape, axis: number, dtype: DType = 'i32'): Value {
+    return this.add('iota', { shape, axis: normAxis(axis, shape.length), dtype }, []);
+  }
+
+  output(name: string, v: Value): void {
+    if (this.outs.some((o) => o.name === name)) throw new ShapeError(`output "${name}" is defined twice`);
+    this.outs.push({ name, value: v.id });
+  }
+  update(target: string, v: Value): void {
+    this.upds.push({ target, value: v.id });
+  }
+
+  build(): Graph {
+    return { nodes: [...this.nodes], outputs: [...this.outs], updates: [...this.upds] };
+  }
+
+  // ---- elementwise -------------------------------------------------------------------------
+
+  private lift(x: Operand, like: Value): Value {
+    return typeof x === 'number' ? this.full(x, [], like.type.dtype) : x;
+  }
+  private pair(a: Operand, b: Operand): [Value, Value] {
+    if (typeof a === 'number' && typeof b === 'number') return [this.full(a), this.full(b)];
+    const like = (typeof a === 'number' ? b : a) as Value;
+    return [this.lift(a, like), this.lift(b, like)];
+  }
+  unary(op: UnaryOp, x: Value): Value {
+    return this.add(op, {}, [x]);
+  }
+  binary(op: BinaryOp | CompareOp, a: Operand, b: Operand): Value {
+    return this.add(op, {}, this.pair(a, b));
+  }
+  neg = (x: Value) => this.unary('neg', x);
+  abs = (x: Value) => this.unary('abs', x);
+  exp = (x: Value) => this.unary('exp', x);
+  log = (x: Value) => this.unary('log', x);
+  sqrt = (x: Value) => this.unary('sqrt', x);
+  rsqrt = (x: Value) => this.unary('rsqrt', x);
+  reciprocal = (x: Value) => this.unary('reciprocal', x);
+  tanh = (x: Value) => this.unary('tanh', x);
+  sigmoid = (x: Value) => this.unary('sigmoid', x);
+  relu = (x: Value) => this.unary('relu', x);
+  sin = (x: Value) => this.unary('sin', x);
+  cos = (x: Value) => this.unary('cos', x);
+  add_ = (a: Operand, b: Operand) => this.binary('add', a, b);
+  sub = (a: Operand, b: Operand) => this.binary('sub', a, b);
+  mul = (a: Operand, b: Operand) => this.binary('mul', a, b);
+  div = (a: Operand, b: Operand) => this.binary('div', a, b);
+  maximum = (a: Operand, b: Operand) => this.binary('max', a, b);
+  minimum = (a: Operand, b: Operand) => this.binary('min', a, b);
+  pow = (a: Operand, b: Operand) => this.binary('pow', a, b);
+  eq = (a: Operand, b: Operand) => this.binary('eq', a, b);
+  ne = (a: Operand, b: Operand) => this.binary('ne', a, b);
+  lt = (a: Operand, b: Operand) => this.binary('lt', a, b);
+  le = (a: Operand, b: Operand) => this.binary('le', a, b);
+  gt = (a: Operand, b: Operand) => this.binary('gt', a, b);
+  ge = (a: Operand, b: Operand) => this.binary('ge', a, b);
+  where(cond: Value, a: Operand, b: Operand): Value {
+    const [x, y] = this.pair(a, b);
+    return this.add('where', {}, [cond, x, y]);
+  }
+  cast = (x: Value, dtype: DType) => this.add('cast', { dtype }, [x]);
+  stopGradient = (x: Value) => this.add('stop_gradient', {}, [x]);
+
+  // ---- reductions and movement -------------------------------------------------------------
+
+  /** Normalized axes: non-negative, sorted, unique; `undefined` means all axes. */
+  axes(x: Value, axes?: number | readonly number[]): number[] {
+    const r = x.type.shape.length;
+    const list = axes === undefined ? [...Array(r).keys()] : typeof axes === 'number' ? [axes] : axes;
+    return [...new Set(list.map((a) => normAxis(a, r)))].sort((p, q) => p - q);
+  }
+  reduce(op: ReduceOp, x: Value, axes?: number | readonly number[], keepdims = false): Value {
+    return this.add(op, { axes: this.axes(x, axes), keepdims }, [x]);
+  }
+  reduceSum = (x: Value, axes?: number | readonly number[], keepdims = false) => this.reduce('reduce_sum', x, axes, keepdims);
+  reduceMax = (x: Value, axes?: number | readonly number[], keepdims = false) => this.reduce('reduce_max', x, axes, keepdims);
+  reduceMean = (x: Value, axes?: number | readonly number[], keepdims = false) => this.reduce('reduce_mean', x, axes, keepdims);
+
+  reshape = (x: Value, shape: Shape) => this.add('reshape', { shape }, [x]);
+  transpose(x: Value, perm?: readonly number[]): Value {
+    const r = x.type.shape.length;
+    return this.add('transpose', { perm: perm ?? [...Array(r).keys()].reverse() }, [x]);
+  }
+  /** Swaps the last two axes. */
+  mT(x: Value): Value {
+    const r = x.type.shape.length;
+    const perm = [...Array(r).keys()];
+    [perm[r - 2], perm[r - 1]] = [r - 1, r - 2];
+    return this.transpose(x, perm);
+  }
+  broadcastTo = (x: Value, shape: Shape) => this.add('broadcast_to', { shape }, [x]);
+  slice(x: Value, starts: readonly number[], ends: readonly number[], steps?: readonly number[]): Value {
+    return this.add('slice', { starts, ends, steps: steps ?? starts.map(() => 1) }, [x]);
+  }
+  pad(x: Value, low: readonly number[], high: readonly number[], value = 0, interior?: readonly number[]): Value {
+    return this.add('pad', { low, high, interior: interior ?? low.map(() => 0), value }, [x]);
+  }
+  concat(xs: readonly Value[], axis: number): Value {
+    const r = xs[0]?.type.shape.length ?? 0;
+    return this.add('concat', { axis: normAxis(axis, r) }, xs);
+  }
+
+  // ---- contractions and indexing -----------------------------------------------------------
+
+  matmul = (a: Value, b: Value) => this.add('matmul', {}, [a, b]);
+  gather = (table: Value, indices: Value) => this.add('gather', {}, [table, indices]);
+  scatterAdd = (indices: Value, updates: Value, rows: number) => this.add('scatter_add', { rows }, [indices, updates]);
+  oneHot = (indices: Value, depth: number) => this.add('one_hot', { depth }, [indices]);
+  conv2d(x: Value, w: Value, opts: Partial<Conv2dAttrs> = {}): Value {
+    return this.add('conv2d', convAttrs(opts), [x, w]);
+  }
+
+  // ---- composites --------------------------------------------------------------------------
+
+  square = (x: Value) => this.mul(x, x);
+
+  /** x @ w + b */
+  linear(x: Value, w: Value, b?: Value): Value {
+    const y = this.matmul(x, w);
+    return b ? this.add_(y, b) : y;
+  }
+
+  /** exp(x - max) / sum(exp(x - max)); the max is a constant shift, so it carries no gradient. */
+  softmax(x: Value, axis = -1): Value {
+    const m = this.stopGradient(this.reduceMax(x, axis, true));
+    const e = this.exp(this.sub(x, m));
+    return this.div(e, this.reduceSum(e, axis, true));
+  }
+
+  /** (x - max) - log(sum(exp(x - max))) */
+  logSoftmax(x: Value, axis = -1): Value {
+    const m = this.stopGradient(this.reduceMax(x, axis, true));
+    const s = this.sub(x, m);
+    return this.sub(s, this.log(this.reduceSum(this.exp(s), axis, true)));
+  }
+
+  /** Mean over every leading position of -log_softmax(logits)[label]; labels are i32 class ids. */
+  softmaxCrossEntropy(logits: Value, labels: Value): Value {
+    const depth = logits.type.shape.at(-1) ?? 0;
+    const picked = this.reduceSum(this.mul(this.oneHot(labels, depth), this.logSoftmax(logits)), -1);
+    return this.neg(this.reduceMean(picked));
+  }
+
+  /** mean((pred - target)^2) over every element. */
+  mse(pred: Value, target: Value): Value {
+    return this.reduceMean(this.square(this.sub(pred, target)));
+  }
+
+  /** (x - mean) / sqrt(var + eps) * gamma + beta over the last axis. */
+  layerNorm(x: Value, gamma?: Value, beta?: Value, eps = 1e-5): Value {
+    const xc = this.sub(x, this.reduceMean(x, -1, true));
+    const inv = this.rsqrt(this.add_(this.reduceMean(this.square(xc), -1, true), eps));
+    let y = this.mul(xc, inv);
+    if (gamma) y = this.mul(y, gamma);
+    if (beta) y = this.add_(y, beta);
+    return y;
+  }
+
+  /** 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+  gelu(x: Value): Value {
+    const inner = this.mul(this.add_(x, this.mul(this.mul(this.square(x), x), 0.044715)), Math.sqrt(2 / Math.PI));
+    return this.mul(this.mul(x, 0.5), this.add_(this.tanh(inner), 1));
+  }
+
+  /** softmax(q k^T / sqrt(d) [+ causal mask]) v over the last two axes. */
+  attention(q: Value, k: Value, v: Value, causal = false): Value {
+    const d = q.type.shape.at(-1) ?? 1;
+    let scores = this.mul(this.matmul(q, this.mT(k)), 1 / Math.sqrt(d));
+    if (causal) {
+      const t = q.type.shape.at(-2) ?? 1;
+      const s = k.type.shape.at(-2) ?? 1;
+      const allowed = this.ge(this.iota([t, s], 0), this.iota([t, s], 1));
+      scores = this.where(allowed, scores, F32_LOWEST);
+    }
+    return this.matmul(this.softmax(scores, -1), v);
+  }
+
+  /** Pooling as the max (or mean) of kernel-many strided slices of the padded input. */
+  private pool(x: Value, opts: PoolOptions, combine: 'max' | 'avg'): Value {
+    if (x.type.shape.length !== 4) throw new ShapeError(`${combine}_pool2d needs x [N,C,H,W], got ${fmtType(x.type)}`);
+    const [kh, kw] = opts.kernel;
+    const [sh, sw] = opts.stride ?? opts.kernel;
+    const [ph, pw] = opts.padding ?? [0, 0];
+    for (const v of [kh, kw, sh, sw]) if (!Number.isInteger(v) || v < 1) throw new ShapeError(`${combine}_pool2d: kernel and stride must be integers >= 1`);
+    for (const v of [ph, pw]) if (!Number.isInteger(v) || v < 0) throw new ShapeError(`${combine}_pool2d: padding must be integers >= 0`);
+    const padded = ph || pw ? this.pad(x, [0, 0, ph, pw], [0, 0, ph, pw], combine === 'max' ? F32_LOWEST : 0) : x;
+    const [n, c, h, w] = padded.type.shape as [number, number, number, number];
+    const oh = Math.floor((h - kh) / sh) + 1;
+    const ow = Math.floor((w - kw) / sw) + 1;
+    if (oh < 1 || ow < 1) throw new ShapeError(`${combine}_pool2d: kernel ${kh}x${kw} does not fit ${h}x${w}`);
+    let acc: Value | undefined;
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        const win = this.slice(padded, [0, 0, i, j], [n, c, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1], [1, 1, sh, sw]);
+        acc = acc === undefined ? win : combine === 'max' ? this.maximum(acc, win) : this.add_(acc, win);
+      }
+    }
+    return combine === 'max' ? acc! : this.mul(acc!, 1 / (kh * kw));
+  }
+  maxPool2d = (x: Value, opts: PoolOptions) => this.pool(x, opts, 'max');
+  /** Average pooling; zero padding counts toward the mean. */
+  avgPool2d = (x: Value, opts: PoolOptions) => this.pool(x, opts, 'avg');
+}
+
+export function convAttrs(opts: Partial<Conv2dAttrs>): Conv2dAttrs {
+  return { stride: opts.stride ?? [1, 1], padding: opts.padding ?? [0, 0], dilation: opts.dilation ?? [1, 1] };
+}
+
+/** Rebuilds a graph node by node through a builder (passes start from this). */
+export function copyNode(b: GraphBuilder, n: Node, inputs: readonly Value[]): Value {
+  return b.add(n.op, n.attrs as never, inputs, n.label);
+}
