@@ -1,0 +1,366 @@
+/**
+ * @file Gets a WebGPU device in Node (Dawn, through the `webgpu` package) or in a browser
+ * (`navigator.gpu`), asks for the adapter's own compute limits instead of the spec defaults, and
+ * keeps a record of device loss and uncaptured errors so that neither crashes nor goes unseen.
+ *
+ * What was verified on the development machine (Debian, no GPU, Dawn from `webgpu` 0.6.2, Node 20):
+ * - With no `VK_ICD_FILENAMES`, Dawn tries mesa's drivers and refuses lavapipe ("Vulkan
+ *   shaderUniform*ArrayDynamicIndexing required"), so `requestAdapter()` returns null. Setting
+ *   `process.env.VK_ICD_FILENAMES` to Chromium's SwiftShader ICD inside the process works, but only
+ *   for a GPU object created afterwards: retrying `requestAdapter()` on the old object still returns
+ *   null, a fresh `create([])` finds SwiftShader. So when the machine has no GPU device node
+ *   (`/dev/dri/renderD*`, `/dev/nvidia*`, `/dev/dxg`) or no Vulkan ICD manifest besides Chromium's,
+ *   the variable is set before the first `create([])` (no hardware driver could work, and it spares
+ *   the lavapipe warning); otherwise the default drivers are tried first and SwiftShader second,
+ *   with a fresh `create([])`.
+ * - Dawn prints "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice per
+ *   `create([])` when that variable is unset; setting it in-process to `os.tmpdir()` silences it.
+ * - An adapter is consumed by its first `requestDevice()`; every device gets a fresh adapter.
+ * - Limits never go below the spec defaults: asking for `maxStorageBuffersPerShaderStage: 4` gives
+ *   a device whose `limits` say 8 (per spec). The caller's lower caps are kept here and applied by
+ *   {@link deviceLimits}, which is what the compiler should read.
+ * - Without an `uncapturederror` handler calling `preventDefault()`, Dawn prints uncaptured
+ *   errors to *stdout*; here they are recorded and echoed to stderr instead.
+ * - In a Node worker thread `process.env` is a copy that native code never sees, so setting
+ *   `VK_ICD_FILENAMES` there does nothing (vitest's `threads` pool finds no adapter; `forks` works).
+ *   The error then says so; setting the variable before starting node works everywhere.
+ * - The process exits by itself after the last await, whether or not devices are destroyed and
+ *   whether or not the GPU object stays referenced from module scope.
+ */
+import { DeviceError } from '../ir/errors.js';
+
+/** Options of {@link getDevice}. */
+export interface GetDeviceOptions {
+  /** Limits to ask for, over those taken from the adapter. Lower than the adapter's is allowed. */
+  requiredLimits?: Partial<Record<string, number>>;
+  /** Shortcut for `requiredLimits.maxStorageBuffersPerShaderStage`, e.g. 4 to test binding splits. */
+  maxStorageBuffersPerShaderStage?: number;
+  /**
+   * Print nothing routine to stderr: neither the note about falling back to SwiftShader nor the
+   * uncaptured errors (still recorded, see {@link deviceHealth}). An unexpected loss is printed.
+   */
+  quiet?: boolean;
+}
+
+/** The limits a compute pipeline compiler needs; they are copied from the adapter. */
+export const COMPUTE_LIMITS = [
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxBindingsPerBindGroup',
+  'maxBindGroups',
+  'maxUniformBuffersPerShaderStage',
+  'maxUniformBufferBindingSize',
+  'maxDynamicStorageBuffersPerPipelineLayout',
+  'maxDynamicUniformBuffersPerPipelineLayout',
+  'minStorageBufferOffsetAlignment',
+  'minUniformBufferOffsetAlignment',
+] as const;
+
+/** Name of one compute-relevant limit. */
+export type ComputeLimitName = (typeof COMPUTE_LIMITS)[number];
+/** The effective compute limits of a device (see {@link deviceLimits}). */
+export type ComputeLimits = { readonly [K in ComputeLimitName]: number };
+
+/** What is known about a device's health: its loss, if any, and errors nobody captured. */
+export interface DeviceHealth {
+  /** Set once `device.lost` resolved (also after `device.destroy()`, reason `destroyed`). */
+  readonly lost: GPUDeviceLostInfo | null;
+  /** The first uncaptured errors (at most {@link MAX_RECORDED_ERRORS}). */
+  readonly errors: readonly GPUError[];
+  /** How many uncaptured errors occurred in all. */
+  readonly errorCount: number;
+}
+
+/** How many uncaptured errors are kept per device (and echoed to stderr unless `quiet`). */
+export const MAX_RECORDED_ERRORS = 16;
+
+interface DeviceRecord {
+  lost: GPUDeviceLostInfo | null;
+  errors: GPUError[];
+  errorCount: number;
+  /** Caller's limits that are lower (`max*`) or higher (`min*`) than what the device reports. */
+  caps: Partial<Record<string, number>>;
+  info: string;
+  softwareFallback: boolean;
+}
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const ICD_DIRS = ['/usr/share/vulkan/icd.d', '/etc/vulkan/icd.d', '/usr/local/share/vulkan/icd.d'];
+const INSTALL_HINT =
+  'install a Vulkan driver (on Debian: apt-get install -y libvulkan1 chromium, which ships SwiftShader)';
+
+const records = new WeakMap<GPUDevice, DeviceRecord>();
+
+/** The GPU entry point, kept alive here: Dawn's objects die with the last reference to it. */
+let gpuObject: GPU | null = null;
+/** Whether the current GPU object was created with SwiftShader selected by this module. */
+let usingSwiftShader = false;
+/** One initialization per process; concurrent callers share it. */
+let gpuInit: Promise<void> | null = null;
+let noteShown = false;
+
+type WebGpuModule = typeof import('webgpu');
+type FsModule = typeof import('node:fs');
+type OsModule = typeof import('node:os');
+type WorkerThreadsModule = typeof import('node:worker_threads');
+
+/** Whether this code runs in a Node worker thread, whose `process.env` does not reach Dawn. */
+let inWorkerThread = false;
+
+/**
+ * Imports a Node-only module by a specifier bundlers cannot see, so a browser bundle of the
+ * runtime never pulls in `webgpu` (a native addon) or Node built-ins.
+ */
+async function nodeImport<T>(specifier: string): Promise<T> {
+  return (await import(/* @vite-ignore */ specifier)) as T;
+}
+
+function isNode(): boolean {
+  return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+}
+
+function browserGpu(): GPU | undefined {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  return nav?.gpu;
+}
+
+function note(message: string, quiet: boolean): void {
+  if (quiet || noteShown) return;
+  noteShown = true;
+  process.stderr.write(`adjoint: ${message}\n`);
+}
+
+/** Whether a hardware GPU device node exists (any hardware Vulkan driver needs one). */
+function hasGpuDeviceNode(fs: FsModule): boolean {
+  try {
+    if (fs.readdirSync('/dev/dri').some((n) => n.startsWith('renderD') || n.startsWith('card'))) return true;
+  } catch {
+    // no /dev/dri
+  }
+  return fs.existsSync('/dev/nvidia0') || fs.existsSync('/dev/dxg');
+}
+
+/** Whether a Vulkan ICD manifest exists in the loader's standard places. */
+function hasIcdManifest(fs: FsModule): boolean {
+  for (const dir of ICD_DIRS) {
+    try {
+      if (fs.readdirSync(dir).some((n) => n.endsWith('.json'))) return true;
+    } catch {
+      // missing directory
+    }
+  }
+  return false;
+}
+
+function useSwiftShader(why: string, quiet: boolean): void {
+  process.env.VK_ICD_FILENAMES = SWIFTSHADER_ICD;
+  usingSwiftShader = true;
+  note(`using SwiftShader (Vulkan on the CPU, ${SWIFTSHADER_ICD}): ${why}; set VK_ICD_FILENAMES to choose another driver`, quiet);
+}
+
+/** Loads Dawn, decides on the Vulkan driver before the first `create([])`, and creates the GPU. */
+async function initNodeGpu(quiet: boolean): Promise<void> {
+  const fs = await nodeImport<FsModule>('node:fs');
+  const os = await nodeImport<OsModule>('node:os');
+  inWorkerThread = !(await nodeImport<WorkerThreadsModule>('node:worker_threads')).isMainThread;
+  if (process.env.XDG_RUNTIME_DIR === undefined) process.env.XDG_RUNTIME_DIR = os.tmpdir();
+  let webgpu: WebGpuModule;
+  try {
+    webgpu = await nodeImport<WebGpuModule>('webgpu');
+  } catch (e) {
+    throw new DeviceError(`cannot load the 'webgpu' package (Dawn for Node): ${(e as Error).message}; run npm install`);
+  }
+  Object.assign(globalThis, webgpu.globals);
+  const chosenByUser = process.env.VK_ICD_FILENAMES !== undefined || process.env.VK_DRIVER_FILES !== undefined;
+  if (process.platform === 'linux' && !chosenByUser && fs.existsSync(SWIFTSHADER_ICD)) {
+    if (!hasGpuDeviceNode(fs)) {
+      useSwiftShader('no GPU device node (/dev/dri/renderD*, /dev/nvidia0, /dev/dxg)', quiet);
+    } else if (!hasIcdManifest(fs)) {
+      useSwiftShader(`no Vulkan driver manifest in ${ICD_DIRS.join(', ')}`, quiet);
+    }
+  }
+  gpuObject = webgpu.create([]);
+}
+
+/** A fresh adapter, falling back to SwiftShader (with a fresh GPU object) once if none is found. */
+async function requestAdapter(quiet: boolean): Promise<GPUAdapter> {
+  const browser = browserGpu();
+  if (browser) {
+    const adapter = await browser.requestAdapter();
+    if (!adapter) throw new DeviceError('no WebGPU adapter found: this browser has WebGPU but offers no adapter (is it disabled or blocklisted?)');
+    return adapter;
+  }
+  if (!isNode()) throw new DeviceError('no WebGPU: navigator.gpu is missing and this is not Node');
+  gpuInit ??= initNodeGpu(quiet);
+  try {
+    await gpuInit;
+  } catch (e) {
+    gpuInit = null;
+    throw e;
+  }
+  if (!gpuObject) throw new DeviceError('internal: GPU object missing after initialization');
+  let adapter = await gpuObject.requestAdapter();
+  if (!adapter && process.platform === 'linux' && !usingSwiftShader && process.env.VK_ICD_FILENAMES === undefined && process.env.VK_DRIVER_FILES === undefined) {
+    const fs = await nodeImport<FsModule>('node:fs');
+    if (fs.existsSync(SWIFTSHADER_ICD)) {
+      useSwiftShader('the default Vulkan drivers gave no WebGPU adapter', quiet);
+      const webgpu = await nodeImport<WebGpuModule>('webgpu');
+      // A GPU object reads the Vulkan ICD list when created: only a fresh one sees SwiftShader.
+      gpuObject = webgpu.create([]);
+      adapter = await gpuObject.requestAdapter();
+    }
+  }
+  if (!adapter) {
+    const icd = process.env.VK_ICD_FILENAMES ?? process.env.VK_DRIVER_FILES;
+    const tried = icd === undefined ? '' : ` (with VK_ICD_FILENAMES/VK_DRIVER_FILES=${icd})`;
+    const worker = inWorkerThread && usingSwiftShader
+      ? `; this is a worker thread, whose process.env does not reach Dawn: set VK_ICD_FILENAMES=${SWIFTSHADER_ICD} before starting node, or run in the main thread or a child process (vitest: pool 'forks')`
+      : '';
+    throw new DeviceError(`no WebGPU adapter found${tried}: ${INSTALL_HINT}${worker}`);
+  }
+  return adapter;
+}
+
+function isMinLimit(name: string): boolean {
+  return name.startsWith('min');
+}
+
+function limitOf(limits: GPUSupportedLimits, name: string): number | undefined {
+  const v: unknown = (limits as unknown as Record<string, unknown>)[name];
+  return typeof v === 'number' ? v : undefined;
+}
+
+function summarize(adapter: GPUAdapter, device: GPUDevice, fallback: boolean): string {
+  const info = adapter.info;
+  const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s !== undefined && s !== '');
+  const name = parts.length > 0 ? parts.join(' / ') : 'unknown adapter';
+  const l = deviceLimits(device);
+  const mib = (n: number): string => `${Math.round(n / 2 ** 20)} MiB`;
+  return (
+    `${name}${fallback ? ' (SwiftShader fallback)' : ''}; storage buffers/stage ${l.maxStorageBuffersPerShaderStage}, ` +
+    `binding ${mib(l.maxStorageBufferBindingSize)}, buffer ${mib(l.maxBufferSize)}, ` +
+    `workgroup storage ${l.maxComputeWorkgroupStorageSize / 1024} KiB, invocations ${l.maxComputeInvocationsPerWorkgroup}, ` +
+    `workgroups/dim ${l.maxComputeWorkgroupsPerDimension}`
+  );
+}
+
+/**
+ * Gets a WebGPU device with the adapter's compute limits (not the spec defaults), overridable by
+ * the caller. In Node it loads Dawn and falls back to SwiftShader when no other driver works.
+ * Throws {@link DeviceError} when no adapter exists or the limits asked for are not supported.
+ */
+export async function getDevice(options: GetDeviceOptions = {}): Promise<GPUDevice> {
+  const quiet = options.quiet ?? false;
+  const adapter = await requestAdapter(quiet);
+  const wanted: Record<string, number> = {};
+  for (const name of COMPUTE_LIMITS) {
+    const v = limitOf(adapter.limits, name);
+    if (v !== undefined) wanted[name] = v;
+  }
+  const overrides: Partial<Record<string, number>> = { ...options.requiredLimits };
+  if (options.maxStorageBuffersPerShaderStage !== undefined) overrides.maxStorageBuffersPerShaderStage = options.maxStorageBuffersPerShaderStage;
+  for (const [name, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    if (!Number.isFinite(v) || v < 0) throw new DeviceError(`requiredLimits.${name}: ${v} is not a valid limit`);
+    const have = limitOf(adapter.limits, name);
+    if (have === undefined) throw new DeviceError(`requiredLimits.${name}: this adapter has no such limit`);
+    const better = isMinLimit(name) ? v < have : v > have;
+    if (better) throw new DeviceError(`requiredLimits.${name}: asked for ${v}, the adapter supports ${have}`);
+    wanted[name] = v;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits: wanted });
+  } catch (e) {
+    throw new DeviceError(`requestDevice failed: ${(e as Error).message}`);
+  }
+  const caps: Partial<Record<string, number>> = {};
+  for (const [name, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    const got = limitOf(device.limits, name);
+    if (got !== undefined && got !== v) caps[name] = v;
+  }
+  const record: DeviceRecord = { lost: null, errors: [], errorCount: 0, caps, info: '', softwareFallback: usingSwiftShader };
+  records.set(device, record);
+  record.info = summarize(adapter, device, usingSwiftShader);
+  // `lost` only ever resolves; handling it here records the loss and reports an unexpected one.
+  void device.lost.then((info) => {
+    record.lost = info;
+    if (info.reason !== 'destroyed') reportError(`WebGPU device lost (${info.reason}): ${info.message}`);
+  });
+  device.onuncapturederror = (event: GPUUncapturedErrorEvent): void => {
+    // preventDefault stops Dawn from printing the error to stdout; it is recorded and echoed here.
+    event.preventDefault();
+    record.errorCount++;
+    if (record.errors.length < MAX_RECORDED_ERRORS) {
+      record.errors.push(event.error);
+      if (!quiet) {
+        reportError(`uncaptured WebGPU error: ${event.error.message.trim()}`);
+        if (record.errors.length === MAX_RECORDED_ERRORS) reportError('further uncaptured WebGPU errors are counted, not printed');
+      }
+    }
+  };
+  return device;
+}
+
+function reportError(message: string): void {
+  // Never throw from here: this runs inside event handlers.
+  try {
+    if (isNode()) process.stderr.write(`adjoint: ${message}\n`);
+    else console.error(`adjoint: ${message}`);
+  } catch {
+    // nothing left to do
+  }
+}
+
+function recordOf(device: GPUDevice): DeviceRecord | undefined {
+  return records.get(device);
+}
+
+/**
+ * The compute limits to compile for: the device's own, lowered (or for `min*` alignments raised)
+ * to what the caller of {@link getDevice} asked for. WebGPU never reports limits below the spec
+ * defaults, so a caller asking for 4 storage buffers per stage sees 4 here and 8 in `device.limits`.
+ */
+export function deviceLimits(device: GPUDevice): ComputeLimits {
+  const caps = recordOf(device)?.caps ?? {};
+  const out: Record<string, number> = {};
+  for (const name of COMPUTE_LIMITS) {
+    const have = limitOf(device.limits, name) ?? 0;
+    const cap = caps[name];
+    out[name] = cap === undefined ? have : isMinLimit(name) ? Math.max(have, cap) : Math.min(have, cap);
+  }
+  return out as ComputeLimits;
+}
+
+/** One line for benchmark headers: adapter vendor/architecture/description and key limits. */
+export function adapterInfo(device: GPUDevice): string {
+  return recordOf(device)?.info ?? 'device not created by getDevice';
+}
+
+/** Whether the device runs on the SwiftShader fallback that {@link getDevice} selected. */
+export function isSoftwareFallback(device: GPUDevice): boolean {
+  return recordOf(device)?.softwareFallback ?? false;
+}
+
+/** The device's loss (if any) and the uncaptured errors recorded so far. */
+export function deviceHealth(device: GPUDevice): DeviceHealth {
+  const r = recordOf(device);
+  return r ? { lost: r.lost, errors: [...r.errors], errorCount: r.errorCount } : { lost: null, errors: [], errorCount: 0 };
+}
+
+/** Throws {@link DeviceError} if the device was lost or any uncaptured error was recorded. */
+export function assertDeviceHealthy(device: GPUDevice): void {
+  const r = recordOf(device);
+  if (!r) return;
+  if (r.lost) throw new DeviceError(`WebGPU device lost (${r.lost.reason}): ${r.lost.message}`);
+  const first = r.errors[0];
+  if (first) throw new DeviceError(`${r.errorCount} uncaptured WebGPU error(s); first: ${first.message.trim()}`);
+}
