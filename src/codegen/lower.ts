@@ -1,0 +1,361 @@
+/**
+ * @file Lowering: graph nodes -> kernel descriptions. One rule per op, in a table typed over the
+ * whole op list: a source is always a buffer; an `inline` op is an expression of its operands at
+ * given coordinates (elementwise ops, movement as index arithmetic, gather, one_hot); a
+ * `contract` op is a combine over a reduction space (reductions, matmul, the three convolutions,
+ * scatter_add). A kernel is rooted at one materialized node; every operand that is not
+ * materialized is inlined through these rules, so the same table serves unfused and fused code.
+ */
+import type { Shape } from '../ir/dtype.js';
+import { AdjointError, internal } from '../ir/errors.js';
+import type { Graph, NodeOfOp, ValueId } from '../ir/graph.js';
+import { isUnary, isBinary, isCompare, type Op, type ReduceOp } from '../ir/ops.js';
+import {
+  add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, linearIndex, load, mod, mul, select, sub, tvar, unary,
+  type Expr,
+} from './expr.js';
+import type { BufferRef, Combine, Kernel, KernelBody } from './kernel.js';
+
+/** The expression of a contraction: combine over `rshape` of `body(out, red)`, then `finalize`. */
+export interface Contraction {
+  readonly rshape: readonly number[];
+  readonly combine: Combine;
+  readonly body: (out: readonly Expr[], red: readonly Expr[]) => Expr;
+  readonly finalize?: (acc: Expr) => Expr;
+}
+
+type Lower<K extends Op> =
+  | { readonly kind: 'source' }
+  | { readonly kind: 'inline'; readonly expr: (n: NodeOfOp<K>, out: readonly Expr[], L: Lowerer) => Expr }
+  | { readonly kind: 'contract'; readonly form: (n: NodeOfOp<K>, L: Lowerer) => Contraction };
+
+/** Builds expressions for values at coordinates, loading materialized values from bindings. */
+export class Lowerer {
+  readonly inputs: BufferRef[] = [];
+  readonly inlined = new Set<ValueId>();
+
+  constructor(
+    readonly g: Graph,
+    readonly isMaterialized: (id: ValueId) => boolean,
+  ) {}
+
+  shape(id: ValueId): Shape {
+    return this.g.nodes[id]!.type.shape;
+  }
+
+  binding(ref: BufferRef): number {
+    const i = this.inputs.findIndex((r) => r.kind === ref.kind && r.id === ref.id);
+    if (i >= 0) return i;
+    this.inputs.push(ref);
+    return this.inputs.length - 1;
+  }
+
+  /** Element `coords` of value `id`. */
+  value(id: ValueId, coords: readonly Expr[]): Expr {
+    const n = this.g.nodes[id]!;
+    const dt = n.type.dtype;
+    if (this.isMaterialized(id)) return load(this.binding({ kind: 'value', id }), linearIndex(coords, n.type.shape), dt);
+    const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
+    if (rule.kind !== 'inline') internal(`value ${id} (${n.op}) must be materialized to be read`);
+    this.inlined.add(id);
+    return rule.expr(n as never, coords, this);
+  }
+
+  /** Element `coords` (in `to`'s shape) of value `id`, broadcast NumPy-style. */
+  broadcast(id: ValueId, coords: readonly Expr[], to: Shape): Expr {
+    const from = this.shape(id);
+    const off = to.length - from.length;
+    return this.value(id, from.map((d, i) => (d === 1 ? int(0) : coords[i + off]!)));
+  }
+}
+
+const clamp = (e: Expr, lo: number, hi: number): Expr => arith('min', arith('max', e, int(lo)), int(hi));
+const inRange = (e: Expr, lo: number, hi: number): Expr => and(cmp('ge', e, int(lo)), cmp('lt', e, int(hi)));
+
+const elementwise = <K extends Op>(f: (n: NodeOfOp<K>, xs: Expr[]) => Expr): Lower<K> => ({
+  kind: 'inline',
+  expr: (n, out, L) => f(n, n.inputs.map((x) => L.broadcast(x, out, n.type.shape))),
+});
+
+const unaryRule = elementwise<Op>((n, [a]) => {
+  if (!isUnary(n.op)) internal(`${n.op} is not unary`);
+  return unary(n.op, a!);
+});
+const binaryRule = elementwise<Op>((n, [a, b]) => {
+  if (!isBinary(n.op)) internal(`${n.op} is not binary`);
+  return arith(n.op, a!, b!);
+});
+const compareRule = elementwise<Op>((n, [a, b]) => {
+  if (!isCompare(n.op)) internal(`${n.op} is not a comparison`);
+  return cast(cmp(n.op, a!, b!), n.type.dtype);
+});
+
+function reduceForm(kind: ReduceOp): Lower<ReduceOp> {
+  return {
+    kind: 'contract',
+    form: (n, L) => {
+      const x = n.inputs[0]!;
+      const xs = L.shape(x);
+      const { axes, keepdims } = n.attrs;
+      const rshape = axes.map((a) => xs[a]!);
+      const count = rshape.reduce((p, q) => p * q, 1);
+      return {
+        rshape,
+        combine: kind === 'reduce_max' ? 'max' : 'sum',
+        body: (out, red) => {
+          let j = 0;
+          let o = 0;
+          const coords = xs.map((_, i) => {
+            if (axes.includes(i)) {
+              if (keepdims) o++;
+              return red[j++]!;
+            }
+            return out[o++]!;
+          });
+          return L.value(x, coords);
+        },
+        ...(kind === 'reduce_mean' ? { finalize: (acc: Expr) => mul(acc, cst(1 / count)) } : {}),
+      };
+    },
+  };
+}
+
+/** Input coordinate of a convolution tap: out*stride - pad + k*dil. */
+const tap = (o: Expr, k: Expr, stride: number, pad: number, dil: number): Expr =>
+  add(sub(mul(o, int(stride)), int(pad)), mul(k, int(dil)));
+
+export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
+  input: { kind: 'source' },
+  param: { kind: 'source' },
+  state: { kind: 'source' },
+  full: { kind: 'inline', expr: (n) => cst(n.attrs.value, n.attrs.dtype) },
+  iota: { kind: 'inline', expr: (n, out) => cast(out[n.attrs.axis]!, n.attrs.dtype) },
+  neg: unaryRule, abs: unaryRule, exp: unaryRule, log: unaryRule, sqrt: unaryRule, rsqrt: unaryRule,
+  reciprocal: unaryRule, tanh: unaryRule, sigmoid: unaryRule, relu: unaryRule, sin: unaryRule, cos: unaryRule,
+  add: binaryRule, sub: binaryRule, mul: binaryRule, div: binaryRule, max: binaryRule, min: binaryRule, pow: binaryRule,
+  eq: compareRule, ne: compareRule, lt: compareRule, le: compareRule, gt: compareRule, ge: compareRule,
+  where: elementwise((n, [c, a, b]) => select(cmp('ne', c!, cst(0, c!.t)), a!, b!)),
+  cast: elementwise((n, [a]) => cast(a!, n.attrs.dtype)),
+  stop_gradient: elementwise((_, [a]) => a!),
+  reduce_sum: reduceForm('reduce_sum'),
+  reduce_max: reduceForm('reduce_max'),
+  reduce_mean: reduceForm('reduce_mean'),
+  reshape: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const x = n.inputs[0]!;
+      return L.value(x, delinearize(linearIndex(out, n.type.shape), L.shape(x)));
+    },
+  },
+  transpose: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const coords: Expr[] = [];
+      n.attrs.perm.forEach((p, k) => (coords[p] = out[k]!));
+      return L.value(n.inputs[0]!, coords);
+    },
+  },
+  broadcast_to: { kind: 'inline', expr: (n, out, L) => L.broadcast(n.inputs[0]!, out, n.type.shape) },
+  slice: {
+    kind: 'inline',
+    expr: (n, out, L) => L.value(n.inputs[0]!, out.map((c, k) => add(int(n.attrs.starts[k]!), mul(c, int(n.attrs.steps[k]!))))),
+  },
+  pad: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const x = n.inputs[0]!;
+      const xs = L.shape(x);
+      let valid = cst(1, 'bool');
+      const coords = out.map((c, k) => {
+        const rel = sub(c, int(n.attrs.low[k]!));
+        const step = n.attrs.interior[k]! + 1;
+        const q = div(rel, int(step));
+        valid = and(valid, inRange(rel, 0, (xs[k]! - 1) * step + 1));
+        if (step > 1) valid = and(valid, cmp('eq', mod(rel, int(step)), int(0)));
+        return clamp(q, 0, xs[k]! - 1);
+      });
+      return select(valid, L.value(x, coords), cst(n.attrs.value, n.type.dtype));
+    },
+  },
+  concat: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const ax = n.attrs.axis;
+      const parts: { start: number; id: ValueId; size: number }[] = [];
+      let start = 0;
+      for (const id of n.inputs) {
+        const size = L.shape(id)[ax]!;
+        parts.push({ start, id, size });
+        start += size;
+      }
+      let e: Expr | undefined;
+      for (const p of [...parts].reverse()) {
+        const coords = out.map((c, k) => (k === ax ? clamp(sub(c, int(p.start)), 0, p.size - 1) : c));
+        const v = L.value(p.id, coords);
+        e = e === undefined ? v : select(cmp('lt', out[ax]!, int(p.start + p.size)), v, e);
+      }
+      return e!;
+    },
+  },
+  matmul: {
+    kind: 'contract',
+    form: (n, L) => {
+      const [a, b] = n.inputs as [ValueId, ValueId];
+      const k = L.shape(a).at(-1)!;
+      const r = n.type.shape.length;
+      return {
+        rshape: [k],
+        combine: 'sum',
+        body: (out, [kk]) => {
+          const batch = out.slice(0, r - 2);
+          const av = L.broadcast(a, [...batch, out[r - 2]!, kk!], [...n.type.shape.slice(0, -2), L.shape(a).at(-2)!, k]);
+          const bv = L.broadcast(b, [...batch, kk!, out[r - 1]!], [...n.type.shape.slice(0, -2), k, L.shape(b).at(-1)!]);
+          return mul(av, bv);
+        },
+      };
+    },
+  },
+  gather: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const [t, idx] = n.inputs as [ValueId, ValueId];
+      const ri = L.shape(idx).length;
+      const rows = L.shape(t)[0]!;
+      const r = L.value(idx, out.slice(0, ri));
+      return select(inRange(r, 0, rows), L.value(t, [clamp(r, 0, rows - 1), ...out.slice(ri)]), cst(0, n.type.dtype));
+    },
+  },
+  scatter_add: {
+    kind: 'contract',
+    form: (n, L) => {
+      const [idx, upd] = n.inputs as [ValueId, ValueId];
+      return {
+        rshape: [...L.shape(idx)],
+        combine: 'sum',
+        body: (out, red) =>
+          select(cmp('eq', L.value(idx, red), out[0]!), L.value(upd, [...red, ...out.slice(1)]), cst(0, n.type.dtype)),
+      };
+    },
+  },
+  one_hot: {
+    kind: 'inline',
+    expr: (n, out, L) => cast(cmp('eq', L.value(n.inputs[0]!, out.slice(0, -1)), out.at(-1)!), 'f32'),
+  },
+  conv2d: {
+    kind: 'contract',
+    form: (n, L) => {
+      const [x, w] = n.inputs as [ValueId, ValueId];
+      const [, c, h, wd] = L.shape(x) as [number, number, number, number];
+      const [, , kh, kw] = L.shape(w) as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      return {
+        rshape: [c, kh, kw],
+        combine: 'sum',
+        body: ([b, o, i, j], [ci, ki, kj]) => {
+          const hh = tap(i!, ki!, s[0], p[0], d[0]);
+          const ww = tap(j!, kj!, s[1], p[1], d[1]);
+          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
+          const xv = L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]);
+          return select(valid, mul(xv, L.value(w, [o!, ci!, ki!, kj!])), cst(0));
+        },
+      };
+    },
+  },
+  conv2d_input_grad: {
+    kind: 'contract',
+    form: (n, L) => {
+      const [dy, w] = n.inputs as [ValueId, ValueId];
+      const [, o, oh, ow] = L.shape(dy) as [number, number, number, number];
+      const [, , kh, kw] = L.shape(w) as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      // dx[b,c,h,w] = sum over (o,ki,kj) with h = i*s - p + ki*d of dy[b,o,i,j] w[o,c,ki,kj]
+      const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number) => {
+        const t = sub(add(pos, int(pad)), mul(k, int(dil)));
+        const valid = and(inRange(t, 0, (size - 1) * st + 1), st > 1 ? cmp('eq', mod(t, int(st)), int(0)) : cst(1, 'bool'));
+        return { valid, at: clamp(div(t, int(st)), 0, size - 1) };
+      };
+      return {
+        rshape: [o, kh, kw],
+        combine: 'sum',
+        body: ([b, c, hh, ww], [oc, ki, kj]) => {
+          const r = source(hh!, ki!, s[0], p[0], d[0], oh);
+          const q = source(ww!, kj!, s[1], p[1], d[1], ow);
+          const v = mul(L.value(dy, [b!, oc!, r.at, q.at]), L.value(w, [oc!, c!, ki!, kj!]));
+          return select(and(r.valid, q.valid), v, cst(0));
+        },
+      };
+    },
+  },
+  conv2d_filter_grad: {
+    kind: 'contract',
+    form: (n, L) => {
+      const [x, dy] = n.inputs as [ValueId, ValueId];
+      const [, , h, wd] = L.shape(x) as [number, number, number, number];
+      const [nb, , oh, ow] = L.shape(dy) as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      return {
+        rshape: [nb, oh, ow],
+        combine: 'sum',
+        body: ([o, c, ki, kj], [b, i, j]) => {
+          const hh = tap(i!, ki!, s[0], p[0], d[0]);
+          const ww = tap(j!, kj!, s[1], p[1], d[1]);
+          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
+          const xv = L.value(x, [b!, c!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]);
+          return select(valid, mul(xv, L.value(dy, [b!, o!, i!, j!])), cst(0));
+        },
+      };
+    },
+  },
+};
+
+export const outVars = (rank: number, prefix = 'o'): Expr[] => Array.from({ length: rank }, (_, i) => ivar(`${prefix}${i}`));
+
+/** Whether an op can only be computed as the root of its own kernel. */
+export const isContraction = (op: Op): boolean => LOWER_RULES[op].kind === 'contract';
+export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source';
+
+/**
+ * The kernel that computes value `root`, reading materialized values through bindings and inlining
+ * the rest. `useMatmul` picks the register-tiled matmul body for a 2-D or batched matmul root.
+ */
+export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean): Kernel {
+  const n = g.nodes[root]!;
+  const L = new Lowerer(g, (id) => id !== root && isMaterialized(id));
+  const shape = n.type.shape;
+  const dtype = n.type.dtype;
+  const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
+  let body: KernelBody;
+  if (rule.kind === 'source') throw new AdjointError(`internal: a ${n.op} is a buffer, not a kernel`);
+  if (n.op === 'matmul') {
+    const [a, b] = n.inputs as [ValueId, ValueId];
+    const r = shape.length;
+    const batch = shape.slice(0, -2);
+    const bv = outVars(batch.length, 'b');
+    const [m, k] = L.shape(a).slice(-2) as [number, number];
+    const nn = shape[r - 1]!;
+    body = {
+      kind: 'matmul',
+      batch,
+      m,
+      n: nn,
+      k,
+      lhs: L.broadcast(a, [...bv, ivar('mi'), ivar('ki')], [...batch, m, k]),
+      rhs: L.broadcast(b, [...bv, ivar('ki'), ivar('ni')], [...batch, k, nn]),
+      finalize: tvar('acc', 'f32'),
+    };
+  } else if (rule.kind === 'contract') {
+    const c = rule.form(n as never, L);
+    const acc = tvar('acc', dtype);
+    body = {
+      kind: 'reduce',
+      shape,
+      rshape: c.rshape,
+      combine: c.combine,
+      body: c.body(outVars(shape.length), outVars(c.rshape.length, 'r')),
+      finalize: c.finalize ? c.finalize(acc) : acc,
+    };
+  } else {
+    body = { kind: 'map', shape, expr: rule.expr(n as never, outVars(shape.length), L) };
+  }
+  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, nodes: [root, ...[...L.inlined].sort((p, q) => p - q)] };
+}

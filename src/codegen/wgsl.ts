@@ -1,0 +1,395 @@
+/**
+ * @file WGSL emission: kernel description -> WGSL module text, bindings and a dispatch grid. Each
+ * expression becomes a WGSL function of its index variables (common subexpressions bound once
+ * with `let`), and a small template per kernel kind supplies the loop: one thread per output
+ * element (map, serial reduction), one workgroup per output with a tree reduction in workgroup
+ * memory, a two-kernel split for very large reductions, and a register-tiled (4x4 per thread)
+ * matmul. Shapes are baked into the shader as constants. Every identifier is generated here:
+ * nothing from a model file reaches the text.
+ */
+import { assertNever, internal } from '../ir/errors.js';
+import type { Expr, ScalarType } from './expr.js';
+import { delinearize, int, ivar, keyOf, load, tvar } from './expr.js';
+import type { BufferRef, Combine, Kernel } from './kernel.js';
+
+/** The device limits codegen must respect. */
+export interface CodegenLimits {
+  readonly maxComputeWorkgroupsPerDimension: number;
+  readonly maxComputeInvocationsPerWorkgroup: number;
+  readonly maxComputeWorkgroupStorageSize: number;
+}
+
+export const DEFAULT_LIMITS: CodegenLimits = {
+  maxComputeWorkgroupsPerDimension: 65535,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupStorageSize: 16384,
+};
+
+/** One compute dispatch: a WGSL module, its bindings (inputs then the output) and its grid. */
+export interface Dispatch {
+  readonly wgsl: string;
+  readonly inputs: readonly BufferRef[];
+  readonly output: BufferRef;
+  readonly workgroups: readonly [number, number, number];
+  /** What it computes, for humans (op names and kernel kind; never model-file text). */
+  readonly label: string;
+}
+
+/** A scratch buffer a kernel needs (partial sums of a split reduction). */
+export interface ScratchRequest {
+  readonly id: number;
+  readonly bytes: number;
+}
+
+const WG = 64;
+const REDUCE_WG = 64;
+
+/** A small indenting line builder. */
+class Lines {
+  private readonly out: string[] = [];
+  private depth = 0;
+  line(s: string): this {
+    this.out.push('  '.repeat(this.depth) + s);
+    return this;
+  }
+  open(s: string): this {
+    this.line(s + ' {');
+    this.depth++;
+    return this;
+  }
+  close(suffix = ''): this {
+    this.depth--;
+    return this.line('}' + suffix);
+  }
+  text(): string {
+    return this.out.join('\n') + '\n';
+  }
+}
+
+export function wgslType(t: ScalarType): string {
+  switch (t) {
+    case 'f32': return 'f32';
+    case 'i32': return 'i32';
+    case 'bool': return 'bool';
+    default: return assertNever(t, 'scalar type');
+  }
+}
+
+function literal(v: number, t: ScalarType): string {
+  switch (t) {
+    case 'bool': return v ? 'true' : 'false';
+    case 'i32': return v === -2147483648 ? '(-2147483647i - 1i)' : v < 0 ? `(${v}i)` : `${v}i`;
+    case 'f32': {
+      // Tint refuses non-finite constant expressions; these read module-scope vars at run time.
+      if (Number.isNaN(v)) return 'bitcast<f32>(nan_bits)';
+      if (!Number.isFinite(v)) return v > 0 ? 'bitcast<f32>(inf_bits)' : '(-bitcast<f32>(inf_bits))';
+      let s = String(v);
+      if (!/[.e]/.test(s)) s += '.0';
+      return v < 0 || Object.is(v, -0) ? `(${Object.is(v, -0) ? '-0.0' : s})` : s;
+    }
+    default: return assertNever(t, 'scalar type');
+  }
+}
+
+const BINOP: Record<string, string> = { add: '+', sub: '-', mul: '*', eq: '==', ne: '!=', lt: '<', le: '<=', gt: '>', ge: '>=', and: '&&', or: '||' };
+
+/** Emits the body of a function computing `e`, binding every compound subexpression once. */
+class ExprEmitter {
+  readonly lets: string[] = [];
+  private readonly names = new Map<string, string>();
+  usesPow = false;
+
+  constructor(
+    private readonly binding: (i: number) => string,
+    private readonly prefix = 't',
+  ) {}
+
+  emit(e: Expr): string {
+    if (e.k === 'const') return literal(e.v, e.t);
+    if (e.k === 'var') return e.name;
+    const key = keyOf(e);
+    const known = this.names.get(key);
+    if (known) return known;
+    const text = this.compound(e);
+    const name = `${this.prefix}${this.names.size}`;
+    this.names.set(key, name);
+    this.lets.push(`let ${name}: ${wgslType(e.t)} = ${text};`);
+    return name;
+  }
+
+  private compound(e: Exclude<Expr, { k: 'const' } | { k: 'var' }>): string {
+    switch (e.k) {
+      case 'load': return `${this.binding(e.binding)}[${this.emit(e.index)}]`;
+      case 'unary': {
+        const a = this.emit(e.a);
+        const zero = e.t === 'i32' ? '0i' : '0.0';
+        const op = e.op;
+        switch (op) {
+          case 'neg': return `-${a}`;
+          case 'abs': return `abs(${a})`;
+          case 'exp': return `exp(${a})`;
+          case 'log': return `log(${a})`;
+          case 'sqrt': return `sqrt(${a})`;
+          case 'rsqrt': return `inverseSqrt(${a})`;
+          case 'reciprocal': return `1.0 / ${a}`;
+          // tanh(|x| >= 15) is +-1 in f32; clamping avoids exp overflow inside some tanh implementations.
+          case 'tanh': return `tanh(clamp(${a}, -15.0, 15.0))`;
+          case 'sigmoid': return `1.0 / (1.0 + exp(-${a}))`;
+          case 'relu': return `max(${a}, ${zero})`;
+          case 'sin': return `sin(${a})`;
+          case 'cos': return `cos(${a})`;
+          default: return assertNever(op, 'unary op');
+        }
+      }
+      case 'arith': {
+        const a = this.emit(e.a);
+        const b = this.emit(e.b);
+        const op = e.op;
+        switch (op) {
+          case 'add': case 'sub': case 'mul': return `${a} ${BINOP[op]} ${b}`;
+          // i32: x / 0 = 0 (the interpreter's rule); WGSL alone would give x.
+          case 'div': return e.t === 'i32' ? `select(${a} / ${b}, 0i, ${b} == 0i)` : `${a} / ${b}`;
+          case 'mod': return `${a} % ${b}`;
+          case 'max': return `max(${a}, ${b})`;
+          case 'min': return `min(${a}, ${b})`;
+          case 'pow':
+            this.usesPow = true;
+            return e.t === 'i32' ? `i32(pow_f(f32(${a}), f32(${b})))` : `pow_f(${a}, ${b})`;
+          default: return assertNever(op, 'arith op');
+        }
+      }
+      case 'cmp': case 'logic': return `${this.emit(e.a)} ${BINOP[e.op]} ${this.emit(e.b)}`;
+      case 'select': return `select(${this.emit(e.b)}, ${this.emit(e.a)}, ${this.emit(e.c)})`;
+      case 'cast': {
+        const a = this.emit(e.a);
+        if (e.a.t === 'bool') return e.t === 'f32' ? `select(0.0, 1.0, ${a})` : `select(0i, 1i, ${a})`;
+        if (e.t === 'bool') return `${a} != ${e.a.t === 'f32' ? '0.0' : '0i'}`;
+        return `${wgslType(e.t)}(${a})`;
+      }
+      default: return assertNever(e, 'expression');
+    }
+  }
+}
+
+/** pow with the sign rules of Math.pow for negative bases and integer exponents. */
+const POW_FN = `fn pow_f(x: f32, y: f32) -> f32 {
+  if (y == 0.0) { return 1.0; }
+  let r = pow(abs(x), y);
+  if (x >= 0.0) { return r; }
+  if (fract(y) != 0.0) { return bitcast<f32>(nan_bits); }
+  if (fract(y * 0.5) != 0.0) { return -r; }
+  return r;
+}
+`;
+
+interface Module {
+  readonly fns: string[];
+  readonly bindingNames: (i: number) => string;
+  usesPow: boolean;
+}
+
+/** Adds `fn <name>(<params>) -> <t> { … return e; }` to the module. */
+function addFn(mod: Module, name: string, params: readonly Expr[], e: Expr): void {
+  const em = new ExprEmitter(mod.bindingNames);
+  const ret = em.emit(e);
+  mod.usesPow ||= em.usesPow;
+  const ps = params.map((p) => (p.k === 'var' ? `${p.name}: ${wgslType(p.t)}` : internal('fn param must be a variable'))).join(', ');
+  const l = new Lines().open(`fn ${name}(${ps}) -> ${wgslType(e.t)}`);
+  for (const s of em.lets) l.line(s);
+  l.line(`return ${ret};`).close();
+  mod.fns.push(l.text());
+}
+
+/** Declares bindings b0… (read) and the output (read_write). */
+function header(mod: Module, inputs: readonly ScalarType[], out: ScalarType): string {
+  const l = new Lines().line('// generated by adjoint');
+  l.line('var<private> inf_bits: u32 = 0x7f800000u;').line('var<private> nan_bits: u32 = 0x7fc00000u;');
+  inputs.forEach((t, i) => l.line(`@group(0) @binding(${i}) var<storage, read> b${i}: array<${wgslType(t)}>;`));
+  l.line(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${wgslType(out)}>;`);
+  if (mod.usesPow) l.line(POW_FN);
+  return l.text() + '\n' + mod.fns.join('\n');
+}
+
+/** A 1-D count of workgroups spread over x and y so neither exceeds the device limit. */
+export function grid(groups: number, limits: CodegenLimits): [number, number, number] {
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  const g = Math.max(1, groups);
+  if (g <= max) return [g, 1, 1];
+  const y = Math.ceil(g / max);
+  if (y > max) internal(`a dispatch of ${g} workgroups exceeds ${max}^2`);
+  return [Math.ceil(g / y), y, 1];
+}
+
+const numel = (s: readonly number[]) => s.reduce((p, q) => p * q, 1);
+const vars = (n: number, p: string) => Array.from({ length: n }, (_, i) => ivar(`${p}${i}`));
+const coordLets = (l: Lines, index: string, shape: readonly number[], p: string) =>
+  delinearize(ivar(index), shape).forEach((c, i) => {
+    const em = new ExprEmitter(() => internal('no loads in coordinates'), `${p}t${i}_`);
+    const v = em.emit(c);
+    for (const s of em.lets) l.line(s);
+    l.line(`let ${p}${i}: i32 = ${v};`);
+  });
+const combineText = (c: Combine, a: string, b: string) => (c === 'sum' ? `${a} + ${b}` : `max(${a}, ${b})`);
+const initText = (c: Combine, t: ScalarType) =>
+  c === 'sum' ? literal(0, t) : t === 'i32' ? literal(-2147483648, 'i32') : literal(-Infinity, 'f32');
+const LINEAR = (wg: number) => `i32((wid.y * nwg.x + wid.x) * ${wg}u + lid)`;
+const MAIN_SIG = (wg: number) =>
+  `@compute @workgroup_size(${wg})\nfn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32)`;
+
+/**
+ * Compiles one kernel to its dispatches (two for a split reduction). `inputTypes` gives the dtype
+ * of each input binding; `scratch` allocates scratch buffers.
+ */
+export function emitKernel(
+  k: Kernel,
+  inputTypes: readonly ScalarType[],
+  limits: CodegenLimits,
+  scratch: (bytes: number) => number,
+  label: string,
+): Dispatch[] {
+  const mod: Module = { fns: [], bindingNames: (i) => `b${i}`, usesPow: false };
+  const body = k.body;
+  switch (body.kind) {
+    case 'map': {
+      const n = numel(body.shape);
+      addFn(mod, 'value', vars(body.shape.length, 'o'), body.expr);
+      const l = new Lines().open(MAIN_SIG(WG));
+      l.line(`let i = ${LINEAR(WG)};`).line(`if (i >= ${n}) { return; }`);
+      coordLets(l, 'i', body.shape, 'o');
+      l.line(`out[i] = value(${vars(body.shape.length, 'o').map((v) => (v as { name: string }).name).join(', ')});`).close();
+      return [{ wgsl: header(mod, inputTypes, k.dtype) + '\n' + l.text(), inputs: k.inputs, output: k.output, workgroups: grid(Math.ceil(n / WG), limits), label: `${label} map` }];
+    }
+    case 'reduce':
+      return emitReduce(k, body, inputTypes, limits, scratch, label);
+    case 'matmul':
+      return [emitMatmul(k, body, inputTypes, limits, label)];
+    default:
+      return assertNever(body, 'kernel body');
+  }
+}
+
+type ReduceBody = Extract<Kernel['body'], { kind: 'reduce' }>;
+
+function emitReduce(
+  k: Kernel, body: ReduceBody, inputTypes: readonly ScalarType[], limits: CodegenLimits,
+  scratch: (bytes: number) => number, label: string,
+): Dispatch[] {
+  const outs = numel(body.shape);
+  const r = numel(body.rshape);
+  const ov = vars(body.shape.length, 'o');
+  const rv = vars(body.rshape.length, 'r');
+  const oNames = ov.map((v) => (v as { name: string }).name);
+  const rNames = rv.map((v) => (v as { name: string }).name);
+  const t = k.dtype;
+  const acc = tvar('acc', t);
+  const mod: Module = { fns: [], bindingNames: (i) => `b${i}`, usesPow: false };
+  addFn(mod, 'body', [...ov, ...rv], body.body);
+  addFn(mod, 'fin', [acc, ...ov], body.finalize);
+
+  // Serial: one thread per output, nested loops over the reduction space.
+  if (r <= 128 || outs >= 8192) {
+    const l = new Lines().open(MAIN_SIG(WG));
+    l.line(`let i = ${LINEAR(WG)};`).line(`if (i >= ${outs}) { return; }`);
+    coordLets(l, 'i', body.shape, 'o');
+    l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
+    body.rshape.forEach((d, j) => l.open(`for (var r${j} = 0i; r${j} < ${d}i; r${j}++)`));
+    l.line(`acc = ${combineText(body.combine, 'acc', `body(${[...oNames, ...rNames].join(', ')})`)};`);
+    body.rshape.forEach(() => l.close());
+    l.line(`out[i] = fin(${['acc', ...oNames].join(', ')});`).close();
+    return [{ wgsl: header(mod, inputTypes, t) + '\n' + l.text(), inputs: k.inputs, output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(serial)` }];
+  }
+
+  // Split: very large reductions with few outputs go through partial results in scratch.
+  const split = r >= 65536 && outs < 64;
+  const groups = split ? Math.min(1024, Math.ceil(r / 4096)) : 1;
+  const chunk = Math.ceil(r / groups);
+  const first = workgroupReduce(mod, body, t, inputTypes, outs, groups, chunk, oNames, rNames, split);
+  if (!split) return [{ wgsl: first, inputs: k.inputs, output: k.output, workgroups: grid(outs, limits), label: `${label} reduce(workgroup)` }];
+
+  const partials = scratch(outs * groups * 4);
+  const phase1: Dispatch = { wgsl: first, inputs: k.inputs, output: { kind: 'scratch', id: partials }, workgroups: grid(outs * groups, limits), label: `${label} reduce(split 1/2)` };
+  // Phase 2: combine the partials of each output, then finalize.
+  const mod2: Module = { fns: [], bindingNames: (i) => `b${i}`, usesPow: false };
+  addFn(mod2, 'fin', [acc, ...ov], body.finalize);
+  const l = new Lines().open(MAIN_SIG(WG));
+  l.line(`let i = ${LINEAR(WG)};`).line(`if (i >= ${outs}) { return; }`);
+  coordLets(l, 'i', body.shape, 'o');
+  l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
+  l.open(`for (var g = 0i; g < ${groups}i; g++)`).line(`acc = ${combineText(body.combine, 'acc', `b0[i * ${groups}i + g]`)};`).close();
+  l.line(`out[i] = fin(${['acc', ...oNames].join(', ')});`).close();
+  const phase2: Dispatch = { wgsl: header(mod2, [t], t) + '\n' + l.text(), inputs: [{ kind: 'scratch', id: partials }], output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(split 2/2)` };
+  return [phase1, phase2];
+}
+
+/** One workgroup per (output, group): threads stride over the group's chunk, then a tree in workgroup memory. */
+function workgroupReduce(
+  mod: Module, body: ReduceBody, t: ScalarType, inputTypes: readonly ScalarType[], outs: number, groups: number,
+  chunk: number, oNames: readonly string[], rNames: readonly string[], partial: boolean,
+): string {
+  const r = numel(body.rshape);
+  const l = new Lines().line(`var<workgroup> partial: array<${wgslType(t)}, ${REDUCE_WG}>;`).line('');
+  l.open(MAIN_SIG(REDUCE_WG));
+  l.line(`let w = i32(wid.y * nwg.x + wid.x);`).line(`if (w >= ${outs * groups}) { return; }`);
+  l.line(`let i = w / ${groups}i;`).line(`let g = w % ${groups}i;`);
+  coordLets(l, 'i', body.shape, 'o');
+  l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
+  l.line(`let end = min(${r}i, (g + 1i) * ${chunk}i);`);
+  l.open(`for (var s = g * ${chunk}i + i32(lid); s < end; s += ${REDUCE_WG}i)`);
+  coordLets(l, 's', body.rshape, 'r');
+  l.line(`acc = ${combineText(body.combine, 'acc', `body(${[...oNames, ...rNames].join(', ')})`)};`);
+  l.close();
+  l.line('partial[lid] = acc;').line('workgroupBarrier();');
+  l.open(`for (var h = ${REDUCE_WG / 2}u; h > 0u; h = h >> 1u)`);
+  l.open('if (lid < h)').line(`partial[lid] = ${combineText(body.combine, 'partial[lid]', 'partial[lid + h]')};`).close();
+  l.line('workgroupBarrier();').close();
+  l.open('if (lid == 0u)');
+  l.line(partial ? 'out[w] = partial[0];' : `out[i] = fin(${['partial[0]', ...oNames].join(', ')});`);
+  l.close().close();
+  return header(mod, inputTypes, t) + '\n' + l.text();
+}
+
+type MatmulBody = Extract<Kernel['body'], { kind: 'matmul' }>;
+const TILE = 4;
+const MM_WG = 8;
+
+function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits, label: string): Dispatch {
+  const { m, n, k: kk, batch } = body;
+  const bv = vars(batch.length, 'b');
+  const bNames = bv.map((v) => (v as { name: string }).name);
+  const mod: Module = { fns: [], bindingNames: (i) => `b${i}`, usesPow: false };
+  addFn(mod, 'lhs', [...bv, ivar('mi'), ivar('ki')], body.lhs);
+  addFn(mod, 'rhs', [...bv, ivar('ki'), ivar('ni')], body.rhs);
+  addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, ivar('mi'), ivar('ni')], body.finalize);
+  const l = new Lines().line(`@compute @workgroup_size(${MM_WG}, ${MM_WG})`);
+  l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
+  l.line(`let n0 = i32(gid.x) * ${TILE}i;`).line(`let m0 = i32(gid.y) * ${TILE}i;`);
+  l.line(`if (n0 >= ${n}i || m0 >= ${m}i) { return; }`);
+  l.line('let bz = i32(gid.z);');
+  coordLets(l, 'bz', batch, 'b');
+  const args = (...xs: string[]) => [...bNames, ...xs].join(', ');
+  for (let i = 0; i < TILE; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
+  for (let j = 0; j < TILE; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
+  for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`var c${i}${j}: f32 = 0.0;`);
+  l.open(`for (var ki = 0i; ki < ${kk}i; ki++)`);
+  for (let i = 0; i < TILE; i++) l.line(`let a${i} = lhs(${args(`mr${i}`, 'ki')});`);
+  for (let j = 0; j < TILE; j++) l.line(`let v${j} = rhs(${args('ki', `nc${j}`)});`);
+  for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`c${i}${j} = fma(a${i}, v${j}, c${i}${j});`);
+  l.close();
+  l.line(`let base = bz * ${m * n}i;`);
+  for (let i = 0; i < TILE; i++) {
+    l.open(`if (m0 + ${i}i < ${m}i)`);
+    for (let j = 0; j < TILE; j++) {
+      l.line(`if (n0 + ${j}i < ${n}i) { out[base + (m0 + ${i}i) * ${n}i + n0 + ${j}i] = fin(${args(`c${i}${j}`, `m0 + ${i}i`, `n0 + ${j}i`)}); }`);
+    }
+    l.close();
+  }
+  l.close();
+  const gx = Math.ceil(Math.ceil(n / TILE) / MM_WG);
+  const gy = Math.ceil(Math.ceil(m / TILE) / MM_WG);
+  const gz = numel(batch);
+  const max = limits.maxComputeWorkgroupsPerDimension;
+  if (gx > max || gy > max || gz > max) internal(`matmul grid ${gx}x${gy}x${gz} exceeds ${max} per dimension`);
+  return { wgsl: header(mod, inputTypes, 'f32') + '\n' + l.text(), inputs: k.inputs, output: k.output, workgroups: [gx, gy, gz], label: `${label} matmul` };
+}
+
+export { load, int };

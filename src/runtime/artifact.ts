@@ -1,0 +1,83 @@
+/**
+ * @file The artifact: everything the runtime needs to run a compiled program, and nothing of the
+ * compiler. WGSL shader modules, the buffers (each a region of a GPU buffer: `arena` + `offset`),
+ * the dispatch list of one step with its bindings and workgroup counts, the copies that write
+ * updated parameters back at the end of the step, and the layout of inputs, outputs, parameters
+ * and optimizer state. Serializable as `manifest.json` plus the shader files.
+ */
+import type { Init } from '../ir/ops.js';
+
+export const ARTIFACT_FORMAT = 'adjoint-artifact';
+export const ARTIFACT_VERSION = 1;
+
+export type ArtifactDType = 'f32' | 'i32';
+export type BufferRole = 'input' | 'param' | 'state' | 'temp' | 'scratch';
+
+/** One GPU buffer the runtime creates. */
+export interface ArenaSpec {
+  readonly id: number;
+  readonly bytes: number;
+  readonly role: BufferRole;
+}
+
+/** A tensor's place: `bytes` at `offset` inside arena `arena`. */
+export interface Region {
+  readonly arena: number;
+  readonly offset: number;
+  readonly bytes: number;
+}
+
+export interface TensorSlot {
+  readonly name: string;
+  readonly dtype: ArtifactDType;
+  readonly shape: readonly number[];
+  readonly region: Region;
+}
+
+export interface PersistentSlot extends TensorSlot {
+  readonly init: Init;
+}
+
+export interface DispatchSpec {
+  /** Index into `shaders`. */
+  readonly shader: number;
+  /** Bindings 0..n-1 in order; the last one is written. */
+  readonly bindings: readonly Region[];
+  readonly workgroups: readonly [number, number, number];
+  readonly label: string;
+}
+
+export interface CopySpec {
+  readonly from: Region;
+  readonly to: Region;
+}
+
+export interface Requirements {
+  readonly limits: {
+    readonly maxStorageBuffersPerShaderStage: number;
+    readonly maxStorageBufferBindingSize: number;
+    readonly maxBufferSize: number;
+    readonly maxComputeWorkgroupsPerDimension: number;
+    readonly maxComputeInvocationsPerWorkgroup: number;
+    readonly maxComputeWorkgroupStorageSize: number;
+  };
+  readonly features: readonly string[];
+}
+
+export interface Artifact {
+  readonly format: typeof ARTIFACT_FORMAT;
+  readonly version: typeof ARTIFACT_VERSION;
+  readonly name: string;
+  readonly requirements: Requirements;
+  readonly shaders: readonly string[];
+  readonly arenas: readonly ArenaSpec[];
+  readonly inputs: readonly TensorSlot[];
+  readonly outputs: readonly TensorSlot[];
+  readonly params: readonly PersistentSlot[];
+  readonly state: readonly PersistentSlot[];
+  /** One step: these dispatches in order, then `copies`. */
+  readonly dispatches: readonly DispatchSpec[];
+  readonly copies: readonly CopySpec[];
+  /** Name of the loss output when the program trains. */
+  readonly loss?: string;
+}

@@ -1,0 +1,228 @@
+/**
+ * @file A loaded program: the artifact's buffers, pipelines and bind groups created once, and a
+ * step encoded as one command buffer with one `queue.submit`: the dispatches in order, then the
+ * copies that write updated parameters back. Parameters and optimizer state stay on the GPU;
+ * reading an output back is optional and does not stall the next step (a small ring of staging
+ * buffers is mapped asynchronously). No GPU object but the per-step command encoder is created
+ * after loading.
+ */
+import { DeviceError } from '../ir/errors.js';
+import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
+import { deviceLimits } from './device.js';
+import { initValues } from './init.js';
+
+export type HostArray = Float32Array | Int32Array;
+
+export interface LoadOptions {
+  /** Seed of parameter initialization. */
+  readonly seed?: number;
+  /** Check every shader with getCompilationInfo and refuse any error or warning (slower load). */
+  readonly strictShaders?: boolean;
+}
+
+interface Staging {
+  readonly buffer: GPUBuffer;
+  busy: boolean;
+}
+
+const RING = 3;
+
+function check(cond: boolean, msg: string): asserts cond {
+  if (!cond) throw new DeviceError(msg);
+}
+
+export class Program {
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly pipelines: GPUComputePipeline[] = [];
+  private readonly bindGroups: GPUBindGroup[] = [];
+  private readonly staging = new Map<string, Staging[]>();
+  private readonly byName = new Map<string, TensorSlot>();
+  private paramStaging: GPUBuffer | undefined;
+  private stepCount = 0;
+
+  private constructor(
+    readonly device: GPUDevice,
+    readonly artifact: Artifact,
+  ) {}
+
+  /** Creates every GPU object of the program, checks the device's limits, initializes parameters. */
+  static async load(device: GPUDevice, artifact: Artifact, opts: LoadOptions = {}): Promise<Program> {
+    const p = new Program(device, artifact);
+    p.checkLimits();
+    device.pushErrorScope('out-of-memory');
+    device.pushErrorScope('validation');
+    for (const a of artifact.arenas) {
+      p.buffers.push(device.createBuffer({
+        size: a.bytes,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+        label: `arena${a.id}:${a.role}`,
+      }));
+    }
+    const modules = artifact.shaders.map((code, i) => device.createShaderModule({ code, label: `shader${i}` }));
+    if (opts.strictShaders) {
+      for (const [i, m] of modules.entries()) {
+        const info = await m.getCompilationInfo();
+        const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
+        if (msgs.length) {
+          const users = artifact.dispatches.filter((d) => d.shader === i).map((d) => d.label);
+          throw new DeviceError(`shader ${i} (${users[0] ?? 'unused'}): ${msgs.map((x) => `${x.type} at ${x.lineNum}:${x.linePos}: ${x.message}`).join('; ')}`);
+        }
+      }
+    }
+    for (const [i, m] of modules.entries()) {
+      p.pipelines.push(device.createComputePipeline({ layout: 'auto', compute: { module: m, entryPoint: 'main' }, label: `pipeline${i}` }));
+    }
+    for (const [i, d] of artifact.dispatches.entries()) {
+      const pipeline = p.pipelines[d.shader]!;
+      p.bindGroups.push(device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: d.bindings.map((r, b) => ({ binding: b, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } })),
+        label: `dispatch${i}`,
+      }));
+    }
+    const validation = await device.popErrorScope();
+    const oom = await device.popErrorScope();
+    if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
+    if (validation) throw new DeviceError(`the device rejected program "${artifact.name}": ${validation.message}`);
+    for (const s of [...artifact.inputs, ...artifact.outputs, ...artifact.params, ...artifact.state]) p.byName.set(s.name, s);
+    p.initialize(opts.seed ?? 0);
+    return p;
+  }
+
+  private checkLimits(): void {
+    const have = deviceLimits(this.device);
+    const need = this.artifact.requirements.limits;
+    for (const [k, v] of Object.entries(need) as [keyof typeof need, number][]) {
+      const h = (have as Record<string, number | undefined>)[k];
+      if (k === 'maxStorageBufferBindingSize' || k === 'maxBufferSize') {
+        const biggest = Math.max(0, ...this.artifact.arenas.map((a) => a.bytes));
+        check(h === undefined || biggest <= h, `program "${this.artifact.name}" needs a buffer of ${biggest} bytes but the device's ${k} is ${h}`);
+      } else if (k === 'maxStorageBuffersPerShaderStage') {
+        const most = Math.max(0, ...this.artifact.dispatches.map((d) => d.bindings.length));
+        check(h === undefined || most <= h, `program "${this.artifact.name}" binds ${most} storage buffers in one kernel but the device allows ${h}`);
+      } else {
+        check(h === undefined || v <= h, `program "${this.artifact.name}" was compiled for ${k} = ${v} but the device has ${h}`);
+      }
+    }
+  }
+
+  /** (Re)initializes every parameter and state from its init rule and the seed. */
+  initialize(seed: number): void {
+    for (const s of [...this.artifact.params, ...this.artifact.state]) this.writeRegion(s, initData(s, seed));
+    this.stepCount = 0;
+  }
+
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  private slot(name: string): TensorSlot {
+    const s = this.byName.get(name);
+    if (!s) throw new DeviceError(`program "${this.artifact.name}" has no input, output, parameter or state named "${name}"`);
+    return s;
+  }
+
+  private writeRegion(s: TensorSlot, data: HostArray): void {
+    const n = s.shape.reduce((p, q) => p * q, 1);
+    if (data.length !== n) throw new DeviceError(`"${s.name}" takes ${n} values (${s.dtype}[${s.shape.join(',')}]), got ${data.length}`);
+    const want = s.dtype === 'i32' ? Int32Array : Float32Array;
+    const arr = data instanceof want ? data : want.from(data);
+    this.device.queue.writeBuffer(this.buffers[s.region.arena]!, s.region.offset, arr.buffer, arr.byteOffset, n * 4);
+  }
+
+  /** Writes an input (before a step) or a parameter/state (e.g. from a checkpoint). */
+  write(name: string, data: HostArray): void {
+    this.writeRegion(this.slot(name), data);
+  }
+
+  /**
+   * Runs one step: writes `feeds`, encodes every dispatch and the update copies in one command
+   * buffer, submits it. With `read`, also copies those outputs to staging buffers and returns a
+   * promise of their values, which resolves when the GPU is done — without blocking later steps.
+   */
+  step(feeds: Readonly<Record<string, HostArray>> = {}, read: readonly string[] = []): Promise<Map<string, HostArray>> | undefined {
+    for (const [k, v] of Object.entries(feeds)) this.write(k, v);
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    this.artifact.dispatches.forEach((d, i) => {
+      pass.setPipeline(this.pipelines[d.shader]!);
+      pass.setBindGroup(0, this.bindGroups[i]!);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+    });
+    pass.end();
+    const reads: [TensorSlot, Staging][] = [];
+    for (const name of read) {
+      const s = this.slot(name);
+      const st = this.freeStaging(s);
+      enc.copyBufferToBuffer(this.buffers[s.region.arena]!, s.region.offset, st.buffer, 0, s.region.bytes);
+      reads.push([s, st]);
+    }
+    for (const c of this.artifact.copies) {
+      enc.copyBufferToBuffer(this.buffers[c.from.arena]!, c.from.offset, this.buffers[c.to.arena]!, c.to.offset, c.from.bytes);
+    }
+    this.device.queue.submit([enc.finish()]);
+    this.stepCount++;
+    if (!reads.length) return undefined;
+    return Promise.all(reads.map(async ([s, st]) => [s.name, await this.mapRead(s, st)] as const)).then((xs) => new Map(xs));
+  }
+
+  private freeStaging(s: TensorSlot): Staging {
+    let ring = this.staging.get(s.name);
+    if (!ring) {
+      ring = Array.from({ length: RING }, () => ({
+        buffer: this.device.createBuffer({ size: s.region.bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: `staging:${s.name}` }),
+        busy: false,
+      }));
+      this.staging.set(s.name, ring);
+    }
+    const st = ring.find((x) => !x.busy);
+    if (!st) throw new DeviceError(`more than ${RING} reads of "${s.name}" are in flight; await earlier step results first`);
+    st.busy = true;
+    return st;
+  }
+
+  private async mapRead(s: TensorSlot, st: Staging): Promise<HostArray> {
+    try {
+      await st.buffer.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+      const copy = st.buffer.getMappedRange(0, s.region.bytes).slice(0);
+      st.buffer.unmap();
+      return s.dtype === 'i32' ? new Int32Array(copy) : new Float32Array(copy);
+    } finally {
+      st.busy = false;
+    }
+  }
+
+  /** Reads any output, parameter or state by name (waits for the GPU). */
+  async read(name: string): Promise<HostArray> {
+    const s = this.slot(name);
+    const biggest = Math.max(...[...this.byName.values()].map((x) => x.region.bytes));
+    this.paramStaging ??= this.device.createBuffer({ size: biggest, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging:read' });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.buffers[s.region.arena]!, s.region.offset, this.paramStaging, 0, s.region.bytes);
+    this.device.queue.submit([enc.finish()]);
+    await this.paramStaging.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+    const copy = this.paramStaging.getMappedRange(0, s.region.bytes).slice(0);
+    this.paramStaging.unmap();
+    return s.dtype === 'i32' ? new Int32Array(copy) : new Float32Array(copy);
+  }
+
+  /** Every parameter and state value, by name (for checkpoints). */
+  async snapshot(): Promise<Map<string, HostArray>> {
+    const out = new Map<string, HostArray>();
+    for (const s of [...this.artifact.params, ...this.artifact.state]) out.set(s.name, await this.read(s.name));
+    return out;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+    for (const r of this.staging.values()) for (const s of r) s.buffer.destroy();
+    this.paramStaging?.destroy();
+  }
+}
+
+function initData(s: PersistentSlot, seed: number): HostArray {
+  const v = initValues(s.init, s.shape, seed, s.name);
+  return s.dtype === 'i32' ? Int32Array.from(v) : v;
+}
+
+export type { Region };
