@@ -31,11 +31,11 @@ export type KernelBody =
       readonly m: number;
       readonly n: number;
       readonly k: number;
-      /** A[b*, m, k] over vars b0…, `mi`, `ki`. */
+      /** A[b*, m, k] over vars z0…, `mi`, `ki`. */
       readonly lhs: Expr;
-      /** B[b*, k, n] over vars b0…, `ki`, `ni`. */
+      /** B[b*, k, n] over vars z0…, `ki`, `ni`. */
       readonly rhs: Expr;
-      /** Applied to the accumulated `acc` (vars b*, `mi`, `ni` available). */
+      /** Applied to the accumulated `acc` (vars z*, `mi`, `ni` available). */
       readonly finalize: Expr;
     };
 

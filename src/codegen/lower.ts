@@ -330,7 +330,7 @@ export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueI
     const [a, b] = n.inputs as [ValueId, ValueId];
     const r = shape.length;
     const batch = shape.slice(0, -2);
-    const bv = outVars(batch.length, 'b');
+    const bv = outVars(batch.length, 'z');
     const [m, k] = L.shape(a).slice(-2) as [number, number];
     const nn = shape[r - 1]!;
     body = {
