@@ -13,3 +13,18 @@ export {
   MAX_RECORDED_ERRORS,
 } from './device.js';
 export type { GetDeviceOptions, ComputeLimitName, ComputeLimits, DeviceHealth } from './device.js';
+export { Program } from './program.js';
+export type { HostArray, LoadOptions } from './program.js';
+export type { Artifact, TensorSlot, PersistentSlot, DispatchSpec, Region } from './artifact.js';
+export { parseBundle, bundleFiles, ArtifactError, MANIFEST } from './bundle.js';
+export type { Bundle } from './bundle.js';
+export { encodeCheckpoint, decodeCheckpoint, CheckpointError } from './checkpoint.js';
+export { initValues } from './init.js';
+
+import type { Artifact } from './artifact.js';
+import { Program, type LoadOptions } from './program.js';
+
+/** Loads an artifact onto a device: creates its buffers, pipelines and bind groups once. */
+export function loadArtifact(device: GPUDevice, artifact: Artifact, opts: LoadOptions = {}): Promise<Program> {
+  return Program.load(device, artifact, opts);
+}
