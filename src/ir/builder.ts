@@ -55,7 +55,7 @@ export class GraphBuilder {
     } catch (e) {
       if (e instanceof ShapeError) {
         const args = inputs.map((v) => `${valueName(v.id)}:${fmtType(v.type)}`).join(' ');
-        throw new ShapeError(`${op}${args ? ' ' + args : ''}: ${e.message}`);
+        throw new ShapeError(`${op}${args ? ' ' + args : ''}: ${e.message}`, { cause: e });
       }
       throw e;
     }

@@ -6,14 +6,29 @@
  * (softmax, layernorm, attention, pooling, …) are decomposed into primitives by the builder.
  */
 import { z } from 'zod';
-import { DTYPES } from './dtype.js';
+import { DTYPES, fmtType, typeEq } from './dtype.js';
 import { GraphBuilder, convAttrs, type Value } from './builder.js';
 import { AdjointError, ModelFormatError } from './errors.js';
 import { MODEL_FORMAT_VERSION, type Model, type OptimizerConfig } from './model.js';
 import { OPS, UNARY_OPS, BINARY_OPS, COMPARE_OPS, REDUCE_OPS, type Op, type SourceOp } from './ops.js';
 
 const MAX_NAME = 256;
-const name = z.string().min(1, 'must be a non-empty string').max(MAX_NAME, `must be at most ${MAX_NAME} characters`);
+/**
+ * Value names: letters, digits and `_ . : / -`, optionally after a leading `%` (the serializer's
+ * anonymous names). Names appear in printed IR, error messages and artifact manifests, so they are
+ * kept to one printable token; they never reach WGSL.
+ */
+export const NAME_PATTERN = /^%?[A-Za-z0-9_][A-Za-z0-9_.:/-]*$/;
+const name = z
+  .string()
+  .min(1, 'must be a non-empty string')
+  .max(MAX_NAME, `must be at most ${MAX_NAME} characters`)
+  .regex(NAME_PATTERN, 'is not a valid name (use letters, digits and _ . : / -, optionally after a leading %)');
+const modelName = z
+  .string()
+  .min(1, 'must be a non-empty string')
+  .max(MAX_NAME, `must be at most ${MAX_NAME} characters`)
+  .regex(/^[^\u0000-\u001f\u007f]*$/, 'is not a valid model name (control characters are not allowed)');
 const dim = z.number().int('must be an integer').min(1, 'must be >= 1').max(2 ** 31 - 1, 'must be < 2^31');
 const shape = z.array(dim).max(8, 'rank must be at most 8');
 const dtype = z.enum(DTYPES);
@@ -21,14 +36,23 @@ const int = z.number().int('must be an integer');
 const nat = int.min(0, 'must be >= 0');
 const pos = int.min(1, 'must be >= 1');
 const finite = z.number().refine(Number.isFinite, 'must be a finite number');
-const pair = (p: z.ZodNumber) => z.union([p, z.tuple([p, p])]).transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v));
+const positive = finite.refine((v) => v > 0, 'must be > 0');
+const nonNegative = finite.refine((v) => v >= 0, 'must be >= 0');
+/** A decay rate in [0, 1). */
+const rate = finite.refine((v) => v >= 0 && v < 1, 'must be >= 0 and < 1');
+const pair = (p: z.ZodNumber, what: string) =>
+  z
+    .union([p, z.tuple([p, p])], { error: `must be ${what} or a pair [h, w] of them` })
+    .transform((v): [number, number] => (typeof v === 'number' ? [v, v] : v));
 
 const init = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('zeros') }),
   z.strictObject({ kind: z.literal('ones') }),
   z.strictObject({ kind: z.literal('constant'), value: finite }),
-  z.strictObject({ kind: z.literal('uniform'), low: finite, high: finite }),
-  z.strictObject({ kind: z.literal('normal'), std: finite }),
+  z
+    .strictObject({ kind: z.literal('uniform'), low: finite, high: finite })
+    .refine((u) => u.low <= u.high, { message: 'must have low <= high', path: ['high'] }),
+  z.strictObject({ kind: z.literal('normal'), std: nonNegative }),
   z.strictObject({ kind: z.literal('glorot_uniform') }),
   z.strictObject({ kind: z.literal('he_normal') }),
 ]);
@@ -36,17 +60,17 @@ const init = z.discriminatedUnion('kind', [
 const optimizer = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
-    lr: finite,
-    momentum: finite.default(0),
-    weightDecay: finite.default(0),
+    lr: positive,
+    momentum: rate.default(0),
+    weightDecay: nonNegative.default(0),
   }),
   z.strictObject({
     kind: z.literal('adam'),
-    lr: finite,
-    beta1: finite.default(0.9),
-    beta2: finite.default(0.999),
-    eps: finite.default(1e-8),
-    weightDecay: finite.default(0),
+    lr: positive,
+    beta1: rate.default(0.9),
+    beta2: rate.default(0.999),
+    eps: positive.default(1e-8),
+    weightDecay: nonNegative.default(0),
   }),
 ]);
 
@@ -58,8 +82,8 @@ const node = z.strictObject({
 });
 
 export const modelSchema = z.strictObject({
-  version: z.literal(MODEL_FORMAT_VERSION, { error: `must be ${MODEL_FORMAT_VERSION} (the model format version this compiler reads)` }),
-  name: name.default('model'),
+  version: z.literal(MODEL_FORMAT_VERSION),
+  name: modelName.default('model'),
   inputs: z.array(z.strictObject({ name, shape, dtype: dtype.default('f32') })).default([]),
   params: z.array(z.strictObject({ name, shape, init: init.default({ kind: 'glorot_uniform' }) })).default([]),
   state: z.array(z.strictObject({ name, shape, dtype: dtype.default('f32'), init: init.default({ kind: 'zeros' }) })).default([]),
@@ -73,14 +97,18 @@ export type ModelJson = z.input<typeof modelSchema>;
 
 // ---- per-op attributes as written in JSON, and how each op is built --------------------------
 
-const axes = z.union([int, z.array(int)]);
-const conv = { stride: pair(pos).default([1, 1]), padding: pair(nat).default([0, 0]), dilation: pair(pos).default([1, 1]) };
+const axes = z.union([int, z.array(int)], { error: 'must be an integer or an array of integers' });
+const conv = {
+  stride: pair(pos, 'an integer >= 1').default([1, 1]),
+  padding: pair(nat, 'an integer >= 0').default([0, 0]),
+  dilation: pair(pos, 'an integer >= 1').default([1, 1]),
+};
 const none = z.strictObject({});
 
 interface OpSpec<S extends z.ZodType> {
   readonly attrs: S;
-  /** Number of inputs, or 'variadic'. */
-  readonly arity: number | 'variadic';
+  /** Number of inputs, or the range [min, max] of it. */
+  readonly arity: number | readonly [number, number];
   readonly build: (b: GraphBuilder, xs: readonly Value[], a: z.output<S>) => Value;
 }
 const spec = <S extends z.ZodType>(s: OpSpec<S>): OpSpec<S> => s;
@@ -98,7 +126,11 @@ const reduces = Object.fromEntries(
   REDUCE_OPS.map((op) => [op, spec({ attrs: reduceSpec, arity: 1, build: (b, xs, a) => b.reduce(op, at(xs, 0), a.axes, a.keepdims) })]),
 ) as Record<(typeof REDUCE_OPS)[number], OpSpec<typeof reduceSpec>>;
 
-const poolSpec = z.strictObject({ kernel: pair(pos), stride: pair(pos).optional(), padding: pair(nat).default([0, 0]) });
+const poolSpec = z.strictObject({
+  kernel: pair(pos, 'an integer >= 1'),
+  stride: pair(pos, 'an integer >= 1').optional(),
+  padding: pair(nat, 'an integer >= 0').default([0, 0]),
+});
 
 /** Every primitive (but the sources that have their own sections) and every composite. */
 const OP_SPECS = {
@@ -120,30 +152,30 @@ const OP_SPECS = {
     arity: 1,
     build: (b, xs, a) => b.pad(at(xs, 0), a.low, a.high, a.value, a.interior),
   }),
-  concat: spec({ attrs: z.strictObject({ axis: int }), arity: 'variadic', build: (b, xs, a) => b.concat(xs, a.axis) }),
+  concat: spec({ attrs: z.strictObject({ axis: int }), arity: [1, Infinity], build: (b, xs, a) => b.concat(xs, a.axis) }),
   matmul: spec({ attrs: none, arity: 2, build: (b, xs) => b.matmul(at(xs, 0), at(xs, 1)) }),
   gather: spec({ attrs: none, arity: 2, build: (b, xs) => b.gather(at(xs, 0), at(xs, 1)) }),
   scatter_add: spec({ attrs: z.strictObject({ rows: pos }), arity: 2, build: (b, xs, a) => b.scatterAdd(at(xs, 0), at(xs, 1), a.rows) }),
   one_hot: spec({ attrs: z.strictObject({ depth: pos }), arity: 1, build: (b, xs, a) => b.oneHot(at(xs, 0), a.depth) }),
   conv2d: spec({ attrs: z.strictObject(conv), arity: 2, build: (b, xs, a) => b.conv2d(at(xs, 0), at(xs, 1), a) }),
   conv2d_input_grad: spec({
-    attrs: z.strictObject({ ...conv, size: pair(pos) }),
+    attrs: z.strictObject({ ...conv, size: pair(pos, 'an integer >= 1') }),
     arity: 2,
     build: (b, xs, a) => b.add('conv2d_input_grad', { ...convAttrs(a), size: a.size }, xs),
   }),
   conv2d_filter_grad: spec({
-    attrs: z.strictObject({ ...conv, kernel: pair(pos) }),
+    attrs: z.strictObject({ ...conv, kernel: pair(pos, 'an integer >= 1') }),
     arity: 2,
     build: (b, xs, a) => b.add('conv2d_filter_grad', { ...convAttrs(a), kernel: a.kernel }, xs),
   }),
   // ---- composites: decomposed into primitives by the builder ----
-  linear: spec({ attrs: none, arity: 'variadic', build: (b, xs) => b.linear(at(xs, 0), at(xs, 1), xs[2]) }),
+  linear: spec({ attrs: none, arity: [2, 3], build: (b, xs) => b.linear(at(xs, 0), at(xs, 1), xs[2]) }),
   square: spec({ attrs: none, arity: 1, build: (b, xs) => b.square(at(xs, 0)) }),
   softmax: spec({ attrs: z.strictObject({ axis: int.default(-1) }), arity: 1, build: (b, xs, a) => b.softmax(at(xs, 0), a.axis) }),
   log_softmax: spec({ attrs: z.strictObject({ axis: int.default(-1) }), arity: 1, build: (b, xs, a) => b.logSoftmax(at(xs, 0), a.axis) }),
   softmax_cross_entropy: spec({ attrs: none, arity: 2, build: (b, xs) => b.softmaxCrossEntropy(at(xs, 0), at(xs, 1)) }),
   mse: spec({ attrs: none, arity: 2, build: (b, xs) => b.mse(at(xs, 0), at(xs, 1)) }),
-  layernorm: spec({ attrs: z.strictObject({ eps: finite.default(1e-5) }), arity: 'variadic', build: (b, xs, a) => b.layerNorm(at(xs, 0), xs[1], xs[2], a.eps) }),
+  layernorm: spec({ attrs: z.strictObject({ eps: nonNegative.default(1e-5) }), arity: [1, 3], build: (b, xs, a) => b.layerNorm(at(xs, 0), xs[1], xs[2], a.eps) }),
   gelu: spec({ attrs: none, arity: 1, build: (b, xs) => b.gelu(at(xs, 0)) }),
   attention: spec({ attrs: z.strictObject({ causal: z.boolean().default(false) }), arity: 3, build: (b, xs, a) => b.attention(at(xs, 0), at(xs, 1), at(xs, 2), a.causal) }),
   max_pool2d: spec({ attrs: poolSpec, arity: 1, build: (b, xs, a) => b.maxPool2d(at(xs, 0), a) }),
@@ -161,48 +193,193 @@ export type SourceKind = Extract<SourceOp, 'input' | 'param' | 'state'>;
 
 // ---- loading -------------------------------------------------------------------------------
 
-/** `['nodes', 3, 'inputs', 1]` -> `nodes[3].inputs[1]` */
+/** `['nodes', 3, 'inputs', 1]` -> `nodes[3].inputs[1]`; keys that are not identifiers are quoted. */
 export function fmtPath(path: readonly PropertyKey[]): string {
   let s = '';
-  for (const p of path) s += typeof p === 'number' ? `[${p}]` : s ? `.${String(p)}` : String(p);
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else if (typeof p === 'string' && !/^[A-Za-z_$][\w$]*$/.test(p)) s += `[${JSON.stringify(p)}]`;
+    else s += s ? `.${String(p)}` : String(p);
+  }
   return s || '(root)';
 }
 
-function zodMessage(err: z.ZodError, prefix: readonly PropertyKey[] = []): string {
-  const issue = err.issues[0];
-  if (!issue) return `${fmtPath(prefix)}: invalid`;
-  let msg = issue.message;
-  if (issue.code === 'unrecognized_keys') msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
-  else if (issue.code === 'invalid_type') msg = `expected ${issue.expected}${'input' in issue && issue.input === undefined ? ', but it is missing' : ''}`;
-  return `${fmtPath([...prefix, ...issue.path])}: ${msg}`;
+/** A short one-line rendering of a JSON value for error messages. */
+function fmtValue(v: unknown): string {
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (typeof v === 'string') {
+    const q = JSON.stringify(v);
+    return q.length > 48 ? `${q.slice(0, 44)}..."` : q;
+  }
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : typeof v;
 }
 
-/** JSON.parse with an error that gives the line and column. */
+const EXPECTED: Readonly<Record<string, string>> = {
+  int: 'an integer', number: 'a number', string: 'a string', boolean: 'true or false', array: 'an array',
+  tuple: 'an array', object: 'an object', record: 'an object',
+};
+
+const oneOf = (xs: readonly unknown[]): string => `one of ${xs.map((x) => JSON.stringify(x)).join(', ')}`;
+
+/** One zod issue as `path: what is wrong`, naming the offending value where that helps. */
+function issueMessage(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[], schema?: z.ZodType): string {
+  const path = [...prefix, ...issue.path];
+  const got = 'input' in issue && issue.input !== undefined ? issue.input : undefined;
+  let msg: string;
+  switch (issue.code) {
+    case 'invalid_type':
+      msg = got === undefined ? `missing (expected ${EXPECTED[issue.expected] ?? issue.expected})` : `expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${fmtValue(got)}`;
+      break;
+    case 'invalid_value':
+      msg = got === undefined ? `missing (expected ${oneOf(issue.values)})` : `must be ${oneOf(issue.values)}, got ${fmtValue(got)}`;
+      break;
+    case 'unrecognized_keys': {
+      msg = `unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      if (schema instanceof z.ZodObject && issue.path.length === 0) {
+        const keys = Object.keys(schema.shape);
+        msg += keys.length ? ` (allowed: ${keys.join(', ')})` : ' (it takes no attributes)';
+      }
+      break;
+    }
+    case 'invalid_union': {
+      const disc = 'discriminator' in issue ? issue.discriminator : undefined;
+      if (disc !== undefined && 'options' in issue && Array.isArray(issue.options)) {
+        const v = got !== null && typeof got === 'object' ? (got as Record<string, unknown>)[disc] : undefined;
+        msg = v === undefined ? `missing (expected ${oneOf(issue.options)})` : `must be ${oneOf(issue.options)}, got ${fmtValue(v)}`;
+      } else {
+        msg = got === undefined ? `missing (${issue.message})` : `${issue.message}, got ${fmtValue(got)}`;
+      }
+      break;
+    }
+    case 'invalid_key': {
+      const inner = issue.issues[0];
+      return `${fmtPath(path.slice(0, -1))}: key ${fmtValue(issue.input)} ${inner?.message ?? 'is not allowed'}`;
+    }
+    case 'invalid_format':
+      msg = `${fmtValue(got)} ${issue.message}`;
+      break;
+    case 'too_small':
+    case 'too_big':
+      // zod's own messages ("Too small: …") are replaced; the schema's custom ones are kept.
+      msg = !issue.message.startsWith('Too ') ? issue.message : `must have ${issue.code === 'too_small' ? 'at least' : 'at most'} ${String(issue.code === 'too_small' ? issue.minimum : issue.maximum)} ${issue.origin === 'array' ? 'entries' : issue.origin === 'string' ? 'characters' : ''}`.trimEnd();
+      if (issue.origin === 'number' && typeof got === 'number') msg += `, got ${got}`;
+      else if (issue.origin === 'array' && Array.isArray(got)) msg += `, got ${got.length}`;
+      break;
+    case 'custom':
+      msg = typeof got === 'number' ? `${issue.message}, got ${got}` : issue.message;
+      break;
+    default:
+      msg = issue.message;
+  }
+  return `${fmtPath(path)}: ${msg}`;
+}
+
+function zodMessage(err: z.ZodError, prefix: readonly PropertyKey[] = [], schema?: z.ZodType): string {
+  const issue = err.issues[0];
+  return issue ? issueMessage(issue, prefix, schema) : `${fmtPath(prefix)}: invalid`;
+}
+
+/** The 1-based line and column of a character offset. */
+function lineCol(text: string, pos: number): string {
+  const before = text.slice(0, pos);
+  const line = before.split('\n').length;
+  return `line ${line}, column ${pos - before.lastIndexOf('\n')}`;
+}
+
+/**
+ * The offset of the character V8 reports as "Unexpected token" (its message quotes the text but
+ * gives no position): the shortest prefix that fails the same way ends just after it, and every
+ * shorter prefix fails only for ending early, so a binary search finds it.
+ */
+function unexpectedTokenOffset(text: string): number {
+  const bad = (len: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, len));
+      return false;
+    } catch (e) {
+      return e instanceof Error && e.message.startsWith('Unexpected token');
+    }
+  };
+  let [lo, hi] = [0, text.length]; // bad(hi) holds, bad(lo) does not
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (bad(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi - 1;
+}
+
+/** JSON.parse with a one-line error that gives the line and column. */
 export function parseJsonText(text: string, where = 'model'): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    const m = /position (\d+)/.exec(msg);
-    let loc = '';
-    if (m) {
-      const pos = Number(m[1]);
-      const before = text.slice(0, pos);
-      const line = before.split('\n').length;
-      const col = pos - before.lastIndexOf('\n');
-      loc = ` at line ${line}, column ${col}`;
+    let detail: string;
+    if (text.trim() === '') detail = ': the file is empty';
+    else if (msg.startsWith('Unexpected end of JSON input')) detail = ` at ${lineCol(text, text.length)}: unexpected end of input (is the file truncated?)`;
+    else if (msg.startsWith('Unexpected token')) {
+      const pos = unexpectedTokenOffset(text);
+      detail = ` at ${lineCol(text, pos)}: unexpected character ${JSON.stringify(text[pos] ?? '')}`;
+    } else {
+      const m = / in JSON at position (\d+)/.exec(msg);
+      const what = msg.replace(/ in JSON at position \d+.*$/s, '').replace(/\s+/g, ' ');
+      detail = `${m ? ` at ${lineCol(text, Number(m[1]))}` : ''}: ${what.charAt(0).toLowerCase()}${what.slice(1)}`;
     }
-    throw new ModelFormatError(`${where}: invalid JSON${loc}: ${msg.replace(/ in JSON at position \d+.*$/, '').replace(/^.*?: /, '')}`);
+    throw new ModelFormatError(`${where}: invalid JSON${detail}`);
   }
 }
 
-const describeNode = (i: number, n: { name?: string | undefined; op: string }) =>
-  `nodes[${i}]${n.name !== undefined ? ` (${JSON.stringify(n.name)}, ${n.op})` : ` (${n.op})`}`;
+/** Rejects `__proto__` keys anywhere: JSON.parse keeps them as own keys, but copying them into a
+ * fresh object (as validation does) would replace its prototype instead. */
+function rejectProtoKeys(json: unknown): void {
+  const stack: { v: unknown; path: PropertyKey[] }[] = [{ v: json, path: [] }];
+  while (stack.length) {
+    const { v, path } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (Object.hasOwn(v, '__proto__')) throw new ModelFormatError(`${fmtPath(path)}: the key "__proto__" is not allowed`);
+    for (const [k, x] of Object.entries(v)) {
+      if (x !== null && typeof x === 'object') stack.push({ v: x, path: [...path, Array.isArray(v) ? Number(k) : k] });
+    }
+  }
+}
+
+/** `nodes[3] ("h")`, or `nodes[3]` for an unnamed node. */
+const describeNode = (i: number, n: { name?: string | undefined }) =>
+  `nodes[${i}]${n.name !== undefined ? ` (${JSON.stringify(n.name)})` : ''}`;
+
+const fmtArity = (a: number | readonly [number, number]): string =>
+  typeof a === 'number' ? `${a} input${a === 1 ? '' : 's'}` : a[1] === Infinity ? `${a[0]} or more inputs` : `${a[0]} to ${a[1]} inputs`;
+
+/**
+ * The message of a shape error raised while building `op` from a model file, without the builder's
+ * own value names (which the file never mentions): the rule's message with a leading op name
+ * dropped, or for a composite, the primitive that failed inside it.
+ */
+function shapeDetail(e: AdjointError, op: string): string {
+  const cause = e.cause instanceof AdjointError ? e.cause : undefined;
+  const inner = cause ? /^([a-z0-9_]+)[ :]/.exec(e.message)?.[1] : undefined;
+  const strip = (msg: string, name: string) => msg.replace(new RegExp(`^(${name}:? |this op )`), '');
+  if (!cause || inner === undefined) return strip(e.message, op);
+  return inner === op ? strip(cause.message, op) : `${inner}: ${strip(cause.message, inner)}`;
+}
 
 /** Validates a parsed JSON value and builds the model. */
 export function modelFromJson(json: unknown): Model {
-  const parsed = modelSchema.safeParse(json);
-  if (!parsed.success) throw new ModelFormatError(zodMessage(parsed.error));
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new ModelFormatError(`(root): expected an object, got ${fmtValue(json)}`);
+  }
+  if (!Object.hasOwn(json, 'version')) {
+    throw new ModelFormatError(`version: missing (this compiler reads model format version ${MODEL_FORMAT_VERSION})`);
+  }
+  const version = (json as { version?: unknown }).version;
+  if (version !== MODEL_FORMAT_VERSION) {
+    throw new ModelFormatError(`version: ${fmtValue(version)} is not supported (this compiler reads model format version ${MODEL_FORMAT_VERSION})`);
+  }
+  rejectProtoKeys(json);
+  const parsed = modelSchema.safeParse(json, { reportInput: true });
+  if (!parsed.success) throw new ModelFormatError(zodMessage(parsed.error, [], modelSchema));
   const m = parsed.data;
   const b = new GraphBuilder();
   const values = new Map<string, Value>();
@@ -213,18 +390,19 @@ export function modelFromJson(json: unknown): Model {
     definedAt.set(nm, where);
     values.set(nm, v());
   };
-  const guard = <T>(where: string, f: () => T): T => {
+  /** Runs a builder step; a compiler error becomes a ModelFormatError at `where` about `what`. */
+  const guard = <T>(where: string, op: string, what: string, f: () => T): T => {
     try {
       return f();
     } catch (e) {
       if (e instanceof ModelFormatError) throw e;
-      if (e instanceof AdjointError) throw new ModelFormatError(`${where}: ${e.message}`);
+      if (e instanceof AdjointError) throw new ModelFormatError(`${where}: ${what}${what ? ': ' : ''}${shapeDetail(e, op)}`);
       throw e;
     }
   };
-  m.inputs.forEach((x, i) => guard(`inputs[${i}]`, () => define(x.name, `inputs[${i}]`, () => b.input(x.name, x.shape, x.dtype))));
-  m.params.forEach((x, i) => guard(`params[${i}]`, () => define(x.name, `params[${i}]`, () => b.param(x.name, x.shape, x.init))));
-  m.state.forEach((x, i) => guard(`state[${i}]`, () => define(x.name, `state[${i}]`, () => b.state(x.name, x.shape, x.init, x.dtype))));
+  m.inputs.forEach((x, i) => guard(`inputs[${i}] ("${x.name}")`, 'input', '', () => define(x.name, `inputs[${i}]`, () => b.input(x.name, x.shape, x.dtype))));
+  m.params.forEach((x, i) => guard(`params[${i}] ("${x.name}")`, 'param', '', () => define(x.name, `params[${i}]`, () => b.param(x.name, x.shape, x.init))));
+  m.state.forEach((x, i) => guard(`state[${i}] ("${x.name}")`, 'state', '', () => define(x.name, `state[${i}]`, () => b.state(x.name, x.shape, x.init, x.dtype))));
 
   // Topological order over the node list, so nodes may be written in any order.
   const nodeByName = new Map<string, number>();
@@ -269,18 +447,21 @@ export function modelFromJson(json: unknown): Model {
   for (const i of order) {
     const n = m.nodes[i]!;
     const where = describeNode(i, n);
-    const s = (OP_SPECS as Record<string, OpSpec<z.ZodType> | undefined>)[n.op];
-    if (s === undefined || !Object.hasOwn(OP_SPECS, n.op)) {
-      throw new ModelFormatError(`nodes[${i}].op: unknown op ${JSON.stringify(n.op)}${suggest(n.op)}`);
+    const s = Object.hasOwn(OP_SPECS, n.op) ? (OP_SPECS as Record<string, OpSpec<z.ZodType>>)[n.op] : undefined;
+    if (s === undefined) {
+      const section = n.op === 'input' ? 'inputs' : n.op === 'param' ? 'params' : n.op === 'state' ? 'state' : undefined;
+      if (section) throw new ModelFormatError(`nodes[${i}].op: "${n.op}" is not a node op; declare it in the top-level "${section}" list`);
+      throw new ModelFormatError(`nodes[${i}].op: unknown op ${fmtValue(n.op)}${suggest(n.op)}`);
     }
-    const arityOk = s.arity === 'variadic' ? n.inputs.length >= 1 : n.inputs.length === s.arity;
-    if (!arityOk) {
-      throw new ModelFormatError(`${where}.inputs: ${n.op} takes ${s.arity === 'variadic' ? 'one or more' : s.arity} inputs, got ${n.inputs.length}`);
+    const [lo, hi] = typeof s.arity === 'number' ? [s.arity, s.arity] : s.arity;
+    if (n.inputs.length < lo || n.inputs.length > hi) {
+      throw new ModelFormatError(`nodes[${i}].inputs: ${n.op} takes ${fmtArity(s.arity)}, got ${n.inputs.length}`);
     }
-    const attrs = s.attrs.safeParse(n.attrs);
-    if (!attrs.success) throw new ModelFormatError(zodMessage(attrs.error, ['nodes', i, 'attrs']));
+    const attrs = s.attrs.safeParse(n.attrs, { reportInput: true });
+    if (!attrs.success) throw new ModelFormatError(zodMessage(attrs.error, ['nodes', i, 'attrs'], s.attrs));
     const xs = n.inputs.map((x) => values.get(x)!);
-    const v = guard(where, () => s.build(b, xs, attrs.data));
+    const args = n.inputs.map((x, j) => `${x}:${fmtType(xs[j]!.type)}`);
+    const v = guard(where, n.op, [n.op, ...args].join(' '), () => s.build(b, xs, attrs.data));
     if (n.name !== undefined) {
       if (!n.name.startsWith('%')) b.label(v, n.name);
       values.set(n.name, v);
@@ -292,29 +473,39 @@ export function modelFromJson(json: unknown): Model {
     if (!v) throw new ModelFormatError(`${where}: unknown value "${x}"`);
     return v;
   };
-  for (const [k, x] of Object.entries(m.outputs)) b.output(k, ref(x, `outputs.${k}`));
+  for (const [k, x] of Object.entries(m.outputs)) b.output(k, ref(x, fmtPath(['outputs', k])));
+  const updated = new Map<string, number>();
   m.updates.forEach((u, i) => {
     const t = values.get(u.target);
     const tn = t && b.build().nodes[t.id];
     if (!tn || (tn.op !== 'param' && tn.op !== 'state')) throw new ModelFormatError(`updates[${i}].target: "${u.target}" is not a param or state`);
+    const prev = updated.get(u.target);
+    if (prev !== undefined) throw new ModelFormatError(`updates[${i}].target: "${u.target}" is already updated by updates[${prev}]`);
+    updated.set(u.target, i);
     const v = ref(u.value, `updates[${i}].value`);
-    if (v.type.dtype !== tn.type.dtype || v.type.shape.join() !== tn.type.shape.join()) {
-      throw new ModelFormatError(`updates[${i}]: the value's type does not match "${u.target}"`);
+    if (!typeEq(v.type, tn.type)) {
+      throw new ModelFormatError(`updates[${i}]: "${u.value}" is ${fmtType(v.type)} but ${tn.op} "${u.target}" is ${fmtType(tn.type)}`);
     }
     b.update(u.target, v);
   });
   if (m.loss !== undefined) {
-    const l = m.outputs[m.loss] !== undefined && Object.hasOwn(m.outputs, m.loss) ? values.get(m.outputs[m.loss]!) : undefined;
+    const l = Object.hasOwn(m.outputs, m.loss) ? values.get(m.outputs[m.loss]!) : undefined;
     if (!l) throw new ModelFormatError(`loss: "${m.loss}" is not one of the outputs`);
-    if (l.type.shape.length !== 0 || l.type.dtype !== 'f32') throw new ModelFormatError(`loss: "${m.loss}" must be an f32 scalar, got ${l.type.dtype}[${l.type.shape.join(',')}]`);
+    if (l.type.shape.length !== 0 || l.type.dtype !== 'f32') throw new ModelFormatError(`loss: "${m.loss}" must be an f32 scalar, got ${fmtType(l.type)}`);
   }
   const opt = m.optimizer as OptimizerConfig | undefined;
   return { name: m.name, graph: b.build(), ...(m.loss !== undefined ? { loss: m.loss } : {}), ...(opt ? { optimizer: opt } : {}) };
 }
 
-/** Loads a model from JSON text; `where` names the file in errors. */
+/** Loads a model from JSON text; `where` (the file name) starts every error message. */
 export function loadModel(text: string, where = 'model'): Model {
-  return modelFromJson(parseJsonText(text, where));
+  const json = parseJsonText(text, where);
+  try {
+    return modelFromJson(json);
+  } catch (e) {
+    if (e instanceof ModelFormatError) throw new ModelFormatError(`${where}: ${e.message}`);
+    throw e;
+  }
 }
 
 function suggest(op: string): string {

@@ -1,16 +1,19 @@
 /**
  * @file Model -> JSON in the model format. Every node is written as a primitive, so a model loaded
  * from JSON with composites serializes to its decomposition; loading that JSON gives back the same
- * graph. Unlabeled nodes get the anonymous name `%<id>`, which the loader does not keep as a label.
+ * graph. Unlabeled nodes get the anonymous name `%<id>`, which the loader does not keep as a label;
+ * so do nodes whose label is not a valid name or is already taken.
  */
 import type { Node } from './graph.js';
 import { MODEL_FORMAT_VERSION, type Model } from './model.js';
-import type { ModelJson } from './schema.js';
+import { NAME_PATTERN, type ModelJson } from './schema.js';
 
 export function modelToJson(model: Model): ModelJson {
   const g = model.graph;
   const names: string[] = [];
+  // Source names are taken first: a label may not claim a name that a later source declares.
   const used = new Set<string>();
+  for (const n of g.nodes) if (n.op === 'input' || n.op === 'param' || n.op === 'state') used.add(n.attrs.name);
   const inputs: NonNullable<ModelJson['inputs']> = [];
   const params: NonNullable<ModelJson['params']> = [];
   const state: NonNullable<ModelJson['state']> = [];
@@ -18,7 +21,7 @@ export function modelToJson(model: Model): ModelJson {
   g.nodes.forEach((n: Node, i) => {
     let nm: string;
     if (n.op === 'input' || n.op === 'param' || n.op === 'state') nm = n.attrs.name;
-    else nm = n.label !== undefined && !used.has(n.label) && !n.label.startsWith('%') ? n.label : `%${i}`;
+    else nm = n.label !== undefined && !used.has(n.label) && !n.label.startsWith('%') && NAME_PATTERN.test(n.label) ? n.label : `%${i}`;
     used.add(nm);
     names.push(nm);
     switch (n.op) {
@@ -35,8 +38,8 @@ export function modelToJson(model: Model): ModelJson {
         nodes.push({ name: nm, op: n.op, inputs: n.inputs.map((x) => names[x]!), attrs: { ...n.attrs } as Record<string, unknown> });
     }
   });
-  const outputs: Record<string, string> = {};
-  for (const o of g.outputs) outputs[o.name] = names[o.value]!;
+  // fromEntries defines own keys, so no output name can reach an object's prototype.
+  const outputs: Record<string, string> = Object.fromEntries(g.outputs.map((o) => [o.name, names[o.value]!]));
   return {
     version: MODEL_FORMAT_VERSION,
     name: model.name,

@@ -245,7 +245,9 @@ export const SHAPE_RULES: { readonly [K in Op]: ShapeRule<K> } = {
   },
   conv2d_input_grad: (a, xs) => {
     const [dy, w] = [inp(xs, 0), inp(xs, 1)];
-    if (dy.shape.length !== 4 || w.shape.length !== 4) throw new ShapeError(`conv2d_input_grad needs rank-4 operands`);
+    floatOnly(dy, 'conv2d_input_grad');
+    floatOnly(w, 'conv2d_input_grad');
+    if (dy.shape.length !== 4 || w.shape.length !== 4) throw new ShapeError(`conv2d_input_grad needs rank-4 operands, got ${fmtShape(dy.shape)} and ${fmtShape(w.shape)}`);
     const x = [dy.shape[0]!, w.shape[1]!, a.size[0], a.size[1]];
     checkShape(x, 'conv2d_input_grad result');
     expectShape(dy.shape, conv2dShape(a, x, w.shape), 'conv2d_input_grad: dy');
@@ -253,7 +255,9 @@ export const SHAPE_RULES: { readonly [K in Op]: ShapeRule<K> } = {
   },
   conv2d_filter_grad: (a, xs) => {
     const [x, dy] = [inp(xs, 0), inp(xs, 1)];
-    if (x.shape.length !== 4 || dy.shape.length !== 4) throw new ShapeError(`conv2d_filter_grad needs rank-4 operands`);
+    floatOnly(x, 'conv2d_filter_grad');
+    floatOnly(dy, 'conv2d_filter_grad');
+    if (x.shape.length !== 4 || dy.shape.length !== 4) throw new ShapeError(`conv2d_filter_grad needs rank-4 operands, got ${fmtShape(x.shape)} and ${fmtShape(dy.shape)}`);
     const w = [dy.shape[1]!, x.shape[1]!, a.kernel[0], a.kernel[1]];
     checkShape(w, 'conv2d_filter_grad result');
     expectShape(dy.shape, conv2dShape(a, x.shape, w), 'conv2d_filter_grad: dy');
@@ -265,8 +269,11 @@ export const SHAPE_RULES: { readonly [K in Op]: ShapeRule<K> } = {
 export function inferType<K extends Op>(op: K, attrs: OpAttrs[K], inputs: readonly TensorType[]): TensorType {
   const arity = ARITY[op];
   if (arity === 'variadic' ? inputs.length < 1 : inputs.length !== arity) {
-    throw new ShapeError(`${op} takes ${arity === 'variadic' ? 'one or more' : arity} inputs, got ${inputs.length}`);
+    throw new ShapeError(`${op} takes ${arity === 'variadic' ? 'one or more inputs' : arity === 1 ? '1 input' : `${arity} inputs`}, got ${inputs.length}`);
   }
   const rule = SHAPE_RULES[op] as ShapeRule<K>;
-  return rule(attrs, inputs);
+  const t = rule(attrs, inputs);
+  // Broadcasting and contractions can multiply sizes: no result may exceed what a buffer can index.
+  checkShape(t.shape, 'result');
+  return t;
 }

@@ -8,14 +8,14 @@ import { fmtType, typeEq } from './dtype.js';
 import { AdjointError, VerifyError } from './errors.js';
 import type { Graph } from './graph.js';
 import { isOp } from './ops.js';
-import { printNode, valueName } from './printer.js';
+import { printNode } from './printer.js';
 import { inferType } from './shape.js';
 
 export function verify(g: Graph, after = 'graph'): void {
   const names = new Set<string>();
   g.nodes.forEach((n, i) => {
     const where = () => `${after}: node ${printNode(n, i)}`;
-    if (!isOp(n.op)) throw new VerifyError(`${after}: node ${valueName(i)}: unknown op ${JSON.stringify(n.op)}`);
+    if (!isOp(n.op)) throw new VerifyError(`${where()}: unknown op ${JSON.stringify(n.op)}`);
     for (const x of n.inputs) {
       if (!Number.isInteger(x) || x < 0 || x >= i) throw new VerifyError(`${where()}: input ${x} is not an earlier node`);
     }
@@ -41,12 +41,14 @@ export function verify(g: Graph, after = 'graph'): void {
   }
   const targets = new Set<string>();
   for (const u of g.updates) {
-    if (!valid(u.value)) throw new VerifyError(`${after}: update of "${u.target}" refers to no node`);
-    const t = g.nodes.find((n) => (n.op === 'param' || n.op === 'state') && n.attrs.name === u.target);
-    if (!t) throw new VerifyError(`${after}: update target "${u.target}" is not a param or state`);
-    if (targets.has(u.target)) throw new VerifyError(`${after}: "${u.target}" is updated twice`);
-    targets.add(u.target);
+    if (!valid(u.value)) throw new VerifyError(`${after}: update ${JSON.stringify(u.target)} <- ${u.value}: refers to no node`);
     const v = g.nodes[u.value]!;
-    if (!typeEq(v.type, t.type)) throw new VerifyError(`${after}: update of "${u.target}" (${fmtType(t.type)}) with ${valueName(u.value)}:${fmtType(v.type)}`);
+    const where = `${after}: update ${JSON.stringify(u.target)} <- ${printNode(v, u.value)}`;
+    const ti = g.nodes.findIndex((n) => (n.op === 'param' || n.op === 'state') && n.attrs.name === u.target);
+    const t = g.nodes[ti];
+    if (!t) throw new VerifyError(`${where}: the target is not a param or state`);
+    if (targets.has(u.target)) throw new VerifyError(`${where}: "${u.target}" is updated twice`);
+    targets.add(u.target);
+    if (!typeEq(v.type, t.type)) throw new VerifyError(`${where}: type ${fmtType(v.type)} does not match ${printNode(t, ti)}`);
   }
 }
