@@ -36,6 +36,8 @@ export interface EmitOptions {
   readonly materialize?: (g: Graph, id: ValueId) => boolean;
   /** Name of the loss output, recorded in the artifact. */
   readonly loss?: string;
+  /** Lower matmul as a one-thread-per-output contraction (benchmark baseline). */
+  readonly naiveMatmul?: boolean;
 }
 
 const INLINE_ALWAYS = new Set(['full', 'iota', 'stop_gradient']);
@@ -59,12 +61,12 @@ export function materializedSet(g: Graph, choose: (g: Graph, id: ValueId) => boo
   return out;
 }
 
-export function lowerGraph(g: Graph, choose: (g: Graph, id: ValueId) => boolean = unfusedMaterialize): Lowered {
+export function lowerGraph(g: Graph, choose: (g: Graph, id: ValueId) => boolean = unfusedMaterialize, naiveMatmul = false): Lowered {
   const materialized = materializedSet(g, choose);
   const kernels: Kernel[] = [];
   g.nodes.forEach((n, i) => {
     if (!materialized.has(i) || isSourceOp(n.op)) return;
-    kernels.push(lowerKernel(g, i, (id) => materialized.has(id)));
+    kernels.push(lowerKernel(g, i, (id) => materialized.has(id), { naiveMatmul }));
   });
   return { kernels, materialized };
 }
@@ -72,7 +74,7 @@ export function lowerGraph(g: Graph, choose: (g: Graph, id: ValueId) => boolean 
 export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const limits: DeviceLimits = { ...SPEC_LIMITS, ...opts.limits };
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
-  const { kernels, materialized } = lowerGraph(g, opts.materialize ?? unfusedMaterialize);
+  const { kernels, materialized } = lowerGraph(g, opts.materialize ?? unfusedMaterialize, opts.naiveMatmul ?? false);
 
   const arenas: ArenaSpec[] = [];
   const valueRegion = new Map<ValueId, Region>();

@@ -316,9 +316,10 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
 
 /**
  * The kernel that computes value `root`, reading materialized values through bindings and inlining
- * the rest. `useMatmul` picks the register-tiled matmul body for a 2-D or batched matmul root.
+ * the rest. A matmul root gets the register-tiled body unless `naiveMatmul` asks for the generic
+ * one-thread-per-output contraction (the baseline of the matmul benchmark).
  */
-export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean): Kernel {
+export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean, opts: { naiveMatmul?: boolean } = {}): Kernel {
   const n = g.nodes[root]!;
   const L = new Lowerer(g, (id) => id !== root && isMaterialized(id));
   const shape = n.type.shape;
@@ -326,7 +327,7 @@ export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueI
   const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
   let body: KernelBody;
   if (rule.kind === 'source') throw new AdjointError(`internal: a ${n.op} is a buffer, not a kernel`);
-  if (n.op === 'matmul') {
+  if (n.op === 'matmul' && !opts.naiveMatmul) {
     const [a, b] = n.inputs as [ValueId, ValueId];
     const r = shape.length;
     const batch = shape.slice(0, -2);

@@ -352,6 +352,7 @@ function workgroupReduce(
 type MatmulBody = Extract<Kernel['body'], { kind: 'matmul' }>;
 const TILE = 4;
 const MM_WG = 8;
+const UNROLL = 4;
 
 function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits, label: string): Dispatch {
   const { m, n, k: kk, batch } = body;
@@ -371,11 +372,23 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   for (let i = 0; i < TILE; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
   for (let j = 0; j < TILE; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
   for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`var c${i}${j}: f32 = 0.0;`);
-  l.open(`for (var ki = 0i; ki < ${kk}i; ki++)`);
-  for (let i = 0; i < TILE; i++) l.line(`let a${i} = lhs(${args(`mr${i}`, 'ki')});`);
-  for (let j = 0; j < TILE; j++) l.line(`let v${j} = rhs(${args('ki', `nc${j}`)});`);
-  for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`c${i}${j} = fma(a${i}, v${j}, c${i}${j});`);
-  l.close();
+  // The k loop, unrolled by UNROLL with a remainder loop.
+  const step = (kExpr: string, tag: string) => {
+    for (let i = 0; i < TILE; i++) l.line(`let a${tag}${i} = lhs(${args(`mr${i}`, kExpr)});`);
+    for (let j = 0; j < TILE; j++) l.line(`let v${tag}${j} = rhs(${args(kExpr, `nc${j}`)});`);
+    for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`c${i}${j} = fma(a${tag}${i}, v${tag}${j}, c${i}${j});`);
+  };
+  const main = kk - (kk % UNROLL);
+  if (main > 0) {
+    l.open(`for (var kb = 0i; kb < ${main}i; kb += ${UNROLL}i)`);
+    for (let u = 0; u < UNROLL; u++) step(u ? `kb + ${u}i` : 'kb', `${u}_`);
+    l.close();
+  }
+  if (kk % UNROLL) {
+    l.open(`for (var ki = ${main}i; ki < ${kk}i; ki++)`);
+    step('ki', 'r_');
+    l.close();
+  }
   l.line(`let base = bz * ${m * n}i;`);
   for (let i = 0; i < TILE; i++) {
     l.open(`if (m0 + ${i}i < ${m}i)`);
