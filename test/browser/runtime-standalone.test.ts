@@ -1,0 +1,38 @@
+/**
+ * @file The runtime stands alone: its browser bundle (built here with esbuild, as
+ * `npm run build:browser` does) contains only files of `src/runtime/` and the error classes of
+ * `src/ir/errors.ts` — nothing of the passes, the codegen or the rest of the IR — imports nothing
+ * (no `webgpu`, no Node built-ins), exports the entry points a page needs, and stays under 50 KB
+ * minified.
+ */
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import { buildRuntimeBundle } from './bundle.js';
+
+const BUDGET = 50 * 1024;
+
+describe('runtime browser bundle', () => {
+  it('contains only the runtime and the error classes, imports nothing, and is under 50 KB', async () => {
+    const { code, metafile } = await buildRuntimeBundle();
+    const inputs = Object.keys(metafile.inputs).sort();
+    const foreign = inputs.filter((p) => !(p.startsWith('src/runtime/') || p === 'src/ir/errors.ts'));
+    expect(foreign).toEqual([]);
+    // The pieces a page needs are really in it (the check above is not vacuous).
+    for (const f of ['src/runtime/index.ts', 'src/runtime/device.ts', 'src/runtime/program.ts', 'src/runtime/bundle.ts', 'src/ir/errors.ts']) {
+      expect(inputs).toContain(f);
+    }
+
+    const outputs = Object.values(metafile.outputs);
+    expect(outputs).toHaveLength(1);
+    const out = outputs[0]!;
+    expect(out.imports).toEqual([]);
+    expect(out.exports).toEqual(expect.arrayContaining(['getDevice', 'loadArtifact', 'parseBundle', 'Program', 'initValues']));
+    const text = new TextDecoder().decode(code);
+    expect(text).not.toMatch(/from\s*["'](webgpu|node:)/);
+    expect(text).not.toMatch(/import\(\s*["'](webgpu|node:)/);
+
+    const gzip = gzipSync(code, { level: 9 }).byteLength;
+    console.log(`runtime browser bundle: ${code.byteLength} bytes minified, ${gzip} bytes gzipped, inputs ${inputs.join(', ')}`);
+    expect(code.byteLength).toBeLessThan(BUDGET);
+  });
+});
