@@ -315,19 +315,33 @@ export function parseJsonText(text: string, where = 'model'): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    let detail: string;
-    if (text.trim() === '') detail = ': the file is empty';
-    else if (msg.startsWith('Unexpected end of JSON input')) detail = ` at ${lineCol(text, text.length)}: unexpected end of input (is the file truncated?)`;
-    else if (msg.startsWith('Unexpected token')) {
-      const pos = unexpectedTokenOffset(text);
-      detail = ` at ${lineCol(text, pos)}: unexpected character ${JSON.stringify(text[pos] ?? '')}`;
+    const msg = (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ');
+    if (text.trim() === '') throw new ModelFormatError(`${where}: invalid JSON: the file is empty`);
+    let pos: number | undefined;
+    let what: string;
+    if (msg.startsWith('Unexpected end of JSON input')) {
+      pos = text.length;
+      what = 'unexpected end of input';
+    } else if (msg.startsWith('Unexpected token')) {
+      pos = unexpectedTokenOffset(text);
+      what = `unexpected character ${JSON.stringify(text[pos] ?? '')}`;
     } else {
       const m = / in JSON at position (\d+)/.exec(msg);
-      const what = msg.replace(/ in JSON at position \d+.*$/s, '').replace(/\s+/g, ' ');
-      detail = `${m ? ` at ${lineCol(text, Number(m[1]))}` : ''}: ${what.charAt(0).toLowerCase()}${what.slice(1)}`;
+      pos = m ? Number(m[1]) : undefined;
+      what = msg.replace(/ in JSON at position \d+.*$/, '');
+      what = what.charAt(0).toLowerCase() + what.slice(1);
     }
-    throw new ModelFormatError(`${where}: invalid JSON${detail}`);
+    if (pos !== undefined) {
+      const before = text.slice(0, pos).trimEnd();
+      const next = text[pos];
+      if (before.endsWith(',') && (next === '}' || next === ']')) {
+        pos = before.length - 1;
+        what = `trailing comma before "${next}"`;
+      } else if (pos >= text.length) {
+        what += ' (is the file truncated?)';
+      }
+    }
+    throw new ModelFormatError(`${where}: invalid JSON${pos !== undefined ? ` at ${lineCol(text, pos)}` : ''}: ${what}`);
   }
 }
 
@@ -350,7 +364,7 @@ const describeNode = (i: number, n: { name?: string | undefined }) =>
   `nodes[${i}]${n.name !== undefined ? ` (${JSON.stringify(n.name)})` : ''}`;
 
 const fmtArity = (a: number | readonly [number, number]): string =>
-  typeof a === 'number' ? `${a} input${a === 1 ? '' : 's'}` : a[1] === Infinity ? `${a[0]} or more inputs` : `${a[0]} to ${a[1]} inputs`;
+  typeof a === 'number' ? `${a} input${a === 1 ? '' : 's'}` : a[1] === Infinity ? `${a[0]} or more inputs` : `${a[0]} ${a[1] === a[0] + 1 ? 'or' : 'to'} ${a[1]} inputs`;
 
 /**
  * The message of a shape error raised while building `op` from a model file, without the builder's
@@ -431,7 +445,7 @@ export function modelFromJson(json: unknown): Model {
         if (dep === undefined || mark[dep] === 2) continue;
         if (mark[dep] === 1) {
           const cyc = stack.slice(stack.findIndex((s) => s.i === dep)).map((s) => `nodes[${s.i}] "${m.nodes[s.i]!.name}"`);
-          throw new ModelFormatError(`nodes[${dep}]: cycle ${[...cyc, `nodes[${dep}] "${m.nodes[dep]!.name}"`].join(' -> ')}`);
+          throw new ModelFormatError(`nodes[${dep}]: cycle: ${[...cyc, `nodes[${dep}] "${m.nodes[dep]!.name}"`].join(' reads ')}`);
         }
         mark[dep] = 1;
         stack.push({ i: dep, next: 0 });

@@ -315,6 +315,14 @@ describe('docs/model-format.md', () => {
     expect(m?.[1]).toBe(printGraph(loadModel(docExample(), 'docs/model-format.md').graph));
   });
 
+  it('its example error messages are the catalogue\'s exact messages', () => {
+    const block = /Some examples from the catalogue:\n\n```\n([\s\S]*?)```/.exec(DOC)?.[1] ?? '';
+    const catalogue = Object.values(JSON.parse(readFileSync(new URL('../bad-models/expected.json', import.meta.url), 'utf8')) as Record<string, string>);
+    const lines = block.trimEnd().split('\n');
+    expect(lines.length).toBeGreaterThan(3);
+    expect(lines.filter((l) => !catalogue.includes(l))).toEqual([]);
+  });
+
   it('documents every op the format accepts', () => {
     // an op is documented when it is named in the first cell of a table row
     const missing = JSON_OPS.filter((op) => !new RegExp(`^\\|[^|\n]*\`${op}\``, 'm').test(DOC));
