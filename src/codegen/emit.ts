@@ -13,7 +13,7 @@ import {
   type PersistentSlot, type Region, type Requirements, type TensorSlot,
 } from '../runtime/artifact.js';
 import type { BufferRef, Kernel } from './kernel.js';
-import { isSourceOp, lowerKernel } from './lower.js';
+import { planFusion, lowerGroup } from '../passes/fusion.js';
 import { DEFAULT_LIMITS, emitKernel, type CodegenLimits } from './wgsl.js';
 
 export type DeviceLimits = Requirements['limits'];
@@ -32,49 +32,23 @@ export interface EmitOptions {
   readonly name?: string;
   /** The limits of the device the program will run on (default: the spec defaults). */
   readonly limits?: Partial<DeviceLimits>;
-  /** Which values to materialize; default: every op but constants, iota and stop_gradient. */
-  readonly materialize?: (g: Graph, id: ValueId) => boolean;
+  /** Fuse kernels (default true); false gives one kernel per op, the baseline. */
+  readonly fuse?: boolean;
   /** Name of the loss output, recorded in the artifact. */
   readonly loss?: string;
   /** Lower matmul as a one-thread-per-output contraction (benchmark baseline). */
   readonly naiveMatmul?: boolean;
 }
 
+/** Ops that are always inlined into their readers, fused or not. */
 const INLINE_ALWAYS = new Set(['full', 'iota', 'stop_gradient']);
-
-export function unfusedMaterialize(g: Graph, id: ValueId): boolean {
-  return !INLINE_ALWAYS.has(g.nodes[id]!.op);
-}
-
-export interface Lowered {
-  readonly kernels: readonly Kernel[];
-  readonly materialized: ReadonlySet<ValueId>;
-}
-
-/** Which values are materialized: the choice, plus whatever must be (sources, outputs, updates, contractions). */
-export function materializedSet(g: Graph, choose: (g: Graph, id: ValueId) => boolean): Set<ValueId> {
-  const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
-  const out = new Set<ValueId>();
-  g.nodes.forEach((n, i) => {
-    if (isSourceOp(n.op) || must.has(i) || choose(g, i)) out.add(i);
-  });
-  return out;
-}
-
-export function lowerGraph(g: Graph, choose: (g: Graph, id: ValueId) => boolean = unfusedMaterialize, naiveMatmul = false): Lowered {
-  const materialized = materializedSet(g, choose);
-  const kernels: Kernel[] = [];
-  g.nodes.forEach((n, i) => {
-    if (!materialized.has(i) || isSourceOp(n.op)) return;
-    kernels.push(lowerKernel(g, i, (id) => materialized.has(id), { naiveMatmul }));
-  });
-  return { kernels, materialized };
-}
 
 export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const limits: DeviceLimits = { ...SPEC_LIMITS, ...opts.limits };
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
-  const { kernels, materialized } = lowerGraph(g, opts.materialize ?? unfusedMaterialize, opts.naiveMatmul ?? false);
+  const plan = planFusion(g, { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true });
+  const materialized = plan.materialized;
+  const kernels = plan.kernels.map((k) => lowerGroup(g, k, materialized, opts.naiveMatmul ?? false));
 
   const arenas: ArenaSpec[] = [];
   const valueRegion = new Map<ValueId, Region>();
@@ -110,12 +84,13 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const shaderIndex = new Map<string, number>();
   const dispatches: DispatchSpec[] = [];
   for (const k of kernels) {
-    const root = g.nodes[k.nodes[0]!]!;
+    const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
+    const label = kernelLabel(g, k);
     const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
     if (k.inputs.length + 1 > limits.maxStorageBuffersPerShaderStage) {
       throw new DeviceError(`a ${root.op} kernel needs ${k.inputs.length + 1} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
-    for (const d of emitKernel(k, inputTypes, cg, scratch, root.op)) {
+    for (const d of emitKernel(k, inputTypes, cg, scratch, label)) {
       let s = shaderIndex.get(d.wgsl);
       if (s === undefined) {
         s = shaders.length;
@@ -161,6 +136,12 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
     copies,
     ...(opts.loss !== undefined ? { loss: opts.loss } : {}),
   };
+}
+
+/** The ops a kernel computes, in node order, joined by `+` (constants left out). */
+export function kernelLabel(g: Graph, k: Kernel): string {
+  const ops = k.nodes.map((id) => g.nodes[id]!.op).filter((op) => !INLINE_ALWAYS.has(op));
+  return ops.length ? ops.join('+') : g.nodes[k.nodes.at(-1)!]!.op;
 }
 
 /** Bytes of every buffer of an artifact. */

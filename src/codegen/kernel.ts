@@ -21,6 +21,8 @@ export type KernelBody =
       /** The reduction space (its coordinates are r0, r1, …). */
       readonly rshape: readonly number[];
       readonly combine: Combine;
+      /** The accumulator's type (the contraction's dtype; the output's may differ after an epilogue). */
+      readonly accType: 'f32' | 'i32';
       readonly body: Expr;
       /** Applied to the accumulator `acc` (and may use o*). */
       readonly finalize: Expr;

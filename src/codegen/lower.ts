@@ -6,12 +6,12 @@
  * scatter_add). A kernel is rooted at one materialized node; every operand that is not
  * materialized is inlined through these rules, so the same table serves unfused and fused code.
  */
-import type { Shape } from '../ir/dtype.js';
+import { shapeEq, type Shape } from '../ir/dtype.js';
 import { AdjointError, internal } from '../ir/errors.js';
 import type { Graph, NodeOfOp, ValueId } from '../ir/graph.js';
 import { isUnary, isBinary, isCompare, type Op, type ReduceOp } from '../ir/ops.js';
 import {
-  add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, linearIndex, load, mod, mul, select, sub, tvar, unary,
+  add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, tvar, unary,
   type Expr,
 } from './expr.js';
 import type { BufferRef, Combine, Kernel, KernelBody } from './kernel.js';
@@ -34,10 +34,24 @@ export class Lowerer {
   readonly inputs: BufferRef[] = [];
   readonly inlined = new Set<ValueId>();
 
+  /** In an epilogue, the contraction whose accumulator stands for its value at the output coordinates. */
+  private acc: { readonly id: ValueId; readonly at: string; readonly value: Expr } | undefined;
+
   constructor(
     readonly g: Graph,
     readonly isMaterialized: (id: ValueId) => boolean,
   ) {}
+
+  /** Reads of `id` at `coords` become `value` (the accumulator of the kernel's contraction). */
+  withAccumulator(id: ValueId, coords: readonly Expr[], value: Expr): void {
+    this.acc = { id, at: this.coordKey(id, coords), value };
+  }
+
+  /** Coordinates as a key; a dimension of size 1 has only one coordinate, whatever its expression. */
+  private coordKey(id: ValueId, coords: readonly Expr[]): string {
+    const shape = this.shape(id);
+    return coords.map((c, i) => (shape[i] === 1 ? '_' : keyOf(c))).join(',');
+  }
 
   shape(id: ValueId): Shape {
     return this.g.nodes[id]!.type.shape;
@@ -54,6 +68,10 @@ export class Lowerer {
   value(id: ValueId, coords: readonly Expr[]): Expr {
     const n = this.g.nodes[id]!;
     const dt = n.type.dtype;
+    if (this.acc && this.acc.id === id) {
+      if (this.coordKey(id, coords) !== this.acc.at) internal(`epilogue reads contraction ${id} away from the output element`);
+      return this.acc.value;
+    }
     if (this.isMaterialized(id)) return load(this.binding({ kind: 'value', id }), linearIndex(coords, n.type.shape), dt);
     const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
     if (rule.kind !== 'inline') internal(`value ${id} (${n.op}) must be materialized to be read`);
@@ -316,19 +334,33 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
 
 /**
  * The kernel that computes value `root`, reading materialized values through bindings and inlining
- * the rest. A matmul root gets the register-tiled body unless `naiveMatmul` asks for the generic
+ * the rest. With `contraction`, the kernel is that contraction (reduction, matmul, convolution)
+ * and `root` is the end of an elementwise epilogue of the same shape computed from its accumulator.
+ * A matmul gets the register-tiled body unless `naiveMatmul` asks for the generic
  * one-thread-per-output contraction (the baseline of the matmul benchmark).
  */
-export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean, opts: { naiveMatmul?: boolean } = {}): Kernel {
+export function lowerKernel(
+  g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean,
+  opts: { naiveMatmul?: boolean; contraction?: ValueId } = {},
+): Kernel {
   const n = g.nodes[root]!;
-  const L = new Lowerer(g, (id) => id !== root && isMaterialized(id));
+  const cid = opts.contraction ?? root;
+  const c = g.nodes[cid]!;
+  const L = new Lowerer(g, (id) => id !== root && id !== cid && isMaterialized(id));
   const shape = n.type.shape;
   const dtype = n.type.dtype;
-  const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
+  if (cid !== root && !shapeEq(c.type.shape, shape)) internal(`epilogue ${root} does not have the shape of contraction ${cid}`);
+  const rule = LOWER_RULES[c.op] as Lower<typeof c.op>;
+  /** The epilogue: `root` at `coords`, with the contraction's value there being `acc`. */
+  const epilogue = (coords: readonly Expr[], acc: Expr): Expr => {
+    if (cid === root) return acc;
+    L.withAccumulator(cid, coords, acc);
+    return L.value(root, coords);
+  };
   let body: KernelBody;
-  if (rule.kind === 'source') throw new AdjointError(`internal: a ${n.op} is a buffer, not a kernel`);
-  if (n.op === 'matmul' && !opts.naiveMatmul) {
-    const [a, b] = n.inputs as [ValueId, ValueId];
+  if (rule.kind === 'source') throw new AdjointError(`internal: a ${c.op} is a buffer, not a kernel`);
+  if (c.op === 'matmul' && !opts.naiveMatmul) {
+    const [a, b] = c.inputs as [ValueId, ValueId];
     const r = shape.length;
     const batch = shape.slice(0, -2);
     const bv = outVars(batch.length, 'z');
@@ -342,21 +374,26 @@ export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueI
       k,
       lhs: L.broadcast(a, [...bv, ivar('mi'), ivar('ki')], [...batch, m, k]),
       rhs: L.broadcast(b, [...bv, ivar('ki'), ivar('ni')], [...batch, k, nn]),
-      finalize: tvar('acc', 'f32'),
+      finalize: epilogue([...bv, ivar('mi'), ivar('ni')], tvar('acc', 'f32')),
     };
   } else if (rule.kind === 'contract') {
-    const c = rule.form(n as never, L);
-    const acc = tvar('acc', dtype);
+    const form = rule.form(c as never, L);
+    const acc = tvar('acc', c.type.dtype);
+    const ov = outVars(shape.length);
+    const red = form.body(ov, outVars(form.rshape.length, 'r'));
     body = {
       kind: 'reduce',
       shape,
-      rshape: c.rshape,
-      combine: c.combine,
-      body: c.body(outVars(shape.length), outVars(c.rshape.length, 'r')),
-      finalize: c.finalize ? c.finalize(acc) : acc,
+      rshape: form.rshape,
+      combine: form.combine,
+      accType: c.type.dtype,
+      body: red,
+      finalize: epilogue(ov, form.finalize ? form.finalize(acc) : acc),
     };
   } else {
+    if (cid !== root) internal(`${c.op} is not a contraction`);
     body = { kind: 'map', shape, expr: rule.expr(n as never, outVars(shape.length), L) };
   }
-  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, nodes: [root, ...[...L.inlined].sort((p, q) => p - q)] };
+  const nodes = new Set([root, cid, ...L.inlined]);
+  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, nodes: [...nodes].sort((p, q) => p - q) };
 }

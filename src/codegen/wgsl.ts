@@ -281,7 +281,7 @@ function emitReduce(
   const rv = vars(body.rshape.length, 'r');
   const oNames = ov.map((v) => (v as { name: string }).name);
   const rNames = rv.map((v) => (v as { name: string }).name);
-  const t = k.dtype;
+  const t = body.accType;
   const acc = tvar('acc', t);
   const mod: Module = { fns: [], bindingNames: (i) => `in${i}`, usesPow: false };
   addFn(mod, 'body', [...ov, ...rv], body.body);
@@ -297,14 +297,14 @@ function emitReduce(
     l.line(`acc = ${combineText(body.combine, 'acc', `body(${[...oNames, ...rNames].join(', ')})`)};`);
     body.rshape.forEach(() => l.close());
     l.line(`out[i] = fin(${['acc', ...oNames].join(', ')});`).close();
-    return [{ wgsl: header(mod, inputTypes, t) + '\n' + l.text(), inputs: k.inputs, output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(serial)` }];
+    return [{ wgsl: header(mod, inputTypes, k.dtype) + '\n' + l.text(), inputs: k.inputs, output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(serial)` }];
   }
 
   // Split: very large reductions with few outputs go through partial results in scratch.
   const split = r >= 65536 && outs < 64;
   const groups = split ? Math.min(1024, Math.ceil(r / 4096)) : 1;
   const chunk = Math.ceil(r / groups);
-  const first = workgroupReduce(mod, body, t, inputTypes, outs, groups, chunk, oNames, rNames, split);
+  const first = workgroupReduce(mod, body, t, split ? t : k.dtype, inputTypes, outs, groups, chunk, oNames, rNames, split);
   if (!split) return [{ wgsl: first, inputs: k.inputs, output: k.output, workgroups: grid(outs, limits), label: `${label} reduce(workgroup)` }];
 
   const partials = scratch(outs * groups * 4);
@@ -318,13 +318,13 @@ function emitReduce(
   l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
   l.open(`for (var g = 0i; g < ${groups}i; g++)`).line(`acc = ${combineText(body.combine, 'acc', `in0[i * ${groups}i + g]`)};`).close();
   l.line(`out[i] = fin(${['acc', ...oNames].join(', ')});`).close();
-  const phase2: Dispatch = { wgsl: header(mod2, [t], t) + '\n' + l.text(), inputs: [{ kind: 'scratch', id: partials }], output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(split 2/2)` };
+  const phase2: Dispatch = { wgsl: header(mod2, [t], k.dtype) + '\n' + l.text(), inputs: [{ kind: 'scratch', id: partials }], output: k.output, workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(split 2/2)` };
   return [phase1, phase2];
 }
 
 /** One workgroup per (output, group): threads stride over the group's chunk, then a tree in workgroup memory. */
 function workgroupReduce(
-  mod: Module, body: ReduceBody, t: ScalarType, inputTypes: readonly ScalarType[], outs: number, groups: number,
+  mod: Module, body: ReduceBody, t: ScalarType, outType: ScalarType, inputTypes: readonly ScalarType[], outs: number, groups: number,
   chunk: number, oNames: readonly string[], rNames: readonly string[], partial: boolean,
 ): string {
   const r = numel(body.rshape);
@@ -346,7 +346,7 @@ function workgroupReduce(
   l.open('if (lid == 0u)');
   l.line(partial ? 'out[w] = partial[0];' : `out[i] = fin(${['partial[0]', ...oNames].join(', ')});`);
   l.close().close();
-  return header(mod, inputTypes, t) + '\n' + l.text();
+  return header(mod, inputTypes, outType) + '\n' + l.text();
 }
 
 type MatmulBody = Extract<Kernel['body'], { kind: 'matmul' }>;

@@ -54,19 +54,24 @@ export function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>, flo
   return worst;
 }
 
-/** Runs on the GPU and in the interpreter (f32), and expects every output to agree. */
+/**
+ * Runs on the GPU and in the interpreter (f32), and expects every output to agree, both fused and
+ * unfused (unless `opts.fuse` picks one).
+ */
 export async function expectGpuMatches(device: GPUDevice, g: Graph, env: ReadonlyMap<string, Tensor>, tol = 1e-5, opts: EmitOptions = {}): Promise<void> {
   const want = evaluate(g, env, 'f32');
-  const { outputs, program } = await runOnGpu(device, g, env, opts);
-  try {
-    for (const o of g.outputs) {
-      const w = want.outputs.get(o.name)!;
-      const got = outputs.get(o.name)!;
-      expect(got.length, o.name).toBe(w.data.length);
-      const err = maxRelError(got, w.data);
-      expect(err, `${o.name}: max rel error ${err}`).toBeLessThanOrEqual(tol);
+  for (const fuse of opts.fuse === undefined ? [true, false] : [opts.fuse]) {
+    const { outputs, program } = await runOnGpu(device, g, env, { ...opts, fuse });
+    try {
+      for (const o of g.outputs) {
+        const w = want.outputs.get(o.name)!;
+        const got = outputs.get(o.name)!;
+        expect(got.length, o.name).toBe(w.data.length);
+        const err = maxRelError(got, w.data);
+        expect(err, `${o.name} (${fuse ? 'fused' : 'unfused'}): max rel error ${err}`).toBeLessThanOrEqual(tol);
+      }
+    } finally {
+      program.destroy();
     }
-  } finally {
-    program.destroy();
   }
 }

@@ -1,0 +1,164 @@
+/**
+ * @file Fusion: decides which values are materialized (written to memory) and which are inlined
+ * as expressions into the kernels that read them, and which contraction each kernel is built
+ * around. The rules:
+ * - sources, outputs and update values are materialized; a contraction (reduction, matmul,
+ *   convolution, scatter_add) ends a kernel, unless its only reader is an elementwise op of the
+ *   same shape: then that op, and the single-use elementwise ops after it, become the
+ *   contraction's epilogue, computed from the accumulator (bias, activation, masks, updates);
+ * - movement ops cost nothing: they are index arithmetic in whatever reads them;
+ * - any other value is inlined unless materializing it moves fewer bytes: recomputing costs its
+ *   leaves' bytes once per read (a matmul operand is read once per output column or row), storing
+ *   costs a write plus a read per use;
+ * - a kernel that would bind more storage buffers than the device allows gets its largest inlined
+ *   producer materialized, until it fits (tinygrad's `_limit_bufs`).
+ */
+import { numel } from '../ir/dtype.js';
+import { DeviceError } from '../ir/errors.js';
+import type { Graph, ValueId } from '../ir/graph.js';
+import { isElementwise, isMovement } from '../ir/ops.js';
+import { isContraction, isSourceOp, lowerKernel } from '../codegen/lower.js';
+import type { Kernel } from '../codegen/kernel.js';
+
+export interface KernelGroup {
+  /** The value the kernel writes. */
+  readonly root: ValueId;
+  /** When the kernel is a contraction with an epilogue: the contraction. */
+  readonly contraction?: ValueId;
+}
+
+export interface FusionPlan {
+  readonly materialized: ReadonlySet<ValueId>;
+  readonly kernels: readonly KernelGroup[];
+}
+
+export interface FusionOptions {
+  /** `maxStorageBuffersPerShaderStage` of the device: inputs + 1 output per kernel. */
+  readonly maxBindings: number;
+  /** false: every op its own kernel (the unfused baseline). */
+  readonly fuse?: boolean;
+}
+
+const CHEAP = new Set(['full', 'iota', 'stop_gradient']);
+
+/** Elements of each operand a reader combines per output element (its reduction size). */
+function reductionSize(g: Graph, reader: ValueId): number {
+  const r = g.nodes[reader]!;
+  const shape = (i: number) => g.nodes[r.inputs[i]!]!.type.shape;
+  switch (r.op) {
+    case 'matmul': return shape(0).at(-1)!;
+    case 'conv2d': return numel(shape(1).slice(1));
+    case 'conv2d_input_grad': return shape(1)[0]! * numel(shape(1).slice(2));
+    case 'conv2d_filter_grad': return shape(1)[0]! * numel(shape(1).slice(2));
+    case 'scatter_add': return numel(shape(0));
+    case 'reduce_sum': case 'reduce_max': case 'reduce_mean': return numel(shape(0)) / numel(r.type.shape);
+    default: return 1;
+  }
+}
+
+/** How many times a reader reads each element of its operand `x` (broadcasts and contractions re-read). */
+function readsPerElement(g: Graph, reader: ValueId, x: ValueId): number {
+  const out = numel(g.nodes[reader]!.type.shape);
+  return Math.max(1, (out * reductionSize(g, reader)) / numel(g.nodes[x]!.type.shape));
+}
+
+/** Plans the kernels of a graph. */
+export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
+  const fuse = opts.fuse ?? true;
+  const uses: ValueId[][] = g.nodes.map(() => []);
+  g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
+  const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
+  const forced = new Set<ValueId>();
+
+  for (;;) {
+    const mat = new Set<ValueId>();
+    const contractionOf = new Map<ValueId, ValueId>();
+    /** Materialized leaves (id -> elements) an inlined value's expression reads, and its op count. */
+    const leaves: Map<ValueId, number>[] = [];
+    const ops: number[] = [];
+    g.nodes.forEach((n, i) => {
+      const src = isSourceOp(n.op);
+      let m: boolean;
+      if (src || must.has(i) || forced.has(i)) m = true;
+      else if (!fuse) m = !CHEAP.has(n.op);
+      else if (isContraction(n.op)) m = true;
+      else if (CHEAP.has(n.op) || isMovement(n.op)) m = false;
+      else {
+        const lb = [...leafMap(n.inputs, leaves, mat, g).values()].reduce((s, v) => s + v, 0);
+        const size = numel(n.type.shape);
+        const opc = 1 + n.inputs.reduce((s, x) => s + (mat.has(x) ? 0 : ops[x] ?? 0), 0);
+        const reads = uses[i]!.reduce((s, u) => s + readsPerElement(g, u, i), 0);
+        const recompute = (reads * lb * size) / Math.max(1, size) + reads * size * opc * 0.25;
+        const store = lb + size + reads * size;
+        m = uses[i]!.length > 0 && store < recompute;
+      }
+      if (m) mat.add(i);
+      leaves[i] = mat.has(i) ? new Map([[i, numel(n.type.shape)]]) : leafMap(n.inputs, leaves, mat, g);
+      ops[i] = mat.has(i) ? 0 : 1 + n.inputs.reduce((s, x) => s + (ops[x] ?? 0), 0);
+    });
+
+    // Epilogues: a contraction read only by a same-shape elementwise chain is computed in the chain's kernel.
+    if (fuse) {
+      g.nodes.forEach((n, c) => {
+        if (!isContraction(n.op) || must.has(c) || forced.has(c)) return;
+        let end = c;
+        for (;;) {
+          const us = uses[end]!;
+          if (us.length !== 1) break;
+          const u = us[0]!;
+          const un = g.nodes[u]!;
+          if (!isElementwise(un.op) || un.type.shape.join() !== n.type.shape.join()) break;
+          if (un.inputs.filter((x) => x === end).length !== 1) break;
+          if (end !== c && (must.has(end) || forced.has(end))) break;
+          end = u;
+          if (must.has(end) || forced.has(end)) break;
+        }
+        if (end === c) return;
+        // Everything between the contraction and the end is inlined; the end is the kernel's output.
+        for (let v = c; v !== end; v = uses[v]![0]!) mat.delete(v);
+        mat.add(end);
+        contractionOf.set(end, c);
+      });
+    }
+
+    const kernels: KernelGroup[] = [];
+    g.nodes.forEach((n, i) => {
+      if (!mat.has(i) || isSourceOp(n.op)) return;
+      const c = contractionOf.get(i);
+      kernels.push(c === undefined ? { root: i } : { root: i, contraction: c });
+    });
+
+    // Binding limit: materialize the inlined producer that brings in the most buffers.
+    let fixed = true;
+    for (const k of kernels) {
+      const lowered = lowerGroup(g, k, mat);
+      if (lowered.inputs.length + 1 <= opts.maxBindings) continue;
+      const candidate = lowered.nodes
+        .filter((id) => id !== k.root && id !== k.contraction && !mat.has(id) && !CHEAP.has(g.nodes[id]!.op))
+        .map((id) => ({ id, n: leafMap([id], leaves, mat, g).size }))
+        .filter((x) => x.n > 1 && x.n < lowered.inputs.length)
+        .sort((p, q) => q.n - p.n || p.id - q.id)[0];
+      if (!candidate) {
+        throw new DeviceError(`a ${g.nodes[k.root]!.op} kernel reads ${lowered.inputs.length} buffers and cannot be split below the device's ${opts.maxBindings} storage buffers per shader stage`);
+      }
+      forced.add(candidate.id);
+      fixed = false;
+      break;
+    }
+    if (fixed) return { materialized: mat, kernels };
+  }
+}
+
+function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, number>[], mat: ReadonlySet<ValueId>, g: Graph): Map<ValueId, number> {
+  const out = new Map<ValueId, number>();
+  for (const x of inputs) {
+    const l = mat.has(x) ? new Map([[x, numel(g.nodes[x]!.type.shape)]]) : leaves[x] ?? new Map<ValueId, number>();
+    for (const [k, v] of l) out.set(k, v);
+  }
+  return out;
+}
+
+/** Lowers one planned kernel. */
+export function lowerGroup(g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, naiveMatmul = false): Kernel {
+  return lowerKernel(g, k.root, (id) => mat.has(id), { naiveMatmul, ...(k.contraction !== undefined ? { contraction: k.contraction } : {}) });
+}
