@@ -88,7 +88,8 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
         const size = numel(n.type.shape);
         const opc = 1 + n.inputs.reduce((s, x) => s + (mat.has(x) ? 0 : ops[x] ?? 0), 0);
         const reads = uses[i]!.reduce((s, u) => s + readsPerElement(g, u, i), 0);
-        const recompute = (reads * lb * size) / Math.max(1, size) + reads * size * opc * 0.25;
+        // Inlined, the expression is evaluated once per read; stored, once, plus a write and the reads.
+        const recompute = reads * lb + (reads - 1) * size * opc * 0.25;
         const store = lb + size + reads * size;
         m = uses[i]!.length > 0 && store < recompute;
       }
