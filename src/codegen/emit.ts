@@ -14,6 +14,7 @@ import {
 } from '../runtime/artifact.js';
 import type { BufferRef, Kernel } from './kernel.js';
 import { planFusion, lowerGroup } from '../passes/fusion.js';
+import { planMemory } from '../passes/memory.js';
 import { DEFAULT_LIMITS, emitKernel, type CodegenLimits } from './wgsl.js';
 
 export type DeviceLimits = Requirements['limits'];
@@ -26,6 +27,7 @@ export const SPEC_LIMITS: DeviceLimits = {
   maxComputeWorkgroupsPerDimension: 65535,
   maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupStorageSize: 16384,
+  minStorageBufferOffsetAlignment: 256,
 };
 
 export interface EmitOptions {
@@ -50,60 +52,85 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const materialized = plan.materialized;
   const kernels = plan.kernels.map((k) => lowerGroup(g, k, materialized, opts.naiveMatmul ?? false));
 
-  const arenas: ArenaSpec[] = [];
-  const valueRegion = new Map<ValueId, Region>();
-  const scratchRegion = new Map<number, Region>();
-  const newArena = (bytes: number, role: BufferRole): Region => {
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    if (size > limits.maxBufferSize || size > limits.maxStorageBufferBindingSize) {
-      throw new DeviceError(`a buffer of ${size} bytes exceeds the device's limits (maxBufferSize ${limits.maxBufferSize}, maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize})`);
-    }
-    arenas.push({ id: arenas.length, bytes: size, role });
-    return { arena: arenas.length - 1, offset: 0, bytes: size };
-  };
-  const roleOf = (id: ValueId): BufferRole => {
-    const op = g.nodes[id]!.op;
-    return op === 'input' || op === 'param' || op === 'state' ? op : 'temp';
-  };
-  for (const id of [...materialized].sort((a, b) => a - b)) {
-    valueRegion.set(id, newArena(numel(g.nodes[id]!.type.shape) * 4, roleOf(id)));
-  }
-  let nextScratch = 0;
-  const scratch = (bytes: number) => {
-    const id = nextScratch++;
-    scratchRegion.set(id, newArena(bytes, 'scratch'));
-    return id;
-  };
-  const regionOf = (r: BufferRef): Region => {
-    const reg = r.kind === 'value' ? valueRegion.get(r.id) : scratchRegion.get(r.id);
-    if (!reg) throw new AdjointError(`internal: no buffer for ${r.kind} ${r.id}`);
-    return reg;
-  };
-
+  // Dispatches first (a split reduction asks for scratch), buffers placed after.
+  const scratchBytes: number[] = [];
+  const scratch = (bytes: number) => scratchBytes.push(bytes) - 1;
   const shaders: string[] = [];
   const shaderIndex = new Map<string, number>();
-  const dispatches: DispatchSpec[] = [];
+  const emitted: { s: number; inputs: readonly BufferRef[]; output: BufferRef; workgroups: readonly [number, number, number]; label: string }[] = [];
   for (const k of kernels) {
     const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
-    const label = kernelLabel(g, k);
     const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
     if (k.inputs.length + 1 > limits.maxStorageBuffersPerShaderStage) {
       throw new DeviceError(`a ${root.op} kernel needs ${k.inputs.length + 1} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
-    for (const d of emitKernel(k, inputTypes, cg, scratch, label)) {
+    for (const d of emitKernel(k, inputTypes, cg, scratch, kernelLabel(g, k))) {
       let s = shaderIndex.get(d.wgsl);
       if (s === undefined) {
         s = shaders.length;
         shaders.push(d.wgsl);
         shaderIndex.set(d.wgsl, s);
       }
-      dispatches.push({ shader: s, bindings: [...d.inputs, d.output].map(regionOf), workgroups: d.workgroups, label: d.label });
+      emitted.push({ s, inputs: d.inputs, output: d.output, workgroups: d.workgroups, label: d.label });
     }
   }
 
+  // Persistent buffers (inputs, params, state) each have their own arena; temporaries share arenas.
+  const arenas: ArenaSpec[] = [];
+  const regions = new Map<string, Region>();
+  const keyOf = (r: BufferRef) => `${r.kind}:${r.id}`;
+  const bytesOf = (t: { shape: readonly number[] }) => Math.max(4, numel(t.shape) * 4);
+  const persistentRole = (id: ValueId): BufferRole | undefined => {
+    const op = g.nodes[id]!.op;
+    return op === 'input' || op === 'param' || op === 'state' ? op : undefined;
+  };
+  for (const id of [...materialized].sort((a, b) => a - b)) {
+    const role = persistentRole(id);
+    if (!role) continue;
+    const bytes = bytesOf(g.nodes[id]!.type);
+    checkSize(bytes, limits);
+    arenas.push({ id: arenas.length, bytes, role });
+    regions.set(`value:${id}`, { arena: arenas.length - 1, offset: 0, bytes });
+  }
+  const end = emitted.length;
+  const live = new Map<string, { bytes: number; start: number; end: number }>();
+  const kept = new Set([...g.outputs.map((o) => `value:${o.value}`), ...g.updates.map((u) => `value:${u.value}`)]);
+  emitted.forEach((d, i) => {
+    for (const r of [...d.inputs, d.output]) {
+      const key = keyOf(r);
+      if (regions.has(key)) continue;
+      const bytes = r.kind === 'value' ? bytesOf(g.nodes[r.id]!.type) : Math.max(4, scratchBytes[r.id]!);
+      const l = live.get(key) ?? { bytes, start: i, end: i };
+      l.end = kept.has(key) ? end : i;
+      live.set(key, l);
+    }
+  });
+  const lifetimes = [...live].map(([key, l]) => ({ key, ...l }));
+  for (const l of lifetimes) checkSize(l.bytes, limits);
+  const mem = planMemory(lifetimes, { alignment: limits.minStorageBufferOffsetAlignment, maxBufferSize: limits.maxBufferSize });
+  const base = arenas.length;
+  mem.arenas.forEach((bytes) => arenas.push({ id: arenas.length, bytes: Math.max(4, alignUp4(bytes)), role: 'temp' }));
+  for (const [key, p] of mem.placements) regions.set(key, { arena: base + p.arena, offset: p.offset, bytes: p.bytes });
+
+  const regionOf = (r: BufferRef): Region => {
+    const reg = regions.get(keyOf(r));
+    if (!reg) throw new AdjointError(`internal: no buffer for ${keyOf(r)}`);
+    return reg;
+  };
+  const freeAt = new Map<number, Region[]>();
+  for (const l of lifetimes) {
+    if (l.end >= end) continue;
+    const list = freeAt.get(l.end) ?? [];
+    list.push(regions.get(l.key)!);
+    freeAt.set(l.end, list);
+  }
+  const frees = [...freeAt].sort((a, b) => a[0] - b[0]).map(([after, rs]) => ({ after, regions: rs }));
+  const dispatches: DispatchSpec[] = emitted.map((d) => ({
+    shader: d.s, bindings: [...d.inputs, d.output].map(regionOf), workgroups: d.workgroups, label: d.label,
+  }));
   const slot = (name: string, id: ValueId): TensorSlot => {
     const n = g.nodes[id]!;
-    return { name, dtype: n.type.dtype, shape: [...n.type.shape], region: valueRegion.get(id)! };
+    return { name, dtype: n.type.dtype, shape: [...n.type.shape], region: regionOf({ kind: 'value', id }) };
   };
   const inputs: TensorSlot[] = [];
   const params: PersistentSlot[] = [];
@@ -117,8 +144,8 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const copies: CopySpec[] = [];
   for (const u of g.updates) {
     const to = persistent.get(u.target);
-    const from = valueRegion.get(u.value);
-    if (!to || !from) throw new AdjointError(`internal: update of "${u.target}" has no buffer`);
+    const from = regionOf({ kind: 'value', id: u.value });
+    if (!to) throw new AdjointError(`internal: update of "${u.target}" has no buffer`);
     if (from.arena !== to.arena || from.offset !== to.offset) copies.push({ from, to });
   }
   return {
@@ -135,7 +162,17 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
     dispatches,
     copies,
     ...(opts.loss !== undefined ? { loss: opts.loss } : {}),
+    frees,
+    memory: { naiveBytes: mem.naiveBytes, lowerBound: mem.lowerBound, plannedBytes: mem.plannedBytes },
   };
+}
+
+const alignUp4 = (x: number) => Math.ceil(x / 4) * 4;
+
+function checkSize(bytes: number, limits: DeviceLimits): void {
+  if (bytes > limits.maxBufferSize || bytes > limits.maxStorageBufferBindingSize) {
+    throw new DeviceError(`a tensor of ${bytes} bytes exceeds the device's limits (maxBufferSize ${limits.maxBufferSize}, maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize})`);
+  }
 }
 
 /** The ops a kernel computes, in node order, joined by `+` (constants left out). */

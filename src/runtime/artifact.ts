@@ -60,6 +60,8 @@ export interface Requirements {
     readonly maxComputeWorkgroupsPerDimension: number;
     readonly maxComputeInvocationsPerWorkgroup: number;
     readonly maxComputeWorkgroupStorageSize: number;
+    /** A minimum: the device's alignment must divide this one. */
+    readonly minStorageBufferOffsetAlignment: number;
   };
   readonly features: readonly string[];
 }
@@ -80,4 +82,8 @@ export interface Artifact {
   readonly copies: readonly CopySpec[];
   /** Name of the loss output when the program trains. */
   readonly loss?: string;
+  /** After dispatch `after`, these temporaries are dead (their bytes may be reused). */
+  readonly frees: readonly { readonly after: number; readonly regions: readonly Region[] }[];
+  /** Bytes of temporaries: every buffer its own, the liveness lower bound, and the plan. */
+  readonly memory: { readonly naiveBytes: number; readonly lowerBound: number; readonly plannedBytes: number };
 }

@@ -18,7 +18,20 @@ export interface LoadOptions {
   readonly seed?: number;
   /** Check every shader with getCompilationInfo and refuse any error or warning (slower load). */
   readonly strictShaders?: boolean;
+  /**
+   * Debugging: after each dispatch, fill every temporary that just died with NaN, so a plan that
+   * reuses memory too early shows up as NaN in the results.
+   */
+  readonly poison?: boolean;
 }
+
+const POISON_WGSL = `@group(0) @binding(0) var<storage, read_write> buf: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.y * nwg.x * 64u + gid.x;
+  if (i < arrayLength(&buf)) { buf[i] = 0x7fc00000u; }
+}
+`;
 
 interface Staging {
   readonly buffer: GPUBuffer;
@@ -35,6 +48,9 @@ export class Program {
   private readonly buffers: GPUBuffer[] = [];
   private readonly pipelines: GPUComputePipeline[] = [];
   private readonly bindGroups: GPUBindGroup[] = [];
+  /** Poison mode: per dispatch index, the fills to run after it. */
+  private readonly poisonAfter = new Map<number, { group: GPUBindGroup; workgroups: [number, number] }[]>();
+  private poisonPipeline: GPUComputePipeline | undefined;
   private readonly staging = new Map<string, Staging[]>();
   private readonly byName = new Map<string, TensorSlot>();
   private paramStaging: GPUBuffer | undefined;
@@ -80,6 +96,19 @@ export class Program {
         label: `dispatch${i}`,
       }));
     }
+    if (opts.poison) {
+      p.poisonPipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: POISON_WGSL }), entryPoint: 'main' }, label: 'poison' });
+      for (const f of artifact.frees) {
+        p.poisonAfter.set(f.after, f.regions.map((r) => {
+          const groups = Math.ceil(r.bytes / 4 / 64);
+          const x = Math.min(groups, 65535);
+          return {
+            group: device.createBindGroup({ layout: p.poisonPipeline!.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } }] }),
+            workgroups: [x, Math.ceil(groups / x)] as [number, number],
+          };
+        }));
+      }
+    }
     const validation = await device.popErrorScope();
     const oom = await device.popErrorScope();
     if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
@@ -100,6 +129,8 @@ export class Program {
       } else if (k === 'maxStorageBuffersPerShaderStage') {
         const most = Math.max(0, ...this.artifact.dispatches.map((d) => d.bindings.length));
         check(h === undefined || most <= h, `program "${this.artifact.name}" binds ${most} storage buffers in one kernel but the device allows ${h}`);
+      } else if (k === 'minStorageBufferOffsetAlignment') {
+        check(h === undefined || v % h === 0, `program "${this.artifact.name}" aligns buffers to ${v} bytes but the device needs ${h}`);
       } else {
         check(h === undefined || v <= h, `program "${this.artifact.name}" was compiled for ${k} = ${v} but the device has ${h}`);
       }
@@ -148,6 +179,11 @@ export class Program {
       pass.setPipeline(this.pipelines[d.shader]!);
       pass.setBindGroup(0, this.bindGroups[i]!);
       pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+      for (const f of this.poisonAfter.get(i) ?? []) {
+        pass.setPipeline(this.poisonPipeline!);
+        pass.setBindGroup(0, f.group);
+        pass.dispatchWorkgroups(f.workgroups[0], f.workgroups[1]);
+      }
     });
     pass.end();
     const reads: [TensorSlot, Staging][] = [];

@@ -31,9 +31,9 @@ export interface GpuRun {
 }
 
 /** Compiles and runs one step on the device with the env's values; returns every output. */
-export async function runOnGpu(device: GPUDevice, g: Graph, env: ReadonlyMap<string, Tensor>, opts: EmitOptions = {}): Promise<GpuRun> {
+export async function runOnGpu(device: GPUDevice, g: Graph, env: ReadonlyMap<string, Tensor>, opts: EmitOptions & { poison?: boolean } = {}): Promise<GpuRun> {
   const artifact = emitArtifact(g, opts);
-  const program = await Program.load(device, artifact, { strictShaders: true });
+  const program = await Program.load(device, artifact, { strictShaders: true, poison: opts.poison ?? false });
   for (const [name, t] of env) {
     program.write(name, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));
   }
@@ -58,7 +58,7 @@ export function maxRelError(got: ArrayLike<number>, want: ArrayLike<number>, flo
  * Runs on the GPU and in the interpreter (f32), and expects every output to agree, both fused and
  * unfused (unless `opts.fuse` picks one).
  */
-export async function expectGpuMatches(device: GPUDevice, g: Graph, env: ReadonlyMap<string, Tensor>, tol = 1e-5, opts: EmitOptions = {}): Promise<void> {
+export async function expectGpuMatches(device: GPUDevice, g: Graph, env: ReadonlyMap<string, Tensor>, tol = 1e-5, opts: EmitOptions & { poison?: boolean } = {}): Promise<void> {
   const want = evaluate(g, env, 'f32');
   for (const fuse of opts.fuse === undefined ? [true, false] : [opts.fuse]) {
     const { outputs, program } = await runOnGpu(device, g, env, { ...opts, fuse });

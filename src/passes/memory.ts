@@ -1,0 +1,111 @@
+/**
+ * @file Memory planning: every temporary of a step (materialized values that are not inputs,
+ * parameters or state, and the scratch of split reductions) gets an offset in one arena buffer.
+ * Liveness runs over the dispatch schedule: a buffer is live from the dispatch that writes it to
+ * the last one that reads it (outputs and update sources to the end of the step, since they are
+ * copied out after the last dispatch). Buffers are placed by decreasing size at the lowest offset
+ * that overlaps no buffer live at the same time (XLA's heap simulator, best fit), aligned to the
+ * device's `minStorageBufferOffsetAlignment`; a buffer that would end past `maxBufferSize` opens
+ * a new arena. Reported: the naive bytes (every buffer its own), the lower bound (the largest sum
+ * of live bytes at any dispatch, sizes rounded up to the alignment but for one) and the planned
+ * bytes.
+ */
+import { internal } from '../ir/errors.js';
+
+/** A buffer to place: its size and the dispatch indices where it is first written and last used. */
+export interface Lifetime {
+  readonly key: string;
+  readonly bytes: number;
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface Placement {
+  readonly arena: number;
+  readonly offset: number;
+  readonly bytes: number;
+}
+
+export interface MemoryPlan {
+  readonly placements: ReadonlyMap<string, Placement>;
+  /** Size of each arena. */
+  readonly arenas: readonly number[];
+  readonly naiveBytes: number;
+  readonly lowerBound: number;
+  readonly plannedBytes: number;
+}
+
+export interface MemoryOptions {
+  readonly alignment: number;
+  readonly maxBufferSize: number;
+}
+
+const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
+
+/** Places the buffers; never two buffers live at the same time in overlapping bytes. */
+export function planMemory(buffers: readonly Lifetime[], opts: MemoryOptions): MemoryPlan {
+  const order = [...buffers].sort((a, b) => b.bytes - a.bytes || a.start - b.start || (a.key < b.key ? -1 : 1));
+  const placed: { l: Lifetime; p: Placement }[] = [];
+  const placements = new Map<string, Placement>();
+  const arenas: number[] = [];
+  for (const l of order) {
+    if (l.bytes > opts.maxBufferSize) internal(`buffer ${l.key} of ${l.bytes} bytes exceeds maxBufferSize`);
+    let done: Placement | undefined;
+    for (let arena = 0; !done; arena++) {
+      // Busy intervals of this arena among buffers whose lifetimes overlap l's, sorted by offset.
+      const busy = placed
+        .filter((x) => x.p.arena === arena && x.l.start <= l.end && l.start <= x.l.end)
+        .map((x) => [x.p.offset, x.p.offset + x.p.bytes] as const)
+        .sort((a, b) => a[0] - b[0]);
+      // Best fit: the smallest gap that holds the buffer; else after the last busy byte.
+      let best: number | undefined;
+      let bestGap = Infinity;
+      let cursor = 0;
+      for (const [s, e] of busy) {
+        const off = alignUp(cursor, opts.alignment);
+        if (s - off >= l.bytes && s - off < bestGap) {
+          best = off;
+          bestGap = s - off;
+        }
+        cursor = Math.max(cursor, e);
+      }
+      const offset = best ?? alignUp(cursor, opts.alignment);
+      if (offset + l.bytes <= opts.maxBufferSize) {
+        done = { arena, offset, bytes: l.bytes };
+        arenas[arena] = Math.max(arenas[arena] ?? 0, offset + l.bytes);
+      }
+    }
+    placed.push({ l, p: done });
+    placements.set(l.key, done);
+  }
+  // The lower bound: at the busiest dispatch, every live buffer but the topmost takes at least its
+  // size rounded up to the alignment (an offset must be aligned).
+  const steps = Math.max(0, ...buffers.map((b) => b.end + 1));
+  let lowerBound = 0;
+  for (let t = 0; t < steps; t++) {
+    const liveNow = buffers.filter((b) => b.start <= t && t <= b.end);
+    const padded = liveNow.reduce((s, b) => s + alignUp(b.bytes, opts.alignment), 0);
+    const slack = Math.max(0, ...liveNow.map((b) => alignUp(b.bytes, opts.alignment) - b.bytes));
+    lowerBound = Math.max(lowerBound, padded - slack);
+  }
+  return {
+    placements,
+    arenas,
+    naiveBytes: buffers.reduce((s, b) => s + b.bytes, 0),
+    lowerBound,
+    plannedBytes: arenas.reduce((s, a) => s + a, 0),
+  };
+}
+
+/** The invariant: no two buffers live at the same time share a byte. Returns the first violation. */
+export function findOverlap(buffers: readonly Lifetime[], plan: MemoryPlan): string | undefined {
+  for (let i = 0; i < buffers.length; i++) {
+    for (let j = i + 1; j < buffers.length; j++) {
+      const [a, b] = [buffers[i]!, buffers[j]!];
+      if (a.end < b.start || b.end < a.start) continue;
+      const [p, q] = [plan.placements.get(a.key)!, plan.placements.get(b.key)!];
+      if (p.arena === q.arena && p.offset < q.offset + q.bytes && q.offset < p.offset + p.bytes) return `${a.key} and ${b.key}`;
+    }
+  }
+  return undefined;
+}
