@@ -1,0 +1,307 @@
+/**
+ * @file The benchmark harness (`npm run bench`): trains every workload of workloads.ts in every
+ * available library (adjoint when bench/adjoint.ts can set it up, TF.js WebGPU, jax-js WebGPU) on
+ * the same initial weights and batches, in one process on one adapter, alternating between the
+ * libraries rep by rep so that a machine's drift hits all of them alike. Per library x workload it
+ * reports the median step time with the loss read back every step and every k steps, the ratio to
+ * adjoint, dispatches / submits / buffers per step (counters.ts), GPU bytes allocated by setup,
+ * the time from model definition to the end of the first step, and the loss at step 50 (or the
+ * last step all read), checking that the libraries agree and that their step-1 loss matches the IR
+ * reference interpreter. Writes bench/results/latest.jsonl and latest.md; prints the markdown.
+ *
+ * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { relative } from 'node:path';
+import { evaluate } from '../src/ir/interp.js';
+import { adjoint } from './adjoint.js';
+import { checkCounters, resetCounts, snapshot, type Counts } from './counters.js';
+import { dawnClasses, installGpu } from './gpu.js';
+import { workloadEnv, workloadModel } from './graphs.js';
+import { NotAvailableError, type Library, type Session } from './library.js';
+import { jaxjs } from './peers/jaxjs.js';
+import { tfjs } from './peers/tfjs.js';
+import { markdown, maxRelDiff, median, type Agreement, type PerStep, type Result, type RunMeta } from './report.js';
+import { batchForStep, initParams, makeBatches, selectWorkloads, type Batch, type Workload } from './workloads.js';
+
+/** How many steps a workload runs in each phase. */
+interface Schedule {
+  /** Steps before timing; the first is timed separately as "first step". */
+  readonly warmup: number;
+  /** Phase A: reps x steps, loss read every step, each step timed. */
+  readonly repsEach: number;
+  readonly stepsEach: number;
+  /** Phase B: reps x k steps, loss read on the last step of each rep, timed per rep. */
+  readonly repsBatch: number;
+  readonly syncEvery: number;
+}
+
+/**
+ * The big workloads take seconds per step in TF.js on SwiftShader, so they run fewer reps (never a
+ * smaller model) to keep a full run under 15 minutes on a 2-core machine.
+ */
+const FULL: { readonly [id: string]: Schedule } = {
+  mlp: { warmup: 3, repsEach: 5, stepsEach: 10, repsBatch: 3, syncEvery: 10 },
+  'mlp-wide': { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
+  lenet: { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
+  transformer: { warmup: 1, repsEach: 3, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
+};
+const QUICK: Schedule = { warmup: 1, repsEach: 1, stepsEach: 3, repsBatch: 1, syncEvery: 3 };
+const CHECK_STEP = 50;
+
+function scheduleFor(w: Workload, quick: boolean): Schedule {
+  return quick ? QUICK : (FULL[w.id] ?? FULL['mlp-wide']!);
+}
+
+function describe(s: Schedule): string {
+  return `warm-up ${s.warmup}, ${s.repsEach}x${s.stepsEach} steps reading every loss, ${s.repsBatch}x${s.syncEvery} steps reading every ${s.syncEvery} steps`;
+}
+
+const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
+
+/** One library's live session on the current workload, with everything measured so far. */
+class Run {
+  session: Session | null = null;
+  failed: string | null = null;
+  step = 0;
+  readonly losses = new Map<number, number>();
+  readonly msEach: number[] = [];
+  readonly msBatch: number[] = [];
+  countsEach: Counts | null = null;
+  stepsCounted = 0;
+  countsBatch: Counts | null = null;
+  stepsCountedBatch = 0;
+  firstStepMs = 0;
+  setup: Counts | null = null;
+
+  constructor(
+    readonly lib: Library,
+    readonly batches: readonly Batch[],
+  ) {}
+
+  /** Runs one step; returns its wall time in ms. */
+  async runStep(readLoss: boolean): Promise<number> {
+    if (!this.session) throw new Error('internal: no session');
+    this.step++;
+    const t0 = performance.now();
+    const loss = await this.session.step(batchForStep(this.batches, this.step), readLoss);
+    const dt = performance.now() - t0;
+    if (readLoss) {
+      if (loss === undefined || !Number.isFinite(loss)) throw new Error(`step ${this.step} returned loss ${loss}`);
+      this.losses.set(this.step, loss);
+    }
+    return dt;
+  }
+
+  async fail(e: unknown): Promise<void> {
+    this.failed = e instanceof Error ? e.message : String(e);
+    log(`${this.lib.name} failed: ${this.failed}`);
+    await this.dispose();
+  }
+
+  async dispose(): Promise<void> {
+    const s = this.session;
+    this.session = null;
+    try {
+      await s?.dispose();
+    } catch (e) {
+      log(`${this.lib.name}: dispose failed: ${(e as Error).message}`);
+    }
+  }
+}
+
+function addCounts(a: Counts | null, b: Counts): Counts {
+  if (!a) return b;
+  const out = { ...a };
+  for (const k of Object.keys(b) as (keyof Counts)[]) out[k] = a[k] + b[k];
+  return out;
+}
+
+function perStep(c: Counts | null, steps: number): PerStep | undefined {
+  if (!c || steps === 0) return undefined;
+  return {
+    dispatches: c.dispatches / steps,
+    submits: c.submits / steps,
+    buffers: c.buffers / steps,
+    bufferBytes: c.bufferBytes / steps,
+    writeBytes: c.writeBytes / steps,
+    readbacks: c.mapAsyncs / steps,
+  };
+}
+
+function rotate<T>(xs: readonly T[], k: number): T[] {
+  const n = xs.length;
+  return n === 0 ? [] : xs.map((_, i) => xs[(i + k) % n]!);
+}
+
+/** The IR interpreter's float64 loss of step 1: the model's definition, free of any GPU library. */
+function referenceLoss(w: Workload, params: ReadonlyMap<string, Float32Array>, batch: Batch): number {
+  const model = workloadModel(w);
+  const out = evaluate(model.graph, workloadEnv(w, params, batch, 'f64'), 'f64').outputs.get('loss');
+  const v = out?.data[0];
+  if (v === undefined) throw new Error(`internal: the ${w.id} graph has no loss output`);
+  return v;
+}
+
+async function benchWorkload(w: Workload, libs: readonly Library[], sched: Schedule): Promise<{ results: Result[]; agreement: Agreement | null; skipped: string[] }> {
+  const params = initParams(w);
+  const batches = makeBatches(w);
+  const reference = referenceLoss(w, params, batches[0]!);
+  log(`${w.id}: IR reference step-1 loss ${reference.toFixed(6)}`);
+  const runs: Run[] = [];
+  const skipped: string[] = [];
+  const results: Result[] = [];
+  for (const lib of libs) {
+    const run = new Run(lib, batches);
+    resetCounts();
+    const t0 = performance.now();
+    try {
+      run.session = await lib.setup(w, params);
+      await run.runStep(true);
+      run.firstStepMs = performance.now() - t0;
+      run.setup = snapshot();
+      for (let i = 1; i < sched.warmup; i++) await run.runStep(true);
+      log(`${w.id}: ${lib.name} ready, first step ${run.firstStepMs.toFixed(0)} ms, loss ${run.losses.get(1)?.toFixed(6)}`);
+      runs.push(run);
+    } catch (e) {
+      if (e instanceof NotAvailableError) {
+        if (lib === adjoint) skipped.push(`${lib.name}: ${e.reason}`);
+        else results.push({ workload: w.id, library: lib.name, description: lib.description, status: 'n/a', reason: e.reason, syncEvery: sched.syncEvery });
+        log(`${w.id}: ${lib.name} n/a: ${e.reason}`);
+        await run.dispose();
+      } else {
+        await run.fail(e);
+        runs.push(run);
+      }
+    }
+  }
+  const live = (): Run[] => runs.filter((r) => r.session !== null);
+  for (let rep = 0; rep < sched.repsEach; rep++) {
+    for (const run of rotate(live(), rep)) {
+      try {
+        resetCounts();
+        for (let i = 0; i < sched.stepsEach; i++) run.msEach.push(await run.runStep(true));
+        run.countsEach = addCounts(run.countsEach, snapshot());
+        run.stepsCounted += sched.stepsEach;
+      } catch (e) {
+        await run.fail(e);
+      }
+    }
+  }
+  for (let rep = 0; rep < sched.repsBatch; rep++) {
+    for (const run of rotate(live(), rep)) {
+      try {
+        resetCounts();
+        let total = 0;
+        for (let i = 1; i <= sched.syncEvery; i++) total += await run.runStep(i === sched.syncEvery);
+        run.msBatch.push(total / sched.syncEvery);
+        run.countsBatch = addCounts(run.countsBatch, snapshot());
+        run.stepsCountedBatch += sched.syncEvery;
+      } catch (e) {
+        await run.fail(e);
+      }
+    }
+  }
+  for (const run of runs) await run.dispose();
+  log(`${w.id}: done`);
+
+  const ok = runs.filter((r) => r.failed === null);
+  const readByAll = [...(ok[0]?.losses.keys() ?? [])].filter((s) => s <= CHECK_STEP && ok.every((r) => r.losses.has(s)));
+  const checkStep = Math.max(0, ...readByAll);
+  const adjointRun = ok.find((r) => r.lib === adjoint);
+  const adjointEach = adjointRun ? median(adjointRun.msEach) : undefined;
+  const adjointBatch = adjointRun ? median(adjointRun.msBatch) : undefined;
+  for (const run of runs) {
+    const base = { workload: w.id, library: run.lib.name, description: run.lib.description, syncEvery: sched.syncEvery };
+    if (run.failed !== null) {
+      results.push({ ...base, status: 'error', reason: run.failed });
+      continue;
+    }
+    const each = median(run.msEach);
+    const batch = median(run.msBatch);
+    results.push({
+      ...base,
+      status: 'ok',
+      msSyncEach: each,
+      msSyncBatch: batch,
+      ratio: adjointEach === undefined ? null : each / adjointEach,
+      ratioBatch: adjointBatch === undefined ? null : batch / adjointBatch,
+      perStep: perStep(run.countsEach, run.stepsCounted),
+      perStepBatch: perStep(run.countsBatch, run.stepsCountedBatch),
+      firstStepMs: run.firstStepMs,
+      setupBuffers: run.setup?.buffers,
+      setupBytes: run.setup?.bufferBytes,
+      setupPipelines: run.setup?.pipelines,
+      steps: run.step,
+      loss1: run.losses.get(1),
+      lossCheck: run.losses.get(checkStep),
+      samples: { syncEach: run.msEach, syncBatch: run.msBatch },
+    });
+  }
+  const agreement: Agreement | null =
+    ok.length === 0
+      ? null
+      : {
+          workload: w.id,
+          title: w.title,
+          referenceLoss1: reference,
+          maxRelDiffStep1: Math.max(...ok.map((r) => maxRelDiff([reference, r.losses.get(1) ?? NaN]))),
+          checkStep,
+          maxRelDiff: maxRelDiff(ok.map((r) => r.losses.get(checkStep) ?? NaN)),
+        };
+  return { results, agreement, skipped };
+}
+
+function commandLine(): string {
+  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+  const script = relative(process.cwd(), process.argv[1] ?? 'dist/bench/index.js');
+  const cmd = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : ['node', script, ...process.argv.slice(2)].join(' ');
+  return [...knobs, cmd].join(' ');
+}
+
+async function main(): Promise<void> {
+  const start = performance.now();
+  const quick = process.env.BENCH_QUICK === '1';
+  const workloads = selectWorkloads(process.env.BENCH_WORKLOADS);
+  const { gpu, adapter } = await installGpu();
+  const device = await (await gpu.requestAdapter())?.requestDevice();
+  if (!device) throw new Error('no WebGPU device');
+  await checkCounters(device, dawnClasses());
+  device.destroy();
+  log(`adapter: ${adapter}; counters verified on Dawn's classes`);
+
+  const libs: Library[] = [adjoint, tfjs, jaxjs];
+  const results: Result[] = [];
+  const agreements: Agreement[] = [];
+  const notes = new Set<string>();
+  for (const w of workloads) {
+    const sched = scheduleFor(w, quick);
+    log(`${w.title}: ${describe(sched)}`);
+    const r = await benchWorkload(w, libs, sched);
+    results.push(...r.results);
+    if (r.agreement) agreements.push(r.agreement);
+    for (const s of r.skipped) notes.add(`left out: ${s}`);
+  }
+  const cpu = cpus();
+  const meta: RunMeta = {
+    date: new Date().toISOString(),
+    command: commandLine(),
+    adapter,
+    cpu: `${cpu.length} x ${cpu[0]?.model ?? 'unknown'}`,
+    node: process.versions.node,
+    quick,
+    schedule: quick ? describe(QUICK) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; '),
+    totalSeconds: (performance.now() - start) / 1000,
+    notes: [...notes],
+  };
+  const dir = new URL('../../bench/results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const jsonl = [JSON.stringify({ meta }), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  writeFileSync(new URL('latest.jsonl', dir), jsonl.join('\n') + '\n');
+  const md = markdown(meta, results, agreements);
+  writeFileSync(new URL('latest.md', dir), md);
+  process.stdout.write(md);
+}
+
+await main();

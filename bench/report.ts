@@ -1,0 +1,160 @@
+/**
+ * @file What a benchmark run reports and how: one record per library x workload (written as JSON
+ * lines) and the markdown table (stdout and bench/results/latest.md). Kept apart from the runner so
+ * the numbers' meaning is defined in one place.
+ */
+
+/** Per-step averages of the GPU counters over a phase. */
+export interface PerStep {
+  readonly dispatches: number;
+  readonly submits: number;
+  readonly buffers: number;
+  readonly bufferBytes: number;
+  readonly writeBytes: number;
+  readonly readbacks: number;
+}
+
+/** One library on one workload. */
+export interface Result {
+  readonly workload: string;
+  readonly library: string;
+  readonly description: string;
+  readonly status: 'ok' | 'n/a' | 'error';
+  /** Why n/a or what failed. */
+  readonly reason?: string;
+  /** Median ms per step, loss read back every step. */
+  readonly msSyncEach?: number;
+  /** Median ms per step, loss read back once every `syncEvery` steps. */
+  readonly msSyncBatch?: number;
+  readonly syncEvery: number;
+  /** msSyncEach / adjoint's msSyncEach (how many times slower than adjoint); null without adjoint. */
+  readonly ratio?: number | null;
+  readonly ratioBatch?: number | null;
+  /** Counters per step while reading the loss every step, and while reading it every `syncEvery`. */
+  readonly perStep?: PerStep;
+  readonly perStepBatch?: PerStep;
+  /** From the start of setup (model definition) to the end of the first step: compile + warm-up. */
+  readonly firstStepMs?: number;
+  /** Buffers and bytes created from the start of setup to the end of the first step. */
+  readonly setupBuffers?: number;
+  readonly setupBytes?: number;
+  readonly setupPipelines?: number;
+  readonly steps?: number;
+  /** Loss of step 1 (initial parameters) and of step `checkStep`. */
+  readonly loss1?: number;
+  readonly lossCheck?: number;
+  /** Raw samples (ms per step) of both phases. */
+  readonly samples?: { readonly syncEach: readonly number[]; readonly syncBatch: readonly number[] };
+}
+
+/** Agreement of the libraries on one workload. */
+export interface Agreement {
+  readonly workload: string;
+  readonly title: string;
+  /** Step-1 loss from the IR reference interpreter in float64 (independent of every GPU library). */
+  readonly referenceLoss1: number;
+  /** Max relative difference of any library's step-1 loss from the reference. */
+  readonly maxRelDiffStep1: number;
+  /** The step whose loss is compared (50, or the last step all libraries read if fewer ran). */
+  readonly checkStep: number;
+  /** Max relative difference between the libraries' losses at `checkStep` (0 with one library). */
+  readonly maxRelDiff: number;
+}
+
+export interface RunMeta {
+  readonly date: string;
+  readonly command: string;
+  readonly adapter: string;
+  readonly cpu: string;
+  readonly node: string;
+  readonly quick: boolean;
+  readonly schedule: string;
+  readonly totalSeconds: number;
+  readonly notes: readonly string[];
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** max |a - b| / max(|a|, |b|) over all pairs. */
+export function maxRelDiff(xs: readonly number[]): number {
+  let worst = 0;
+  for (let i = 0; i < xs.length; i++) {
+    for (let j = i + 1; j < xs.length; j++) {
+      const a = xs[i]!;
+      const b = xs[j]!;
+      const scale = Math.max(Math.abs(a), Math.abs(b));
+      const d = scale === 0 ? 0 : Math.abs(a - b) / scale;
+      worst = Math.max(worst, Number.isNaN(d) ? Infinity : d);
+    }
+  }
+  return worst;
+}
+
+const ms = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '-' : x >= 100 ? x.toFixed(0) : x.toFixed(1));
+const num = (x: number | undefined, digits = 1): string => (x === undefined ? '-' : Number.isInteger(x) ? String(x) : x.toFixed(digits));
+const mb = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / 2 ** 20).toFixed(2));
+const kb = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / 1024).toFixed(1));
+const ratio = (r: number | null | undefined): string => (r === null || r === undefined ? '-' : `${r.toFixed(2)}x`);
+
+/** The markdown report: header, one table per run, agreement lines, notes. */
+export function markdown(meta: RunMeta, results: readonly Result[], agreements: readonly Agreement[]): string {
+  const lines: string[] = [];
+  lines.push(`# Benchmark: one SGD training step`, '');
+  lines.push(`- date: ${meta.date}`);
+  lines.push(`- command: \`${meta.command}\``);
+  lines.push(`- adapter: ${meta.adapter}`);
+  lines.push(`- cpu: ${meta.cpu}; node ${meta.node}`);
+  lines.push(`- schedule: ${meta.schedule}`);
+  lines.push(`- total time: ${meta.totalSeconds.toFixed(0)} s`, '');
+  lines.push(
+    'Step = upload the batch, forward, backward, SGD update. "sync each": the loss is read back every step; ' +
+      '"sync /k": read once every k steps. Medians over the timed steps; "vs adjoint" = this library\'s time / adjoint\'s. ' +
+      'Dispatches and submits are per step with the loss read every step; buffers and bytes created per step are shown for both ways of reading ' +
+      '(a library that frees buffers only once work completes allocates more when steps queue up). "setup MB" = GPU buffer bytes created from model definition to the end of ' +
+      'the first step; "first step" = that time (compile + first run). On SwiftShader every number is CPU time: ' +
+      'compare rows of one run, not runs.',
+    '',
+  );
+  lines.push('| workload | library | ms/step sync each | ms/step sync /k | vs adjoint | dispatches/step | submits/step | buffers/step each · /k | KB alloc/step each · /k | setup MB | first step ms | loss@step |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    if (r.status !== 'ok') {
+      lines.push(`| ${r.workload} | ${r.library} | ${r.status}: ${r.reason ?? ''} |  |  |  |  |  |  |  |  |  |`);
+      continue;
+    }
+    const check = agreements.find((a) => a.workload === r.workload);
+    const p = r.perStep;
+    const q = r.perStepBatch;
+    lines.push(
+      `| ${r.workload} | ${r.library} | ${ms(r.msSyncEach)} | ${ms(r.msSyncBatch)} (k=${r.syncEvery}) | ${ratio(r.ratio)} | ${num(p?.dispatches)} | ${num(p?.submits)} | ` +
+        `${num(p?.buffers)} · ${num(q?.buffers)} | ${kb(p?.bufferBytes)} · ${kb(q?.bufferBytes)} | ${mb(r.setupBytes)} | ${ms(r.firstStepMs)} | ` +
+        `${r.lossCheck === undefined ? '-' : r.lossCheck.toFixed(6)}${check ? ` @${check.checkStep}` : ''} |`,
+    );
+  }
+  lines.push('');
+  for (const a of agreements) {
+    const ok = a.maxRelDiff <= 1e-3 ? 'agree (<= 1e-3)' : 'DISAGREE (> 1e-3)';
+    lines.push(
+      `- ${a.workload} (${a.title}): loss at step ${a.checkStep}, max relative difference between libraries ${a.maxRelDiff.toExponential(2)} — ${ok}; ` +
+        `step-1 loss vs the IR interpreter (float64, ${a.referenceLoss1.toFixed(6)}): max relative difference ${a.maxRelDiffStep1.toExponential(2)}`,
+    );
+  }
+  if (meta.notes.length > 0) {
+    lines.push('');
+    for (const n of meta.notes) lines.push(`- ${n}`);
+  }
+  lines.push('');
+  lines.push('Libraries:');
+  const seen = new Set<string>();
+  for (const r of results) {
+    if (seen.has(r.library)) continue;
+    seen.add(r.library);
+    lines.push(`- ${r.library}: ${r.description}`);
+  }
+  return lines.join('\n') + '\n';
+}
