@@ -27,6 +27,11 @@ export interface Library {
   /** What runs, e.g. "jit(valueAndGrad), WebGPU", for the report. */
   readonly description: string;
   /**
+   * Loads the library and gets its device, once per process, before any clock runs (importing a
+   * library is not part of defining a model). Throws {@link NotAvailableError} if it cannot run here.
+   */
+  init(): Promise<void>;
+  /**
    * Builds the workload's model with these initial parameters (canonical layouts, see
    * workloads.ts), compiling whatever the library compiles. Throws {@link NotAvailableError} when
    * the library cannot express the workload or cannot run here; the report then shows "n/a" and

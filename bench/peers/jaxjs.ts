@@ -102,6 +102,10 @@ function transformerLoss(jax: Jax, w: TransformerWorkload, mask: Arr): LossFn {
 export const jaxjs: Library = {
   name: 'jax-js',
   description: '@jax-js/jax 0.1.25, webgpu device, jit(valueAndGrad + SGD update)',
+  async init() {
+    loaded ??= loadJax();
+    await loaded;
+  },
   async setup(w: Workload, init): Promise<Session> {
     loaded ??= loadJax();
     const jax = await loaded;

@@ -154,6 +154,10 @@ function tfShape(w: Workload, name: string, shape: readonly number[]): number[] 
 export const tfjs: Library = {
   name: 'tfjs',
   description: '@tensorflow/tfjs 4.22 + tfjs-backend-webgpu, eager, optimizer.minimize (SGD)',
+  async init() {
+    loaded ??= loadTf();
+    await loaded;
+  },
   async setup(w, params): Promise<Session> {
     loaded ??= loadTf();
     const tf = await loaded;
