@@ -15,6 +15,7 @@ import {
 import type { BufferRef, Kernel } from './kernel.js';
 import { planFusion, lowerGroup } from '../passes/fusion.js';
 import { planMemory } from '../passes/memory.js';
+import { scheduleKernels } from '../passes/schedule.js';
 import { DEFAULT_LIMITS, emitKernel, type CodegenLimits } from './wgsl.js';
 
 export type DeviceLimits = Requirements['limits'];
@@ -50,7 +51,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
   const plan = planFusion(g, { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true });
   const materialized = plan.materialized;
-  const kernels = plan.kernels.map((k) => lowerGroup(g, k, materialized, opts.naiveMatmul ?? false));
+  const kernels = scheduleKernels(g, plan.kernels.map((k) => lowerGroup(g, k, materialized, opts.naiveMatmul ?? false)));
 
   // Dispatches first (a split reduction asks for scratch), buffers placed after.
   const scratchBytes: number[] = [];

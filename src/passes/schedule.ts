@@ -1,0 +1,44 @@
+/**
+ * @file Scheduling: a deterministic topological order of the kernels that keeps the peak of live
+ * bytes low. Greedy list scheduling: among the kernels whose inputs are ready, run the one that
+ * frees the most bytes net of what it allocates (ties: graph order), so a branch that ends a value's
+ * life goes first and a large temporary is produced as late as possible.
+ */
+import { numel } from '../ir/dtype.js';
+import type { Graph, ValueId } from '../ir/graph.js';
+import type { Kernel } from '../codegen/kernel.js';
+
+export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] {
+  const bytes = (id: ValueId) => numel(g.nodes[id]!.type.shape) * 4;
+  const producer = new Map<ValueId, number>();
+  kernels.forEach((k, i) => {
+    if (k.output.kind === 'value') producer.set(k.output.id, i);
+  });
+  const reads = kernels.map((k) => [...new Set(k.inputs.filter((r) => r.kind === 'value').map((r) => r.id))]);
+  const deps = reads.map((rs) => new Set(rs.map((id) => producer.get(id)).filter((p): p is number => p !== undefined)));
+  const pendingReaders = new Map<ValueId, number>();
+  for (const rs of reads) for (const id of rs) pendingReaders.set(id, (pendingReaders.get(id) ?? 0) + 1);
+  const kept = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
+  const temp = (id: ValueId) => producer.has(id) && !kept.has(id);
+
+  const done = new Set<number>();
+  const order: Kernel[] = [];
+  while (order.length < kernels.length) {
+    let best = -1;
+    let bestScore = -Infinity;
+    kernels.forEach((k, i) => {
+      if (done.has(i) || [...deps[i]!].some((d) => !done.has(d))) return;
+      const freed = reads[i]!.filter((id) => temp(id) && pendingReaders.get(id) === 1).reduce((s, id) => s + bytes(id), 0);
+      const alloc = k.output.kind === 'value' ? bytes(k.output.id) : 0;
+      const score = freed - alloc;
+      if (score > bestScore) {
+        best = i;
+        bestScore = score;
+      }
+    });
+    done.add(best);
+    order.push(kernels[best]!);
+    for (const id of reads[best]!) pendingReaders.set(id, pendingReaders.get(id)! - 1);
+  }
+  return order;
+}
