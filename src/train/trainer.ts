@@ -6,16 +6,11 @@
  */
 import { writeFileSync, existsSync } from 'node:fs';
 import { AdjointError } from '../ir/errors.js';
-import type { Artifact, TensorSlot } from '../runtime/artifact.js';
+import type { Artifact } from '../runtime/artifact.js';
 import { Program, type HostArray } from '../runtime/program.js';
-import { epochOrder, type Dataset } from '../data/mnist.js';
+import type { DataSource } from '../data/source.js';
 import { loadCheckpointFile, saveCheckpointFile } from './checkpoint-file.js';
 import { lossPlotPng } from './plot.js';
-
-export interface TrainData {
-  readonly train: Dataset;
-  readonly test: Dataset;
-}
 
 export interface TrainOptions {
   readonly epochs: number;
@@ -42,48 +37,6 @@ export interface TrainResult {
   readonly testLoss: number;
 }
 
-/** How the data set feeds a program: the image input and, if any, the label input. */
-interface Feed {
-  readonly image: TensorSlot;
-  readonly label?: TensorSlot;
-  readonly batch: number;
-}
-
-function feedOf(a: Artifact): Feed {
-  const image = a.inputs.find((s) => s.dtype === 'f32');
-  if (!image) throw new AdjointError(`model "${a.name}" has no f32 input to feed images to`);
-  const batch = image.shape[0] ?? 1;
-  const per = image.shape.slice(1).reduce((p, q) => p * q, 1);
-  if (per !== 784) throw new AdjointError(`model "${a.name}": input "${image.name}" takes ${per} values per sample; MNIST digits have 784`);
-  const label = a.inputs.find((s) => s.dtype === 'i32');
-  if (label && (label.shape.length !== 1 || label.shape[0] !== batch)) {
-    throw new AdjointError(`model "${a.name}": label input "${label.name}" must be i32[${batch}]`);
-  }
-  const extra = a.inputs.filter((s) => s !== image && s !== label);
-  if (extra.length) throw new AdjointError(`model "${a.name}": MNIST data cannot feed input "${extra[0]!.name}"`);
-  return { image, batch, ...(label ? { label } : {}) };
-}
-
-class Batcher {
-  readonly images: Float32Array;
-  readonly labels: Int32Array;
-  constructor(readonly feed: Feed, readonly data: Dataset) {
-    this.images = new Float32Array(feed.batch * 784);
-    this.labels = new Int32Array(feed.batch);
-  }
-  /** Fills the batch with samples order[start…] (wrapping around), returns the feeds. */
-  fill(order: ArrayLike<number>, start: number): Record<string, HostArray> {
-    for (let i = 0; i < this.feed.batch; i++) {
-      const s = order[(start + i) % order.length]!;
-      this.images.set(this.data.images.subarray(s * 784, (s + 1) * 784), i * 784);
-      this.labels[i] = this.data.labels[s]!;
-    }
-    const f: Record<string, HostArray> = { [this.feed.image.name]: this.images };
-    if (this.feed.label) f[this.feed.label.name] = this.labels;
-    return f;
-  }
-}
-
 function defaultLog(): (line: string, final: boolean) => void {
   const tty = process.stderr.isTTY;
   let last = 0;
@@ -102,17 +55,15 @@ function bar(frac: number, width = 20): string {
 }
 
 /** Trains on the device; `train` and `forward` are the compiled programs of one model. */
-export async function train(device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: TrainData, opts: TrainOptions): Promise<TrainResult> {
+export async function train(device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: DataSource, opts: TrainOptions): Promise<TrainResult> {
   const seed = opts.seed ?? 0;
   const log = opts.log ?? defaultLog();
   const readEvery = Math.max(1, opts.readEvery ?? 10);
   const lossName = programs.train.loss;
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
   const prog = await Program.load(device, programs.train, { seed });
-  const feed = feedOf(programs.train);
-  const batcher = new Batcher(feed, data.train);
-  const stepsPerEpoch = Math.min(Math.floor(data.train.n / feed.batch), opts.maxStepsPerEpoch ?? Infinity);
-  if (stepsPerEpoch < 1) throw new AdjointError(`the batch (${feed.batch}) is larger than the training set (${data.train.n})`);
+  const bound = data.bind(programs.train, seed);
+  const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
 
   let startEpoch = 0;
   if (opts.checkpoint && existsSync(opts.checkpoint)) {
@@ -129,9 +80,8 @@ export async function train(device: GPUDevice, programs: { train: Artifact; forw
   const total = opts.epochs * stepsPerEpoch;
   let lastLoss = NaN;
   for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
-    const order = epochOrder(data.train.n, epoch, seed);
     for (let s = 0; s < stepsPerEpoch; s++) {
-      const feeds = batcher.fill(order, s * feed.batch);
+      const feeds = bound.trainFeeds(epoch, s);
       const read = (step + 1) % readEvery === 0 || s === stepsPerEpoch - 1;
       const at = step + 1;
       const r = prog.step(feeds, read ? [lossName] : []);
@@ -159,39 +109,43 @@ export async function train(device: GPUDevice, programs: { train: Artifact; forw
   if (opts.plot) writeFileSync(opts.plot, lossPlotPng(losses));
   const params = await prog.snapshot();
   prog.destroy();
-  const ev = await evaluate(device, programs.forward, params, data.test, lossName);
+  const ev = await evaluate(device, programs.forward, params, data, lossName, seed);
   return { losses, steps: step, seconds, ...ev };
 }
 
-/** Runs the forward program over a data set; the last partial batch is padded and its padding ignored. */
-export async function evaluate(device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: Dataset, lossName: string): Promise<{ accuracy?: number; testLoss: number }> {
+/**
+ * Runs the forward program over the held-out batches: the mean of the loss output over full
+ * batches, and the accuracy of the `logits` output's argmax against the batch labels.
+ */
+export async function evaluate(
+  device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0,
+): Promise<{ accuracy?: number; testLoss: number }> {
   const prog = await Program.load(device, forward);
   try {
     for (const p of forward.params) {
       const v = params.get(p.name);
       if (v) prog.write(p.name, v);
     }
-    const feed = feedOf(forward);
-    const batcher = new Batcher(feed, data);
-    const order = Int32Array.from({ length: data.n }, (_, i) => i);
+    const bound = data.bind(forward, seed);
     const logits = forward.outputs.find((o) => o.name === 'logits');
     const hasLoss = forward.outputs.some((o) => o.name === lossName);
     let correct = 0;
+    let scored = 0;
     let lossSum = 0;
     let lossCount = 0;
-    for (let start = 0; start < data.n; start += feed.batch) {
-      const real = Math.min(feed.batch, data.n - start);
-      const want = [...(logits ? ['logits'] : []), ...(hasLoss && real === feed.batch ? [lossName] : [])];
-      const r = await prog.step(batcher.fill(order, start), want);
+    for (const batch of bound.testBatches()) {
+      const want = [...(logits && batch.labels ? ['logits'] : []), ...(hasLoss && batch.real === batch.size ? [lossName] : [])];
+      const r = await prog.step(batch.feeds, want);
       if (!r) continue;
-      if (logits) {
-        const l = r.get('logits')!;
+      const l = r.get('logits');
+      if (l && logits && batch.labels) {
         const k = logits.shape.at(-1)!;
-        for (let i = 0; i < real; i++) {
+        for (let i = 0; i < batch.real; i++) {
           let best = 0;
           for (let j = 1; j < k; j++) if (l[i * k + j]! > l[i * k + best]!) best = j;
-          if (best === batcher.labels[i]) correct++;
+          if (best === batch.labels[i]) correct++;
         }
+        scored += batch.real;
       }
       const lv = r.get(lossName);
       if (lv) {
@@ -199,7 +153,7 @@ export async function evaluate(device: GPUDevice, forward: Artifact, params: Rea
         lossCount++;
       }
     }
-    return { ...(logits ? { accuracy: correct / data.n } : {}), testLoss: lossCount ? lossSum / lossCount : NaN };
+    return { ...(scored ? { accuracy: correct / scored } : {}), testLoss: lossCount ? lossSum / lossCount : NaN };
   } finally {
     prog.destroy();
   }
