@@ -164,7 +164,7 @@ export const tfjs: Library = {
     const vars = new Map<string, TF.Variable>();
     for (const p of w.params) {
       const init = tf.tensor(tfLayout(w, p.name, paramValue(params, p.name)), tfShape(w, p.name, p.shape), 'float32');
-      vars.set(p.name, tf.variable(init, true, `${w.id}/${p.name}`));
+      vars.set(p.name, tf.variable(init, true));
       init.dispose();
     }
     const mask = w.kind === 'transformer' ? tf.tensor2d(causalBias(w.seq), [w.seq, w.seq]) : null;
