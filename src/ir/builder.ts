@@ -43,6 +43,13 @@ export class GraphBuilder {
     return { id, type: n.type };
   }
 
+  /** The node built for `id` (for passes that look at operands while rebuilding). */
+  node(id: ValueId): Node {
+    const n = this.nodes[id];
+    if (!n) throw new AdjointError(`internal: no node ${id}`);
+    return n;
+  }
+
   get size(): number {
     return this.nodes.length;
   }
