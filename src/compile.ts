@@ -1,0 +1,40 @@
+/**
+ * @file The library's compile step: model -> artifacts. A model with a loss and an optimizer gets a
+ * training program (forward, loss, backward and update in one step: the pass pipeline of
+ * src/passes/pipeline.ts) and a forward program (for evaluation); both are plain artifacts that the
+ * runtime runs without the compiler.
+ */
+import { emitArtifact, SPEC_LIMITS, type DeviceLimits } from './codegen/emit.js';
+import type { Graph } from './ir/graph.js';
+import type { Model } from './ir/model.js';
+import type { Artifact } from './runtime/artifact.js';
+import { trainingGraph } from './passes/training.js';
+import { simplify } from './passes/simplify.js';
+
+export interface CompileOptions {
+  /** Limits of the device the artifacts must run on; default: the WebGPU spec defaults. */
+  readonly limits?: Partial<DeviceLimits>;
+  /** Called with the graph after every pass (for `--dump`). */
+  readonly dump?: (pass: string, g: Graph) => void;
+}
+
+export interface Compiled {
+  readonly model: Model;
+  /** The one training program: forward, loss, backward, optimizer update. */
+  readonly train?: Artifact;
+  /** Forward only: every output of the model, no updates. */
+  readonly forward: Artifact;
+  /** Notes for the user (e.g. a parameter the loss does not depend on). */
+  readonly diagnostics: readonly string[];
+}
+
+export function compile(model: Model, opts: CompileOptions = {}): Compiled {
+  const limits = { ...SPEC_LIMITS, ...opts.limits };
+  const fwdGraph = simplify(model.graph);
+  opts.dump?.('forward', fwdGraph);
+  const forward = emitArtifact(fwdGraph, { name: model.name, limits });
+  if (model.loss === undefined || model.optimizer === undefined) return { model, forward, diagnostics: [] };
+  const t = trainingGraph(model, opts.dump ? { dump: opts.dump } : {});
+  const train = emitArtifact(t.graph, { name: model.name, limits, loss: model.loss });
+  return { model, train, forward, diagnostics: t.diagnostics };
+}

@@ -1,0 +1,78 @@
+/**
+ * @file One training program on the adapter follows the interpreter: a 2-layer MLP with softmax
+ * cross-entropy, trained 20 steps with SGD (with momentum) and 20 with Adam on real MNIST digits,
+ * the loss trajectory and the final parameters compared with the reference interpreter running
+ * the very same training graph (forward, backward and update) in float32.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compile } from '../../src/compile.js';
+import { GraphBuilder } from '../../src/ir/builder.js';
+import type { OptimizerConfig } from '../../src/ir/model.js';
+import { evaluate as interpret } from '../../src/ir/interp.js';
+import { tensor, type Tensor } from '../../src/ir/tensor.js';
+import { trainingGraph } from '../../src/passes/training.js';
+import { getDevice } from '../../src/runtime/device.js';
+import { initValues } from '../../src/runtime/init.js';
+import { Program } from '../../src/runtime/program.js';
+import { loadMnist } from '../../src/data/mnist.js';
+
+let device: GPUDevice;
+beforeAll(async () => { device = await getDevice({ quiet: true }); });
+afterAll(() => device?.destroy());
+
+const B = 32;
+
+function mlp(optimizer: OptimizerConfig) {
+  const b = new GraphBuilder();
+  const x = b.input('x', [B, 784]);
+  const y = b.input('y', [B], 'i32');
+  const h = b.relu(b.linear(x, b.param('w1', [784, 64], { kind: 'he_normal' }), b.param('b1', [64], { kind: 'uniform', low: -0.1, high: 0.1 })));
+  const logits = b.linear(h, b.param('w2', [64, 10]), b.param('b2', [10], { kind: 'zeros' }));
+  b.output('loss', b.softmaxCrossEntropy(logits, y));
+  return { name: 'mlp', graph: b.build(), loss: 'loss', optimizer };
+}
+
+async function trajectories(optimizer: OptimizerConfig, steps: number) {
+  const model = mlp(optimizer);
+  const { train } = compile(model);
+  const prog = await Program.load(device, train!, { seed: 3, strictShaders: true });
+  const graph = trainingGraph(model).graph;
+  // The interpreter starts from the same initial values the runtime computed.
+  const env = new Map<string, Tensor>();
+  for (const s of [...train!.params, ...train!.state]) env.set(s.name, tensor(s.shape, initValues(s.init, s.shape, 3, s.name), s.dtype));
+  const data = loadMnist().train;
+  const gpu: number[] = [];
+  const cpu: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    const xs = data.images.subarray(s * B * 784, (s + 1) * B * 784);
+    const ys = data.labels.subarray(s * B, (s + 1) * B);
+    env.set('x', tensor([B, 784], xs));
+    env.set('y', tensor([B], ys, 'i32'));
+    const r = interpret(graph, env, 'f32');
+    cpu.push(r.outputs.get('loss')!.data[0]!);
+    for (const [k, v] of r.updates) env.set(k, v);
+    gpu.push((await prog.step({ x: xs, y: ys }, ['loss']))!.get('loss')![0]!);
+  }
+  const params = await prog.snapshot();
+  prog.destroy();
+  return { gpu, cpu, params, env };
+}
+
+describe('training on the GPU follows the interpreter', () => {
+  for (const optimizer of [
+    { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0 },
+    { kind: 'adam', lr: 0.003, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+  ] satisfies OptimizerConfig[]) {
+    it(`20 steps of ${optimizer.kind}: same losses within 1e-4 relative, loss goes down`, async () => {
+      const { gpu, cpu, params, env } = await trajectories(optimizer, 20);
+      for (let i = 0; i < gpu.length; i++) expect(Math.abs(gpu[i]! - cpu[i]!) / Math.abs(cpu[i]!), `step ${i + 1}: ${gpu[i]} vs ${cpu[i]}`).toBeLessThanOrEqual(1e-4);
+      expect(gpu.at(-1)!).toBeLessThan(gpu[0]! * 0.8);
+      for (const [name, v] of params) {
+        const want = env.get(name)!.data;
+        let worst = 0;
+        for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i]! - want[i]!) / Math.max(Math.abs(want[i]!), 1e-2));
+        expect(worst, `parameter or state ${name}`).toBeLessThanOrEqual(1e-3);
+      }
+    });
+  }
+});
