@@ -1,23 +1,24 @@
 /**
- * @file End to end in a real browser: a training artifact is written to disk with a fixed batch of
- * 128 real MNIST digits, served from 127.0.0.1 with the example page (`examples/browser`) and the
- * runtime's browser bundle, and trained for 5 steps by headless Chromium on `navigator.gpu`
- * (SwiftShader here). The same artifact, seed and batch then run for 5 steps in Node on Dawn, and
- * the two loss curves must agree within 1e-4 relative at every step. The first loss is also checked
- * against the reference interpreter (float64) and the loss must fall on the repeated batch.
+ * @file End to end in a real browser: models/mlp-mnist.json is compiled with compile(), and its
+ * artifact is written to disk with a fixed batch of 128 real MNIST digits, served from 127.0.0.1
+ * with the example page (`examples/browser`) and the runtime's browser bundle, and trained for 5
+ * steps by headless Chromium on `navigator.gpu` (SwiftShader here). The same artifact, seed and
+ * batch run for 5 steps in Node on Dawn, and the two loss curves must agree within 1e-4 relative
+ * at every step. The first loss is also checked against the reference interpreter (float64), and
+ * the loss must fall on the repeated batch.
  * Chromium is required: without `/usr/bin/chromium` this test fails and says what to install.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { compile } from '../../src/compile.js';
 import { loadMnist, MNIST_PIXELS } from '../../src/data/mnist.js';
-import { GraphBuilder } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
-import type { Graph } from '../../src/ir/graph.js';
+import type { Model } from '../../src/ir/model.js';
+import { loadModel } from '../../src/ir/schema.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { bundleFiles, type Bundle } from '../../src/runtime/bundle.js';
 import { getDevice, loadArtifact } from '../../src/runtime/index.js';
@@ -55,47 +56,13 @@ interface PageResult {
   readonly error: string | null;
 }
 
-interface TrainingCase {
-  readonly bundle: Bundle;
-  /** A graph whose output `loss` is the loss of the first step, for the reference interpreter. */
-  readonly forward: Graph;
-  /** Initializers of the parameters (and state), as the runtime applies them. */
-  readonly persistent: readonly { readonly name: string; readonly shape: readonly number[]; readonly init: Parameters<typeof initValues>[0] }[];
-}
-
-/**
- * The MLP of models/mlp-mnist.json (784-256-10, ReLU, softmax cross-entropy) with its backward
- * pass written by hand and a plain SGD update, built with GraphBuilder: a training program of the
- * same shape as the compiler's, for as long as src/passes/training.ts is not there.
- *   g = (softmax(logits) - onehot(y)) / B;  dW2 = a^T g;  db2 = sum_rows g;
- *   dh = (g W2^T) * [h > 0];  dW1 = x^T dh;  db1 = sum_rows dh;  p <- p - lr dp
- */
-function handBuiltMlp(): TrainingCase {
-  const lr = 0.05;
-  const b = new GraphBuilder();
-  const x = b.input('x', [BATCH, MNIST_PIXELS]);
-  const y = b.input('y', [BATCH], 'i32');
-  const w1 = b.param('w1', [MNIST_PIXELS, 256], { kind: 'he_normal' });
-  const b1 = b.param('b1', [256], { kind: 'zeros' });
-  const w2 = b.param('w2', [256, 10], { kind: 'glorot_uniform' });
-  const b2 = b.param('b2', [10], { kind: 'zeros' });
-  const h = b.linear(x, w1, b1);
-  const a = b.relu(h);
-  const logits = b.linear(a, w2, b2);
-  b.output('loss', b.softmaxCrossEntropy(logits, y));
-  const forward = b.build();
-  const g = b.div(b.sub(b.softmax(logits), b.oneHot(y, 10)), BATCH);
-  const dh = b.mul(b.matmul(g, b.mT(w2)), b.gt(h, 0));
-  const grads: [string, typeof w1, typeof w1][] = [
-    ['w1', w1, b.matmul(b.mT(x), dh)],
-    ['b1', b1, b.reduceSum(dh, 0)],
-    ['w2', w2, b.matmul(b.mT(a), g)],
-    ['b2', b2, b.reduceSum(g, 0)],
-  ];
-  for (const [name, p, dp] of grads) b.update(name, b.sub(p, b.mul(dp, lr)));
-  const train = emitArtifact(b.build(), { name: 'mlp-mnist-by-hand', loss: 'loss' });
-  const fwd = emitArtifact(forward, { name: 'mlp-mnist-by-hand' });
-  return { bundle: { name: 'mlp-mnist-by-hand', train, forward: fwd }, forward, persistent: train.params };
+/** models/mlp-mnist.json compiled: its training program and its forward graph (for the reference). */
+async function mlpMnist(): Promise<{ model: Model; bundle: Bundle }> {
+  const file = join(REPO_ROOT, 'models/mlp-mnist.json');
+  const model = loadModel(await readFile(file, 'utf8'), file);
+  const { train, forward } = compile(model);
+  if (!train) throw new Error(`${file}: compile() gave no training program`);
+  return { model, bundle: { name: model.name, train, forward } };
 }
 
 /** The first 128 digits of the fixed MNIST training split. */
@@ -129,14 +96,14 @@ describe('browser end to end', () => {
       throw new Error(`${CHROMIUM} not found: the browser end-to-end test needs Debian's Chromium (apt-get install -y chromium)`);
     }
     const t0 = performance.now();
-    const tc = handBuiltMlp();
-    const train = tc.bundle.train!;
+    const { model, bundle } = await mlpMnist();
+    const train = bundle.train!;
     const { x, y } = batch();
 
     tmp = await mkdtemp(join(tmpdir(), 'adjoint-browser-'));
     await mkdir(join(tmp, 'artifact'));
     await mkdir(join(tmp, 'data'));
-    for (const [file, text] of bundleFiles(tc.bundle)) await writeFile(join(tmp, 'artifact', file), text);
+    for (const [file, text] of bundleFiles(bundle)) await writeFile(join(tmp, 'artifact', file), text);
     await writeFile(join(tmp, 'data', 'x.f32'), bytesOf(x));
     await writeFile(join(tmp, 'data', 'y.i32'), bytesOf(y));
     const runtime = await buildRuntimeBundle();
@@ -180,13 +147,14 @@ describe('browser end to end', () => {
     const tDone = performance.now();
     expect(res.error, `the page reported an error${context()}`).toBeNull();
 
-    // Reference: the first step's loss from the interpreter in float64 with the same initial values.
+    // Reference: the first step's loss from the model's forward graph in the interpreter (float64)
+    // with the same initial parameter values.
     const env = new Map<string, Tensor>([
       ['x', tensor([BATCH, MNIST_PIXELS], x)],
       ['y', tensor([BATCH], y, 'i32')],
     ]);
-    for (const p of tc.persistent) env.set(p.name, tensor(p.shape, initValues(p.init, p.shape, SEED, p.name)));
-    const refLoss = evaluate(tc.forward, env, 'f64').outputs.get('loss')!.data[0]!;
+    for (const p of train.params) env.set(p.name, tensor(p.shape, initValues(p.init, p.shape, SEED, p.name)));
+    const refLoss = evaluate(model.graph, env, 'f64').outputs.get('loss')!.data[0]!;
 
     const rows = nodeLosses.map((l, i) => `step ${i + 1}: node ${l.toPrecision(8)}  browser ${res.losses[i]?.toPrecision(8)}  rel ${relErr(res.losses[i] ?? NaN, l).toExponential(2)}  (${res.stepMs[i]?.toFixed(0)} ms in the page)`);
     console.log([
