@@ -100,6 +100,7 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
 
     // Epilogues: a contraction read only by a same-shape elementwise chain is computed in the chain's kernel.
     if (fuse) {
+      const claimed = new Set<ValueId>();
       g.nodes.forEach((n, c) => {
         if (!isContraction(n.op) || must.has(c) || forced.has(c)) return;
         let end = c;
@@ -115,6 +116,14 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
           if (must.has(end) || forced.has(end)) break;
         }
         if (end === c) return;
+        // A chain belongs to one contraction: another contraction feeding it stays materialized.
+        const chain: ValueId[] = [];
+        for (let v = uses[c]![0]!; ; v = uses[v]![0]!) {
+          chain.push(v);
+          if (v === end) break;
+        }
+        if (chain.some((v) => claimed.has(v))) return;
+        for (const v of chain) claimed.add(v);
         // Everything between the contraction and the end is inlined; the end is the kernel's output.
         for (let v = c; v !== end; v = uses[v]![0]!) mat.delete(v);
         mat.add(end);
