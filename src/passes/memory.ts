@@ -42,9 +42,40 @@ export interface MemoryOptions {
 
 const alignUp = (x: number, a: number) => Math.ceil(x / a) * a;
 
+/** Placement orders tried (XLA's heap simulator tries several too); the smallest plan wins. */
+const ORDERS: readonly ((a: Lifetime, b: Lifetime) => number)[] = [
+  (a, b) => b.bytes - a.bytes || a.start - b.start,
+  (a, b) => b.bytes * (b.end - b.start + 1) - a.bytes * (a.end - a.start + 1) || b.bytes - a.bytes,
+  (a, b) => b.end - b.start - (a.end - a.start) || b.bytes - a.bytes,
+  (a, b) => a.start - b.start || b.bytes - a.bytes,
+];
+
+const PERTURBATIONS = 48;
+
 /** Places the buffers; never two buffers live at the same time in overlapping bytes. */
 export function planMemory(buffers: readonly Lifetime[], opts: MemoryOptions): MemoryPlan {
-  const order = [...buffers].sort((a, b) => b.bytes - a.bytes || a.start - b.start || (a.key < b.key ? -1 : 1));
+  let best: MemoryPlan | undefined;
+  const tryOrder = (order: readonly Lifetime[]) => {
+    const plan = place(order, buffers, opts);
+    if (!best || plan.plannedBytes < best.plannedBytes) best = plan;
+  };
+  const sorted = ORDERS.map((cmp) => [...buffers].sort((a, b) => cmp(a, b) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)));
+  sorted.forEach(tryOrder);
+  // Then seeded perturbations of the size order: swap near neighbours, keep the best plan.
+  let seed = 0x2545f491;
+  const next = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 4294967296);
+  for (let t = 0; t < PERTURBATIONS && best!.plannedBytes > best!.lowerBound; t++) {
+    const order = [...sorted[t % sorted.length]!];
+    for (let i = 0; i < order.length; i++) {
+      const j = Math.min(order.length - 1, i + Math.floor(next() * 4));
+      [order[i], order[j]] = [order[j]!, order[i]!];
+    }
+    tryOrder(order);
+  }
+  return best!;
+}
+
+function place(order: readonly Lifetime[], buffers: readonly Lifetime[], opts: MemoryOptions): MemoryPlan {
   const placed: { l: Lifetime; p: Placement }[] = [];
   const placements = new Map<string, Placement>();
   const arenas: number[] = [];
