@@ -1,30 +1,38 @@
 /**
- * @file EXTENSION POINT: adjoint in the benchmark. This file will be filled in when the compiler
- * pipeline and the runtime land; until then `setup` throws {@link NotAvailableError} and the
- * harness leaves adjoint out of the table (ratios show "-"). No number is ever made up for it.
- *
- * How to fill it in (everything else is ready):
- * - `workloadModel(w)` (graphs.ts) is the workload as an IR model: params named as in
- *   `w.params` (canonical layouts: dense `[in, out]`, conv OIHW, images NCHW), inputs `x` and `y`
- *   (`y` = i32 labels `[B]` or the f32 target), output `loss`, optimizer SGD with `w.lr`.
- * - `init` (not timed): get a device with `getDevice()` from src/runtime/device.ts; it finds the
- *   benchmark's `navigator.gpu`, and the GPU classes are already wrapped by the counters, so
- *   dispatches, submits and buffers are counted like the peers'.
- * - `setup` (timed up to the end of the first step): compile that model for training and load the
- *   initial values from `params`.
- * - `step(batch, readLoss)`: upload `batch.x` and the labels/target, run one training step
- *   (one submit), and when `readLoss` read the loss back and return it.
+ * @file adjoint in the benchmark: the workload's IR model (graphs.ts) compiled to one training
+ * program (forward, loss, backward, SGD update; fused kernels, planned memory) and run by the
+ * runtime: one command buffer and one submit per step, the loss read back asynchronously.
  */
+import { compile } from '../src/compile.js';
+import { getDevice, deviceLimits } from '../src/runtime/device.js';
+import { Program } from '../src/runtime/program.js';
+import { workloadModel } from './graphs.js';
 import { NotAvailableError, type Library, type Session } from './library.js';
-import type { Workload } from './workloads.js';
+import type { Batch, Workload } from './workloads.js';
+
+let device: GPUDevice | undefined;
 
 export const adjoint: Library = {
   name: 'adjoint',
-  description: 'adjoint: compiled WGSL training step (not available yet)',
+  description: 'adjoint: compiled, fused WGSL training step, one submit per step',
   async init() {
-    // Nothing to load yet; when the runtime lands, get the device here (getDevice()).
+    device = await getDevice({ quiet: true });
   },
-  async setup(_w: Workload, _params: ReadonlyMap<string, Float32Array>): Promise<Session> {
-    throw new NotAvailableError('the adjoint runtime has not landed yet (bench/adjoint.ts is the extension point)');
+  async setup(w: Workload, params: ReadonlyMap<string, Float32Array>): Promise<Session> {
+    if (!device) throw new NotAvailableError('no device');
+    const c = compile(workloadModel(w), { limits: deviceLimits(device) });
+    if (!c.train) throw new NotAvailableError('the model does not train');
+    const prog = await Program.load(device, c.train);
+    for (const [name, v] of params) prog.write(name, v);
+    const feeds = (b: Batch) => ({ x: b.x, y: 'labels' in b ? b.labels : b.target });
+    return {
+      async step(batch, readLoss) {
+        const r = prog.step(feeds(batch), readLoss ? ['loss'] : []);
+        return r ? (await r).get('loss')![0]! : undefined;
+      },
+      async dispose() {
+        prog.destroy();
+      },
+    };
   },
 };

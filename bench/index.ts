@@ -12,6 +12,8 @@
  * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { getDevice } from '../src/runtime/device.js';
+import { benchMatmul, matmulTable } from './matmul.js';
 import { cpus } from 'node:os';
 import { relative } from 'node:path';
 import { evaluate } from '../src/ir/interp.js';
@@ -271,6 +273,12 @@ async function main(): Promise<void> {
   device.destroy();
   log(`adapter: ${adapter}; counters verified on Dawn's classes`);
 
+  // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.
+  const mmDevice = await getDevice({ quiet: true });
+  const mm = await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
+  mmDevice.destroy();
+  log(matmulTable(mm));
+
   const results: Result[] = [];
   const agreements: Agreement[] = [];
   const notes = new Set<string>();
@@ -307,9 +315,9 @@ async function main(): Promise<void> {
   };
   const dir = new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const jsonl = [JSON.stringify({ meta }), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
   writeFileSync(new URL('latest.jsonl', dir), jsonl.join('\n') + '\n');
-  const md = markdown(meta, results, agreements);
+  const md = markdown(meta, results, agreements) + '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n';
   writeFileSync(new URL('latest.md', dir), md);
   process.stdout.write(md);
 }
