@@ -34,6 +34,11 @@ export class DeviceError extends AdjointError {
   override name = 'DeviceError';
 }
 
+/** An artifact (manifest or shaders) is malformed, of another version, or does not fit the device. */
+export class ArtifactError extends AdjointError {
+  override name = 'ArtifactError';
+}
+
 /** Throws an internal error: a broken invariant of the compiler, never the user's fault. */
 export function internal(message: string): never {
   throw new AdjointError(`internal: ${message}`);

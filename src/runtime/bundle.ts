@@ -4,12 +4,11 @@
  * each shader replaced by its file name. Pure functions over a file map, so the browser can load
  * a bundle from fetched files and Node from the file system.
  */
-import { AdjointError } from '../ir/errors.js';
+import { ArtifactError } from '../ir/errors.js';
 import { ARTIFACT_FORMAT, ARTIFACT_VERSION, type Artifact } from './artifact.js';
+import { validateProgram } from './manifest.js';
 
-export class ArtifactError extends AdjointError {
-  override name = 'ArtifactError';
-}
+export { ArtifactError };
 
 export interface Bundle {
   readonly name: string;
@@ -61,7 +60,9 @@ export function parseBundle(read: (file: string) => string | undefined, where = 
   }
   if (m?.format !== ARTIFACT_FORMAT) throw new ArtifactError(`${where}/${MANIFEST}: not an adjoint artifact (format ${JSON.stringify(m?.format)})`);
   if (m.version !== ARTIFACT_VERSION) throw new ArtifactError(`${where}/${MANIFEST}: artifact version ${m.version}, this runtime reads version ${ARTIFACT_VERSION}; recompile the model`);
-  const prog = (p: ProgramManifest): Artifact => ({
+  const prog = (raw: unknown, key: string): Artifact => {
+    const p = validateProgram(raw, `${where}/${MANIFEST}: programs.${key}`);
+    return {
     ...p,
     shaders: p.shaders.map((f) => {
       if (typeof f !== 'string' || !/^[a-z]+-\d+\.wgsl$/.test(f)) throw new ArtifactError(`${where}/${MANIFEST}: bad shader file name ${JSON.stringify(f)}`);
@@ -69,7 +70,8 @@ export function parseBundle(read: (file: string) => string | undefined, where = 
       if (code === undefined) throw new ArtifactError(`${where}: missing shader file ${f}`);
       return code;
     }),
-  });
+    };
+  };
   if (!m.programs?.forward) throw new ArtifactError(`${where}/${MANIFEST}: no forward program`);
-  return { name: m.name, forward: prog(m.programs.forward), ...(m.programs.train ? { train: prog(m.programs.train) } : {}) };
+  return { name: m.name, forward: prog(m.programs.forward, 'forward'), ...(m.programs.train ? { train: prog(m.programs.train, 'train') } : {}) };
 }
