@@ -24,11 +24,11 @@ export function artifactOverlap(a: Artifact): string | undefined {
   const same = (p: { arena: number; offset: number; bytes: number }, q: typeof p) => p.arena === q.arena && p.offset === q.offset && p.bytes === q.bytes;
   const freesAt = new Map(a.frees.map((f) => [f.after, f.regions]));
   for (const [i, d] of a.dispatches.entries()) {
-    const out = d.bindings.at(-1)!;
-    for (const r of d.bindings.slice(0, -1)) {
+    for (const r of d.bindings.slice(0, -d.outputs)) {
       if (temp.has(r.arena) && !live.some((l) => same(l, r))) return `dispatch ${i} (${d.label}) reads a dead temporary ${JSON.stringify(r)}`;
     }
-    if (temp.has(out.arena) && !live.some((l) => same(l, out))) {
+    for (const out of d.bindings.slice(-d.outputs)) {
+      if (!temp.has(out.arena) || live.some((l) => same(l, out))) continue;
       const clash = live.find((l) => l.arena === out.arena && l.offset < out.offset + out.bytes && out.offset < l.offset + l.bytes);
       if (clash) return `dispatch ${i} (${d.label}) writes ${JSON.stringify(out)} over live ${JSON.stringify(clash)}`;
       live.push(out);

@@ -58,12 +58,13 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const scratch = (bytes: number) => scratchBytes.push(bytes) - 1;
   const shaders: string[] = [];
   const shaderIndex = new Map<string, number>();
-  const emitted: { s: number; inputs: readonly BufferRef[]; output: BufferRef; workgroups: readonly [number, number, number]; label: string }[] = [];
+  const emitted: { s: number; inputs: readonly BufferRef[]; outputs: readonly BufferRef[]; workgroups: readonly [number, number, number]; label: string }[] = [];
   for (const k of kernels) {
     const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
     const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
-    if (k.inputs.length + 1 > limits.maxStorageBuffersPerShaderStage) {
-      throw new DeviceError(`a ${root.op} kernel needs ${k.inputs.length + 1} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
+    const bindings = k.inputs.length + 1 + k.extras.length;
+    if (bindings > limits.maxStorageBuffersPerShaderStage) {
+      throw new DeviceError(`a ${root.op} kernel needs ${bindings} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
     for (const d of emitKernel(k, inputTypes, cg, scratch, kernelLabel(g, k))) {
       let s = shaderIndex.get(d.wgsl);
@@ -72,7 +73,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
         shaders.push(d.wgsl);
         shaderIndex.set(d.wgsl, s);
       }
-      emitted.push({ s, inputs: d.inputs, output: d.output, workgroups: d.workgroups, label: d.label });
+      emitted.push({ s, inputs: d.inputs, outputs: [d.output, ...d.extraOutputs], workgroups: d.workgroups, label: d.label });
     }
   }
 
@@ -97,7 +98,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const live = new Map<string, { bytes: number; start: number; end: number }>();
   const kept = new Set([...g.outputs.map((o) => `value:${o.value}`), ...g.updates.map((u) => `value:${u.value}`)]);
   emitted.forEach((d, i) => {
-    for (const r of [...d.inputs, d.output]) {
+    for (const r of [...d.inputs, ...d.outputs]) {
       const key = keyOf(r);
       if (regions.has(key)) continue;
       const bytes = r.kind === 'value' ? bytesOf(g.nodes[r.id]!.type) : Math.max(4, scratchBytes[r.id]!);
@@ -127,7 +128,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   }
   const frees = [...freeAt].sort((a, b) => a[0] - b[0]).map(([after, rs]) => ({ after, regions: rs }));
   const dispatches: DispatchSpec[] = emitted.map((d) => ({
-    shader: d.s, bindings: [...d.inputs, d.output].map(regionOf), workgroups: d.workgroups, label: d.label,
+    shader: d.s, bindings: [...d.inputs, ...d.outputs].map(regionOf), outputs: d.outputs.length, workgroups: d.workgroups, label: d.label,
   }));
   const slot = (name: string, id: ValueId): TensorSlot => {
     const n = g.nodes[id]!;

@@ -44,13 +44,25 @@ export type KernelBody =
 /** Where a kernel reads or writes: a value of the graph, or a scratch buffer of the program. */
 export type BufferRef = { readonly kind: 'value'; readonly id: ValueId } | { readonly kind: 'scratch'; readonly id: number };
 
+/**
+ * A further output computed per output element from the main one: `expr` over the same
+ * coordinates and `v0`, `v1`, … (the values of the outputs before it at this element).
+ */
+export interface ExtraOutput {
+  readonly ref: BufferRef;
+  readonly dtype: 'f32' | 'i32';
+  readonly expr: Expr;
+}
+
 export interface Kernel {
-  /** Read-only bindings, in binding order. */
+  /** Bindings read, in binding order. */
   readonly inputs: readonly BufferRef[];
-  /** The one read-write binding, after the inputs. */
+  /** The main written binding, after the inputs. */
   readonly output: BufferRef;
   readonly dtype: 'f32' | 'i32';
   readonly body: KernelBody;
+  /** Further outputs of the same shape, written after the main one (bindings after it). */
+  readonly extras: readonly ExtraOutput[];
   /** The graph nodes this kernel computes (for `inspect` and tests). */
   readonly nodes: readonly ValueId[];
 }

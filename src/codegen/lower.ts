@@ -34,8 +34,8 @@ export class Lowerer {
   readonly inputs: BufferRef[] = [];
   readonly inlined = new Set<ValueId>();
 
-  /** In an epilogue, the contraction whose accumulator stands for its value at the output coordinates. */
-  private acc: { readonly id: ValueId; readonly at: string; readonly value: Expr } | undefined;
+  /** Values held in registers at the output element: an epilogue's accumulator, earlier outputs. */
+  private readonly registers = new Map<ValueId, { readonly at: string; readonly value: Expr }>();
 
   constructor(
     readonly g: Graph,
@@ -44,7 +44,7 @@ export class Lowerer {
 
   /** Reads of `id` at `coords` become `value` (the accumulator of the kernel's contraction). */
   withAccumulator(id: ValueId, coords: readonly Expr[], value: Expr): void {
-    this.acc = { id, at: this.coordKey(id, coords), value };
+    this.registers.set(id, { at: this.coordKey(id, coords), value });
   }
 
   /** Coordinates as a key; a dimension of size 1 has only one coordinate, whatever its expression. */
@@ -68,9 +68,10 @@ export class Lowerer {
   value(id: ValueId, coords: readonly Expr[]): Expr {
     const n = this.g.nodes[id]!;
     const dt = n.type.dtype;
-    if (this.acc && this.acc.id === id) {
-      if (this.coordKey(id, coords) !== this.acc.at) internal(`epilogue reads contraction ${id} away from the output element`);
-      return this.acc.value;
+    const reg = this.registers.get(id);
+    if (reg) {
+      if (this.coordKey(id, coords) !== reg.at) internal(`value ${id} is read away from the output element that holds it`);
+      return reg.value;
     }
     if (this.isMaterialized(id)) return load(this.binding({ kind: 'value', id }), linearIndex(coords, n.type.shape), dt);
     const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
@@ -341,12 +342,13 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
  */
 export function lowerKernel(
   g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean,
-  opts: { naiveMatmul?: boolean; contraction?: ValueId } = {},
+  opts: { naiveMatmul?: boolean; contraction?: ValueId; extras?: readonly ValueId[] } = {},
 ): Kernel {
   const n = g.nodes[root]!;
   const cid = opts.contraction ?? root;
   const c = g.nodes[cid]!;
-  const L = new Lowerer(g, (id) => id !== root && id !== cid && isMaterialized(id));
+  const extraIds = opts.extras ?? [];
+  const L = new Lowerer(g, (id) => id !== root && id !== cid && !extraIds.includes(id) && isMaterialized(id));
   const shape = n.type.shape;
   const dtype = n.type.dtype;
   if (cid !== root && !shapeEq(c.type.shape, shape)) internal(`epilogue ${root} does not have the shape of contraction ${cid}`);
@@ -394,6 +396,15 @@ export function lowerKernel(
     if (cid !== root) internal(`${c.op} is not a contraction`);
     body = { kind: 'map', shape, expr: rule.expr(n as never, outVars(shape.length), L) };
   }
-  const nodes = new Set([root, cid, ...L.inlined]);
-  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, nodes: [...nodes].sort((p, q) => p - q) };
+  // Further outputs: each an expression at the same element, reading the outputs before it as v0, v1, ….
+  const coords = body.kind === 'matmul' ? [...outVars(body.batch.length, 'z'), ivar('mi'), ivar('ni')] : outVars(shape.length);
+  const held: ValueId[] = [root];
+  const extras = extraIds.map((id) => {
+    held.forEach((h, i) => L.withAccumulator(h, coords, tvar(`v${i}`, g.nodes[h]!.type.dtype)));
+    const expr = L.value(id, coords);
+    held.push(id);
+    return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
+  });
+  const nodes = new Set([root, cid, ...extraIds, ...L.inlined]);
+  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, extras, nodes: [...nodes].sort((p, q) => p - q) };
 }

@@ -25,6 +25,8 @@ export interface KernelGroup {
   readonly root: ValueId;
   /** When the kernel is a contraction with an epilogue: the contraction. */
   readonly contraction?: ValueId;
+  /** Further values of the root's shape computed at each output element (e.g. an optimizer update). */
+  readonly extras?: readonly ValueId[];
 }
 
 export interface FusionPlan {
@@ -155,8 +157,61 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
       fixed = false;
       break;
     }
-    if (fixed) return { materialized: mat, kernels };
+    if (fixed) return { materialized: mat, kernels: fuse ? mergeSiblings(g, kernels, mat, uses, opts.maxBindings) : kernels };
   }
+}
+
+/**
+ * Multi-output kernels: a plain elementwise kernel whose reads of another kernel's outputs are all
+ * at its own output element (same shape, elementwise path) is computed by that kernel, at each of
+ * its output elements, and written as a further output. The optimizer's update p' = p - lr m'
+ * thus joins the kernel that makes m' (itself the epilogue of the gradient's matmul).
+ */
+function mergeSiblings(g: Graph, groups: readonly KernelGroup[], mat: ReadonlySet<ValueId>, uses: readonly ValueId[][], maxBindings: number): KernelGroup[] {
+  const ks = groups.map((k) => ({ ...k, extras: [...(k.extras ?? [])] }));
+  const shape = (id: ValueId) => g.nodes[id]!.type.shape.join();
+  const descendants = (from: readonly ValueId[]): Set<ValueId> => {
+    const seen = new Set<ValueId>(from);
+    const stack = [...from];
+    while (stack.length) for (const u of uses[stack.pop()!]!) if (!seen.has(u)) (seen.add(u), stack.push(u));
+    return seen;
+  };
+  for (let j = 0; j < ks.length; j++) {
+    const k2 = ks[j]!;
+    if (k2.contraction !== undefined || k2.extras.length || isContraction(g.nodes[k2.root]!.op)) continue;
+    const l2 = lowerGroup(g, k2, mat);
+    const reads = l2.inputs.filter((r) => r.kind === 'value').map((r) => r.id);
+    // Hosts: kernels whose outputs K2 reads, of K2's shape; the last one in graph order first.
+    const hosts = ks
+      .map((k, i) => ({ k, i, outs: [k.root, ...k.extras] }))
+      .filter(({ k, i, outs }) => i !== j && shape(k.root) === shape(k2.root) && outs.some((o) => reads.includes(o)))
+      .sort((p, q) => q.k.root - p.k.root);
+    for (const { k: k1, i, outs } of hosts) {
+      const own = new Set(outs);
+      // Every inlined node of K2 on a path from a host output is elementwise at K2's shape.
+      const tainted = new Set<ValueId>(outs);
+      let ok = true;
+      for (const id of l2.nodes) {
+        const n = g.nodes[id]!;
+        if (own.has(id) || !n.inputs.some((x) => tainted.has(x))) continue;
+        tainted.add(id);
+        if (!isElementwise(n.op) || shape(id) !== shape(k2.root)) ok = false;
+      }
+      if (!ok) continue;
+      // K2's other inputs must be ready before K1 runs: none may depend on K1's outputs.
+      const after = descendants(outs);
+      if (reads.some((r) => !own.has(r) && after.has(r))) continue;
+      const l1 = lowerGroup(g, k1, mat);
+      const inputs = new Set([...l1.inputs, ...l2.inputs].filter((r) => !(r.kind === 'value' && own.has(r.id))).map((r) => `${r.kind}:${r.id}`));
+      if (inputs.size + outs.length + 1 > maxBindings) continue;
+      k1.extras.push(k2.root);
+      ks.splice(j, 1);
+      j--;
+      void i;
+      break;
+    }
+  }
+  return ks.map((k) => (k.extras.length ? k : { root: k.root, ...(k.contraction !== undefined ? { contraction: k.contraction } : {}) }));
 }
 
 function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, number>[], mat: ReadonlySet<ValueId>, g: Graph): Map<ValueId, number> {
@@ -170,5 +225,9 @@ function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, numbe
 
 /** Lowers one planned kernel. */
 export function lowerGroup(g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, naiveMatmul = false): Kernel {
-  return lowerKernel(g, k.root, (id) => mat.has(id), { naiveMatmul, ...(k.contraction !== undefined ? { contraction: k.contraction } : {}) });
+  return lowerKernel(g, k.root, (id) => mat.has(id), {
+    naiveMatmul,
+    ...(k.contraction !== undefined ? { contraction: k.contraction } : {}),
+    ...(k.extras?.length ? { extras: k.extras } : {}),
+  });
 }

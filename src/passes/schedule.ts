@@ -11,8 +11,9 @@ import type { Kernel } from '../codegen/kernel.js';
 export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] {
   const bytes = (id: ValueId) => numel(g.nodes[id]!.type.shape) * 4;
   const producer = new Map<ValueId, number>();
+  const written = (k: Kernel) => [k.output, ...k.extras.map((x) => x.ref)].filter((r) => r.kind === 'value').map((r) => r.id);
   kernels.forEach((k, i) => {
-    if (k.output.kind === 'value') producer.set(k.output.id, i);
+    for (const id of written(k)) producer.set(id, i);
   });
   const reads = kernels.map((k) => [...new Set(k.inputs.filter((r) => r.kind === 'value').map((r) => r.id))]);
   const deps = reads.map((rs) => new Set(rs.map((id) => producer.get(id)).filter((p): p is number => p !== undefined)));
@@ -29,7 +30,7 @@ export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] 
     kernels.forEach((k, i) => {
       if (done.has(i) || [...deps[i]!].some((d) => !done.has(d))) return;
       const freed = reads[i]!.filter((id) => temp(id) && pendingReaders.get(id) === 1).reduce((s, id) => s + bytes(id), 0);
-      const alloc = k.output.kind === 'value' ? bytes(k.output.id) : 0;
+      const alloc = written(k).reduce((s, id) => s + bytes(id), 0);
       const score = freed - alloc;
       if (score > bestScore) {
         best = i;

@@ -41,8 +41,9 @@ export interface PersistentSlot extends TensorSlot {
 export interface DispatchSpec {
   /** Index into `shaders`. */
   readonly shader: number;
-  /** Bindings 0..n-1 in order; the last one is written. */
+  /** Bindings 0..n-1 in order; the last `outputs` of them are written. */
   readonly bindings: readonly Region[];
+  readonly outputs: number;
   readonly workgroups: readonly [number, number, number];
   readonly label: string;
 }

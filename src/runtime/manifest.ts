@@ -47,7 +47,7 @@ export const programSchema = z.object({
   outputs: z.array(slot),
   params: z.array(persistent),
   state: z.array(persistent),
-  dispatches: z.array(z.object({ shader: nat, bindings: z.array(region), workgroups: z.tuple([pos, pos, pos]), label: z.string() })),
+  dispatches: z.array(z.object({ shader: nat, bindings: z.array(region), outputs: pos, workgroups: z.tuple([pos, pos, pos]), label: z.string() })),
   copies: z.array(z.object({ from: region, to: region })),
   loss: z.optional(z.string()),
   frees: z.array(z.object({ after: nat, regions: z.array(region) })),
@@ -76,7 +76,7 @@ export function validateProgram(json: unknown, where: string): Artifact {
   };
   a.dispatches.forEach((d, i) => {
     if (d.shader >= a.shaders.length) fail(`dispatches[${i}].shader`, `shader ${d.shader} does not exist`);
-    if (d.bindings.length < 1) fail(`dispatches[${i}].bindings`, 'no output binding');
+    if (d.bindings.length < d.outputs) fail(`dispatches[${i}].bindings`, `fewer bindings than its ${d.outputs} outputs`);
     d.bindings.forEach((b, j) => checkRegion(b, `dispatches[${i}].bindings[${j}]`));
   });
   for (const [k, list] of [['inputs', a.inputs], ['outputs', a.outputs], ['params', a.params], ['state', a.state]] as const) {

@@ -39,12 +39,23 @@ describe('fusion structure', () => {
     expect(kernelsOf(b)).toEqual([['mul', 'exp', 'reduce_sum']]);
   });
 
-  it('never recomputes a matmul: a matmul read twice is materialized', () => {
+  it('never recomputes a matmul: read twice, it is computed once and both readers are further outputs', () => {
     const b = new GraphBuilder();
     const m = b.matmul(b.input('a', [4, 4]), b.input('b', [4, 4]));
     b.output('p', b.exp(m));
     b.output('q', b.neg(m));
-    expect(kernelsOf(b)).toEqual([['matmul'], ['exp'], ['neg']]);
+    expect(kernelsOf(b)).toEqual([['matmul', 'exp', 'neg']]);
+  });
+
+  it('an optimizer update joins the kernel of its gradient as a further output', () => {
+    const b = new GraphBuilder();
+    const w = b.param('w', [8, 3]);
+    const m = b.state('w@m', [8, 3]);
+    const g = b.matmul(b.transpose(b.input('x', [4, 8])), b.input('d', [4, 3]));
+    const m2 = b.add_(b.mul(m, 0.9), g);
+    b.update('w@m', m2);
+    b.update('w', b.sub(w, b.mul(m2, 0.1)));
+    expect(kernelsOf(b)).toEqual([['transpose', 'matmul', 'mul', 'add', 'mul', 'sub']]);
   });
 
   it('materializes an expensive value read by a matmul many times', () => {
