@@ -19,7 +19,7 @@
  * `stop_gradient` is kept (an identity at run time, but later differentiation needs it).
  */
 import { GraphBuilder, type Value } from '../ir/builder.js';
-import { broadcastShapes, shapeEq, typeEq, type DType, type Shape, type TensorType } from '../ir/dtype.js';
+import { typeEq, type DType, type Shape, type TensorType } from '../ir/dtype.js';
 import { assertNever, internal } from '../ir/errors.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import { evaluate } from '../ir/interp.js';
@@ -141,23 +141,14 @@ const RULES: readonly Rule[] = [
     const x = r.operandOf(s.xs[0], 'broadcast_to');
     return x && r.emit('broadcast_to', { shape: s.type.shape }, [x]);
   }),
-  // op(…, full[shape] c, …) -> op(…, full[] c, …) when the other operands alone give the
-  // result's shape (one constant per value, so CSE finds equal constants)
-  rule(ELEMENTWISE, (s, r) => {
-    const i = s.xs.findIndex((x) => r.constant(x) !== undefined && x.type.shape.length > 0);
-    if (i < 0) return undefined;
-    const rest = s.xs.filter((_, j) => j !== i).map((x) => x.type.shape);
-    if (!shapeEq(broadcastShapes(...rest), s.type.shape)) return undefined;
-    const xs = s.xs.map((x, j) => (j === i ? r.fullIf(r.constant(x), { dtype: x.type.dtype, shape: [] })! : x));
-    return r.emit(s.op, s.attrs as never, xs);
-  }),
   // reduce(x) over no axes, or over axes of size 1 only -> reshape(x)
   rule(REDUCE, (s, r) => {
     const x = s.xs[0]!;
     return s.attrs.axes.every((a) => x.type.shape[a] === 1) ? r.emit('reshape', { shape: s.type.shape }, [x]) : undefined;
   }),
   // reduce_sum(reduce_sum(x, A), B) -> reduce_sum(x, A ∪ B), and likewise for means (a mean is a
-  // sum times 1/n) and for max of max
+  // sum times 1/n) and for max of max (rules see no use counts: if the inner reduction has other
+  // uses, x is now reduced twice, in two kernels that fusion can run side by side)
   rule(REDUCE, (s, r) => {
     const inner = r.def(s.xs[0]);
     if (inner.op !== 'reduce_sum' && inner.op !== 'reduce_mean' && inner.op !== 'reduce_max') return undefined;
@@ -193,12 +184,15 @@ function roundTo(dtype: DType, v: number): number {
 const broadcastsTo = (from: Shape, to: Shape) =>
   from.length <= to.length && from.every((d, i) => d === 1 || d === to[to.length - from.length + i]);
 
-/** Attributes as text with sorted keys, so deep-equal attributes give equal keys (-0, NaN and ±Inf kept apart). */
-const attrKey = (attrs: unknown) =>
-  JSON.stringify(attrs, (_, v: unknown) =>
-    typeof v === 'number' && (!Number.isFinite(v) || Object.is(v, -0)) ? String(Object.is(v, -0) ? '-0' : v)
-    : v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([p], [q]) => (p < q ? -1 : 1)))
-    : v);
+/** Attributes as text with sorted keys, so that deep-equal attributes give equal text. */
+function attrKey(attrs: unknown): string {
+  return JSON.stringify(attrs, (_, v: unknown) => {
+    // JSON would write -0 as 0 and NaN, ±Inf as null: keep them apart.
+    if (typeof v === 'number') return Object.is(v, -0) ? '-0' : Number.isFinite(v) ? v : String(v);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return Object.fromEntries(Object.entries(v).sort(([p], [q]) => (p < q ? -1 : 1)));
+    return v;
+  });
+}
 
 /**
  * Builds a graph in which every added node is simplified on the way in: a rule's replacement, a
