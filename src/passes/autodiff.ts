@@ -51,13 +51,17 @@ export type Cotangent = (() => Value) | undefined;
 /** A VJP rule: one cotangent per operand, in order. */
 export type VjpRule<K extends Op> = (n: NodeOfOp<K>, c: VjpCtx) => readonly Cotangent[];
 
-/** Sums `v` down to `shape` over the axes NumPy broadcasting added or stretched, then reshapes. */
+/**
+ * Sums `v` down to `shape` over the axes NumPy broadcasting added (leading) or stretched (size 1 in
+ * `shape`): one reduce_sum, with keepdims when no axis was added, else followed by a reshape if an
+ * axis was stretched.
+ */
 export function unbroadcast(b: GraphBuilder, v: Value, shape: Shape): Value {
   const from = v.type.shape;
   if (shapeEq(from, shape)) return v;
   const off = from.length - shape.length;
   const axes = from.flatMap((d, i) => (i < off || (shape[i - off] === 1 && d !== 1) ? [i] : []));
-  const summed = axes.length ? b.reduceSum(v, axes) : v;
+  const summed = axes.length ? b.reduceSum(v, axes, off === 0) : v;
   return shapeEq(summed.type.shape, shape) ? summed : b.reshape(summed, shape);
 }
 

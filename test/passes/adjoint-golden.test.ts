@@ -174,24 +174,23 @@ x:f32[] = neg w
 y:f32[2,3] = full[value=-0.5]
 z:f32[2,3] = mul y l
 aa:f32[2,3] = neg z
-ab:f32[2] = reduce_sum[axes=[1],keepdims=false] aa
-ac:f32[2,1] = reshape[shape=[2,1]] ab
-ad:f32[2,1] = div ac q
-ae:f32[2,3] = broadcast_to[shape=[2,3]] ad
-af:f32[2,3] = mul ae p
-ag:f32[2,3] = add z af
-ah:f32[3] = reduce_sum[axes=[0],keepdims=false] ag
-ai:f32[3,4] = transpose[perm=[1,0]] h
-aj:f32[2,4] = matmul ag ai
-ak:f32[4,2] = transpose[perm=[1,0]] g
-al:f32[4,3] = matmul ak ag
-am:f32[] = full[value=0]
-an:f32[2,4] = gt g am
-ao:f32[2,4] = where an aj am
-ap:f32[4] = reduce_sum[axes=[0],keepdims=false] ao
-aq:f32[3,2] = transpose[perm=[1,0]] a
-ar:f32[3,4] = matmul aq ao
-outputs loss=x grad:w1=ar grad:b1=ap grad:w2=al grad:b2=ah
+ab:f32[2,1] = reduce_sum[axes=[1],keepdims=true] aa
+ac:f32[2,1] = div ab q
+ad:f32[2,3] = broadcast_to[shape=[2,3]] ac
+ae:f32[2,3] = mul ad p
+af:f32[2,3] = add z ae
+ag:f32[3] = reduce_sum[axes=[0],keepdims=false] af
+ah:f32[3,4] = transpose[perm=[1,0]] h
+ai:f32[2,4] = matmul af ah
+aj:f32[4,2] = transpose[perm=[1,0]] g
+ak:f32[4,3] = matmul aj af
+al:f32[] = full[value=0]
+am:f32[2,4] = gt g al
+an:f32[2,4] = where am ai al
+ao:f32[4] = reduce_sum[axes=[0],keepdims=false] an
+ap:f32[3,2] = transpose[perm=[1,0]] a
+aq:f32[3,4] = matmul ap an
+outputs loss=x grad:w1=aq grad:b1=ao grad:w2=ak grad:b2=ag
 `);
   });
 
