@@ -1,16 +1,16 @@
 /**
- * @file The compiler pipeline, as one flat ordered list of passes that reads top to bottom. A
- * training program is: autodiff (adjoint graph) -> optimizer (updates in IR) -> simplify. Fusion,
- * scheduling and memory planning run in codegen (src/codegen/emit.ts) on the final graph, in that
- * order: planFusion -> scheduleKernels -> planMemory.
+ * @file The compiler pipeline: one flat ordered list of graph-to-graph passes that reads top to
+ * bottom (tinygrad's `full_rewrite_to_sink`, QBE's `main.c`), and the driver that runs such a
+ * list, verifying the graph after every pass when asked and handing it to a `dump` callback (the
+ * CLI's `--dump <pass>` prints the IR after the pass of that name). Passes are pure: each returns
+ * a new graph.
  */
 import type { Graph } from '../ir/graph.js';
-import type { Model } from '../ir/model.js';
-import { AdjointError } from '../ir/errors.js';
+import type { OptimizerConfig } from '../ir/model.js';
 import { verify } from '../ir/verify.js';
 import { grad } from './autodiff.js';
-import { applyOptimizer } from './optimizer.js';
-import { simplify } from './simplify.js';
+import { optimizerPass } from './optimizer.js';
+import { simplifyPass } from './simplify.js';
 
 export interface Pass {
   readonly name: string;
@@ -20,7 +20,7 @@ export interface Pass {
 export interface PipelineOptions {
   /** Run the verifier after every pass (tests do). */
   readonly verify?: boolean;
-  /** Called with the graph after every pass (`--dump <pass>`). */
+  /** Called with the graph after every pass, with the pass's name. */
   readonly dump?: (pass: string, g: Graph) => void;
 }
 
@@ -34,37 +34,26 @@ export function runPipeline(g: Graph, passes: readonly Pass[], opts: PipelineOpt
   return cur;
 }
 
-export interface TrainingProgram {
-  readonly graph: Graph;
-  readonly diagnostics: readonly string[];
-}
-
-/** The one training program of a model: forward, loss, backward and the optimizer's update. */
-export function trainingGraph(model: Model, opts: PipelineOptions = {}): TrainingProgram {
-  if (model.loss === undefined) throw new AdjointError(`model "${model.name}" has no loss: set "loss" to the name of a scalar output`);
-  if (model.optimizer === undefined) throw new AdjointError(`model "${model.name}" has no optimizer: set "optimizer"`);
-  const loss = model.loss;
-  const optimizer = model.optimizer;
-  let diagnostics: readonly string[] = [];
-  const passes: Pass[] = [
-    { name: 'simplify-forward', run: simplify },
+/**
+ * The passes that turn a forward graph with a scalar loss into one training step: forward, loss,
+ * backward and the optimizer's update. `onDiagnostics` receives autodiff's notes (a parameter the
+ * loss does not depend on, …).
+ */
+export function trainingPasses(loss: string, optimizer: OptimizerConfig, onDiagnostics: (notes: readonly string[]) => void): Pass[] {
+  return [
+    { ...simplifyPass, name: 'simplify-forward' }, // before autodiff, so no adjoint is built for x*1, dead code, …
     {
-      name: 'autodiff',
+      name: 'autodiff', // adds the outputs grad:<param>
       run: (g) => {
         const r = grad(g, { loss });
-        diagnostics = r.diagnostics;
-        return r.graph; // outputs grad:<param>, which the optimizer consumes and drops
+        onDiagnostics(r.diagnostics);
+        return r.graph;
       },
     },
-    {
-      name: 'optimizer', // needs the grad:<param> outputs of autodiff
-      run: (g) => {
-        const grads = new Map(g.outputs.filter((o) => o.name.startsWith('grad:')).map((o) => [o.name.slice(5), o.value]));
-        const withUpdates = applyOptimizer(g, grads, optimizer);
-        return { ...withUpdates, outputs: withUpdates.outputs.filter((o) => !o.name.startsWith('grad:')) };
-      },
-    },
-    { name: 'simplify', run: simplify }, // after the optimizer: folds its constants, drops what the step does not need
+    optimizerPass(optimizer), // after autodiff: reads and drops its grad:<param> outputs
+    simplifyPass, // after the optimizer: folds its constants, shares work between forward, backward and update, drops the dead
+    // Fusion, scheduling and memory planning come next. They produce plans rather than graphs, so
+    // they are not in this list: src/codegen/emit.ts runs planFusion -> scheduleKernels -> planMemory
+    // on the graph this list returns, in that order (each needs the one before).
   ];
-  return { graph: runPipeline(model.graph, passes, opts), diagnostics };
 }
