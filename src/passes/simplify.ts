@@ -27,6 +27,7 @@ import { BINARY_OPS, COMPARE_OPS, UNARY_OPS, type Op, type OpAttrs, type ReduceO
 import { printNode } from '../ir/printer.js';
 import { inferType } from '../ir/shape.js';
 import { scalar } from '../ir/tensor.js';
+import type { Pass } from './pipeline.js';
 
 /** What a rule sees: the node about to be added, its operands already simplified. */
 type SiteOf<K extends Op> = {
@@ -82,7 +83,7 @@ const RULES: readonly Rule[] = [
   // reduce_sum(full v) -> full v·n, n the number of elements summed into each result
   rule(['reduce_sum'], (s, r) => {
     const v = r.constant(s.xs[0]);
-    return v === undefined ? undefined : r.full(v * reducedCount(s.attrs.axes, s.xs[0]!.type.shape), s.type);
+    return v === undefined ? undefined : r.full(roundTo(s.type.dtype, v) * reducedCount(s.attrs.axes, s.xs[0]!.type.shape), s.type);
   }),
   // reduce_mean(full v) -> full v;  reduce_max(full v) -> full v
   rule(['reduce_mean', 'reduce_max'], (s, r) => r.fullIf(r.constant(s.xs[0]), s.type)),
@@ -304,4 +305,4 @@ export function simplify(g: Graph): Graph {
   return internal(`simplify: no fixed point after ${MAX_SWEEPS} sweeps`);
 }
 
-export const simplifyPass = { name: 'simplify', run: simplify };
+export const simplifyPass: Pass = { name: 'simplify', run: simplify };
