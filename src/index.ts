@@ -1,0 +1,16 @@
+/**
+ * @file The library (`import … from 'adjoint'`): build or load a model, compile it to artifacts,
+ * train it. The runtime alone (no compiler) is `adjoint/runtime`.
+ */
+export * from './ir/index.js';
+export { compile, type CompileOptions, type Compiled } from './compile.js';
+export { grad, type GradOptions, type GradResult } from './passes/autodiff.js';
+export { simplify } from './passes/simplify.js';
+export { trainingGraph } from './passes/training.js';
+export { emitArtifact, SPEC_LIMITS, type EmitOptions } from './codegen/emit.js';
+export { train, evaluate as evaluateProgram, type TrainOptions, type TrainResult } from './train/trainer.js';
+export { mnistSource, textSource, type DataSource } from './data/source.js';
+export { loadMnist } from './data/mnist.js';
+export { loadText, unigramBaseline } from './data/text.js';
+export { saveCheckpointFile, loadCheckpointFile } from './train/checkpoint-file.js';
+export { getDevice, loadArtifact, Program, parseBundle, bundleFiles } from './runtime/index.js';
