@@ -6,6 +6,13 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // The README's examples import the package by name; tests run them against the sources.
+  resolve: {
+    alias: [
+      { find: /^adjoint\/runtime$/, replacement: new URL('./src/runtime/index.ts', import.meta.url).pathname },
+      { find: /^adjoint$/, replacement: new URL('./src/index.ts', import.meta.url).pathname },
+    ],
+  },
   test: {
     include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
