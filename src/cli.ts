@@ -17,6 +17,7 @@ import { getDevice, deviceLimits, adapterInfo } from './runtime/device.js';
 import type { Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
+import { loadText, unigramBaseline } from './data/text.js';
 import { train } from './train/trainer.js';
 
 class UsageError extends AdjointError {
@@ -183,6 +184,10 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
   if (r.accuracy !== undefined) process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ''}\n`);
   process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)}\n`);
+  if (dataName === 'text') {
+    const base = unigramBaseline(loadText());
+    process.stdout.write(`unigram baseline: ${base.toFixed(4)} nats/char; the model is at ${((100 * r.testLoss) / base).toFixed(1)}% of it\n`);
+  }
   process.stdout.write(`loss plot: ${args.flags.get('plot') ?? `${programs.name}-loss.png`}\n`);
 }
 
