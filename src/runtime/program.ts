@@ -8,7 +8,7 @@
  */
 import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
-import { deviceLimits } from './device.js';
+import { deviceHealth, deviceLimits } from './device.js';
 import { initValues } from './init.js';
 
 export type HostArray = Float32Array | Int32Array;
@@ -40,10 +40,6 @@ interface Staging {
 
 const RING = 3;
 
-function check(cond: boolean, msg: string): asserts cond {
-  if (!cond) throw new DeviceError(msg);
-}
-
 export class Program {
   private readonly buffers: GPUBuffer[] = [];
   private readonly pipelines: GPUComputePipeline[] = [];
@@ -55,85 +51,147 @@ export class Program {
   private readonly byName = new Map<string, TensorSlot>();
   private paramStaging: GPUBuffer | undefined;
   private stepCount = 0;
+  /** Set by destroy() (and until load() has finished): using the program is then an error. */
+  private destroyed = true;
+  /** The first GPU error of a step; every later call reports it (the program's state is unknown). */
+  private failure: DeviceError | undefined;
 
   private constructor(
     readonly device: GPUDevice,
     readonly artifact: Artifact,
   ) {}
 
-  /** Creates every GPU object of the program, checks the device's limits, initializes parameters. */
+  /**
+   * Creates every GPU object of the program, checks the device's limits, initializes parameters.
+   * Nothing is created when the program exceeds a limit, and a rejection by the device names the
+   * kernels of the shader or dispatch that was rejected (one error scope each).
+   */
   static async load(device: GPUDevice, artifact: Artifact, opts: LoadOptions = {}): Promise<Program> {
     const p = new Program(device, artifact);
+    p.checkDevice('load');
     p.checkLimits();
+    /** Per shader or dispatch: a promise of what the device rejected there, if anything. */
+    const rejected: Promise<string | undefined>[] = [];
+    const scoped = (what: string, create: () => void) => {
+      device.pushErrorScope('validation');
+      create();
+      rejected.push(device.popErrorScope().then((e) => (e ? `${what}: ${e.message.trim()}` : undefined)));
+    };
+    const kernelsOf = (shader: number) => artifact.dispatches.filter((d) => d.shader === shader).map((d) => d.label);
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
-    for (const a of artifact.arenas) {
-      p.buffers.push(device.createBuffer({
-        size: a.bytes,
-        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
-        label: `arena${a.id}:${a.role}`,
-      }));
-    }
-    const modules = artifact.shaders.map((code, i) => device.createShaderModule({ code, label: `shader${i}` }));
-    if (opts.strictShaders) {
-      for (const [i, m] of modules.entries()) {
-        const info = await m.getCompilationInfo();
-        const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
-        if (msgs.length) {
-          const users = artifact.dispatches.filter((d) => d.shader === i).map((d) => d.label);
-          throw new DeviceError(`shader ${i} (${users[0] ?? 'unused'}): ${msgs.map((x) => `${x.type} at ${x.lineNum}:${x.linePos}: ${x.message}`).join('; ')}`);
-        }
-      }
-    }
-    for (const [i, m] of modules.entries()) {
-      p.pipelines.push(device.createComputePipeline({ layout: 'auto', compute: { module: m, entryPoint: 'main' }, label: `pipeline${i}` }));
-    }
-    for (const [i, d] of artifact.dispatches.entries()) {
-      const pipeline = p.pipelines[d.shader]!;
-      p.bindGroups.push(device.createBindGroup({
-        layout: pipeline.getBindGroupLayout(0),
-        entries: d.bindings.map((r, b) => ({ binding: b, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } })),
-        label: `dispatch${i}`,
-      }));
-    }
-    if (opts.poison) {
-      p.poisonPipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: POISON_WGSL }), entryPoint: 'main' }, label: 'poison' });
-      for (const f of artifact.frees) {
-        p.poisonAfter.set(f.after, f.regions.map((r) => {
-          const groups = Math.ceil(r.bytes / 4 / 64);
-          const x = Math.min(groups, 65535);
-          return {
-            group: device.createBindGroup({ layout: p.poisonPipeline!.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } }] }),
-            workgroups: [x, Math.ceil(groups / x)] as [number, number],
-          };
+    let scopesOpen = true;
+    const popOuter = async () => {
+      scopesOpen = false;
+      const validation = await device.popErrorScope();
+      const oom = await device.popErrorScope();
+      return { validation, oom };
+    };
+    try {
+      for (const a of artifact.arenas) {
+        p.buffers.push(device.createBuffer({
+          size: a.bytes,
+          usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+          label: `arena${a.id}:${a.role}`,
         }));
       }
+      const modules: GPUShaderModule[] = [];
+      artifact.shaders.forEach((code, i) => {
+        scoped(`shader ${i} (${kernelsOf(i).join(', ') || 'unused'})`, () => modules.push(device.createShaderModule({ code, label: `shader${i}` })));
+      });
+      if (opts.strictShaders) {
+        for (const [i, m] of modules.entries()) {
+          const info = await m.getCompilationInfo();
+          const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
+          if (msgs.length) {
+            throw new DeviceError(`shader ${i} (${kernelsOf(i)[0] ?? 'unused'}): ${msgs.map((x) => `${x.type} at ${x.lineNum}:${x.linePos}: ${x.message}`).join('; ')}`);
+          }
+        }
+      }
+      // Explicit layouts, not 'auto': an 'auto' layout leaves out every binding the shader never
+      // reads, and constant folding can drop a kernel's only load of a binding (where(0, a, b)
+      // reads only b), after which the artifact's bind group would not fit the layout. Each
+      // binding is declared as listed in the artifact, read_write storage as codegen emits it.
+      const layouts = modules.map((_, i) => {
+        const count = Math.max(0, ...artifact.dispatches.filter((d) => d.shader === i).map((d) => d.bindings.length));
+        return device.createBindGroupLayout({
+          entries: Array.from({ length: count }, (_, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+          label: `layout${i}`,
+        });
+      });
+      for (const [i, m] of modules.entries()) {
+        const label = `pipeline${i} (${kernelsOf(i).join(', ') || 'unused'})`;
+        scoped(label, () => {
+          const layout = device.createPipelineLayout({ bindGroupLayouts: [layouts[i]!], label: `layout${i}` });
+          p.pipelines.push(device.createComputePipeline({ layout, compute: { module: m, entryPoint: 'main' }, label }));
+        });
+      }
+      for (const [i, d] of artifact.dispatches.entries()) {
+        const label = `dispatch${i} (${d.label})`;
+        scoped(label, () => p.bindGroups.push(device.createBindGroup({
+          layout: layouts[d.shader]!,
+          entries: d.bindings.map((r, b) => ({ binding: b, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } })),
+          label,
+        })));
+      }
+      if (opts.poison) {
+        p.poisonPipeline = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code: POISON_WGSL }), entryPoint: 'main' }, label: 'poison' });
+        for (const f of artifact.frees) {
+          p.poisonAfter.set(f.after, f.regions.map((r) => {
+            const groups = Math.ceil(r.bytes / 4 / 64);
+            const x = Math.min(groups, 65535);
+            return {
+              group: device.createBindGroup({ layout: p.poisonPipeline!.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } }] }),
+              workgroups: [x, Math.ceil(groups / x)] as [number, number],
+            };
+          }));
+        }
+      }
+      const { validation, oom } = await popOuter();
+      const problems = (await Promise.all(rejected)).filter((x) => x !== undefined);
+      if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
+      if (problems.length) {
+        const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+        throw new DeviceError(`the device rejected program "${artifact.name}": ${problems[0]}${more}`);
+      }
+      if (validation) throw new DeviceError(`the device rejected program "${artifact.name}": ${validation.message}`);
+      p.checkDevice('load');
+    } catch (e) {
+      // Leave the device as it was: no error scope left open (it would swallow later errors), no buffers.
+      if (scopesOpen) await popOuter();
+      p.destroy();
+      throw e;
     }
-    const validation = await device.popErrorScope();
-    const oom = await device.popErrorScope();
-    if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
-    if (validation) throw new DeviceError(`the device rejected program "${artifact.name}": ${validation.message}`);
+    p.destroyed = false;
     for (const s of [...artifact.inputs, ...artifact.outputs, ...artifact.params, ...artifact.state]) p.byName.set(s.name, s);
     p.initialize(opts.seed ?? 0);
     return p;
   }
 
+  /**
+   * Refuses, before any GPU object exists, a program that needs more than the device offers: the
+   * buffers, bindings, offsets and workgroup counts it actually uses against the device's effective
+   * limits (see deviceLimits), and what its shaders were compiled for (workgroup size and memory).
+   */
   private checkLimits(): void {
     const have = deviceLimits(this.device);
-    const need = this.artifact.requirements.limits;
-    for (const [k, v] of Object.entries(need) as [keyof typeof need, number][]) {
-      const h = (have as Record<string, number | undefined>)[k];
-      if (k === 'maxStorageBufferBindingSize' || k === 'maxBufferSize') {
-        const biggest = Math.max(0, ...this.artifact.arenas.map((a) => a.bytes));
-        check(h === undefined || biggest <= h, `program "${this.artifact.name}" needs a buffer of ${biggest} bytes but the device's ${k} is ${h}`);
-      } else if (k === 'maxStorageBuffersPerShaderStage') {
-        const most = Math.max(0, ...this.artifact.dispatches.map((d) => d.bindings.length));
-        check(h === undefined || most <= h, `program "${this.artifact.name}" binds ${most} storage buffers in one kernel but the device allows ${h}`);
-      } else if (k === 'minStorageBufferOffsetAlignment') {
-        check(h === undefined || v % h === 0, `program "${this.artifact.name}" aligns buffers to ${v} bytes but the device needs ${h}`);
-      } else {
-        check(h === undefined || v <= h, `program "${this.artifact.name}" was compiled for ${k} = ${v} but the device has ${h}`);
+    const a = this.artifact;
+    const refuse = (why: string, limit: keyof typeof have): never => {
+      throw new DeviceError(`program "${a.name}" cannot run on this device: ${why}, but the device's ${limit} is ${have[limit]}`);
+    };
+    for (const x of a.arenas) if (x.bytes > have.maxBufferSize) refuse(`arena ${x.id} (${x.role}) is a buffer of ${x.bytes} bytes`, 'maxBufferSize');
+    for (const d of a.dispatches) {
+      const kernel = `kernel "${d.label}"`;
+      if (d.bindings.length > have.maxStorageBuffersPerShaderStage) refuse(`${kernel} binds ${d.bindings.length} storage buffers`, 'maxStorageBuffersPerShaderStage');
+      for (const r of d.bindings) {
+        if (r.bytes > have.maxStorageBufferBindingSize) refuse(`${kernel} binds ${r.bytes} bytes at once`, 'maxStorageBufferBindingSize');
+        if (r.offset % have.minStorageBufferOffsetAlignment !== 0) refuse(`${kernel} binds a buffer at offset ${r.offset}`, 'minStorageBufferOffsetAlignment');
       }
+      if (d.workgroups.some((w) => w > have.maxComputeWorkgroupsPerDimension)) refuse(`${kernel} launches ${d.workgroups.join('x')} workgroups`, 'maxComputeWorkgroupsPerDimension');
+    }
+    const need = a.requirements.limits;
+    for (const k of ['maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize'] as const) {
+      if (need[k] > have[k]) refuse(`it was compiled for ${k} = ${need[k]}`, k);
     }
   }
 
@@ -163,7 +221,27 @@ export class Program {
 
   /** Writes an input (before a step) or a parameter/state (e.g. from a checkpoint). */
   write(name: string, data: HostArray): void {
+    this.checkDevice(`write "${name}"`);
     this.writeRegion(this.slot(name), data);
+  }
+
+  /**
+   * Throws a DeviceError when the program cannot be used: its device was lost (or destroyed), an
+   * earlier step failed on the GPU, or the program was destroyed. Without this check a step on a
+   * lost device would do nothing, silently.
+   */
+  private checkDevice(what: string): void {
+    const lost = deviceHealth(this.device).lost;
+    if (lost) throw new DeviceError(`program "${this.artifact.name}": cannot ${what}: the WebGPU device was lost (${lost.reason}${lost.message ? `: ${lost.message}` : ''})`);
+    if (this.failure) throw this.failure;
+    if (this.destroyed && what !== 'load') throw new DeviceError(`program "${this.artifact.name}": cannot ${what}: the program was destroyed`);
+  }
+
+  /** A GPU operation failed (a rejected map, a validation error): a DeviceError saying what and why. */
+  private failed(what: string, why: string): DeviceError {
+    const lost = deviceHealth(this.device).lost;
+    const cause = lost ? `the WebGPU device was lost (${lost.reason}${lost.message ? `: ${lost.message}` : ''})` : why;
+    return new DeviceError(`program "${this.artifact.name}": ${what} failed: ${cause}`);
   }
 
   /**
@@ -172,7 +250,12 @@ export class Program {
    * promise of their values, which resolves when the GPU is done — without blocking later steps.
    */
   step(feeds: Readonly<Record<string, HostArray>> = {}, read: readonly string[] = []): Promise<Map<string, HostArray>> | undefined {
+    const at = this.stepCount + 1;
+    this.checkDevice(`run step ${at}`);
     for (const [k, v] of Object.entries(feeds)) this.write(k, v);
+    // A validation error of this step (Dawn names the labelled pipeline or bind group involved,
+    // e.g. "dispatch3 (add map)") fails its reads and every later call, instead of going unseen.
+    this.device.pushErrorScope('validation');
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     this.artifact.dispatches.forEach((d, i) => {
@@ -198,8 +281,19 @@ export class Program {
     }
     this.device.queue.submit([enc.finish()]);
     this.stepCount++;
+    const checked = this.device.popErrorScope().then(
+      (e) => {
+        if (e) this.failure ??= this.failed(`step ${at}`, e.message.trim());
+        return e ? this.failure : undefined;
+      },
+      (e: unknown) => (this.failure ??= this.failed(`step ${at}`, (e as Error).message)),
+    );
     if (!reads.length) return undefined;
-    return Promise.all(reads.map(async ([s, st]) => [s.name, await this.mapRead(s, st)] as const)).then((xs) => new Map(xs));
+    const values = Promise.all(reads.map(async ([s, st]) => [s.name, await this.mapRead(s, st)] as const));
+    return Promise.all([checked, values]).then(([failure, xs]) => {
+      if (failure) throw failure;
+      return new Map(xs);
+    });
   }
 
   private freeStaging(s: TensorSlot): Staging {
@@ -219,7 +313,11 @@ export class Program {
 
   private async mapRead(s: TensorSlot, st: Staging): Promise<HostArray> {
     try {
-      await st.buffer.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+      try {
+        await st.buffer.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+      } catch (e) {
+        throw this.failed(`reading "${s.name}"`, (e as Error).message);
+      }
       const copy = st.buffer.getMappedRange(0, s.region.bytes).slice(0);
       st.buffer.unmap();
       return s.dtype === 'i32' ? new Int32Array(copy) : new Float32Array(copy);
@@ -230,13 +328,18 @@ export class Program {
 
   /** Reads any output, parameter or state by name (waits for the GPU). */
   async read(name: string): Promise<HostArray> {
+    this.checkDevice(`read "${name}"`);
     const s = this.slot(name);
     const biggest = Math.max(...[...this.byName.values()].map((x) => x.region.bytes));
     this.paramStaging ??= this.device.createBuffer({ size: biggest, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'staging:read' });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(this.buffers[s.region.arena]!, s.region.offset, this.paramStaging, 0, s.region.bytes);
     this.device.queue.submit([enc.finish()]);
-    await this.paramStaging.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+    try {
+      await this.paramStaging.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+    } catch (e) {
+      throw this.failed(`reading "${name}"`, (e as Error).message);
+    }
     const copy = this.paramStaging.getMappedRange(0, s.region.bytes).slice(0);
     this.paramStaging.unmap();
     return s.dtype === 'i32' ? new Int32Array(copy) : new Float32Array(copy);
@@ -250,6 +353,7 @@ export class Program {
   }
 
   destroy(): void {
+    this.destroyed = true;
     for (const b of this.buffers) b.destroy();
     for (const r of this.staging.values()) for (const s of r) s.buffer.destroy();
     this.paramStaging?.destroy();
