@@ -86,7 +86,9 @@ export function decodeCheckpoint(bytes: Uint8Array, where = 'checkpoint'): Check
   for (const t of header.tensors) {
     const start = base + t.offset;
     if (start + t.length * 4 > bytes.length - 4) fail(`tensor "${t.name}" runs past the end`);
-    const copy = bytes.slice(start, start + t.length * 4);
+    // A copy into a fresh buffer: `slice` of a Node Buffer (what readFileSync returns) is a view of
+    // the whole file, so a typed array over its `.buffer` would span every tensor.
+    const copy = new Uint8Array(bytes.subarray(start, start + t.length * 4));
     tensors.set(t.name, t.dtype === 'i32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer));
   }
   return { step: header.step, tensors, meta: header.meta };
