@@ -4,7 +4,10 @@
  * copies that write updated parameters back. Parameters and optimizer state stay on the GPU;
  * reading an output back is optional and does not stall the next step (a small ring of staging
  * buffers is mapped asynchronously). No GPU object but the per-step command encoder is created
- * after loading.
+ * after loading. Faults are reported, never ignored: a program over the device's limits is
+ * refused before anything is created, a rejected shader or bind group names its kernels, and a
+ * lost device or a step the GPU rejects makes that step's reads and every later call throw a
+ * DeviceError.
  */
 import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
@@ -282,9 +285,13 @@ export class Program {
     this.device.queue.submit([enc.finish()]);
     this.stepCount++;
     const checked = this.device.popErrorScope().then(
-      (e) => {
-        if (e) this.failure ??= this.failed(`step ${at}`, e.message.trim());
-        return e ? this.failure : undefined;
+      async (e) => {
+        if (!e || this.failure) return this.failure;
+        const why = e.message.trim();
+        this.failure = this.failed(`step ${at}`, why);
+        const culprits = await this.diagnose();
+        if (culprits.length) this.failure = this.failed(`step ${at} (${culprits.join('; ')})`, why);
+        return this.failure;
       },
       (e: unknown) => (this.failure ??= this.failed(`step ${at}`, (e as Error).message)),
     );
@@ -294,6 +301,26 @@ export class Program {
       if (failure) throw failure;
       return new Map(xs);
     });
+  }
+
+  /**
+   * After a step failed validation: the dispatches that fail on their own, each submitted alone,
+   * named by kernel label. A submit that fails validation runs nothing; one workgroup of a kernel
+   * that passes may run, which no longer matters (the program has failed: every call throws).
+   */
+  private async diagnose(): Promise<string[]> {
+    const verdicts = this.artifact.dispatches.map((d, i) => {
+      this.device.pushErrorScope('validation');
+      const enc = this.device.createCommandEncoder();
+      const pass = enc.beginComputePass();
+      pass.setPipeline(this.pipelines[d.shader]!);
+      pass.setBindGroup(0, this.bindGroups[i]!);
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      this.device.queue.submit([enc.finish()]);
+      return this.device.popErrorScope().then((err) => (err ? `dispatch ${i}: ${d.label}` : undefined), () => undefined);
+    });
+    return (await Promise.all(verdicts)).filter((x) => x !== undefined);
   }
 
   private freeStaging(s: TensorSlot): Staging {

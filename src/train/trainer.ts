@@ -2,11 +2,14 @@
  * @file The trainer: runs a compiled training program over a data set for some epochs on a real
  * device, with a progress line (steps/s, loss, ETA), the loss read back every few steps without
  * stalling the GPU, checkpoints written atomically, a loss-curve PNG, and a held-out evaluation
- * (accuracy when the model has a `logits` output, and the mean held-out loss).
+ * (accuracy when the model has a `logits` output, and the mean held-out loss). With `recover`, a
+ * lost device (driver reset, `device.destroy()`) does not end the run: the trainer gets a new
+ * device, reloads the last checkpoint and continues, so the result is the uninterrupted run's.
  */
 import { writeFileSync, existsSync } from 'node:fs';
-import { AdjointError } from '../ir/errors.js';
+import { AdjointError, DeviceError } from '../ir/errors.js';
 import type { Artifact } from '../runtime/artifact.js';
+import { deviceHealth } from '../runtime/device.js';
 import { Program, type HostArray } from '../runtime/program.js';
 import type { DataSource } from '../data/source.js';
 import { loadCheckpointFile, saveCheckpointFile } from './checkpoint-file.js';
@@ -25,6 +28,14 @@ export interface TrainOptions {
   readonly plot?: string;
   /** Where progress lines go (default: stderr, redrawn in place on a terminal). */
   readonly log?: (line: string, final: boolean) => void;
+  /**
+   * Survive a lost device: take a new one from `getDevice`, reload the last checkpoint (so
+   * `checkpoint` is required; before the first one, start over from the seed's initialization)
+   * and continue, at most `attempts` times (default 3). The caller owns the devices it returns.
+   */
+  readonly recover?: { readonly getDevice: () => Promise<GPUDevice>; readonly attempts?: number };
+  /** Called after each step is submitted, with its 1-based number and the device (fault-injection tests). */
+  readonly afterStep?: (step: number, device: GPUDevice) => void;
 }
 
 export interface TrainResult {
@@ -35,6 +46,8 @@ export interface TrainResult {
   readonly accuracy?: number;
   /** Mean of the loss output over the held-out set. */
   readonly testLoss: number;
+  /** How many times a lost device was replaced (see `recover`). */
+  readonly recoveries: number;
 }
 
 function defaultLog(): (line: string, final: boolean) => void {
@@ -56,61 +69,106 @@ function bar(frac: number, width = 20): string {
 
 /** Trains on the device; `train` and `forward` are the compiled programs of one model. */
 export async function train(device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: DataSource, opts: TrainOptions): Promise<TrainResult> {
-  const seed = opts.seed ?? 0;
+  if (opts.recover && !opts.checkpoint) throw new AdjointError('recover needs a checkpoint file to resume from (the checkpoint option)');
   const log = opts.log ?? defaultLog();
+  const losses: { step: number; loss: number }[] = [];
+  let recoveries = 0;
+  for (let dev = device; ;) {
+    try {
+      return { ...(await trainOn(dev, programs, data, { ...opts, log }, losses)), recoveries };
+    } catch (e) {
+      if (!opts.recover || recoveries >= (opts.recover.attempts ?? 3) || !(e instanceof DeviceError) || !(await isLost(dev))) throw e;
+      recoveries++;
+      log(`${e.message}; recovering on a new device from ${opts.checkpoint}`, true);
+      dev = await opts.recover.getDevice();
+    }
+  }
+}
+
+/** Whether the device is lost; its `lost` promise settles just after a loss, so wait a moment for it. */
+async function isLost(device: GPUDevice): Promise<boolean> {
+  if (deviceHealth(device).lost) return true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 1000)));
+  const lost = await Promise.race([device.lost.then(() => true), late]);
+  clearTimeout(timer);
+  return lost;
+}
+
+/**
+ * One attempt of a run on one device: loads the program, resumes from the checkpoint if there is
+ * one (dropping the losses recorded after it), trains the remaining epochs and evaluates.
+ */
+async function trainOn(
+  device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: DataSource,
+  opts: TrainOptions & { readonly log: (line: string, final: boolean) => void }, losses: { step: number; loss: number }[],
+): Promise<Omit<TrainResult, 'recoveries'>> {
+  const seed = opts.seed ?? 0;
+  const log = opts.log;
   const readEvery = Math.max(1, opts.readEvery ?? 10);
   const lossName = programs.train.loss;
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
   const prog = await Program.load(device, programs.train, { seed });
-  const bound = data.bind(programs.train, seed);
-  const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
-
-  let startEpoch = 0;
-  if (opts.checkpoint && existsSync(opts.checkpoint)) {
-    const c = loadCheckpointFile(opts.checkpoint);
-    for (const [name, t] of c.tensors) prog.write(name, t);
-    startEpoch = Number(c.meta?.epoch ?? 0);
-    log(`resumed from ${opts.checkpoint} at epoch ${startEpoch}`, true);
-  }
-
-  const losses: { step: number; loss: number }[] = [];
   const pending: Promise<void>[] = [];
+  let params: Map<string, HostArray>;
+  let step: number;
   const t0 = performance.now();
-  let step = startEpoch * stepsPerEpoch;
-  const total = opts.epochs * stepsPerEpoch;
-  let lastLoss = NaN;
-  for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
-    for (let s = 0; s < stepsPerEpoch; s++) {
-      const feeds = bound.trainFeeds(epoch, s);
-      const read = (step + 1) % readEvery === 0 || s === stepsPerEpoch - 1;
-      const at = step + 1;
-      const r = prog.step(feeds, read ? [lossName] : []);
-      if (r) {
-        pending.push(r.then((m) => {
-          lastLoss = m.get(lossName)![0]!;
-          losses.push({ step: at, loss: lastLoss });
-        }));
-        if (pending.length >= 2) await pending.shift();
+  try {
+    const bound = data.bind(programs.train, seed);
+    const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
+
+    let startEpoch = 0;
+    if (opts.checkpoint && existsSync(opts.checkpoint)) {
+      const c = loadCheckpointFile(opts.checkpoint);
+      for (const [name, t] of c.tensors) prog.write(name, t);
+      startEpoch = Number(c.meta?.epoch ?? 0);
+      log(`resumed from ${opts.checkpoint} at epoch ${startEpoch}`, true);
+    }
+
+    step = startEpoch * stepsPerEpoch;
+    const resumedAt = step;
+    losses.splice(0, losses.length, ...losses.filter((l) => l.step <= resumedAt));
+    const total = opts.epochs * stepsPerEpoch;
+    let lastLoss = NaN;
+    for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
+      for (let s = 0; s < stepsPerEpoch; s++) {
+        const feeds = bound.trainFeeds(epoch, s);
+        const read = (step + 1) % readEvery === 0 || s === stepsPerEpoch - 1;
+        const at = step + 1;
+        const r = prog.step(feeds, read ? [lossName] : []);
+        opts.afterStep?.(at, device);
+        if (r) {
+          const done = r.then((m) => {
+            lastLoss = m.get(lossName)![0]!;
+            losses.push({ step: at, loss: lastLoss });
+          });
+          done.catch(() => undefined); // awaited below; this only keeps a failure from being "unhandled" meanwhile
+          pending.push(done);
+          if (pending.length >= 2) await pending.shift();
+        }
+        step++;
+        const secs = (performance.now() - t0) / 1000;
+        const rate = (step - startEpoch * stepsPerEpoch) / Math.max(secs, 1e-9);
+        const eta = (total - step) / Math.max(rate, 1e-9);
+        log(`epoch ${epoch + 1}/${opts.epochs} ${bar((s + 1) / stepsPerEpoch)} ${s + 1}/${stepsPerEpoch}  ${rate.toFixed(1)} steps/s  loss ${lastLoss.toFixed(4)}  ETA ${eta.toFixed(0)}s`, s === stepsPerEpoch - 1);
       }
-      step++;
-      const secs = (performance.now() - t0) / 1000;
-      const rate = (step - startEpoch * stepsPerEpoch) / Math.max(secs, 1e-9);
-      const eta = (total - step) / Math.max(rate, 1e-9);
-      log(`epoch ${epoch + 1}/${opts.epochs} ${bar((s + 1) / stepsPerEpoch)} ${s + 1}/${stepsPerEpoch}  ${rate.toFixed(1)} steps/s  loss ${lastLoss.toFixed(4)}  ETA ${eta.toFixed(0)}s`, s === stepsPerEpoch - 1);
+      await Promise.all(pending.splice(0));
+      if (!losses.every((l) => Number.isFinite(l.loss))) throw new AdjointError(`training diverged: the loss became ${losses.find((l) => !Number.isFinite(l.loss))!.loss} (lower the learning rate)`);
+      if (opts.checkpoint) {
+        saveCheckpointFile(opts.checkpoint, { step, tensors: await prog.snapshot(), meta: { epoch: epoch + 1, model: programs.train.name } });
+      }
     }
-    await Promise.all(pending.splice(0));
-    if (!losses.every((l) => Number.isFinite(l.loss))) throw new AdjointError(`training diverged: the loss became ${losses.find((l) => !Number.isFinite(l.loss))!.loss} (lower the learning rate)`);
-    if (opts.checkpoint) {
-      saveCheckpointFile(opts.checkpoint, { step, tensors: await prog.snapshot(), meta: { epoch: epoch + 1, model: programs.train.name } });
-    }
+    params = await prog.snapshot();
+  } finally {
+    // After a failure, let in-flight reads settle (they reject on a lost device) before freeing.
+    await Promise.allSettled(pending.splice(0));
+    prog.destroy();
   }
   const seconds = (performance.now() - t0) / 1000;
   losses.sort((a, b) => a.step - b.step);
   if (opts.plot) writeFileSync(opts.plot, lossPlotPng(losses));
-  const params = await prog.snapshot();
-  prog.destroy();
   const ev = await evaluate(device, programs.forward, params, data, lossName, seed);
-  return { losses, steps: step, seconds, ...ev };
+  return { losses: [...losses], steps: step, seconds, ...ev };
 }
 
 /**
