@@ -48,7 +48,7 @@ describe('xor', () => {
       [0, 1].forEach((j) => {
         gw2[j]! += dOut * h[j]!;
         gb1[j]! += dHid[j]!;
-        [0, 1].forEach((i) => (gw1[i]![j]! += dHid[j]! * x[i]));
+        [0, 1].forEach((i) => (gw1[i]![j]! += dHid[j]! * x[i]!));
       });
       gb2 += dOut;
     });
