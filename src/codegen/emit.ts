@@ -6,7 +6,7 @@
  * `stop_gradient`, which are always inlined.
  */
 import { numel } from '../ir/dtype.js';
-import { AdjointError, DeviceError } from '../ir/errors.js';
+import { AdjointError, DeviceError, internal } from '../ir/errors.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import {
   ARTIFACT_FORMAT, ARTIFACT_VERSION, type ArenaSpec, type Artifact, type BufferRole, type CopySpec, type DispatchSpec,
@@ -15,7 +15,7 @@ import {
 import type { BufferRef, Kernel } from './kernel.js';
 import { planFusion, lowerGroup } from '../passes/fusion.js';
 import { planMemory } from '../passes/memory.js';
-import { scheduleKernels } from '../passes/schedule.js';
+import { ScheduleCycle, scheduleKernels } from '../passes/schedule.js';
 import { DEFAULT_LIMITS, emitKernel, type CodegenLimits } from './wgsl.js';
 
 export type DeviceLimits = Requirements['limits'];
@@ -51,7 +51,16 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
   const plan = planFusion(g, { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true });
   const materialized = plan.materialized;
-  const kernels = scheduleKernels(g, plan.kernels.map((k) => lowerGroup(g, k, materialized, opts.naiveMatmul ?? false)));
+  const lowerAll = (inPlace: ReadonlyMap<ValueId, ValueId>) =>
+    plan.kernels.map((k) => lowerGroup(g, k, materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace }));
+  let kernels: Kernel[];
+  try {
+    kernels = scheduleKernels(g, lowerAll(plan.inPlace));
+  } catch (e) {
+    // Kernel boundaries made a reader of an old value depend on its new value: no update in place.
+    if (!(e instanceof ScheduleCycle)) throw e;
+    kernels = scheduleKernels(g, lowerAll(new Map()));
+  }
 
   // Dispatches first (a split reduction asks for scratch), buffers placed after.
   const scratchBytes: number[] = [];
@@ -93,6 +102,13 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
     checkSize(bytes, limits);
     arenas.push({ id: arenas.length, bytes, role });
     regions.set(`value:${id}`, { arena: arenas.length - 1, offset: 0, bytes });
+  }
+  // Updates computed in place live in the buffer of the value they replace.
+  for (const k of kernels) {
+    for (const { slot, target } of k.inPlace ?? []) {
+      const out = slot === 0 ? k.output : k.extras[slot - 1]!.ref;
+      regions.set(keyOf(out), regions.get(`value:${target}`) ?? internal(`in-place target ${target} has no buffer`));
+    }
   }
   const end = emitted.length;
   const live = new Map<string, { bytes: number; start: number; end: number }>();

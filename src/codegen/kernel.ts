@@ -65,4 +65,10 @@ export interface Kernel {
   readonly extras: readonly ExtraOutput[];
   /** The graph nodes this kernel computes (for `inspect` and tests). */
   readonly nodes: readonly ValueId[];
+  /**
+   * Outputs written over the buffer of the value they update (a parameter or optimizer state):
+   * output `slot` (0 main, i the i-th further output) lives in `target`'s buffer, and the kernel
+   * reads the old value through that output's binding (loads with binding -1 - slot).
+   */
+  readonly inPlace?: readonly { readonly slot: number; readonly target: ValueId }[];
 }

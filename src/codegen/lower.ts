@@ -37,6 +37,17 @@ export class Lowerer {
   /** Values held in registers at the output element: an epilogue's accumulator, earlier outputs. */
   private readonly registers = new Map<ValueId, { readonly at: string; readonly value: Expr }>();
 
+  /**
+   * In-place outputs: a parameter or state updated by output `slot` of this kernel shares that
+   * output's buffer, so its reads at the output element load the output binding (negative binding
+   * numbers: -1 the main output, -1-i the i-th further one) before the thread overwrites it.
+   */
+  private readonly aliases = new Map<ValueId, { readonly slot: number; readonly at: string }>();
+  /** Aliased values read where the buffer may already hold the new value: they cannot be in place. */
+  readonly aliasConflicts = new Set<ValueId>();
+  /** The output being computed (0 main, i the i-th further one); -1 inside the contraction's loop. */
+  slot = 0;
+
   constructor(
     readonly g: Graph,
     readonly isMaterialized: (id: ValueId) => boolean,
@@ -45,6 +56,11 @@ export class Lowerer {
   /** Reads of `id` at `coords` become `value` (the accumulator of the kernel's contraction). */
   withAccumulator(id: ValueId, coords: readonly Expr[], value: Expr): void {
     this.registers.set(id, { at: this.coordKey(id, coords), value });
+  }
+
+  /** Reads of `target` at `coords` (the output element) come from output `slot`'s own binding. */
+  inPlace(target: ValueId, slot: number, coords: readonly Expr[]): void {
+    this.aliases.set(target, { slot, at: this.coordKey(target, coords) });
   }
 
   /** Coordinates as a key; a dimension of size 1 has only one coordinate, whatever its expression. */
@@ -72,6 +88,14 @@ export class Lowerer {
     if (reg) {
       if (this.coordKey(id, coords) !== reg.at) internal(`value ${id} is read away from the output element that holds it`);
       return reg.value;
+    }
+    const alias = this.aliases.get(id);
+    if (alias) {
+      // Safe only at the thread's own element, before that output is stored, outside the contraction loop.
+      if (this.slot >= 0 && alias.slot >= this.slot && this.coordKey(id, coords) === alias.at) {
+        return load(-1 - alias.slot, linearIndex(coords, n.type.shape), dt);
+      }
+      this.aliasConflicts.add(id);
     }
     if (this.isMaterialized(id)) return load(this.binding({ kind: 'value', id }), linearIndex(coords, n.type.shape), dt);
     const rule = LOWER_RULES[n.op] as Lower<typeof n.op>;
@@ -340,10 +364,30 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
  * A matmul gets the register-tiled body unless `naiveMatmul` asks for the generic
  * one-thread-per-output contraction (the baseline of the matmul benchmark).
  */
-export function lowerKernel(
-  g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean,
-  opts: { naiveMatmul?: boolean; contraction?: ValueId; extras?: readonly ValueId[] } = {},
-): Kernel {
+export interface LowerOptions {
+  readonly naiveMatmul?: boolean;
+  readonly contraction?: ValueId;
+  readonly extras?: readonly ValueId[];
+  /** Outputs that may be written over the buffer of the value they update: output -> updated value. */
+  readonly inPlace?: ReadonlyMap<ValueId, ValueId>;
+}
+
+/**
+ * Lowers a kernel, writing in place every output `inPlace` allows whose old value is read only at
+ * the thread's own element before it is stored (otherwise that output gets its own buffer).
+ */
+export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean, opts: LowerOptions = {}): Kernel {
+  let inPlace = opts.inPlace ?? new Map<ValueId, ValueId>();
+  for (;;) {
+    const { kernel, conflicts } = lowerOnce(g, root, isMaterialized, { ...opts, inPlace });
+    if (!conflicts.size) return kernel;
+    inPlace = new Map([...inPlace].filter(([, target]) => !conflicts.has(target)));
+  }
+}
+
+function lowerOnce(
+  g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean, opts: LowerOptions & { inPlace: ReadonlyMap<ValueId, ValueId> },
+): { kernel: Kernel; conflicts: ReadonlySet<ValueId> } {
   const n = g.nodes[root]!;
   const cid = opts.contraction ?? root;
   const c = g.nodes[cid]!;
@@ -359,30 +403,46 @@ export function lowerKernel(
     L.withAccumulator(cid, coords, acc);
     return L.value(root, coords);
   };
+  const isMatmul = c.op === 'matmul' && !opts.naiveMatmul;
+  const coords = isMatmul ? [...outVars(shape.length - 2, 'z'), ivar('mi'), ivar('ni')] : outVars(shape.length);
+  const outputs = [root, ...extraIds];
+  const written: { slot: number; target: ValueId }[] = [];
+  outputs.forEach((id, slot) => {
+    const target = opts.inPlace.get(id);
+    if (target === undefined || written.some((w) => w.target === target)) return;
+    L.inPlace(target, slot, coords);
+    written.push({ slot, target });
+  });
   let body: KernelBody;
   if (rule.kind === 'source') throw new AdjointError(`internal: a ${c.op} is a buffer, not a kernel`);
-  if (c.op === 'matmul' && !opts.naiveMatmul) {
+  if (isMatmul) {
     const [a, b] = c.inputs as [ValueId, ValueId];
     const r = shape.length;
     const batch = shape.slice(0, -2);
     const bv = outVars(batch.length, 'z');
     const [m, k] = L.shape(a).slice(-2) as [number, number];
     const nn = shape[r - 1]!;
+    L.slot = -1;
+    const lhs = L.broadcast(a, [...bv, ivar('mi'), ivar('ki')], [...batch, m, k]);
+    const rhs = L.broadcast(b, [...bv, ivar('ki'), ivar('ni')], [...batch, k, nn]);
+    L.slot = 0;
     body = {
       kind: 'matmul',
       batch,
       m,
       n: nn,
       k,
-      lhs: L.broadcast(a, [...bv, ivar('mi'), ivar('ki')], [...batch, m, k]),
-      rhs: L.broadcast(b, [...bv, ivar('ki'), ivar('ni')], [...batch, k, nn]),
+      lhs,
+      rhs,
       finalize: epilogue([...bv, ivar('mi'), ivar('ni')], tvar('acc', 'f32')),
     };
   } else if (rule.kind === 'contract') {
     const form = rule.form(c as never, L);
     const acc = tvar('acc', c.type.dtype);
     const ov = outVars(shape.length);
+    L.slot = -1;
     const red = form.body(ov, outVars(form.rshape.length, 'r'));
+    L.slot = 0;
     body = {
       kind: 'reduce',
       shape,
@@ -397,14 +457,18 @@ export function lowerKernel(
     body = { kind: 'map', shape, expr: rule.expr(n as never, outVars(shape.length), L) };
   }
   // Further outputs: each an expression at the same element, reading the outputs before it as v0, v1, ….
-  const coords = body.kind === 'matmul' ? [...outVars(body.batch.length, 'z'), ivar('mi'), ivar('ni')] : outVars(shape.length);
   const held: ValueId[] = [root];
-  const extras = extraIds.map((id) => {
+  const extras = extraIds.map((id, i) => {
+    L.slot = i + 1;
     held.forEach((h, i) => L.withAccumulator(h, coords, tvar(`v${i}`, g.nodes[h]!.type.dtype)));
     const expr = L.value(id, coords);
     held.push(id);
     return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
   });
   const nodes = new Set([root, cid, ...extraIds, ...L.inlined]);
-  return { inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, extras, nodes: [...nodes].sort((p, q) => p - q) };
+  const kernel: Kernel = {
+    inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, extras, nodes: [...nodes].sort((p, q) => p - q),
+    ...(written.length ? { inPlace: written } : {}),
+  };
+  return { kernel, conflicts: L.aliasConflicts };
 }

@@ -185,6 +185,9 @@ const POW_FN = `fn pow_f(x: f32, y: f32) -> f32 {
 }
 `;
 
+/** Input bindings are in0…; negative numbers name the kernel's own outputs (in-place reads). */
+const bindingName = (i: number): string => (i >= 0 ? `in${i}` : i === -1 ? 'out' : `out${-1 - i}`);
+
 interface Module {
   readonly fns: string[];
   readonly bindingNames: (i: number) => string;
@@ -279,7 +282,7 @@ export function emitKernel(
   scratch: (bytes: number) => number,
   label: string,
 ): Dispatch[] {
-  const mod: Module = { fns: [], bindingNames: (i) => `in${i}`, usesPow: false };
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   const body = k.body;
   switch (body.kind) {
     case 'map': {
@@ -317,10 +320,15 @@ function emitReduce(
   const rNames = rv.map((v) => (v as { name: string }).name);
   const t = body.accType;
   const acc = tvar('acc', t);
-  const mod: Module = { fns: [], bindingNames: (i) => `in${i}`, usesPow: false };
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod, 'body', [...ov, ...rv], body.body);
-  addFn(mod, 'fin', [acc, ...ov], body.finalize);
-  addExtras(mod, k, ov);
+  // Split: very large reductions with few outputs go through partial results in scratch.
+  const split = !(r <= 128 || outs >= 8192) && r >= 65536 && outs < 64;
+  // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
+  if (!split) {
+    addFn(mod, 'fin', [acc, ...ov], body.finalize);
+    addExtras(mod, k, ov);
+  }
 
   // Serial: one thread per output, nested loops over the reduction space.
   if (r <= 128 || outs >= 8192) {
@@ -336,8 +344,6 @@ function emitReduce(
     return [{ wgsl: header(mod, inputTypes, k.dtype, extraTypes(k)) + '\n' + l.text(), inputs: k.inputs, output: k.output, extraOutputs: extraRefs(k), workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(serial)` }];
   }
 
-  // Split: very large reductions with few outputs go through partial results in scratch.
-  const split = r >= 65536 && outs < 64;
   const groups = split ? Math.min(1024, Math.ceil(r / 4096)) : 1;
   const chunk = Math.ceil(r / groups);
   const first = workgroupReduce(k, mod, body, t, split ? t : k.dtype, inputTypes, outs, groups, chunk, oNames, rNames, split);
@@ -347,7 +353,7 @@ function emitReduce(
   const phase1: Dispatch = { wgsl: first, inputs: k.inputs, output: { kind: 'scratch', id: partials }, extraOutputs: [], workgroups: grid(outs * groups, limits), label: `${label} reduce(split 1/2)` };
   // Phase 2: combine the partials of each output, then finalize.
   // Phase 2 binds the kernel's inputs too (its finalize and further outputs may read them), then the partials.
-  const mod2: Module = { fns: [], bindingNames: (i) => `in${i}`, usesPow: false };
+  const mod2: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod2, 'fin', [acc, ...ov], body.finalize);
   addExtras(mod2, k, ov);
   const partialsIn = `in${k.inputs.length}`;
@@ -399,7 +405,7 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   const { m, n, k: kk, batch } = body;
   const bv = vars(batch.length, 'z');
   const bNames = bv.map((v) => (v as { name: string }).name);
-  const mod: Module = { fns: [], bindingNames: (i) => `in${i}`, usesPow: false };
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod, 'lhs', [...bv, ivar('mi'), ivar('ki')], body.lhs);
   addFn(mod, 'rhs', [...bv, ivar('ki'), ivar('ni')], body.rhs);
   addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, ivar('mi'), ivar('ni')], body.finalize);

@@ -32,6 +32,8 @@ export interface KernelGroup {
 export interface FusionPlan {
   readonly materialized: ReadonlySet<ValueId>;
   readonly kernels: readonly KernelGroup[];
+  /** Update values that may be computed in place over the parameter or state they replace. */
+  readonly inPlace: ReadonlyMap<ValueId, ValueId>;
 }
 
 export interface FusionOptions {
@@ -64,11 +66,33 @@ function readsPerElement(g: Graph, reader: ValueId, x: ValueId): number {
   return Math.max(1, (out * reductionSize(g, reader)) / numel(g.nodes[x]!.type.shape));
 }
 
+/**
+ * Updates that can overwrite the buffer of what they update (parameters and optimizer state updated
+ * in place): the new value is computed by a kernel, and nothing that reads the old value depends on
+ * the new one, so every reader of the old value can run before the kernel that overwrites it.
+ */
+export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[]): Map<ValueId, ValueId> {
+  const out = new Map<ValueId, ValueId>();
+  const taken = new Set<ValueId>();
+  for (const u of g.updates) {
+    const target = g.nodes.findIndex((n) => (n.op === 'param' || n.op === 'state') && n.attrs.name === u.target);
+    if (target < 0 || isSourceOp(g.nodes[u.value]!.op) || out.has(u.value) || taken.has(target)) continue;
+    const after = new Set<ValueId>([u.value]);
+    const stack = [u.value];
+    while (stack.length) for (const x of uses[stack.pop()!]!) if (!after.has(x)) (after.add(x), stack.push(x));
+    if (uses[target]!.some((r) => r !== u.value && after.has(r))) continue;
+    out.set(u.value, target);
+    taken.add(target);
+  }
+  return out;
+}
+
 /** Plans the kernels of a graph. */
 export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
   const fuse = opts.fuse ?? true;
   const uses: ValueId[][] = g.nodes.map(() => []);
   g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
+  const inPlace = inPlaceUpdates(g, uses);
   const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
   const forced = new Set<ValueId>();
 
@@ -143,7 +167,7 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
     // Binding limit: materialize the inlined producer that brings in the most buffers.
     let fixed = true;
     for (const k of kernels) {
-      const lowered = lowerGroup(g, k, mat);
+      const lowered = lowerGroup(g, k, mat, { inPlace });
       if (lowered.inputs.length + 1 <= opts.maxBindings) continue;
       const candidate = lowered.nodes
         .filter((id) => id !== k.root && id !== k.contraction && !mat.has(id) && !CHEAP.has(g.nodes[id]!.op))
@@ -157,7 +181,7 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
       fixed = false;
       break;
     }
-    if (fixed) return { materialized: mat, kernels: fuse ? mergeSiblings(g, kernels, mat, uses, opts.maxBindings) : kernels };
+    if (fixed) return { materialized: mat, kernels: fuse ? mergeSiblings(g, kernels, mat, uses, opts.maxBindings, inPlace) : kernels, inPlace };
   }
 }
 
@@ -167,7 +191,9 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
  * its output elements, and written as a further output. The optimizer's update p' = p - lr m'
  * thus joins the kernel that makes m' (itself the epilogue of the gradient's matmul).
  */
-function mergeSiblings(g: Graph, groups: readonly KernelGroup[], mat: ReadonlySet<ValueId>, uses: readonly ValueId[][], maxBindings: number): KernelGroup[] {
+function mergeSiblings(
+  g: Graph, groups: readonly KernelGroup[], mat: ReadonlySet<ValueId>, uses: readonly ValueId[][], maxBindings: number, inPlace: ReadonlyMap<ValueId, ValueId>,
+): KernelGroup[] {
   const ks = groups.map((k) => ({ ...k, extras: [...(k.extras ?? [])] }));
   const shape = (id: ValueId) => g.nodes[id]!.type.shape.join();
   const descendants = (from: readonly ValueId[]): Set<ValueId> => {
@@ -179,7 +205,7 @@ function mergeSiblings(g: Graph, groups: readonly KernelGroup[], mat: ReadonlySe
   for (let j = 0; j < ks.length; j++) {
     const k2 = ks[j]!;
     if (k2.contraction !== undefined || k2.extras.length || isContraction(g.nodes[k2.root]!.op)) continue;
-    const l2 = lowerGroup(g, k2, mat);
+    const l2 = lowerGroup(g, k2, mat, { inPlace });
     const reads = l2.inputs.filter((r) => r.kind === 'value').map((r) => r.id);
     // Hosts: kernels whose outputs K2 reads, of K2's shape; the last one in graph order first.
     const hosts = ks
@@ -201,9 +227,8 @@ function mergeSiblings(g: Graph, groups: readonly KernelGroup[], mat: ReadonlySe
       // K2's other inputs must be ready before K1 runs: none may depend on K1's outputs.
       const after = descendants(outs);
       if (reads.some((r) => !own.has(r) && after.has(r))) continue;
-      const l1 = lowerGroup(g, k1, mat);
-      const inputs = new Set([...l1.inputs, ...l2.inputs].filter((r) => !(r.kind === 'value' && own.has(r.id))).map((r) => `${r.kind}:${r.id}`));
-      if (inputs.size + outs.length + 1 > maxBindings) continue;
+      const merged = lowerGroup(g, { ...k1, extras: [...k1.extras, k2.root] }, mat, { inPlace });
+      if (merged.inputs.length + outs.length + 1 > maxBindings) continue;
       k1.extras.push(k2.root);
       ks.splice(j, 1);
       j--;
@@ -224,9 +249,12 @@ function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, numbe
 }
 
 /** Lowers one planned kernel. */
-export function lowerGroup(g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, naiveMatmul = false): Kernel {
+export function lowerGroup(
+  g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, opts: { naiveMatmul?: boolean; inPlace?: ReadonlyMap<ValueId, ValueId> } = {},
+): Kernel {
   return lowerKernel(g, k.root, (id) => mat.has(id), {
-    naiveMatmul,
+    naiveMatmul: opts.naiveMatmul ?? false,
+    ...(opts.inPlace ? { inPlace: opts.inPlace } : {}),
     ...(k.contraction !== undefined ? { contraction: k.contraction } : {}),
     ...(k.extras?.length ? { extras: k.extras } : {}),
   });

@@ -2,11 +2,19 @@
  * @file Scheduling: a deterministic topological order of the kernels that keeps the peak of live
  * bytes low. Greedy list scheduling: among the kernels whose inputs are ready, run the one that
  * frees the most bytes net of what it allocates (ties: graph order), so a branch that ends a value's
- * life goes first and a large temporary is produced as late as possible.
+ * life goes first and a large temporary is produced as late as possible. A kernel that writes a
+ * parameter or state in place waits for every reader of the old value.
  */
 import { numel } from '../ir/dtype.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import type { Kernel } from '../codegen/kernel.js';
+
+/** The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. */
+export class ScheduleCycle extends Error {
+  constructor() {
+    super('the in-place updates of this kernel list admit no order');
+  }
+}
 
 export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] {
   const bytes = (id: ValueId) => numel(g.nodes[id]!.type.shape) * 4;
@@ -17,6 +25,10 @@ export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] 
   });
   const reads = kernels.map((k) => [...new Set(k.inputs.filter((r) => r.kind === 'value').map((r) => r.id))]);
   const deps = reads.map((rs) => new Set(rs.map((id) => producer.get(id)).filter((p): p is number => p !== undefined)));
+  // A kernel that overwrites a value in place runs after every other kernel that reads the old value.
+  kernels.forEach((k, i) => {
+    for (const { target } of k.inPlace ?? []) reads.forEach((rs, j) => j !== i && rs.includes(target) && deps[i]!.add(j));
+  });
   const pendingReaders = new Map<ValueId, number>();
   for (const rs of reads) for (const id of rs) pendingReaders.set(id, (pendingReaders.get(id) ?? 0) + 1);
   const kept = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
@@ -37,6 +49,7 @@ export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] 
         bestScore = score;
       }
     });
+    if (best < 0) throw new ScheduleCycle();
     done.add(best);
     order.push(kernels[best]!);
     for (const id of reads[best]!) pendingReaders.set(id, pendingReaders.get(id)! - 1);

@@ -4,47 +4,30 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = ki * 32i;
-  let t1: i32 = t0 + mi;
+  let t0: i32 = mi * 32i;
+  let t1: i32 = t0 + ki;
   let t2: f32 = in0[t1];
   return t2;
 }
 
 fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ki * 256i;
-  let t1: i32 = t0 + ni;
+  let t0: i32 = ni * 32i;
+  let t1: i32 = t0 + ki;
   let t2: f32 = in1[t1];
   return t2;
 }
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 256i;
   let t1: i32 = t0 + ni;
   let t2: f32 = in2[t1];
-  let t3: f32 = 0.8999999761581421 * t2;
-  let t4: f32 = 0.10000000149011612 * v0;
-  let t5: f32 = t3 + t4;
-  return t5;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in3[t1];
-  let t3: f32 = 0.9990000128746033 * t2;
-  let t4: f32 = v0 * v0;
-  let t5: f32 = 0.0010000000474974513 * t4;
-  let t6: f32 = t3 + t5;
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
   return t6;
 }
 
@@ -52,12 +35,12 @@ fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 256i || m0 >= 32i) { return; }
+  if (n0 >= 256i || m0 >= 128i) { return; }
   let bz = i32(gid.z);
-  let mr0 = min(m0 + 0i, 31i);
-  let mr1 = min(m0 + 1i, 31i);
-  let mr2 = min(m0 + 2i, 31i);
-  let mr3 = min(m0 + 3i, 31i);
+  let mr0 = min(m0 + 0i, 127i);
+  let mr1 = min(m0 + 1i, 127i);
+  let mr2 = min(m0 + 2i, 127i);
+  let mr3 = min(m0 + 3i, 127i);
   let nc0 = min(n0 + 0i, 255i);
   let nc1 = min(n0 + 1i, 255i);
   let nc2 = min(n0 + 2i, 255i);
@@ -78,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c31: f32 = 0.0;
   var c32: f32 = 0.0;
   var c33: f32 = 0.0;
-  for (var kb = 0i; kb < 128i; kb += 4i) {
+  for (var kb = 0i; kb < 32i; kb += 4i) {
     let a0_0 = lhs(mr0, kb);
     let a0_1 = lhs(mr1, kb);
     let a0_2 = lhs(mr2, kb);
@@ -176,189 +159,61 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c32 = fma(a3_3, v3_2, c32);
     c33 = fma(a3_3, v3_3, c33);
   }
-  let base = bz * 8192i;
-  if (m0 + 0i < 32i) {
+  let base = bz * 32768i;
+  if (m0 + 0i < 128i) {
     if (n0 + 0i < 256i) {
-       {
-        let at = base + (m0 + 0i) * 256i + n0 + 0i;
-        let v0 = fin(c00, m0 + 0i, n0 + 0i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 0i, n0 + 0i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 0i, n0 + 0i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 0i) * 256i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-       {
-        let at = base + (m0 + 0i) * 256i + n0 + 1i;
-        let v0 = fin(c01, m0 + 0i, n0 + 1i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 0i, n0 + 1i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 0i, n0 + 1i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 0i) * 256i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-       {
-        let at = base + (m0 + 0i) * 256i + n0 + 2i;
-        let v0 = fin(c02, m0 + 0i, n0 + 2i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 0i, n0 + 2i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 0i, n0 + 2i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 0i) * 256i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-       {
-        let at = base + (m0 + 0i) * 256i + n0 + 3i;
-        let v0 = fin(c03, m0 + 0i, n0 + 3i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 0i, n0 + 3i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 0i, n0 + 3i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 0i) * 256i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
     }
   }
-  if (m0 + 1i < 32i) {
+  if (m0 + 1i < 128i) {
     if (n0 + 0i < 256i) {
-       {
-        let at = base + (m0 + 1i) * 256i + n0 + 0i;
-        let v0 = fin(c10, m0 + 1i, n0 + 0i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 1i, n0 + 0i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 1i, n0 + 0i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 1i) * 256i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-       {
-        let at = base + (m0 + 1i) * 256i + n0 + 1i;
-        let v0 = fin(c11, m0 + 1i, n0 + 1i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 1i, n0 + 1i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 1i, n0 + 1i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 1i) * 256i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-       {
-        let at = base + (m0 + 1i) * 256i + n0 + 2i;
-        let v0 = fin(c12, m0 + 1i, n0 + 2i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 1i, n0 + 2i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 1i, n0 + 2i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 1i) * 256i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-       {
-        let at = base + (m0 + 1i) * 256i + n0 + 3i;
-        let v0 = fin(c13, m0 + 1i, n0 + 3i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 1i, n0 + 3i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 1i, n0 + 3i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 1i) * 256i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
     }
   }
-  if (m0 + 2i < 32i) {
+  if (m0 + 2i < 128i) {
     if (n0 + 0i < 256i) {
-       {
-        let at = base + (m0 + 2i) * 256i + n0 + 0i;
-        let v0 = fin(c20, m0 + 2i, n0 + 0i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 2i, n0 + 0i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 2i, n0 + 0i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 2i) * 256i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-       {
-        let at = base + (m0 + 2i) * 256i + n0 + 1i;
-        let v0 = fin(c21, m0 + 2i, n0 + 1i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 2i, n0 + 1i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 2i, n0 + 1i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 2i) * 256i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-       {
-        let at = base + (m0 + 2i) * 256i + n0 + 2i;
-        let v0 = fin(c22, m0 + 2i, n0 + 2i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 2i, n0 + 2i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 2i, n0 + 2i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 2i) * 256i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-       {
-        let at = base + (m0 + 2i) * 256i + n0 + 3i;
-        let v0 = fin(c23, m0 + 2i, n0 + 3i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 2i, n0 + 3i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 2i, n0 + 3i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 2i) * 256i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
     }
   }
-  if (m0 + 3i < 32i) {
+  if (m0 + 3i < 128i) {
     if (n0 + 0i < 256i) {
-       {
-        let at = base + (m0 + 3i) * 256i + n0 + 0i;
-        let v0 = fin(c30, m0 + 3i, n0 + 0i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 3i, n0 + 0i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 3i, n0 + 0i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 3i) * 256i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-       {
-        let at = base + (m0 + 3i) * 256i + n0 + 1i;
-        let v0 = fin(c31, m0 + 3i, n0 + 1i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 3i, n0 + 1i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 3i, n0 + 1i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 3i) * 256i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-       {
-        let at = base + (m0 + 3i) * 256i + n0 + 2i;
-        let v0 = fin(c32, m0 + 3i, n0 + 2i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 3i, n0 + 2i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 3i, n0 + 2i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 3i) * 256i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-       {
-        let at = base + (m0 + 3i) * 256i + n0 + 3i;
-        let v0 = fin(c33, m0 + 3i, n0 + 3i);
-        out[at] = v0;
-        let v1 = x1(v0, m0 + 3i, n0 + 3i);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, m0 + 3i, n0 + 3i);
-        out2[at] = v2;
-      }
+      out[base + (m0 + 3i) * 256i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
     }
   }
 }

@@ -12,11 +12,6 @@ fn body(r0: i32, r1: i32) -> f32 {
   return t3;
 }
 
-fn fin(acc: f32) -> f32 {
-  let t0: f32 = acc * 0.000009964923265215475;
-  return t0;
-}
-
 var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)

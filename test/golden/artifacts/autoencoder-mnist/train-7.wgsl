@@ -7,6 +7,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
   let t0: i32 = r0 * 784i;
@@ -20,7 +21,7 @@ fn fin(acc: f32, o0: i32) -> f32 {
 }
 
 fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = in1[o0];
+  let t0: f32 = out1[o0];
   let t1: f32 = 0.8999999761581421 * t0;
   let t2: f32 = 0.10000000149011612 * v0;
   let t3: f32 = t1 + t2;
@@ -28,12 +29,26 @@ fn x1(v0: f32, o0: i32) -> f32 {
 }
 
 fn x2(v0: f32, v1: f32, o0: i32) -> f32 {
-  let t0: f32 = in2[o0];
+  let t0: f32 = out2[o0];
   let t1: f32 = 0.9990000128746033 * t0;
   let t2: f32 = v0 * v0;
   let t3: f32 = 0.0010000000474974513 * t2;
   let t4: f32 = t1 + t3;
   return t4;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
+  let t0: f32 = out3[o0];
+  let t1: f32 = in1[0i];
+  let t2: f32 = v1 / t1;
+  let t3: f32 = in2[0i];
+  let t4: f32 = v2 / t3;
+  let t5: f32 = sqrt(t4);
+  let t6: f32 = t5 + 9.99999993922529e-9;
+  let t7: f32 = t2 / t6;
+  let t8: f32 = 0.0020000000949949026 * t7;
+  let t9: f32 = t0 - t8;
+  return t9;
 }
 
 @compute @workgroup_size(64)
@@ -53,5 +68,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out1[at] = v1;
     let v2 = x2(v0, v1, o0);
     out2[at] = v2;
+    let v3 = x3(v0, v1, v2, o0);
+    out3[at] = v3;
   }
 }

@@ -8,6 +8,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
   let t0: i32 = ki * 120i;
@@ -30,7 +31,7 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 84i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
+  let t2: f32 = out1[t1];
   let t3: f32 = 0.8999999761581421 * t2;
   let t4: f32 = 0.10000000149011612 * v0;
   let t5: f32 = t3 + t4;
@@ -40,12 +41,28 @@ fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
 fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 84i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in3[t1];
+  let t2: f32 = out2[t1];
   let t3: f32 = 0.9990000128746033 * t2;
   let t4: f32 = v0 * v0;
   let t5: f32 = 0.0010000000474974513 * t4;
   let t6: f32 = t3 + t5;
   return t6;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out3[t1];
+  let t3: f32 = in2[0i];
+  let t4: f32 = v1 / t3;
+  let t5: f32 = in3[0i];
+  let t6: f32 = v2 / t5;
+  let t7: f32 = sqrt(t6);
+  let t8: f32 = t7 + 9.99999993922529e-9;
+  let t9: f32 = t4 / t8;
+  let t10: f32 = 0.0010000000474974513 * t9;
+  let t11: f32 = t2 - t10;
+  return t11;
 }
 
 @compute @workgroup_size(8, 8)
@@ -187,6 +204,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 0i, n0 + 0i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 0i);
+        out3[at] = v3;
       }
     }
     if (n0 + 1i < 84i) {
@@ -198,6 +217,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 0i, n0 + 1i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 1i);
+        out3[at] = v3;
       }
     }
     if (n0 + 2i < 84i) {
@@ -209,6 +230,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 0i, n0 + 2i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 2i);
+        out3[at] = v3;
       }
     }
     if (n0 + 3i < 84i) {
@@ -220,6 +243,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 0i, n0 + 3i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 3i);
+        out3[at] = v3;
       }
     }
   }
@@ -233,6 +258,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 1i, n0 + 0i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 0i);
+        out3[at] = v3;
       }
     }
     if (n0 + 1i < 84i) {
@@ -244,6 +271,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 1i, n0 + 1i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 1i);
+        out3[at] = v3;
       }
     }
     if (n0 + 2i < 84i) {
@@ -255,6 +284,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 1i, n0 + 2i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 2i);
+        out3[at] = v3;
       }
     }
     if (n0 + 3i < 84i) {
@@ -266,6 +297,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 1i, n0 + 3i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 3i);
+        out3[at] = v3;
       }
     }
   }
@@ -279,6 +312,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 2i, n0 + 0i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 0i);
+        out3[at] = v3;
       }
     }
     if (n0 + 1i < 84i) {
@@ -290,6 +325,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 2i, n0 + 1i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 1i);
+        out3[at] = v3;
       }
     }
     if (n0 + 2i < 84i) {
@@ -301,6 +338,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 2i, n0 + 2i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 2i);
+        out3[at] = v3;
       }
     }
     if (n0 + 3i < 84i) {
@@ -312,6 +351,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 2i, n0 + 3i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 3i);
+        out3[at] = v3;
       }
     }
   }
@@ -325,6 +366,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 3i, n0 + 0i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 0i);
+        out3[at] = v3;
       }
     }
     if (n0 + 1i < 84i) {
@@ -336,6 +379,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 3i, n0 + 1i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 1i);
+        out3[at] = v3;
       }
     }
     if (n0 + 2i < 84i) {
@@ -347,6 +392,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 3i, n0 + 2i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 2i);
+        out3[at] = v3;
       }
     }
     if (n0 + 3i < 84i) {
@@ -358,6 +405,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 3i, n0 + 3i);
         out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 3i);
+        out3[at] = v3;
       }
     }
   }

@@ -3,209 +3,123 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in0[t1];
-  return t2;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = max(o0, 0i);
+  let t1: i32 = min(t0, 63i);
+  let t2: i32 = t1 * 400i;
+  let t3: i32 = max(o1, 0i);
+  let t4: i32 = min(t3, 15i);
+  let t5: i32 = t4 * 25i;
+  let t6: i32 = o2 - 1i;
+  let t7: i32 = select(t6 / 2i, 0i, 2i == 0i);
+  let t8: i32 = max(t7, 0i);
+  let t9: i32 = min(t8, 4i);
+  let t10: i32 = t9 * 5i;
+  let t11: i32 = o3 - 1i;
+  let t12: i32 = select(t11 / 2i, 0i, 2i == 0i);
+  let t13: i32 = max(t12, 0i);
+  let t14: i32 = min(t13, 4i);
+  let t15: i32 = t10 + t14;
+  let t16: i32 = t5 + t15;
+  let t17: i32 = t2 + t16;
+  let t18: f32 = in1[t17];
+  let t19: bool = o0 >= 0i;
+  let t20: bool = o0 < 64i;
+  let t21: bool = t19 && t20;
+  let t22: bool = o1 >= 0i;
+  let t23: bool = o1 < 16i;
+  let t24: bool = t22 && t23;
+  let t25: bool = t21 && t24;
+  let t26: bool = t6 >= 0i;
+  let t27: bool = t6 < 9i;
+  let t28: bool = t26 && t27;
+  let t29: bool = t25 && t28;
+  let t30: i32 = t6 % 2i;
+  let t31: bool = t30 == 0i;
+  let t32: bool = t29 && t31;
+  let t33: bool = t11 >= 0i;
+  let t34: bool = t11 < 9i;
+  let t35: bool = t33 && t34;
+  let t36: bool = t32 && t35;
+  let t37: i32 = t11 % 2i;
+  let t38: bool = t37 == 0i;
+  let t39: bool = t36 && t38;
+  let t40: f32 = select(0.0, t18, t39);
+  let t41: i32 = select(o3 / 2i, 0i, 2i == 0i);
+  let t42: i32 = max(t41, 0i);
+  let t43: i32 = min(t42, 4i);
+  let t44: i32 = t10 + t43;
+  let t45: i32 = t5 + t44;
+  let t46: i32 = t2 + t45;
+  let t47: f32 = in2[t46];
+  let t48: bool = o3 >= 0i;
+  let t49: bool = o3 < 9i;
+  let t50: bool = t48 && t49;
+  let t51: bool = t32 && t50;
+  let t52: i32 = o3 % 2i;
+  let t53: bool = t52 == 0i;
+  let t54: bool = t51 && t53;
+  let t55: f32 = select(0.0, t47, t54);
+  let t56: f32 = t40 + t55;
+  let t57: i32 = select(o2 / 2i, 0i, 2i == 0i);
+  let t58: i32 = max(t57, 0i);
+  let t59: i32 = min(t58, 4i);
+  let t60: i32 = t59 * 5i;
+  let t61: i32 = t60 + t14;
+  let t62: i32 = t5 + t61;
+  let t63: i32 = t2 + t62;
+  let t64: f32 = in3[t63];
+  let t65: bool = o2 >= 0i;
+  let t66: bool = o2 < 9i;
+  let t67: bool = t65 && t66;
+  let t68: bool = t25 && t67;
+  let t69: i32 = o2 % 2i;
+  let t70: bool = t69 == 0i;
+  let t71: bool = t68 && t70;
+  let t72: bool = t71 && t35;
+  let t73: bool = t72 && t38;
+  let t74: f32 = select(0.0, t64, t73);
+  let t75: f32 = t56 + t74;
+  let t76: i32 = t60 + t43;
+  let t77: i32 = t5 + t76;
+  let t78: i32 = t2 + t77;
+  let t79: f32 = in4[t78];
+  let t80: bool = t71 && t50;
+  let t81: bool = t80 && t53;
+  let t82: f32 = select(0.0, t79, t81);
+  let t83: f32 = t75 + t82;
+  let t84: i32 = o0 * 1600i;
+  let t85: i32 = o1 * 100i;
+  let t86: i32 = o2 * 10i;
+  let t87: i32 = t86 + o3;
+  let t88: i32 = t85 + t87;
+  let t89: i32 = t84 + t88;
+  let t90: f32 = in0[t89];
+  let t91: bool = t90 > 0.0;
+  let t92: f32 = select(0.0, 1.0, t91);
+  let t93: bool = t92 != 0.0;
+  let t94: f32 = select(0.0, t83, t93);
+  return t94;
 }
 
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ni * 120i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
-
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 400i || m0 >= 64i) { return; }
-  let bz = i32(gid.z);
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 399i);
-  let nc1 = min(n0 + 1i, 399i);
-  let nc2 = min(n0 + 2i, 399i);
-  let nc3 = min(n0 + 3i, 399i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
-  for (var kb = 0i; kb < 120i; kb += 4i) {
-    let a0_0 = lhs(mr0, kb);
-    let a0_1 = lhs(mr1, kb);
-    let a0_2 = lhs(mr2, kb);
-    let a0_3 = lhs(mr3, kb);
-    let v0_0 = rhs(kb, nc0);
-    let v0_1 = rhs(kb, nc1);
-    let v0_2 = rhs(kb, nc2);
-    let v0_3 = rhs(kb, nc3);
-    c00 = fma(a0_0, v0_0, c00);
-    c01 = fma(a0_0, v0_1, c01);
-    c02 = fma(a0_0, v0_2, c02);
-    c03 = fma(a0_0, v0_3, c03);
-    c10 = fma(a0_1, v0_0, c10);
-    c11 = fma(a0_1, v0_1, c11);
-    c12 = fma(a0_1, v0_2, c12);
-    c13 = fma(a0_1, v0_3, c13);
-    c20 = fma(a0_2, v0_0, c20);
-    c21 = fma(a0_2, v0_1, c21);
-    c22 = fma(a0_2, v0_2, c22);
-    c23 = fma(a0_2, v0_3, c23);
-    c30 = fma(a0_3, v0_0, c30);
-    c31 = fma(a0_3, v0_1, c31);
-    c32 = fma(a0_3, v0_2, c32);
-    c33 = fma(a0_3, v0_3, c33);
-    let a1_0 = lhs(mr0, kb + 1i);
-    let a1_1 = lhs(mr1, kb + 1i);
-    let a1_2 = lhs(mr2, kb + 1i);
-    let a1_3 = lhs(mr3, kb + 1i);
-    let v1_0 = rhs(kb + 1i, nc0);
-    let v1_1 = rhs(kb + 1i, nc1);
-    let v1_2 = rhs(kb + 1i, nc2);
-    let v1_3 = rhs(kb + 1i, nc3);
-    c00 = fma(a1_0, v1_0, c00);
-    c01 = fma(a1_0, v1_1, c01);
-    c02 = fma(a1_0, v1_2, c02);
-    c03 = fma(a1_0, v1_3, c03);
-    c10 = fma(a1_1, v1_0, c10);
-    c11 = fma(a1_1, v1_1, c11);
-    c12 = fma(a1_1, v1_2, c12);
-    c13 = fma(a1_1, v1_3, c13);
-    c20 = fma(a1_2, v1_0, c20);
-    c21 = fma(a1_2, v1_1, c21);
-    c22 = fma(a1_2, v1_2, c22);
-    c23 = fma(a1_2, v1_3, c23);
-    c30 = fma(a1_3, v1_0, c30);
-    c31 = fma(a1_3, v1_1, c31);
-    c32 = fma(a1_3, v1_2, c32);
-    c33 = fma(a1_3, v1_3, c33);
-    let a2_0 = lhs(mr0, kb + 2i);
-    let a2_1 = lhs(mr1, kb + 2i);
-    let a2_2 = lhs(mr2, kb + 2i);
-    let a2_3 = lhs(mr3, kb + 2i);
-    let v2_0 = rhs(kb + 2i, nc0);
-    let v2_1 = rhs(kb + 2i, nc1);
-    let v2_2 = rhs(kb + 2i, nc2);
-    let v2_3 = rhs(kb + 2i, nc3);
-    c00 = fma(a2_0, v2_0, c00);
-    c01 = fma(a2_0, v2_1, c01);
-    c02 = fma(a2_0, v2_2, c02);
-    c03 = fma(a2_0, v2_3, c03);
-    c10 = fma(a2_1, v2_0, c10);
-    c11 = fma(a2_1, v2_1, c11);
-    c12 = fma(a2_1, v2_2, c12);
-    c13 = fma(a2_1, v2_3, c13);
-    c20 = fma(a2_2, v2_0, c20);
-    c21 = fma(a2_2, v2_1, c21);
-    c22 = fma(a2_2, v2_2, c22);
-    c23 = fma(a2_2, v2_3, c23);
-    c30 = fma(a2_3, v2_0, c30);
-    c31 = fma(a2_3, v2_1, c31);
-    c32 = fma(a2_3, v2_2, c32);
-    c33 = fma(a2_3, v2_3, c33);
-    let a3_0 = lhs(mr0, kb + 3i);
-    let a3_1 = lhs(mr1, kb + 3i);
-    let a3_2 = lhs(mr2, kb + 3i);
-    let a3_3 = lhs(mr3, kb + 3i);
-    let v3_0 = rhs(kb + 3i, nc0);
-    let v3_1 = rhs(kb + 3i, nc1);
-    let v3_2 = rhs(kb + 3i, nc2);
-    let v3_3 = rhs(kb + 3i, nc3);
-    c00 = fma(a3_0, v3_0, c00);
-    c01 = fma(a3_0, v3_1, c01);
-    c02 = fma(a3_0, v3_2, c02);
-    c03 = fma(a3_0, v3_3, c03);
-    c10 = fma(a3_1, v3_0, c10);
-    c11 = fma(a3_1, v3_1, c11);
-    c12 = fma(a3_1, v3_2, c12);
-    c13 = fma(a3_1, v3_3, c13);
-    c20 = fma(a3_2, v3_0, c20);
-    c21 = fma(a3_2, v3_1, c21);
-    c22 = fma(a3_2, v3_2, c22);
-    c23 = fma(a3_2, v3_3, c23);
-    c30 = fma(a3_3, v3_0, c30);
-    c31 = fma(a3_3, v3_1, c31);
-    c32 = fma(a3_3, v3_2, c32);
-    c33 = fma(a3_3, v3_3, c33);
-  }
-  let base = bz * 25600i;
-  if (m0 + 0i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
-    }
-  }
-  if (m0 + 1i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
-    }
-  }
-  if (m0 + 2i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
-    }
-  }
-  if (m0 + 3i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
-    }
-  }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 102400) { return; }
+  let ot0_0: i32 = select(i / 1600i, 0i, 1600i == 0i);
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = select(i / 100i, 0i, 100i == 0i);
+  let ot1_1: i32 = ot1_0 % 16i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = select(i / 10i, 0i, 10i == 0i);
+  let ot2_1: i32 = ot2_0 % 10i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 10i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

@@ -3,8 +3,7 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
   let t0: i32 = ki * 784i;
@@ -23,7 +22,7 @@ fn rhs(ki: i32, ni: i32) -> f32 {
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
+  let t2: f32 = out[t1];
   let t3: f32 = 0.5 * acc;
   let t4: f32 = t2 - t3;
   return t4;

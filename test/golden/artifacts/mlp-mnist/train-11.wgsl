@@ -3,10 +3,8 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
   let t0: i32 = ki * 784i;
@@ -25,7 +23,7 @@ fn rhs(ki: i32, ni: i32) -> f32 {
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 256i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
+  let t2: f32 = out[t1];
   let t3: f32 = 0.8999999761581421 * t2;
   let t4: f32 = t3 + acc;
   return t4;
@@ -34,7 +32,7 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 256i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in3[t1];
+  let t2: f32 = out1[t1];
   let t3: f32 = 0.10000000149011612 * v0;
   let t4: f32 = t2 - t3;
   return t4;

@@ -2,10 +2,8 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out1: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
   let t0: i32 = r0 * 10i;
@@ -15,14 +13,14 @@ fn body(o0: i32, r0: i32) -> f32 {
 }
 
 fn fin(acc: f32, o0: i32) -> f32 {
-  let t0: f32 = in1[o0];
+  let t0: f32 = out[o0];
   let t1: f32 = 0.8999999761581421 * t0;
   let t2: f32 = t1 + acc;
   return t2;
 }
 
 fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = in2[o0];
+  let t0: f32 = out1[o0];
   let t1: f32 = 0.10000000149011612 * v0;
   let t2: f32 = t0 - t1;
   return t2;

@@ -2,8 +2,7 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
   let t0: i32 = r0 * 2i;
@@ -13,7 +12,7 @@ fn body(o0: i32, r0: i32) -> f32 {
 }
 
 fn fin(acc: f32, o0: i32) -> f32 {
-  let t0: f32 = in1[o0];
+  let t0: f32 = out[o0];
   let t1: f32 = 2.0 * acc;
   let t2: f32 = t0 - t1;
   return t2;
