@@ -12,7 +12,7 @@ import {
   ARTIFACT_FORMAT, ARTIFACT_VERSION, type ArenaSpec, type Artifact, type BufferRole, type CopySpec, type DispatchSpec,
   type PersistentSlot, type Region, type Requirements, type TensorSlot,
 } from '../runtime/artifact.js';
-import type { BufferRef, Kernel } from './kernel.js';
+import { kernelOutputs, type BufferRef, type Kernel } from './kernel.js';
 import { planFusion, lowerGroup } from '../passes/fusion.js';
 import { planMemory } from '../passes/memory.js';
 import { ScheduleCycle, scheduleKernels } from '../passes/schedule.js';
@@ -71,7 +71,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   for (const k of kernels) {
     const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
     const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
-    const bindings = k.inputs.length + 1 + k.extras.length;
+    const bindings = k.inputs.length + kernelOutputs(k).length;
     if (bindings > limits.maxStorageBuffersPerShaderStage) {
       throw new DeviceError(`a ${root.op} kernel needs ${bindings} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
@@ -106,7 +106,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   // Updates computed in place live in the buffer of the value they replace.
   for (const k of kernels) {
     for (const { slot, target } of k.inPlace ?? []) {
-      const out = slot === 0 ? k.output : k.extras[slot - 1]!.ref;
+      const out = kernelOutputs(k)[slot] ?? internal(`kernel has no output ${slot}`);
       regions.set(keyOf(out), regions.get(`value:${target}`) ?? internal(`in-place target ${target} has no buffer`));
     }
   }

@@ -39,7 +39,45 @@ export type KernelBody =
       readonly rhs: Expr;
       /** Applied to the accumulated `acc` (vars z*, `mi`, `ni` available). */
       readonly finalize: Expr;
+      /**
+       * The column sums of B over k, computed on the side of a 2-D matmul (a bias gradient next to
+       * its weight gradient): `finalize` of their `acc` at column `ni`, written to `output`, with
+       * further outputs computed from them (`w0`, `w1`, … and `ni`).
+       */
+      readonly side?: {
+        readonly output: BufferRef;
+        readonly dtype: 'f32' | 'i32';
+        readonly finalize: Expr;
+        readonly extras: readonly ExtraOutput[];
+      };
+    }
+  | {
+      /**
+       * One workgroup per row: the output's shape is [...outer, ...inner] and each row (one
+       * outer index) first computes its stages in order — row reductions over the inner
+       * coordinates, or values of the row — then the elementwise `expr` at every element of the
+       * row. Stage j's value is the variable `s<j>` in later stages and in `expr` (softmax: the
+       * row's max, then its sum of exponentials, then every element).
+       */
+      readonly kind: 'rows';
+      readonly shape: readonly number[];
+      /** How many leading axes index the rows. */
+      readonly outer: number;
+      readonly stages: readonly RowStage[];
+      /** The output at o0… (all axes), reading s0…. */
+      readonly expr: Expr;
     };
+
+/** A per-row value of a `rows` kernel. */
+export interface RowStage {
+  readonly dtype: 'f32' | 'i32';
+  /** A reduction over the row (`body` over all o*, combined into `acc`); absent for a plain row value. */
+  readonly reduce?: { readonly combine: Combine; readonly accType: 'f32' | 'i32'; readonly body: Expr };
+  /** The stage's value from `acc` and the outer coordinates (and earlier stages). */
+  readonly value: Expr;
+  /** Where the value is stored (at the row's index), when other kernels read it. */
+  readonly out?: BufferRef;
+}
 
 /** Where a kernel reads or writes: a value of the graph, or a scratch buffer of the program. */
 export type BufferRef = { readonly kind: 'value'; readonly id: ValueId } | { readonly kind: 'scratch'; readonly id: number };
@@ -71,4 +109,11 @@ export interface Kernel {
    * reads the old value through that output's binding (loads with binding -1 - slot).
    */
   readonly inPlace?: readonly { readonly slot: number; readonly target: ValueId }[];
+}
+
+/** Every buffer a kernel writes, in binding order: the main output, further outputs, row stages. */
+export function kernelOutputs(k: Kernel): BufferRef[] {
+  const stages = k.body.kind === 'rows' ? k.body.stages.flatMap((s) => (s.out ? [s.out] : [])) : [];
+  const side = k.body.kind === 'matmul' && k.body.side ? [k.body.side.output, ...k.body.side.extras.map((x) => x.ref)] : [];
+  return [k.output, ...k.extras.map((x) => x.ref), ...stages, ...side];
 }

@@ -14,7 +14,7 @@ import {
   add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, tvar, unary,
   type Expr,
 } from './expr.js';
-import type { BufferRef, Combine, Kernel, KernelBody } from './kernel.js';
+import type { BufferRef, Combine, Kernel, KernelBody, RowStage } from './kernel.js';
 
 /** The expression of a contraction: combine over `rshape` of `body(out, red)`, then `finalize`. */
 export interface Contraction {
@@ -47,6 +47,9 @@ export class Lowerer {
   readonly aliasConflicts = new Set<ValueId>();
   /** The output being computed (0 main, i the i-th further one); -1 inside the contraction's loop. */
   slot = 0;
+  /** A trial lowering: a register read away from its element is recorded in `misreads`, not fatal. */
+  tentative = false;
+  readonly misreads = new Set<ValueId>();
 
   constructor(
     readonly g: Graph,
@@ -86,7 +89,10 @@ export class Lowerer {
     const dt = n.type.dtype;
     const reg = this.registers.get(id);
     if (reg) {
-      if (this.coordKey(id, coords) !== reg.at) internal(`value ${id} is read away from the output element that holds it`);
+      if (this.coordKey(id, coords) !== reg.at) {
+        if (!this.tentative) internal(`value ${id} is read away from the output element that holds it`);
+        this.misreads.add(id);
+      }
       return reg.value;
     }
     const alias = this.aliases.get(id);
@@ -370,6 +376,8 @@ export interface LowerOptions {
   readonly extras?: readonly ValueId[];
   /** Outputs that may be written over the buffer of the value they update: output -> updated value. */
   readonly inPlace?: ReadonlyMap<ValueId, ValueId>;
+  /** A matmul's side output: the sum over k of its right operand (`contraction`, a reduce_sum), with its epilogue. */
+  readonly side?: { readonly root: ValueId; readonly contraction: ValueId; readonly extras?: readonly ValueId[] };
 }
 
 /**
@@ -392,7 +400,10 @@ function lowerOnce(
   const cid = opts.contraction ?? root;
   const c = g.nodes[cid]!;
   const extraIds = opts.extras ?? [];
-  const L = new Lowerer(g, (id) => id !== root && id !== cid && !extraIds.includes(id) && isMaterialized(id));
+  const side = opts.side;
+  const sideIds = side ? [side.root, ...(side.extras ?? [])] : [];
+  const own = new Set([root, cid, ...extraIds, ...sideIds, ...(side ? [side.contraction] : [])]);
+  const L = new Lowerer(g, (id) => !own.has(id) && isMaterialized(id));
   const shape = n.type.shape;
   const dtype = n.type.dtype;
   if (cid !== root && !shapeEq(c.type.shape, shape)) internal(`epilogue ${root} does not have the shape of contraction ${cid}`);
@@ -405,12 +416,15 @@ function lowerOnce(
   };
   const isMatmul = c.op === 'matmul' && !opts.naiveMatmul;
   const coords = isMatmul ? [...outVars(shape.length - 2, 'z'), ivar('mi'), ivar('ni')] : outVars(shape.length);
-  const outputs = [root, ...extraIds];
+  if (side && !isMatmul) internal(`a side sum needs a tiled matmul, not ${c.op}`);
+  /** The side outputs' coordinates: column `ni` of a [N] or [1, N] value. */
+  const sideCoords = side ? L.shape(side.root).map((_, i, a) => (i === a.length - 1 ? ivar('ni') : int(0))) : [];
+  const outputs = [...[root, ...extraIds].map((id) => ({ id, at: coords })), ...sideIds.map((id) => ({ id, at: sideCoords }))];
   const written: { slot: number; target: ValueId }[] = [];
-  outputs.forEach((id, slot) => {
+  outputs.forEach(({ id, at }, slot) => {
     const target = opts.inPlace.get(id);
     if (target === undefined || written.some((w) => w.target === target)) return;
-    L.inPlace(target, slot, coords);
+    L.inPlace(target, slot, at);
     written.push({ slot, target });
   });
   let body: KernelBody;
@@ -465,10 +479,91 @@ function lowerOnce(
     held.push(id);
     return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
   });
-  const nodes = new Set([root, cid, ...extraIds, ...L.inlined]);
+  // The side sum and its outputs, after the main ones; its further outputs read it as w0, w1, ….
+  if (side && body.kind === 'matmul') {
+    const sc = g.nodes[side.contraction]!;
+    if (sc.op !== 'reduce_sum' || sc.inputs[0] !== c.inputs[1] || sc.attrs.axes.join() !== '0' || shape.length !== 2) {
+      internal(`value ${side.contraction} is not the column sum of matmul ${cid}'s right operand`);
+    }
+    const slot0 = 1 + extraIds.length;
+    L.slot = slot0;
+    L.withAccumulator(side.contraction, sideCoords, tvar('acc', 'f32'));
+    const finalize = L.value(side.root, sideCoords);
+    const sideHeld: ValueId[] = [side.root];
+    const sideExtras = (side.extras ?? []).map((id, i) => {
+      L.slot = slot0 + i + 1;
+      sideHeld.forEach((h, j) => L.withAccumulator(h, sideCoords, tvar(`w${j}`, g.nodes[h]!.type.dtype)));
+      const expr = L.value(id, sideCoords);
+      sideHeld.push(id);
+      return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
+    });
+    body = { ...body, side: { output: { kind: 'value', id: side.root }, dtype: g.nodes[side.root]!.type.dtype, finalize, extras: sideExtras } };
+  }
+  const nodes = new Set([root, cid, ...extraIds, ...sideIds, ...(side ? [side.contraction] : []), ...L.inlined]);
   const kernel: Kernel = {
     inputs: L.inputs, output: { kind: 'value', id: root }, dtype, body, extras, nodes: [...nodes].sort((p, q) => p - q),
     ...(written.length ? { inPlace: written } : {}),
   };
   return { kernel, conflicts: L.aliasConflicts };
+}
+
+/** A row kernel's plan: per-row stages (in order) before the elementwise `root` over whole rows. */
+export interface RowsPlan {
+  readonly root: ValueId;
+  /** Leading axes of the root's shape that index rows. */
+  readonly outer: number;
+  /** Each stage: a row value (`root`), from a reduction over the row (`contraction`) when given. */
+  readonly stages: readonly { readonly root: ValueId; readonly contraction?: ValueId }[];
+  /** Stage values other kernels read: stored at the row's index. */
+  readonly written: readonly ValueId[];
+}
+
+/**
+ * Lowers a row kernel, or returns undefined when some stage value would be read away from its own
+ * row (the plan is then not a row kernel). Stage values are registers `s<j>`; a reduction stage
+ * reduces over the inner coordinates o<outer>…, the same variables the row's elements use.
+ */
+export function lowerRows(g: Graph, plan: RowsPlan, isMaterialized: (id: ValueId) => boolean): Kernel | undefined {
+  const inside = new Set<ValueId>([plan.root, ...plan.stages.flatMap((s) => [s.root, ...(s.contraction !== undefined ? [s.contraction] : [])])]);
+  const L = new Lowerer(g, (id) => !inside.has(id) && isMaterialized(id));
+  L.tentative = true;
+  const shape = g.nodes[plan.root]!.type.shape;
+  const ov = outVars(shape.length);
+  const inner = ov.slice(plan.outer);
+  /** A row value's coordinates: the outer coordinates, then 0 for its trailing axes of size 1. */
+  const rowCoords = (id: ValueId): Expr[] => L.shape(id).map((d, i) => (i < plan.outer ? ov[i]! : int(0)));
+  const stages: RowStage[] = plan.stages.map((st, j) => {
+    const n = g.nodes[st.root]!;
+    const coords = rowCoords(st.root);
+    let stage: RowStage;
+    if (st.contraction !== undefined) {
+      const c = g.nodes[st.contraction]!;
+      const rule = LOWER_RULES[c.op] as Lower<typeof c.op>;
+      if (rule.kind !== 'contract') internal(`row stage ${st.contraction} (${c.op}) is not a reduction`);
+      const form = rule.form(c as never, L);
+      const body = form.body(rowCoords(st.contraction), inner);
+      const acc = tvar('acc', c.type.dtype);
+      const fin = form.finalize ? form.finalize(acc) : acc;
+      let value = fin;
+      if (st.root !== st.contraction) {
+        L.withAccumulator(st.contraction, coords, fin);
+        value = L.value(st.root, coords);
+      }
+      stage = { dtype: n.type.dtype, reduce: { combine: form.combine, accType: c.type.dtype, body }, value };
+    } else {
+      stage = { dtype: n.type.dtype, value: L.value(st.root, coords) };
+    }
+    L.withAccumulator(st.root, coords, tvar(`s${j}`, n.type.dtype));
+    return plan.written.includes(st.root) ? { ...stage, out: { kind: 'value', id: st.root } } : stage;
+  });
+  const expr = L.value(plan.root, ov);
+  if (L.misreads.size) return undefined;
+  return {
+    inputs: L.inputs,
+    output: { kind: 'value', id: plan.root },
+    dtype: g.nodes[plan.root]!.type.dtype,
+    body: { kind: 'rows', shape, outer: plan.outer, stages, expr },
+    extras: [],
+    nodes: [...new Set([...inside, ...L.inlined])].sort((p, q) => p - q),
+  };
 }

@@ -301,6 +301,8 @@ export function emitKernel(
       return emitReduce(k, body, inputTypes, limits, scratch, label);
     case 'matmul':
       return [emitMatmul(k, body, inputTypes, limits, label)];
+    case 'rows':
+      return [emitRows(k, body, inputTypes, limits, label)];
     default:
       return assertNever(body, 'kernel body');
   }
@@ -396,6 +398,99 @@ function workgroupReduce(
   return header(mod, inputTypes, outType, partial ? [] : extraTypes(k)) + '\n' + l.text();
 }
 
+type RowsBody = Extract<Kernel['body'], { kind: 'rows' }>;
+const ROW_WG = 64;
+/** Rows at most this long are computed by one thread each. */
+const SERIAL_ROW = 32;
+
+/**
+ * One workgroup per row: each stage strides its threads over the row and combines them with a tree
+ * in workgroup memory (every thread then holds the stage's value), then the threads stride over the
+ * row again to write each element. Stage values other kernels read are stored by thread 0.
+ */
+function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], limits: CodegenLimits, label: string): Dispatch {
+  const rank = body.shape.length;
+  const outerShape = body.shape.slice(0, body.outer);
+  const innerShape = body.shape.slice(body.outer);
+  const rows = numel(outerShape);
+  const inner = numel(innerShape);
+  const ov = vars(rank, 'o');
+  const oNames = ov.map((v) => (v as { name: string }).name);
+  const outerNames = oNames.slice(0, body.outer);
+  const sv = body.stages.map((st, j) => tvar(`s${j}`, st.dtype));
+  const sNames = body.stages.map((_, j) => `s${j}`);
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
+  body.stages.forEach((st, j) => {
+    if (st.reduce) addFn(mod, `body${j}`, [...ov, ...sv.slice(0, j)], st.reduce.body);
+    addFn(mod, `stage${j}`, [...(st.reduce ? [tvar('acc', st.reduce.accType)] : []), ...ov.slice(0, body.outer), ...sv.slice(0, j)], st.value);
+  });
+  addFn(mod, 'value', [...ov, ...sv], body.expr);
+  addExtras(mod, k, ov);
+  // Short rows: one thread per row, no workgroup memory; long rows: one workgroup per row.
+  const serial = inner <= SERIAL_ROW;
+  const accTypes = serial ? [] : [...new Set(body.stages.flatMap((st) => (st.reduce ? [st.reduce.accType] : [])))];
+  const l = new Lines();
+  for (const t of accTypes) l.line(`var<workgroup> red_${t}: array<${wgslType(t)}, ${ROW_WG}>;`);
+  l.line('').open(MAIN_SIG(ROW_WG));
+  if (serial) {
+    l.line(`let row = ${LINEAR(ROW_WG)};`).line(`if (row >= ${rows}i) { return; }`);
+  } else {
+    // The row index is the same for the whole workgroup, so returning early keeps barriers uniform.
+    l.line('let row = i32(wid.y * nwg.x + wid.x);').line(`if (row >= ${rows}i) { return; }`);
+  }
+  coordLets(l, 'row', outerShape, 'o');
+  const first = serial ? '0i' : 'i32(lid)';
+  const stride = serial ? '1i' : `${ROW_WG}i`;
+  const innerCoords = (index: string) =>
+    delinearize(ivar(index), innerShape).forEach((c, i) => {
+      const em = new ExprEmitter(() => internal('no loads in coordinates'), `ct${i}_`);
+      const v = em.emit(c);
+      for (const x of em.lets) l.line(x);
+      l.line(`let ${oNames[body.outer + i]}: i32 = ${v};`);
+    });
+  let storeIndex = 1 + k.extras.length;
+  body.stages.forEach((st, j) => {
+    const earlier = sNames.slice(0, j);
+    if (st.reduce) {
+      const { combine, accType: t } = st.reduce;
+      const red = `red_${t}`;
+      l.line(`var acc${j}: ${wgslType(t)} = ${initText(combine, t)};`);
+      l.open(`for (var e = ${first}; e < ${inner}i; e += ${stride})`);
+      innerCoords('e');
+      l.line(`acc${j} = ${combineText(combine, `acc${j}`, `body${j}(${[...oNames, ...earlier].join(', ')})`)};`);
+      l.close();
+      if (serial) {
+        l.line(`let s${j} = stage${j}(${[`acc${j}`, ...outerNames, ...earlier].join(', ')});`);
+        if (st.out) l.line(`out${storeIndex++}[row] = s${j};`);
+        return;
+      }
+      l.line(`${red}[lid] = acc${j};`).line('workgroupBarrier();');
+      l.open(`for (var h = ${ROW_WG / 2}u; h > 0u; h = h >> 1u)`);
+      l.open('if (lid < h)').line(`${red}[lid] = ${combineText(combine, `${red}[lid]`, `${red}[lid + h]`)};`).close();
+      l.line('workgroupBarrier();').close();
+      l.line(`let s${j} = stage${j}(${[`${red}[0]`, ...outerNames, ...earlier].join(', ')});`);
+      // Every thread has read the total before the next stage reuses the workgroup array.
+      l.line('workgroupBarrier();');
+    } else {
+      l.line(`let s${j} = stage${j}(${[...outerNames, ...earlier].join(', ')});`);
+    }
+    if (st.out) l.line(serial ? `out${storeIndex++}[row] = s${j};` : `if (lid == 0u) { out${storeIndex++}[row] = s${j}; }`);
+  });
+  l.open(`for (var e = ${first}; e < ${inner}i; e += ${stride})`);
+  innerCoords('e');
+  storeAll(l, k, `row * ${inner}i + e`, `value(${[...oNames, ...sNames].join(', ')})`, oNames);
+  l.close().close();
+  const stageOuts = body.stages.flatMap((st) => (st.out ? [st] : []));
+  return {
+    wgsl: header(mod, inputTypes, k.dtype, [...extraTypes(k), ...stageOuts.map((st) => st.dtype)]) + '\n' + l.text(),
+    inputs: k.inputs,
+    output: k.output,
+    extraOutputs: [...extraRefs(k), ...stageOuts.map((st) => st.out!)],
+    workgroups: grid(serial ? Math.ceil(rows / ROW_WG) : rows, limits),
+    label: `${label} rows(${serial ? 'serial' : 'workgroup'})`,
+  };
+}
+
 type MatmulBody = Extract<Kernel['body'], { kind: 'matmul' }>;
 const TILE = 4;
 const MM_WG = 8;
@@ -410,6 +505,15 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   addFn(mod, 'rhs', [...bv, ivar('ki'), ivar('ni')], body.rhs);
   addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, ivar('mi'), ivar('ni')], body.finalize);
   addExtras(mod, k, [...bv, ivar('mi'), ivar('ni')]);
+  const side = body.side;
+  if (side) {
+    addFn(mod, 'sfin', [tvar('acc', 'f32'), ivar('ni')], side.finalize);
+    const held: Expr[] = [tvar('w0', side.dtype)];
+    side.extras.forEach((x, i) => {
+      addFn(mod, `sx${i + 1}`, [...held, ivar('ni')], x.expr);
+      held.push(tvar(`w${i + 1}`, x.dtype));
+    });
+  }
   const l = new Lines().line(`@compute @workgroup_size(${MM_WG}, ${MM_WG})`);
   l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
   l.line(`let n0 = i32(gid.x) * ${TILE}i;`).line(`let m0 = i32(gid.y) * ${TILE}i;`);
@@ -420,10 +524,12 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   for (let i = 0; i < TILE; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
   for (let j = 0; j < TILE; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
   for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`var c${i}${j}: f32 = 0.0;`);
+  if (side) for (let j = 0; j < TILE; j++) l.line(`var cs${j}: f32 = 0.0;`);
   // The k loop, unrolled by UNROLL with a remainder loop.
   const step = (kExpr: string, tag: string) => {
     for (let i = 0; i < TILE; i++) l.line(`let a${tag}${i} = lhs(${args(`mr${i}`, kExpr)});`);
     for (let j = 0; j < TILE; j++) l.line(`let v${tag}${j} = rhs(${args(kExpr, `nc${j}`)});`);
+    if (side) for (let j = 0; j < TILE; j++) l.line(`cs${j} += v${tag}${j};`);
     for (let i = 0; i < TILE; i++) for (let j = 0; j < TILE; j++) l.line(`c${i}${j} = fma(a${tag}${i}, v${tag}${j}, c${i}${j});`);
   };
   const main = kk - (kk % UNROLL);
@@ -435,6 +541,20 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   if (kk % UNROLL) {
     l.open(`for (var ki = ${main}i; ki < ${kk}i; ki++)`);
     step('ki', 'r_');
+    l.close();
+  }
+  if (side) {
+    // The first row of tiles writes the column sums (every row of tiles computed the same ones).
+    const first = 1 + k.extras.length;
+    l.open('if (m0 == 0i)');
+    for (let j = 0; j < TILE; j++) {
+      l.open(`if (n0 + ${j}i < ${n}i)`).line(`let at = n0 + ${j}i;`).line(`let w0 = sfin(cs${j}, at);`).line(`out${first}[at] = w0;`);
+      side.extras.forEach((_, i) => {
+        const ws = Array.from({ length: i + 1 }, (__, q) => `w${q}`);
+        l.line(`let w${i + 1} = sx${i + 1}(${[...ws, 'at'].join(', ')});`).line(`out${first + i + 1}[at] = w${i + 1};`);
+      });
+      l.close();
+    }
     l.close();
   }
   l.line(`let base = bz * ${m * n}i;`);
@@ -454,7 +574,11 @@ function emitMatmul(k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType
   const gz = numel(batch);
   const max = limits.maxComputeWorkgroupsPerDimension;
   if (gx > max || gy > max || gz > max) internal(`matmul grid ${gx}x${gy}x${gz} exceeds ${max} per dimension`);
-  return { wgsl: header(mod, inputTypes, 'f32', extraTypes(k)) + '\n' + l.text(), inputs: k.inputs, output: k.output, extraOutputs: extraRefs(k), workgroups: [gx, gy, gz], label: `${label} matmul` };
+  const sideOuts = side ? [{ ref: side.output, dtype: side.dtype }, ...side.extras] : [];
+  return {
+    wgsl: header(mod, inputTypes, 'f32', [...extraTypes(k), ...sideOuts.map((x) => x.dtype)]) + '\n' + l.text(),
+    inputs: k.inputs, output: k.output, extraOutputs: [...extraRefs(k), ...sideOuts.map((x) => x.ref)], workgroups: [gx, gy, gz], label: `${label} matmul${side ? '+colsum' : ''}`,
+  };
 }
 
 export { load, int };

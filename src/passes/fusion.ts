@@ -17,8 +17,9 @@ import { numel } from '../ir/dtype.js';
 import { DeviceError } from '../ir/errors.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import { isElementwise, isMovement } from '../ir/ops.js';
-import { isContraction, isSourceOp, lowerKernel } from '../codegen/lower.js';
-import type { Kernel } from '../codegen/kernel.js';
+import { isContraction, isSourceOp, lowerKernel, lowerRows, type RowsPlan } from '../codegen/lower.js';
+import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
+import { internal } from '../ir/errors.js';
 
 export interface KernelGroup {
   /** The value the kernel writes. */
@@ -27,6 +28,10 @@ export interface KernelGroup {
   readonly contraction?: ValueId;
   /** Further values of the root's shape computed at each output element (e.g. an optimizer update). */
   readonly extras?: readonly ValueId[];
+  /** A row kernel: per-row stages (row reductions and row values) computed before the root. */
+  readonly rows?: Omit<RowsPlan, 'root'>;
+  /** A matmul's column sums of its right operand, computed on the side (a bias gradient), with their epilogue. */
+  readonly side?: { readonly root: ValueId; readonly contraction: ValueId; readonly extras?: readonly ValueId[] };
 }
 
 export interface FusionPlan {
@@ -181,7 +186,11 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
       fixed = false;
       break;
     }
-    if (fixed) return { materialized: mat, kernels: fuse ? mergeSiblings(g, kernels, mat, uses, opts.maxBindings, inPlace) : kernels, inPlace };
+    if (!fixed) continue;
+    if (!fuse) return { materialized: mat, kernels, inPlace };
+    const rows = formRows(g, kernels, mat, must, opts.maxBindings, inPlace);
+    const merged = mergeSiblings(g, rows, mat, uses, opts.maxBindings, inPlace);
+    return { materialized: mat, kernels: absorbColumnSums(g, merged, mat, opts.maxBindings, inPlace), inPlace };
   }
 }
 
@@ -204,13 +213,13 @@ function mergeSiblings(
   };
   for (let j = 0; j < ks.length; j++) {
     const k2 = ks[j]!;
-    if (k2.contraction !== undefined || k2.extras.length || isContraction(g.nodes[k2.root]!.op)) continue;
+    if (k2.contraction !== undefined || k2.extras.length || k2.rows || isContraction(g.nodes[k2.root]!.op)) continue;
     const l2 = lowerGroup(g, k2, mat, { inPlace });
     const reads = l2.inputs.filter((r) => r.kind === 'value').map((r) => r.id);
     // Hosts: kernels whose outputs K2 reads, of K2's shape; the last one in graph order first.
     const hosts = ks
       .map((k, i) => ({ k, i, outs: [k.root, ...k.extras] }))
-      .filter(({ k, i, outs }) => i !== j && shape(k.root) === shape(k2.root) && outs.some((o) => reads.includes(o)))
+      .filter(({ k, i, outs }) => i !== j && !k.rows && shape(k.root) === shape(k2.root) && outs.some((o) => reads.includes(o)))
       .sort((p, q) => q.k.root - p.k.root);
     for (const { k: k1, i, outs } of hosts) {
       const own = new Set(outs);
@@ -236,7 +245,140 @@ function mergeSiblings(
       break;
     }
   }
-  return ks.map((k) => (k.extras.length ? k : { root: k.root, ...(k.contraction !== undefined ? { contraction: k.contraction } : {}) }));
+  return ks.map(({ extras, ...k }) => (extras.length ? { ...k, extras } : k));
+}
+
+const ROW_REDUCTIONS = new Set(['reduce_sum', 'reduce_max', 'reduce_mean']);
+
+/**
+ * Row kernels: an elementwise kernel over [...outer, ...inner] that reads reductions over the inner
+ * axes of values of its own shape (softmax's max and sum, layernorm's mean and variance, the
+ * backward pass's row sums) computes them itself, one workgroup per row, together with the small
+ * per-row values between them (log of the sum). A stage another kernel reads is still stored.
+ */
+function formRows(
+  g: Graph, kernels: readonly KernelGroup[], mat: Set<ValueId>, must: ReadonlySet<ValueId>, maxBindings: number,
+  inPlace: ReadonlyMap<ValueId, ValueId>,
+): KernelGroup[] {
+  const shape = (id: ValueId) => g.nodes[id]!.type.shape;
+  const result: KernelGroup[] = [...kernels];
+  const absorbed = new Set<number>();
+  const groupOf = new Map(kernels.map((k, i) => [k.root, i]));
+  const lowered = kernels.map((k) => lowerGroup(g, k, mat, { inPlace }));
+  const reads = (i: number) => lowered[i]!.inputs.flatMap((r) => (r.kind === 'value' ? [r.id] : []));
+  const plain = (k: KernelGroup) => k.contraction === undefined && !k.extras?.length && !isContraction(g.nodes[k.root]!.op);
+  /** The number of outer axes when group `k` reduces a value of shape `s` over its trailing axes. */
+  const reduceStage = (k: KernelGroup, s: readonly number[]): number | undefined => {
+    const c = g.nodes[k.contraction ?? k.root]!;
+    if (k.extras?.length || !ROW_REDUCTIONS.has(c.op) || c.op === 'input') return undefined;
+    if (shape(c.inputs[0]!).join() !== s.join()) return undefined;
+    const axes = [...(c.attrs as { axes: readonly number[] }).axes].sort((a, b) => a - b);
+    const outer = s.length - axes.length;
+    return outer >= 1 && axes.every((a, i) => a === outer + i) ? outer : undefined;
+  };
+  const rowShaped = (id: ValueId, s: readonly number[], outer: number) => {
+    const t = shape(id);
+    return t.slice(0, outer).join() === s.slice(0, outer).join() && t.slice(outer).every((d) => d === 1) && t.length <= s.length;
+  };
+
+  kernels.forEach((m, mi) => {
+    if (absorbed.has(mi) || !plain(m) || shape(m.root).length < 2) return;
+    const s = shape(m.root);
+    let outer: number | undefined;
+    const stages = new Set<number>();
+    // Reductions (and row values) the root reads, transitively.
+    for (let grew = true; grew;) {
+      grew = false;
+      const frontier = [mi, ...stages].flatMap(reads);
+      for (const v of frontier) {
+        const gi = groupOf.get(v);
+        if (gi === undefined || gi === mi || stages.has(gi) || absorbed.has(gi)) continue;
+        const k = kernels[gi]!;
+        const o = reduceStage(k, s);
+        if (o !== undefined && (outer === undefined || o === outer)) outer = o;
+        else if (!(outer !== undefined && plain(k) && rowShaped(k.root, s, outer))) continue;
+        stages.add(gi);
+        grew = true;
+      }
+      // Row values computed from the stages (the log of a softmax's sum, read by the loss).
+      if (outer === undefined) continue;
+      const roots = new Set([...stages].map((i) => kernels[i]!.root));
+      kernels.forEach((k, gi) => {
+        if (gi === mi || stages.has(gi) || absorbed.has(gi) || !plain(k) || !rowShaped(k.root, s, outer!)) return;
+        if (reads(gi).some((v) => roots.has(v))) (stages.add(gi), (grew = true));
+      });
+    }
+    if (outer === undefined || !stages.size) return;
+    const order = [...stages].sort((a, b) => kernels[a]!.root - kernels[b]!.root);
+    const inGroup = new Set([mi, ...order]);
+    const otherReads = new Set(kernels.flatMap((_, i) => (inGroup.has(i) || absorbed.has(i) ? [] : reads(i))));
+    const written = order.map((i) => kernels[i]!.root).filter((r) => must.has(r) || otherReads.has(r));
+    const plan: RowsPlan = {
+      root: m.root,
+      outer,
+      stages: order.map((i) => {
+        const k = kernels[i]!;
+        const c = k.contraction ?? (isContraction(g.nodes[k.root]!.op) ? k.root : undefined);
+        return c === undefined ? { root: k.root } : { root: k.root, contraction: c };
+      }),
+      written,
+    };
+    const kernel = lowerRows(g, plan, (id) => mat.has(id));
+    if (!kernel || kernel.inputs.length + kernelOutputs(kernel).length > maxBindings) return;
+    // Every value the row kernel reads must be ready before it: none may come from its own stages.
+    const produced = new Set<ValueId>(plan.stages.map((st) => st.root));
+    const after = descendantsOf(g, [...produced, m.root]);
+    if (kernel.inputs.some((r) => r.kind === 'value' && after.has(r.id))) return;
+    const { root, ...rows } = plan;
+    result[mi] = { root, rows };
+    for (const i of order) absorbed.add(i);
+    for (const st of plan.stages) if (!written.includes(st.root)) mat.delete(st.root);
+  });
+  return result.filter((_, i) => !absorbed.has(i));
+}
+
+/**
+ * A sum over the rows of a matmul's right operand — the bias gradient, db = sum over the batch of
+ * dy, next to the weight gradient dW = x^T dy — is computed by the matmul kernel, which already
+ * loads every element of dy: one kernel instead of two, with the bias update as its epilogue.
+ */
+function absorbColumnSums(
+  g: Graph, kernels: readonly KernelGroup[], mat: ReadonlySet<ValueId>, maxBindings: number, inPlace: ReadonlyMap<ValueId, ValueId>,
+): KernelGroup[] {
+  const result: (KernelGroup | undefined)[] = [...kernels];
+  const matmulOf = (k: KernelGroup) => {
+    const c = g.nodes[k.contraction ?? k.root]!;
+    return c.op === 'matmul' && c.type.shape.length === 2 && !k.side && !k.rows ? c : undefined;
+  };
+  kernels.forEach((r, ri) => {
+    const cid = r.contraction ?? r.root;
+    const c = g.nodes[cid]!;
+    if (r.rows || r.side || c.op !== 'reduce_sum' || c.attrs.axes.join() !== '0' || g.nodes[c.inputs[0]!]!.type.shape.length !== 2) return;
+    const hi = result.findIndex((k) => k !== undefined && matmulOf(k)?.inputs[1] === c.inputs[0]);
+    if (hi < 0) return;
+    const host = result[hi]!;
+    const side = { root: r.root, contraction: cid, ...(r.extras?.length ? { extras: r.extras } : {}) };
+    const joined: KernelGroup = { ...host, side };
+    const kernel = lowerGroup(g, joined, mat, { inPlace });
+    const outs = kernelOutputs(kernel);
+    if (kernel.inputs.length + outs.length > maxBindings) return;
+    // Neither part may read what the other writes, directly or through other kernels.
+    const written = outs.flatMap((o) => (o.kind === 'value' ? [o.id] : []));
+    const after = descendantsOf(g, written);
+    if (kernel.inputs.some((x) => x.kind === 'value' && (after.has(x.id) || written.includes(x.id)))) return;
+    result[hi] = joined;
+    result[ri] = undefined;
+  });
+  return result.filter((k): k is KernelGroup => k !== undefined);
+}
+
+function descendantsOf(g: Graph, from: readonly ValueId[]): Set<ValueId> {
+  const uses: ValueId[][] = g.nodes.map(() => []);
+  g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
+  const seen = new Set<ValueId>();
+  const stack = [...from];
+  while (stack.length) for (const u of uses[stack.pop()!]!) if (!seen.has(u)) (seen.add(u), stack.push(u));
+  return seen;
 }
 
 function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, number>[], mat: ReadonlySet<ValueId>, g: Graph): Map<ValueId, number> {
@@ -252,10 +394,12 @@ function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, numbe
 export function lowerGroup(
   g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, opts: { naiveMatmul?: boolean; inPlace?: ReadonlyMap<ValueId, ValueId> } = {},
 ): Kernel {
+  if (k.rows) return lowerRows(g, { root: k.root, ...k.rows }, (id) => mat.has(id)) ?? internal(`row kernel ${k.root} does not lower`);
   return lowerKernel(g, k.root, (id) => mat.has(id), {
     naiveMatmul: opts.naiveMatmul ?? false,
     ...(opts.inPlace ? { inPlace: opts.inPlace } : {}),
     ...(k.contraction !== undefined ? { contraction: k.contraction } : {}),
     ...(k.extras?.length ? { extras: k.extras } : {}),
+    ...(k.side ? { side: k.side } : {}),
   });
 }

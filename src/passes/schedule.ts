@@ -7,7 +7,7 @@
  */
 import { numel } from '../ir/dtype.js';
 import type { Graph, ValueId } from '../ir/graph.js';
-import type { Kernel } from '../codegen/kernel.js';
+import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
 
 /** The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. */
 export class ScheduleCycle extends Error {
@@ -19,7 +19,7 @@ export class ScheduleCycle extends Error {
 export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] {
   const bytes = (id: ValueId) => numel(g.nodes[id]!.type.shape) * 4;
   const producer = new Map<ValueId, number>();
-  const written = (k: Kernel) => [k.output, ...k.extras.map((x) => x.ref)].filter((r) => r.kind === 'value').map((r) => r.id);
+  const written = (k: Kernel) => kernelOutputs(k).flatMap((r) => (r.kind === 'value' ? [r.id] : []));
   kernels.forEach((k, i) => {
     for (const id of written(k)) producer.set(id, i);
   });

@@ -7,21 +7,21 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = mi * 10i;
+  let t0: i32 = mi * 84i;
   let t1: i32 = t0 + ki;
   let t2: f32 = in0[t1];
   return t2;
 }
 
 fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ni * 10i;
+  let t0: i32 = ni * 84i;
   let t1: i32 = t0 + ki;
   let t2: f32 = in1[t1];
   return t2;
 }
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 84i;
+  let t0: i32 = mi * 120i;
   let t1: i32 = t0 + ni;
   let t2: f32 = in2[t1];
   let t3: bool = t2 > 0.0;
@@ -35,16 +35,16 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 84i || m0 >= 64i) { return; }
+  if (n0 >= 120i || m0 >= 64i) { return; }
   let bz = i32(gid.z);
   let mr0 = min(m0 + 0i, 63i);
   let mr1 = min(m0 + 1i, 63i);
   let mr2 = min(m0 + 2i, 63i);
   let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 83i);
-  let nc1 = min(n0 + 1i, 83i);
-  let nc2 = min(n0 + 2i, 83i);
-  let nc3 = min(n0 + 3i, 83i);
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
   var c00: f32 = 0.0;
   var c01: f32 = 0.0;
   var c02: f32 = 0.0;
@@ -61,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c31: f32 = 0.0;
   var c32: f32 = 0.0;
   var c33: f32 = 0.0;
-  for (var kb = 0i; kb < 8i; kb += 4i) {
+  for (var kb = 0i; kb < 84i; kb += 4i) {
     let a0_0 = lhs(mr0, kb);
     let a0_1 = lhs(mr1, kb);
     let a0_2 = lhs(mr2, kb);
@@ -159,87 +159,61 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c32 = fma(a3_3, v3_2, c32);
     c33 = fma(a3_3, v3_3, c33);
   }
-  for (var ki = 8i; ki < 10i; ki++) {
-    let ar_0 = lhs(mr0, ki);
-    let ar_1 = lhs(mr1, ki);
-    let ar_2 = lhs(mr2, ki);
-    let ar_3 = lhs(mr3, ki);
-    let vr_0 = rhs(ki, nc0);
-    let vr_1 = rhs(ki, nc1);
-    let vr_2 = rhs(ki, nc2);
-    let vr_3 = rhs(ki, nc3);
-    c00 = fma(ar_0, vr_0, c00);
-    c01 = fma(ar_0, vr_1, c01);
-    c02 = fma(ar_0, vr_2, c02);
-    c03 = fma(ar_0, vr_3, c03);
-    c10 = fma(ar_1, vr_0, c10);
-    c11 = fma(ar_1, vr_1, c11);
-    c12 = fma(ar_1, vr_2, c12);
-    c13 = fma(ar_1, vr_3, c13);
-    c20 = fma(ar_2, vr_0, c20);
-    c21 = fma(ar_2, vr_1, c21);
-    c22 = fma(ar_2, vr_2, c22);
-    c23 = fma(ar_2, vr_3, c23);
-    c30 = fma(ar_3, vr_0, c30);
-    c31 = fma(ar_3, vr_1, c31);
-    c32 = fma(ar_3, vr_2, c32);
-    c33 = fma(ar_3, vr_3, c33);
-  }
-  let base = bz * 5376i;
+  let base = bz * 7680i;
   if (m0 + 0i < 64i) {
-    if (n0 + 0i < 84i) {
-      out[base + (m0 + 0i) * 84i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+    if (n0 + 0i < 120i) {
+      out[base + (m0 + 0i) * 120i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
     }
-    if (n0 + 1i < 84i) {
-      out[base + (m0 + 0i) * 84i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
+    if (n0 + 1i < 120i) {
+      out[base + (m0 + 0i) * 120i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
     }
-    if (n0 + 2i < 84i) {
-      out[base + (m0 + 0i) * 84i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
+    if (n0 + 2i < 120i) {
+      out[base + (m0 + 0i) * 120i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
     }
-    if (n0 + 3i < 84i) {
-      out[base + (m0 + 0i) * 84i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+    if (n0 + 3i < 120i) {
+      out[base + (m0 + 0i) * 120i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
     }
   }
   if (m0 + 1i < 64i) {
-    if (n0 + 0i < 84i) {
-      out[base + (m0 + 1i) * 84i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+    if (n0 + 0i < 120i) {
+      out[base + (m0 + 1i) * 120i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
     }
-    if (n0 + 1i < 84i) {
-      out[base + (m0 + 1i) * 84i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
+    if (n0 + 1i < 120i) {
+      out[base + (m0 + 1i) * 120i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
     }
-    if (n0 + 2i < 84i) {
-      out[base + (m0 + 1i) * 84i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
+    if (n0 + 2i < 120i) {
+      out[base + (m0 + 1i) * 120i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
     }
-    if (n0 + 3i < 84i) {
-      out[base + (m0 + 1i) * 84i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
+    if (n0 + 3i < 120i) {
+      out[base + (m0 + 1i) * 120i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
     }
   }
   if (m0 + 2i < 64i) {
-    if (n0 + 0i < 84i) {
-      out[base + (m0 + 2i) * 84i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
+    if (n0 + 0i < 120i) {
+      out[base + (m0 + 2i) * 120i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
     }
-    if (n0 + 1i < 84i) {
-      out[base + (m0 + 2i) * 84i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
+    if (n0 + 1i < 120i) {
+      out[base + (m0 + 2i) * 120i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
     }
-    if (n0 + 2i < 84i) {
-      out[base + (m0 + 2i) * 84i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
+    if (n0 + 2i < 120i) {
+      out[base + (m0 + 2i) * 120i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
     }
-    if (n0 + 3i < 84i) {
-      out[base + (m0 + 2i) * 84i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
+    if (n0 + 3i < 120i) {
+      out[base + (m0 + 2i) * 120i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
     }
   }
   if (m0 + 3i < 64i) {
-    if (n0 + 0i < 84i) {
-      out[base + (m0 + 3i) * 84i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
+    if (n0 + 0i < 120i) {
+      out[base + (m0 + 3i) * 120i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
     }
-    if (n0 + 1i < 84i) {
-      out[base + (m0 + 3i) * 84i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
+    if (n0 + 1i < 120i) {
+      out[base + (m0 + 3i) * 120i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
     }
-    if (n0 + 2i < 84i) {
-      out[base + (m0 + 3i) * 84i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
+    if (n0 + 2i < 120i) {
+      out[base + (m0 + 3i) * 120i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
     }
-    if (n0 + 3i < 84i) {
-      out[base + (m0 + 3i) * 84i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+    if (n0 + 3i < 120i) {
+      out[base + (m0 + 3i) * 120i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
     }
   }
 }

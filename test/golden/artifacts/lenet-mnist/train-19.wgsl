@@ -3,209 +3,43 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in0[t1];
-  return t2;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 400i;
+  let t1: i32 = o1 * 25i;
+  let t2: i32 = o2 * 5i;
+  let t3: i32 = t2 + o3;
+  let t4: i32 = t1 + t3;
+  let t5: i32 = t0 + t4;
+  let t6: i32 = select(t5 / 400i, 0i, 400i == 0i);
+  let t7: i32 = t6 * 400i;
+  let t8: i32 = t5 % 400i;
+  let t9: i32 = t7 + t8;
+  let t10: f32 = in2[t9];
+  let t11: f32 = in1[t5];
+  let t12: bool = t11 != 0.0;
+  let t13: f32 = select(0.0, t10, t12);
+  let t14: f32 = in0[t5];
+  let t15: bool = t14 != 0.0;
+  let t16: f32 = select(t13, 0.0, t15);
+  return t16;
 }
 
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ni * 120i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
-
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 400i || m0 >= 64i) { return; }
-  let bz = i32(gid.z);
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 399i);
-  let nc1 = min(n0 + 1i, 399i);
-  let nc2 = min(n0 + 2i, 399i);
-  let nc3 = min(n0 + 3i, 399i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
-  for (var kb = 0i; kb < 120i; kb += 4i) {
-    let a0_0 = lhs(mr0, kb);
-    let a0_1 = lhs(mr1, kb);
-    let a0_2 = lhs(mr2, kb);
-    let a0_3 = lhs(mr3, kb);
-    let v0_0 = rhs(kb, nc0);
-    let v0_1 = rhs(kb, nc1);
-    let v0_2 = rhs(kb, nc2);
-    let v0_3 = rhs(kb, nc3);
-    c00 = fma(a0_0, v0_0, c00);
-    c01 = fma(a0_0, v0_1, c01);
-    c02 = fma(a0_0, v0_2, c02);
-    c03 = fma(a0_0, v0_3, c03);
-    c10 = fma(a0_1, v0_0, c10);
-    c11 = fma(a0_1, v0_1, c11);
-    c12 = fma(a0_1, v0_2, c12);
-    c13 = fma(a0_1, v0_3, c13);
-    c20 = fma(a0_2, v0_0, c20);
-    c21 = fma(a0_2, v0_1, c21);
-    c22 = fma(a0_2, v0_2, c22);
-    c23 = fma(a0_2, v0_3, c23);
-    c30 = fma(a0_3, v0_0, c30);
-    c31 = fma(a0_3, v0_1, c31);
-    c32 = fma(a0_3, v0_2, c32);
-    c33 = fma(a0_3, v0_3, c33);
-    let a1_0 = lhs(mr0, kb + 1i);
-    let a1_1 = lhs(mr1, kb + 1i);
-    let a1_2 = lhs(mr2, kb + 1i);
-    let a1_3 = lhs(mr3, kb + 1i);
-    let v1_0 = rhs(kb + 1i, nc0);
-    let v1_1 = rhs(kb + 1i, nc1);
-    let v1_2 = rhs(kb + 1i, nc2);
-    let v1_3 = rhs(kb + 1i, nc3);
-    c00 = fma(a1_0, v1_0, c00);
-    c01 = fma(a1_0, v1_1, c01);
-    c02 = fma(a1_0, v1_2, c02);
-    c03 = fma(a1_0, v1_3, c03);
-    c10 = fma(a1_1, v1_0, c10);
-    c11 = fma(a1_1, v1_1, c11);
-    c12 = fma(a1_1, v1_2, c12);
-    c13 = fma(a1_1, v1_3, c13);
-    c20 = fma(a1_2, v1_0, c20);
-    c21 = fma(a1_2, v1_1, c21);
-    c22 = fma(a1_2, v1_2, c22);
-    c23 = fma(a1_2, v1_3, c23);
-    c30 = fma(a1_3, v1_0, c30);
-    c31 = fma(a1_3, v1_1, c31);
-    c32 = fma(a1_3, v1_2, c32);
-    c33 = fma(a1_3, v1_3, c33);
-    let a2_0 = lhs(mr0, kb + 2i);
-    let a2_1 = lhs(mr1, kb + 2i);
-    let a2_2 = lhs(mr2, kb + 2i);
-    let a2_3 = lhs(mr3, kb + 2i);
-    let v2_0 = rhs(kb + 2i, nc0);
-    let v2_1 = rhs(kb + 2i, nc1);
-    let v2_2 = rhs(kb + 2i, nc2);
-    let v2_3 = rhs(kb + 2i, nc3);
-    c00 = fma(a2_0, v2_0, c00);
-    c01 = fma(a2_0, v2_1, c01);
-    c02 = fma(a2_0, v2_2, c02);
-    c03 = fma(a2_0, v2_3, c03);
-    c10 = fma(a2_1, v2_0, c10);
-    c11 = fma(a2_1, v2_1, c11);
-    c12 = fma(a2_1, v2_2, c12);
-    c13 = fma(a2_1, v2_3, c13);
-    c20 = fma(a2_2, v2_0, c20);
-    c21 = fma(a2_2, v2_1, c21);
-    c22 = fma(a2_2, v2_2, c22);
-    c23 = fma(a2_2, v2_3, c23);
-    c30 = fma(a2_3, v2_0, c30);
-    c31 = fma(a2_3, v2_1, c31);
-    c32 = fma(a2_3, v2_2, c32);
-    c33 = fma(a2_3, v2_3, c33);
-    let a3_0 = lhs(mr0, kb + 3i);
-    let a3_1 = lhs(mr1, kb + 3i);
-    let a3_2 = lhs(mr2, kb + 3i);
-    let a3_3 = lhs(mr3, kb + 3i);
-    let v3_0 = rhs(kb + 3i, nc0);
-    let v3_1 = rhs(kb + 3i, nc1);
-    let v3_2 = rhs(kb + 3i, nc2);
-    let v3_3 = rhs(kb + 3i, nc3);
-    c00 = fma(a3_0, v3_0, c00);
-    c01 = fma(a3_0, v3_1, c01);
-    c02 = fma(a3_0, v3_2, c02);
-    c03 = fma(a3_0, v3_3, c03);
-    c10 = fma(a3_1, v3_0, c10);
-    c11 = fma(a3_1, v3_1, c11);
-    c12 = fma(a3_1, v3_2, c12);
-    c13 = fma(a3_1, v3_3, c13);
-    c20 = fma(a3_2, v3_0, c20);
-    c21 = fma(a3_2, v3_1, c21);
-    c22 = fma(a3_2, v3_2, c22);
-    c23 = fma(a3_2, v3_3, c23);
-    c30 = fma(a3_3, v3_0, c30);
-    c31 = fma(a3_3, v3_1, c31);
-    c32 = fma(a3_3, v3_2, c32);
-    c33 = fma(a3_3, v3_3, c33);
-  }
-  let base = bz * 25600i;
-  if (m0 + 0i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 0i) * 400i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
-    }
-  }
-  if (m0 + 1i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 1i) * 400i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
-    }
-  }
-  if (m0 + 2i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 2i) * 400i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
-    }
-  }
-  if (m0 + 3i < 64i) {
-    if (n0 + 0i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
-    }
-    if (n0 + 1i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
-    }
-    if (n0 + 2i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
-    }
-    if (n0 + 3i < 400i) {
-      out[base + (m0 + 3i) * 400i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
-    }
-  }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 25600) { return; }
+  let ot0_0: i32 = select(i / 400i, 0i, 400i == 0i);
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = select(i / 25i, 0i, 25i == 0i);
+  let ot1_1: i32 = ot1_0 % 16i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = select(i / 5i, 0i, 5i == 0i);
+  let ot2_1: i32 = ot2_0 % 5i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 5i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

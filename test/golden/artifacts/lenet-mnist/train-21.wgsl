@@ -3,28 +3,54 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1600i;
+  let t1: i32 = o1 * 100i;
+  let t2: i32 = o2 * 2i;
+  let t3: i32 = t2 * 10i;
+  let t4: i32 = o3 * 2i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = t1 + t5;
+  let t7: i32 = t0 + t6;
+  let t8: f32 = in0[t7];
+  let t9: i32 = 1i + t4;
+  let t10: i32 = t3 + t9;
+  let t11: i32 = t1 + t10;
+  let t12: i32 = t0 + t11;
+  let t13: f32 = in0[t12];
+  let t14: bool = t8 >= t13;
+  let t15: f32 = select(0.0, 1.0, t14);
+  return t15;
+}
+
+fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 400i;
   let t1: i32 = o1 * 25i;
   let t2: i32 = o2 * 5i;
   let t3: i32 = t2 + o3;
   let t4: i32 = t1 + t3;
   let t5: i32 = t0 + t4;
-  let t6: i32 = select(t5 / 400i, 0i, 400i == 0i);
-  let t7: i32 = t6 * 400i;
-  let t8: i32 = t5 % 400i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: f32 = in1[t5];
-  let t12: bool = t11 != 0.0;
-  let t13: f32 = select(0.0, t10, t12);
-  let t14: f32 = in0[t5];
-  let t15: bool = t14 != 0.0;
-  let t16: f32 = select(0.0, t13, t15);
-  return t16;
+  let t6: f32 = in1[t5];
+  let t7: bool = v0 != 0.0;
+  let t8: f32 = select(0.0, t6, t7);
+  return t8;
+}
+
+fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 400i;
+  let t1: i32 = o1 * 25i;
+  let t2: i32 = o2 * 5i;
+  let t3: i32 = t2 + o3;
+  let t4: i32 = t1 + t3;
+  let t5: i32 = t0 + t4;
+  let t6: f32 = in1[t5];
+  let t7: bool = v0 != 0.0;
+  let t8: f32 = select(t6, 0.0, t7);
+  return t8;
 }
 
 @compute @workgroup_size(64)
@@ -41,5 +67,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let o2: i32 = ot2_1;
   let ot3_0: i32 = i % 5i;
   let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+   {
+    let at = i;
+    let v0 = value(o0, o1, o2, o3);
+    out[at] = v0;
+    let v1 = x1(v0, o0, o1, o2, o3);
+    out1[at] = v1;
+    let v2 = x2(v0, v1, o0, o1, o2, o3);
+    out2[at] = v2;
+  }
 }

@@ -2,28 +2,141 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, r0: i32) -> f32 {
-  let t0: f32 = in0[r0];
+fn lhs(mi: i32, ki: i32) -> f32 {
+  let t0: f32 = in0[mi];
   return t0;
 }
 
-fn fin(acc: f32, o0: i32) -> f32 {
-  let t0: f32 = out[0i];
-  let t1: f32 = 2.0 * acc;
-  let t2: f32 = t0 - t1;
-  return t2;
+fn rhs(ki: i32, ni: i32) -> f32 {
+  let t0: f32 = in1[ni];
+  return t0;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 1) { return; }
-  let o0: i32 = 0i;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 4i; r0++) {
-    acc = acc + body(o0, r0);
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: f32 = 1.0 - t2;
+  let t4: f32 = t2 * t3;
+  let t5: f32 = acc * t4;
+  return t5;
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 2i || m0 >= 4i) { return; }
+  let bz = i32(gid.z);
+  let mr0 = min(m0 + 0i, 3i);
+  let mr1 = min(m0 + 1i, 3i);
+  let mr2 = min(m0 + 2i, 3i);
+  let mr3 = min(m0 + 3i, 3i);
+  let nc0 = min(n0 + 0i, 1i);
+  let nc1 = min(n0 + 1i, 1i);
+  let nc2 = min(n0 + 2i, 1i);
+  let nc3 = min(n0 + 3i, 1i);
+  var c00: f32 = 0.0;
+  var c01: f32 = 0.0;
+  var c02: f32 = 0.0;
+  var c03: f32 = 0.0;
+  var c10: f32 = 0.0;
+  var c11: f32 = 0.0;
+  var c12: f32 = 0.0;
+  var c13: f32 = 0.0;
+  var c20: f32 = 0.0;
+  var c21: f32 = 0.0;
+  var c22: f32 = 0.0;
+  var c23: f32 = 0.0;
+  var c30: f32 = 0.0;
+  var c31: f32 = 0.0;
+  var c32: f32 = 0.0;
+  var c33: f32 = 0.0;
+  for (var ki = 0i; ki < 1i; ki++) {
+    let ar_0 = lhs(mr0, ki);
+    let ar_1 = lhs(mr1, ki);
+    let ar_2 = lhs(mr2, ki);
+    let ar_3 = lhs(mr3, ki);
+    let vr_0 = rhs(ki, nc0);
+    let vr_1 = rhs(ki, nc1);
+    let vr_2 = rhs(ki, nc2);
+    let vr_3 = rhs(ki, nc3);
+    c00 = fma(ar_0, vr_0, c00);
+    c01 = fma(ar_0, vr_1, c01);
+    c02 = fma(ar_0, vr_2, c02);
+    c03 = fma(ar_0, vr_3, c03);
+    c10 = fma(ar_1, vr_0, c10);
+    c11 = fma(ar_1, vr_1, c11);
+    c12 = fma(ar_1, vr_2, c12);
+    c13 = fma(ar_1, vr_3, c13);
+    c20 = fma(ar_2, vr_0, c20);
+    c21 = fma(ar_2, vr_1, c21);
+    c22 = fma(ar_2, vr_2, c22);
+    c23 = fma(ar_2, vr_3, c23);
+    c30 = fma(ar_3, vr_0, c30);
+    c31 = fma(ar_3, vr_1, c31);
+    c32 = fma(ar_3, vr_2, c32);
+    c33 = fma(ar_3, vr_3, c33);
   }
-  out[i] = fin(acc, o0);
+  let base = bz * 8i;
+  if (m0 + 0i < 4i) {
+    if (n0 + 0i < 2i) {
+      out[base + (m0 + 0i) * 2i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+    }
+    if (n0 + 1i < 2i) {
+      out[base + (m0 + 0i) * 2i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
+    }
+    if (n0 + 2i < 2i) {
+      out[base + (m0 + 0i) * 2i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
+    }
+    if (n0 + 3i < 2i) {
+      out[base + (m0 + 0i) * 2i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+    }
+  }
+  if (m0 + 1i < 4i) {
+    if (n0 + 0i < 2i) {
+      out[base + (m0 + 1i) * 2i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+    }
+    if (n0 + 1i < 2i) {
+      out[base + (m0 + 1i) * 2i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
+    }
+    if (n0 + 2i < 2i) {
+      out[base + (m0 + 1i) * 2i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
+    }
+    if (n0 + 3i < 2i) {
+      out[base + (m0 + 1i) * 2i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
+    }
+  }
+  if (m0 + 2i < 4i) {
+    if (n0 + 0i < 2i) {
+      out[base + (m0 + 2i) * 2i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
+    }
+    if (n0 + 1i < 2i) {
+      out[base + (m0 + 2i) * 2i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
+    }
+    if (n0 + 2i < 2i) {
+      out[base + (m0 + 2i) * 2i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
+    }
+    if (n0 + 3i < 2i) {
+      out[base + (m0 + 2i) * 2i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
+    }
+  }
+  if (m0 + 3i < 4i) {
+    if (n0 + 0i < 2i) {
+      out[base + (m0 + 3i) * 2i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
+    }
+    if (n0 + 1i < 2i) {
+      out[base + (m0 + 3i) * 2i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
+    }
+    if (n0 + 2i < 2i) {
+      out[base + (m0 + 3i) * 2i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
+    }
+    if (n0 + 3i < 2i) {
+      out[base + (m0 + 3i) * 2i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+    }
+  }
 }

@@ -3,39 +3,49 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: f32 = in0[mi];
-  return t0;
+  let t0: i32 = ki * 2i;
+  let t1: i32 = t0 + mi;
+  let t2: f32 = in0[t1];
+  return t2;
 }
 
 fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: f32 = in1[ni];
-  return t0;
+  let t0: i32 = ki * 2i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in1[t1];
+  return t2;
 }
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 2i;
   let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
-  let t3: f32 = 1.0 - t2;
-  let t4: f32 = t2 * t3;
-  let t5: f32 = acc * t4;
-  return t5;
+  let t2: f32 = out[t1];
+  let t3: f32 = 2.0 * acc;
+  let t4: f32 = t2 - t3;
+  return t4;
+}
+
+fn sfin(acc: f32, ni: i32) -> f32 {
+  let t0: f32 = out1[ni];
+  let t1: f32 = 2.0 * acc;
+  let t2: f32 = t0 - t1;
+  return t2;
 }
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 2i || m0 >= 4i) { return; }
+  if (n0 >= 2i || m0 >= 2i) { return; }
   let bz = i32(gid.z);
-  let mr0 = min(m0 + 0i, 3i);
-  let mr1 = min(m0 + 1i, 3i);
-  let mr2 = min(m0 + 2i, 3i);
-  let mr3 = min(m0 + 3i, 3i);
+  let mr0 = min(m0 + 0i, 1i);
+  let mr1 = min(m0 + 1i, 1i);
+  let mr2 = min(m0 + 2i, 1i);
+  let mr3 = min(m0 + 3i, 1i);
   let nc0 = min(n0 + 0i, 1i);
   let nc1 = min(n0 + 1i, 1i);
   let nc2 = min(n0 + 2i, 1i);
@@ -56,34 +66,148 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c31: f32 = 0.0;
   var c32: f32 = 0.0;
   var c33: f32 = 0.0;
-  for (var ki = 0i; ki < 1i; ki++) {
-    let ar_0 = lhs(mr0, ki);
-    let ar_1 = lhs(mr1, ki);
-    let ar_2 = lhs(mr2, ki);
-    let ar_3 = lhs(mr3, ki);
-    let vr_0 = rhs(ki, nc0);
-    let vr_1 = rhs(ki, nc1);
-    let vr_2 = rhs(ki, nc2);
-    let vr_3 = rhs(ki, nc3);
-    c00 = fma(ar_0, vr_0, c00);
-    c01 = fma(ar_0, vr_1, c01);
-    c02 = fma(ar_0, vr_2, c02);
-    c03 = fma(ar_0, vr_3, c03);
-    c10 = fma(ar_1, vr_0, c10);
-    c11 = fma(ar_1, vr_1, c11);
-    c12 = fma(ar_1, vr_2, c12);
-    c13 = fma(ar_1, vr_3, c13);
-    c20 = fma(ar_2, vr_0, c20);
-    c21 = fma(ar_2, vr_1, c21);
-    c22 = fma(ar_2, vr_2, c22);
-    c23 = fma(ar_2, vr_3, c23);
-    c30 = fma(ar_3, vr_0, c30);
-    c31 = fma(ar_3, vr_1, c31);
-    c32 = fma(ar_3, vr_2, c32);
-    c33 = fma(ar_3, vr_3, c33);
+  var cs0: f32 = 0.0;
+  var cs1: f32 = 0.0;
+  var cs2: f32 = 0.0;
+  var cs3: f32 = 0.0;
+  for (var kb = 0i; kb < 4i; kb += 4i) {
+    let a0_0 = lhs(mr0, kb);
+    let a0_1 = lhs(mr1, kb);
+    let a0_2 = lhs(mr2, kb);
+    let a0_3 = lhs(mr3, kb);
+    let v0_0 = rhs(kb, nc0);
+    let v0_1 = rhs(kb, nc1);
+    let v0_2 = rhs(kb, nc2);
+    let v0_3 = rhs(kb, nc3);
+    cs0 += v0_0;
+    cs1 += v0_1;
+    cs2 += v0_2;
+    cs3 += v0_3;
+    c00 = fma(a0_0, v0_0, c00);
+    c01 = fma(a0_0, v0_1, c01);
+    c02 = fma(a0_0, v0_2, c02);
+    c03 = fma(a0_0, v0_3, c03);
+    c10 = fma(a0_1, v0_0, c10);
+    c11 = fma(a0_1, v0_1, c11);
+    c12 = fma(a0_1, v0_2, c12);
+    c13 = fma(a0_1, v0_3, c13);
+    c20 = fma(a0_2, v0_0, c20);
+    c21 = fma(a0_2, v0_1, c21);
+    c22 = fma(a0_2, v0_2, c22);
+    c23 = fma(a0_2, v0_3, c23);
+    c30 = fma(a0_3, v0_0, c30);
+    c31 = fma(a0_3, v0_1, c31);
+    c32 = fma(a0_3, v0_2, c32);
+    c33 = fma(a0_3, v0_3, c33);
+    let a1_0 = lhs(mr0, kb + 1i);
+    let a1_1 = lhs(mr1, kb + 1i);
+    let a1_2 = lhs(mr2, kb + 1i);
+    let a1_3 = lhs(mr3, kb + 1i);
+    let v1_0 = rhs(kb + 1i, nc0);
+    let v1_1 = rhs(kb + 1i, nc1);
+    let v1_2 = rhs(kb + 1i, nc2);
+    let v1_3 = rhs(kb + 1i, nc3);
+    cs0 += v1_0;
+    cs1 += v1_1;
+    cs2 += v1_2;
+    cs3 += v1_3;
+    c00 = fma(a1_0, v1_0, c00);
+    c01 = fma(a1_0, v1_1, c01);
+    c02 = fma(a1_0, v1_2, c02);
+    c03 = fma(a1_0, v1_3, c03);
+    c10 = fma(a1_1, v1_0, c10);
+    c11 = fma(a1_1, v1_1, c11);
+    c12 = fma(a1_1, v1_2, c12);
+    c13 = fma(a1_1, v1_3, c13);
+    c20 = fma(a1_2, v1_0, c20);
+    c21 = fma(a1_2, v1_1, c21);
+    c22 = fma(a1_2, v1_2, c22);
+    c23 = fma(a1_2, v1_3, c23);
+    c30 = fma(a1_3, v1_0, c30);
+    c31 = fma(a1_3, v1_1, c31);
+    c32 = fma(a1_3, v1_2, c32);
+    c33 = fma(a1_3, v1_3, c33);
+    let a2_0 = lhs(mr0, kb + 2i);
+    let a2_1 = lhs(mr1, kb + 2i);
+    let a2_2 = lhs(mr2, kb + 2i);
+    let a2_3 = lhs(mr3, kb + 2i);
+    let v2_0 = rhs(kb + 2i, nc0);
+    let v2_1 = rhs(kb + 2i, nc1);
+    let v2_2 = rhs(kb + 2i, nc2);
+    let v2_3 = rhs(kb + 2i, nc3);
+    cs0 += v2_0;
+    cs1 += v2_1;
+    cs2 += v2_2;
+    cs3 += v2_3;
+    c00 = fma(a2_0, v2_0, c00);
+    c01 = fma(a2_0, v2_1, c01);
+    c02 = fma(a2_0, v2_2, c02);
+    c03 = fma(a2_0, v2_3, c03);
+    c10 = fma(a2_1, v2_0, c10);
+    c11 = fma(a2_1, v2_1, c11);
+    c12 = fma(a2_1, v2_2, c12);
+    c13 = fma(a2_1, v2_3, c13);
+    c20 = fma(a2_2, v2_0, c20);
+    c21 = fma(a2_2, v2_1, c21);
+    c22 = fma(a2_2, v2_2, c22);
+    c23 = fma(a2_2, v2_3, c23);
+    c30 = fma(a2_3, v2_0, c30);
+    c31 = fma(a2_3, v2_1, c31);
+    c32 = fma(a2_3, v2_2, c32);
+    c33 = fma(a2_3, v2_3, c33);
+    let a3_0 = lhs(mr0, kb + 3i);
+    let a3_1 = lhs(mr1, kb + 3i);
+    let a3_2 = lhs(mr2, kb + 3i);
+    let a3_3 = lhs(mr3, kb + 3i);
+    let v3_0 = rhs(kb + 3i, nc0);
+    let v3_1 = rhs(kb + 3i, nc1);
+    let v3_2 = rhs(kb + 3i, nc2);
+    let v3_3 = rhs(kb + 3i, nc3);
+    cs0 += v3_0;
+    cs1 += v3_1;
+    cs2 += v3_2;
+    cs3 += v3_3;
+    c00 = fma(a3_0, v3_0, c00);
+    c01 = fma(a3_0, v3_1, c01);
+    c02 = fma(a3_0, v3_2, c02);
+    c03 = fma(a3_0, v3_3, c03);
+    c10 = fma(a3_1, v3_0, c10);
+    c11 = fma(a3_1, v3_1, c11);
+    c12 = fma(a3_1, v3_2, c12);
+    c13 = fma(a3_1, v3_3, c13);
+    c20 = fma(a3_2, v3_0, c20);
+    c21 = fma(a3_2, v3_1, c21);
+    c22 = fma(a3_2, v3_2, c22);
+    c23 = fma(a3_2, v3_3, c23);
+    c30 = fma(a3_3, v3_0, c30);
+    c31 = fma(a3_3, v3_1, c31);
+    c32 = fma(a3_3, v3_2, c32);
+    c33 = fma(a3_3, v3_3, c33);
   }
-  let base = bz * 8i;
-  if (m0 + 0i < 4i) {
+  if (m0 == 0i) {
+    if (n0 + 0i < 2i) {
+      let at = n0 + 0i;
+      let w0 = sfin(cs0, at);
+      out1[at] = w0;
+    }
+    if (n0 + 1i < 2i) {
+      let at = n0 + 1i;
+      let w0 = sfin(cs1, at);
+      out1[at] = w0;
+    }
+    if (n0 + 2i < 2i) {
+      let at = n0 + 2i;
+      let w0 = sfin(cs2, at);
+      out1[at] = w0;
+    }
+    if (n0 + 3i < 2i) {
+      let at = n0 + 3i;
+      let w0 = sfin(cs3, at);
+      out1[at] = w0;
+    }
+  }
+  let base = bz * 4i;
+  if (m0 + 0i < 2i) {
     if (n0 + 0i < 2i) {
       out[base + (m0 + 0i) * 2i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
     }
@@ -97,7 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       out[base + (m0 + 0i) * 2i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
     }
   }
-  if (m0 + 1i < 4i) {
+  if (m0 + 1i < 2i) {
     if (n0 + 0i < 2i) {
       out[base + (m0 + 1i) * 2i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
     }
@@ -111,7 +235,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       out[base + (m0 + 1i) * 2i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
     }
   }
-  if (m0 + 2i < 4i) {
+  if (m0 + 2i < 2i) {
     if (n0 + 0i < 2i) {
       out[base + (m0 + 2i) * 2i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
     }
@@ -125,7 +249,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       out[base + (m0 + 2i) * 2i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
     }
   }
-  if (m0 + 3i < 4i) {
+  if (m0 + 3i < 2i) {
     if (n0 + 0i < 2i) {
       out[base + (m0 + 3i) * 2i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
     }

@@ -4,6 +4,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 
 fn lhs(mi: i32, ki: i32) -> f32 {
   let t0: i32 = ki * 2i;
@@ -19,6 +20,13 @@ fn rhs(ki: i32, ni: i32) -> f32 {
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: f32 = out[mi];
+  let t1: f32 = 2.0 * acc;
+  let t2: f32 = t0 - t1;
+  return t2;
+}
+
+fn sfin(acc: f32, ni: i32) -> f32 {
+  let t0: f32 = out1[0i];
   let t1: f32 = 2.0 * acc;
   let t2: f32 = t0 - t1;
   return t2;
@@ -54,6 +62,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c31: f32 = 0.0;
   var c32: f32 = 0.0;
   var c33: f32 = 0.0;
+  var cs0: f32 = 0.0;
+  var cs1: f32 = 0.0;
+  var cs2: f32 = 0.0;
+  var cs3: f32 = 0.0;
   for (var kb = 0i; kb < 4i; kb += 4i) {
     let a0_0 = lhs(mr0, kb);
     let a0_1 = lhs(mr1, kb);
@@ -63,6 +75,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v0_1 = rhs(kb, nc1);
     let v0_2 = rhs(kb, nc2);
     let v0_3 = rhs(kb, nc3);
+    cs0 += v0_0;
+    cs1 += v0_1;
+    cs2 += v0_2;
+    cs3 += v0_3;
     c00 = fma(a0_0, v0_0, c00);
     c01 = fma(a0_0, v0_1, c01);
     c02 = fma(a0_0, v0_2, c02);
@@ -87,6 +103,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v1_1 = rhs(kb + 1i, nc1);
     let v1_2 = rhs(kb + 1i, nc2);
     let v1_3 = rhs(kb + 1i, nc3);
+    cs0 += v1_0;
+    cs1 += v1_1;
+    cs2 += v1_2;
+    cs3 += v1_3;
     c00 = fma(a1_0, v1_0, c00);
     c01 = fma(a1_0, v1_1, c01);
     c02 = fma(a1_0, v1_2, c02);
@@ -111,6 +131,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v2_1 = rhs(kb + 2i, nc1);
     let v2_2 = rhs(kb + 2i, nc2);
     let v2_3 = rhs(kb + 2i, nc3);
+    cs0 += v2_0;
+    cs1 += v2_1;
+    cs2 += v2_2;
+    cs3 += v2_3;
     c00 = fma(a2_0, v2_0, c00);
     c01 = fma(a2_0, v2_1, c01);
     c02 = fma(a2_0, v2_2, c02);
@@ -135,6 +159,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let v3_1 = rhs(kb + 3i, nc1);
     let v3_2 = rhs(kb + 3i, nc2);
     let v3_3 = rhs(kb + 3i, nc3);
+    cs0 += v3_0;
+    cs1 += v3_1;
+    cs2 += v3_2;
+    cs3 += v3_3;
     c00 = fma(a3_0, v3_0, c00);
     c01 = fma(a3_0, v3_1, c01);
     c02 = fma(a3_0, v3_2, c02);
@@ -151,6 +179,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c31 = fma(a3_3, v3_1, c31);
     c32 = fma(a3_3, v3_2, c32);
     c33 = fma(a3_3, v3_3, c33);
+  }
+  if (m0 == 0i) {
+    if (n0 + 0i < 1i) {
+      let at = n0 + 0i;
+      let w0 = sfin(cs0, at);
+      out1[at] = w0;
+    }
+    if (n0 + 1i < 1i) {
+      let at = n0 + 1i;
+      let w0 = sfin(cs1, at);
+      out1[at] = w0;
+    }
+    if (n0 + 2i < 1i) {
+      let at = n0 + 2i;
+      let w0 = sfin(cs2, at);
+      out1[at] = w0;
+    }
+    if (n0 + 3i < 1i) {
+      let at = n0 + 3i;
+      let w0 = sfin(cs3, at);
+      out1[at] = w0;
+    }
   }
   let base = bz * 2i;
   if (m0 + 0i < 2i) {
