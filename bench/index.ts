@@ -9,11 +9,16 @@
  * last step all read), checking that the libraries agree and that their step-1 loss matches the IR
  * reference interpreter. Writes bench/results/latest.jsonl and latest.md; prints the markdown.
  *
- * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each).
+ * Also: the matmul kernel against a naive one (matmul.ts) and every model of models/ fused against
+ * unfused (models.ts).
+ *
+ * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each),
+ * BENCH_FUSION=0 (no models table).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { getDevice } from '../src/runtime/device.js';
 import { benchMatmul, matmulTable } from './matmul.js';
+import { benchFusion, fusionTable } from './models.js';
 import { cpus } from 'node:os';
 import { relative } from 'node:path';
 import { evaluate } from '../src/ir/interp.js';
@@ -51,6 +56,8 @@ const FULL: { readonly [id: string]: Schedule } = {
 };
 const QUICK: Schedule = { warmup: 1, repsEach: 1, stepsEach: 3, repsBatch: 1, syncEvery: 3 };
 const CHECK_STEP = 50;
+/** BENCH_FUSION=0 leaves out the fused-vs-unfused table of the models. */
+const BENCH_FUSION = process.env.BENCH_FUSION !== '0';
 
 function scheduleFor(w: Workload, quick: boolean): Schedule {
   return quick ? QUICK : (FULL[w.id] ?? FULL['mlp-wide']!);
@@ -256,7 +263,7 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
 }
 
 function commandLine(): string {
-  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS', 'BENCH_FUSION'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
   const script = relative(process.cwd(), process.argv[1] ?? 'dist/bench/index.js');
   const cmd = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : ['node', script, ...process.argv.slice(2)].join(' ');
   return [...knobs, cmd].join(' ');
@@ -276,8 +283,10 @@ async function main(): Promise<void> {
   // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.
   const mmDevice = await getDevice({ quiet: true });
   const mm = await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
-  mmDevice.destroy();
   log(matmulTable(mm));
+  // What fusion buys on each model of models/: fused against one kernel per op.
+  const fusion = BENCH_FUSION ? await benchFusion(mmDevice, quick, log) : [];
+  mmDevice.destroy();
 
   const results: Result[] = [];
   const agreements: Agreement[] = [];
@@ -315,9 +324,10 @@ async function main(): Promise<void> {
   };
   const dir = new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
   writeFileSync(new URL('latest.jsonl', dir), jsonl.join('\n') + '\n');
-  const md = markdown(meta, results, agreements) + '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n';
+  const md = markdown(meta, results, agreements) + '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n'
+    + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');
   writeFileSync(new URL('latest.md', dir), md);
   process.stdout.write(md);
 }

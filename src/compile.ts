@@ -16,6 +16,8 @@ export interface CompileOptions {
   readonly limits?: Partial<DeviceLimits>;
   /** Called with the graph after every pass (for `--dump`). */
   readonly dump?: (pass: string, g: Graph) => void;
+  /** Fuse kernels (default true); false: one kernel per op, the baseline fusion is measured against. */
+  readonly fuse?: boolean;
 }
 
 export interface Compiled {
@@ -32,9 +34,10 @@ export function compile(model: Model, opts: CompileOptions = {}): Compiled {
   const limits = { ...SPEC_LIMITS, ...opts.limits };
   const fwdGraph = simplify(model.graph);
   opts.dump?.('forward', fwdGraph);
-  const forward = emitArtifact(fwdGraph, { name: model.name, limits });
+  const fuse = opts.fuse ?? true;
+  const forward = emitArtifact(fwdGraph, { name: model.name, limits, fuse });
   if (model.loss === undefined || model.optimizer === undefined) return { model, forward, diagnostics: [] };
   const t = trainingGraph(model, opts.dump ? { dump: opts.dump } : {});
-  const train = emitArtifact(t.graph, { name: model.name, limits, loss: model.loss });
+  const train = emitArtifact(t.graph, { name: model.name, limits, loss: model.loss, fuse });
   return { model, train, forward, diagnostics: t.diagnostics };
 }

@@ -325,7 +325,8 @@ function emitReduce(
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod, 'body', [...ov, ...rv], body.body);
   // Split: very large reductions with few outputs go through partial results in scratch.
-  const split = !(r <= 128 || outs >= 8192) && r >= 65536 && outs < 64;
+  const serial = r <= 128 || outs >= SERIAL_OUTPUTS;
+  const split = !serial && r >= 65536 && outs < 64;
   // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
   if (!split) {
     addFn(mod, 'fin', [acc, ...ov], body.finalize);
@@ -333,7 +334,7 @@ function emitReduce(
   }
 
   // Serial: one thread per output, nested loops over the reduction space.
-  if (r <= 128 || outs >= 8192) {
+  if (serial) {
     const l = new Lines().open(MAIN_SIG(WG));
     l.line(`let i = ${LINEAR(WG)};`).line(`if (i >= ${outs}) { return; }`);
     coordLets(l, 'i', body.shape, 'o');
@@ -400,8 +401,10 @@ function workgroupReduce(
 
 type RowsBody = Extract<Kernel['body'], { kind: 'rows' }>;
 const ROW_WG = 64;
-/** Rows at most this long are computed by one thread each. */
-const SERIAL_ROW = 32;
+/** With this many outputs (or rows), one thread each keeps the device busy without workgroup trees. */
+const SERIAL_OUTPUTS = 2048;
+/** Rows at most this long are computed by one thread each (barriers cost more than the loop). */
+const SERIAL_ROW = 128;
 
 /**
  * One workgroup per row: each stage strides its threads over the row and combines them with a tree
@@ -426,8 +429,9 @@ function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], 
   });
   addFn(mod, 'value', [...ov, ...sv], body.expr);
   addExtras(mod, k, ov);
-  // Short rows: one thread per row, no workgroup memory; long rows: one workgroup per row.
-  const serial = inner <= SERIAL_ROW;
+  // Short rows, or very many rows: one thread per row, no workgroup memory (the reduce kernel's
+  // rule); long rows: one workgroup per row.
+  const serial = inner <= SERIAL_ROW || rows >= SERIAL_OUTPUTS;
   const accTypes = serial ? [] : [...new Set(body.stages.flatMap((st) => (st.reduce ? [st.reduce.accType] : [])))];
   const l = new Lines();
   for (const t of accTypes) l.line(`var<workgroup> red_${t}: array<${wgslType(t)}, ${ROW_WG}>;`);
