@@ -150,7 +150,7 @@ async function trainOn(
         const secs = (performance.now() - t0) / 1000;
         const rate = (step - startEpoch * stepsPerEpoch) / Math.max(secs, 1e-9);
         const eta = (total - step) / Math.max(rate, 1e-9);
-        log(`epoch ${epoch + 1}/${opts.epochs} ${bar((s + 1) / stepsPerEpoch)} ${s + 1}/${stepsPerEpoch}  ${rate.toFixed(1)} steps/s  loss ${Number.isNaN(lastLoss) ? "   -  " : lastLoss.toFixed(4)}  ETA ${eta.toFixed(0)}s`, s === stepsPerEpoch - 1);
+        log(`epoch ${epoch + 1}/${opts.epochs} ${bar((s + 1) / stepsPerEpoch)} ${s + 1}/${stepsPerEpoch}  ${rate.toFixed(1)} steps/s  loss ${Number.isNaN(lastLoss) ? '   -  ' : lastLoss.toFixed(4)}  ETA ${eta.toFixed(0)}s`, s === stepsPerEpoch - 1);
       }
       await Promise.all(pending.splice(0));
       if (!losses.every((l) => Number.isFinite(l.loss))) throw new AdjointError(`training diverged: the loss became ${losses.find((l) => !Number.isFinite(l.loss))!.loss} (lower the learning rate)`);
