@@ -50,9 +50,9 @@ interface Schedule {
  */
 const FULL: { readonly [id: string]: Schedule } = {
   mlp: { warmup: 3, repsEach: 5, stepsEach: 10, repsBatch: 3, syncEvery: 10 },
-  'mlp-wide': { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
-  lenet: { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
-  transformer: { warmup: 1, repsEach: 3, stepsEach: 2, repsBatch: 1, syncEvery: 10 },
+  'mlp-wide': { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
+  lenet: { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
+  transformer: { warmup: 1, repsEach: 3, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
 };
 const QUICK: Schedule = { warmup: 1, repsEach: 1, stepsEach: 3, repsBatch: 1, syncEvery: 3 };
 const CHECK_STEP = 50;

@@ -72,7 +72,7 @@ export async function benchFusion(device: GPUDevice, quick: boolean, log: (m: st
     const unfused = compile(m, { limits, fuse: false }).train;
     if (!fused || !unfused) continue;
     // Few steps for the slow models; the median of them.
-    const steps = quick ? 2 : fused.dispatches.length > 20 ? 3 : 7;
+    const steps = quick ? 2 : fused.dispatches.length > 20 ? 2 : 7;
     const fusedMs = await msPerStep(device, fused, steps);
     const unfusedMs = await msPerStep(device, unfused, steps);
     const row: FusionRow = {
