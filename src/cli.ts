@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { compile } from './compile.js';
 import { AdjointError } from './ir/errors.js';
 import type { Model } from './ir/model.js';
-import { loadModel } from './ir/schema.js';
+import { loadModel, modelSizeProblem } from './ir/schema.js';
 import { printGraph } from './ir/printer.js';
 import { bundleFiles, parseBundle, type Bundle } from './runtime/bundle.js';
 import { getDevice, deviceLimits, adapterInfo } from './runtime/device.js';
@@ -69,7 +69,12 @@ export async function loadModelFile(path: string): Promise<Model> {
   if (!existsSync(path)) throw new UsageError(`${path}: no such file`);
   if (statSync(path).isDirectory()) throw new UsageError(`${path} is a directory, not a model file`);
   const ext = extname(path);
-  if (ext === '.json') return loadModel(readFileSync(path, 'utf8'), path);
+  if (ext === '.json') {
+    // Refused before reading: a huge file never reaches memory.
+    const tooBig = modelSizeProblem(statSync(path).size, path);
+    if (tooBig) throw tooBig;
+    return loadModel(readFileSync(path, 'utf8'), path);
+  }
   if (ext === '.ts' || ext === '.js' || ext === '.mjs') {
     let url = pathToFileURL(resolve(path)).href;
     if (ext === '.ts') {

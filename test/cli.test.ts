@@ -3,7 +3,7 @@
  * problem and exits with code 2, never a stack trace; `compile` writes an artifact that `train` and
  * the runtime can load.
  */
-import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync, existsSync, openSync, closeSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -52,6 +52,31 @@ describe('adjoint CLI errors', () => {
     const r = await run('compile', bad, '-o', join(tmp, 'x'));
     expect(r.code).toBe(2);
     expect(r.err).toBe(`adjoint: ${bad}: nodes[0].inputs[0]: unknown value "h2"\n`);
+  });
+
+  it('every file of test/bad-models: exit code 2, one line, the loader\'s message, no shader written', async () => {
+    const expected = JSON.parse(readFileSync('test/bad-models/expected.json', 'utf8')) as Record<string, string>;
+    for (const f of readdirSync('test/bad-models').filter((x) => x !== 'expected.json')) {
+      const path = `test/bad-models/${f}`;
+      const out = join(tmp, `bad-${f}`);
+      const r = await run('compile', path, '-o', out);
+      expect(r.code, f).toBe(2);
+      expect(r.err, f).toBe(`adjoint: test/bad-models/${expected[f]}\n`);
+      expect(existsSync(out), f).toBe(false);
+    }
+  });
+
+  it('a 100 MB model file is refused by its size, before it is read', async () => {
+    const big = join(tmp, 'big.json');
+    const fd = openSync(big, 'w');
+    const chunk = Buffer.alloc(2 ** 20, 0x20);
+    writeSync(fd, '{"version": 1, "nodes": [], "name": "');
+    for (let i = 0; i < 100; i++) writeSync(fd, chunk);
+    writeSync(fd, '"}');
+    closeSync(fd);
+    const r = await run('inspect', big);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe(`adjoint: ${big}: the file is 100.0 MB, more than the 64.0 MB a model file may have (weights belong in a checkpoint)\n`);
   });
 
   it('compile writes an artifact the runtime loads, and inspect prints the figures and a pass', async () => {

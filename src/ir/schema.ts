@@ -229,7 +229,9 @@ function issueMessage(issue: z.core.$ZodIssue, prefix: readonly PropertyKey[], s
   let msg: string;
   switch (issue.code) {
     case 'invalid_type':
-      msg = got === undefined ? `missing (expected ${EXPECTED[issue.expected] ?? issue.expected})` : `expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${fmtValue(got)}`;
+      // zod refuses non-finite numbers (1e400 parses to Infinity) as a wrong type: say what is wrong.
+      if (issue.expected === 'number' && typeof got === 'number') msg = `must be a finite number, got ${got}`;
+      else msg = got === undefined ? `missing (expected ${EXPECTED[issue.expected] ?? issue.expected})` : `expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${fmtValue(got)}`;
       break;
     case 'invalid_value':
       msg = got === undefined ? `missing (expected ${oneOf(issue.values)})` : `must be ${oneOf(issue.values)}, got ${fmtValue(got)}`;
@@ -512,7 +514,19 @@ export function modelFromJson(json: unknown): Model {
 }
 
 /** Loads a model from JSON text; `where` (the file name) starts every error message. */
+/** The largest model file accepted: a model is a graph, its weights live in checkpoints. */
+export const MAX_MODEL_BYTES = 64 * 2 ** 20;
+
+/** The one-line refusal of a model file of `bytes` bytes, or undefined when it is small enough. */
+export function modelSizeProblem(bytes: number, where: string): ModelFormatError | undefined {
+  if (bytes <= MAX_MODEL_BYTES) return undefined;
+  const mb = (x: number) => `${(x / 2 ** 20).toFixed(1)} MB`;
+  return new ModelFormatError(`${where}: the file is ${mb(bytes)}, more than the ${mb(MAX_MODEL_BYTES)} a model file may have (weights belong in a checkpoint)`);
+}
+
 export function loadModel(text: string, where = 'model'): Model {
+  const tooBig = modelSizeProblem(text.length, where);
+  if (tooBig) throw tooBig;
   const json = parseJsonText(text, where);
   try {
     return modelFromJson(json);
