@@ -2,7 +2,7 @@
  * @file A transformer whose naive footprint (every value its own buffer) exceeds 256 MiB — the
  * spec's default maxBufferSize — runs because its memory plan fits: compiled for the spec's buffer
  * limits, it trains on the adapter, its first loss equals the interpreter's on the same initial
- * parameters (float32, evaluated before the first update), and its loss falls on a repeated batch.
+ * parameters (float32, evaluated before the first update), and one step lowers it on the same batch.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/compile.js';
@@ -37,10 +37,10 @@ describe('memory planning makes a large transformer fit', () => {
     }
     const want = evaluate(model.graph, env).outputs.get('loss')!.data[0]!;
     const losses: number[] = [];
-    for (let s = 0; s < 4; s++) losses.push((await prog.step({ tokens, targets }, ['loss']))!.get('loss')![0]!);
+    for (let s = 0; s < 2; s++) losses.push((await prog.step({ tokens, targets }, ['loss']))!.get('loss')![0]!);
     prog.destroy();
     expect(Math.abs(losses[0]! - want) / want).toBeLessThan(1e-4);
     expect(losses.every(Number.isFinite)).toBe(true);
-    expect(losses[3]!).toBeLessThan(losses[0]! - 0.2);
+    expect(losses[1]!).toBeLessThan(losses[0]! - 0.2);
   }, 300_000);
 });
