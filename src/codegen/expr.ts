@@ -162,3 +162,58 @@ export function delinearize(index: Expr, shape: readonly number[]): Expr[] {
   }
   return coords;
 }
+
+/** The children of an expression node. */
+export function childrenOf(e: Expr): readonly Expr[] {
+  switch (e.k) {
+    case 'const': case 'var': return [];
+    case 'load': return [e.index];
+    case 'unary': case 'cast': return [e.a];
+    case 'arith': case 'cmp': case 'logic': return [e.a, e.b];
+    case 'select': return [e.c, e.a, e.b];
+  }
+}
+
+/** `e` with variables renamed by `to` (others kept); subtrees without them are kept as they are. */
+export function substitute(e: Expr, to: ReadonlyMap<string, Expr>): Expr {
+  const memo = new Map<Expr, Expr>();
+  const go = (x: Expr): Expr => {
+    const known = memo.get(x);
+    if (known) return known;
+    let r: Expr;
+    switch (x.k) {
+      case 'const': r = x; break;
+      case 'var': r = to.get(x.name) ?? x; break;
+      case 'load': r = { ...x, index: go(x.index) }; break;
+      case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
+      case 'arith': case 'cmp': case 'logic': r = { ...x, a: go(x.a), b: go(x.b) }; break;
+      case 'select': r = { ...x, c: go(x.c), a: go(x.a), b: go(x.b) }; break;
+    }
+    memo.set(x, r);
+    return r;
+  };
+  return go(e);
+}
+
+/** The largest compound subtrees of `e` that do not read variable `name` (loop invariants of its loop). */
+export function invariantsOf(e: Expr, name: string): Expr[] {
+  const reads = new Map<Expr, boolean>();
+  const mentions = (x: Expr): boolean => {
+    let r = reads.get(x);
+    if (r === undefined) {
+      r = x.k === 'var' ? x.name === name : childrenOf(x).some(mentions);
+      reads.set(x, r);
+    }
+    return r;
+  };
+  const out: Expr[] = [];
+  const seen = new Set<Expr>();
+  const walk = (x: Expr): void => {
+    if (seen.has(x) || x.k === 'const' || x.k === 'var') return;
+    seen.add(x);
+    if (!mentions(x)) out.push(x);
+    else childrenOf(x).forEach(walk);
+  };
+  walk(e);
+  return out;
+}

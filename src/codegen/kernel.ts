@@ -4,7 +4,9 @@
  * element per thread, `expr` over the output coordinates o0, o1, …), a `reduce` (a combine over a
  * reduction space, `body` over output coordinates o* and reduction coordinates r*, then
  * `finalize` of the accumulator `acc`), or a `matmul` (register-tiled; operands are expressions,
- * so a transposed or broadcast operand costs nothing). Expressions inline every value that is not
+ * so a transposed or broadcast operand costs nothing, and a convolution is a matmul whose operands
+ * are index arithmetic over its input and filter: an implicit GEMM, with a `place` that puts
+ * element (mi, ni) at its output coordinates). Expressions inline every value that is not
  * materialized, which is how fusion happens.
  */
 import type { ValueId } from '../ir/graph.js';
@@ -37,6 +39,11 @@ export type KernelBody =
       readonly lhs: Expr;
       /** B[b*, k, n] over vars z0…, `ki`, `ni`. */
       readonly rhs: Expr;
+      /**
+       * Where element (z*, mi, ni) is in the output: its coordinates (expressions of z*, `mi`, `ni`)
+       * in the output's shape. Absent: at [z*, mi, ni] of [batch, m, n].
+       */
+      readonly place?: { readonly shape: readonly number[]; readonly coords: readonly Expr[] };
       /** Applied to the accumulated `acc` (vars z*, `mi`, `ni` available). */
       readonly finalize: Expr;
       /**

@@ -3,7 +3,9 @@
  * whole op list: a source is always a buffer; an `inline` op is an expression of its operands at
  * given coordinates (elementwise ops, movement as index arithmetic, gather, one_hot); a
  * `contract` op is a combine over a reduction space (reductions, matmul, the three convolutions,
- * scatter_add). A kernel is rooted at one materialized node; every operand that is not
+ * scatter_add); matmul and the convolutions also have a `gemm` form, the same sum as a matrix
+ * product whose operands are index arithmetic (an implicit GEMM: no im2col buffer), which gets
+ * the register-tiled kernel. A kernel is rooted at one materialized node; every operand that is not
  * materialized is inlined through these rules, so the same table serves unfused and fused code.
  */
 import { shapeEq, type Shape } from '../ir/dtype.js';
@@ -24,10 +26,30 @@ export interface Contraction {
   readonly finalize?: (acc: Expr) => Expr;
 }
 
+/**
+ * A sum of products as a (batched) matrix product C[z*, mi, ni] = sum over ki of
+ * lhs(z*, mi, ki) * rhs(z*, ki, ni), element (z*, mi, ni) being the output at `place` (default
+ * [z*, mi, ni]). A convolution flattens its output positions into mi and its taps into ki.
+ */
+export interface Gemm {
+  readonly batch: readonly number[];
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  readonly lhs: (z: readonly Expr[], mi: Expr, ki: Expr) => Expr;
+  readonly rhs: (z: readonly Expr[], ki: Expr, ni: Expr) => Expr;
+  readonly place?: (z: readonly Expr[], mi: Expr, ni: Expr) => Expr[];
+}
+
 type Lower<K extends Op> =
   | { readonly kind: 'source' }
   | { readonly kind: 'inline'; readonly expr: (n: NodeOfOp<K>, out: readonly Expr[], L: Lowerer) => Expr }
-  | { readonly kind: 'contract'; readonly form: (n: NodeOfOp<K>, L: Lowerer) => Contraction };
+  | {
+      readonly kind: 'contract';
+      readonly form: (n: NodeOfOp<K>, L: Lowerer) => Contraction;
+      /** The same contraction as an implicit GEMM (the tiled kernel), where that form exists. */
+      readonly gemm?: (n: NodeOfOp<K>, L: Lowerer) => Gemm;
+    };
 
 /** Builds expressions for values at coordinates, loading materialized values from bindings. */
 export class Lowerer {
@@ -173,6 +195,16 @@ function reduceForm(kind: ReduceOp): Lower<ReduceOp> {
 const tap = (o: Expr, k: Expr, stride: number, pad: number, dil: number): Expr =>
   add(sub(mul(o, int(stride)), int(pad)), mul(k, int(dil)));
 
+/**
+ * The output coordinate that input position `pos` reaches through tap `k` (the inverse of `tap`):
+ * (pos + pad - k*dil) / stride, valid when it divides exactly and lands inside the output.
+ */
+const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number) => {
+  const t = sub(add(pos, int(pad)), mul(k, int(dil)));
+  const valid = and(inRange(t, 0, (size - 1) * st + 1), st > 1 ? cmp('eq', mod(t, int(st)), int(0)) : cst(1, 'bool'));
+  return { valid, at: clamp(div(t, int(st)), 0, size - 1) };
+};
+
 export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
   input: { kind: 'source' },
   param: { kind: 'source' },
@@ -263,6 +295,17 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         },
       };
     },
+    gemm: (n, L) => {
+      const [a, b] = n.inputs as [ValueId, ValueId];
+      const batch = n.type.shape.slice(0, -2);
+      const [m, k] = L.shape(a).slice(-2) as [number, number];
+      const nn = n.type.shape.at(-1)!;
+      return {
+        batch, m, n: nn, k,
+        lhs: (z, mi, ki) => L.broadcast(a, [...z, mi, ki], [...batch, m, k]),
+        rhs: (z, ki, ni) => L.broadcast(b, [...z, ki, ni], [...batch, k, nn]),
+      };
+    },
   },
   gather: {
     kind: 'inline',
@@ -309,6 +352,32 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         },
       };
     },
+    // M = batch x output positions, N = output channels, K = input channels x taps.
+    gemm: (n, L) => {
+      const [x, w] = n.inputs as [ValueId, ValueId];
+      const [nb, c, h, wd] = L.shape(x) as [number, number, number, number];
+      const [o, , kh, kw] = L.shape(w) as [number, number, number, number];
+      const [, , oh, ow] = n.type.shape as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      const pos = (mi: Expr) => delinearize(mi, [nb, oh, ow]);
+      const taps = (ki: Expr) => delinearize(ki, [c, kh, kw]);
+      return {
+        batch: [], m: nb * oh * ow, n: o, k: c * kh * kw,
+        lhs: (_, mi, ki) => {
+          const [b, i, j] = pos(mi);
+          const [ci, ti, tj] = taps(ki);
+          const hh = tap(i!, ti!, s[0], p[0], d[0]);
+          const ww = tap(j!, tj!, s[1], p[1], d[1]);
+          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
+          return select(valid, L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]), cst(0));
+        },
+        rhs: (_, ki, ni) => L.value(w, [ni, ...taps(ki)]),
+        place: (_, mi, ni) => {
+          const [b, i, j] = pos(mi);
+          return [b!, ni, i!, j!];
+        },
+      };
+    },
   },
   conv2d_input_grad: {
     kind: 'contract',
@@ -318,11 +387,6 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
       const [, , kh, kw] = L.shape(w) as [number, number, number, number];
       const { stride: s, padding: p, dilation: d } = n.attrs;
       // dx[b,c,h,w] = sum over (o,ki,kj) with h = i*s - p + ki*d of dy[b,o,i,j] w[o,c,ki,kj]
-      const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number) => {
-        const t = sub(add(pos, int(pad)), mul(k, int(dil)));
-        const valid = and(inRange(t, 0, (size - 1) * st + 1), st > 1 ? cmp('eq', mod(t, int(st)), int(0)) : cst(1, 'bool'));
-        return { valid, at: clamp(div(t, int(st)), 0, size - 1) };
-      };
       return {
         rshape: [o, kh, kw],
         combine: 'sum',
@@ -331,6 +395,34 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
           const q = source(ww!, kj!, s[1], p[1], d[1], ow);
           const v = mul(L.value(dy, [b!, oc!, r.at, q.at]), L.value(w, [oc!, c!, ki!, kj!]));
           return select(and(r.valid, q.valid), v, cst(0));
+        },
+      };
+    },
+    // M = batch x input positions, N = input channels, K = output channels x taps.
+    gemm: (n, L) => {
+      const [dy, w] = n.inputs as [ValueId, ValueId];
+      const [nb, o, oh, ow] = L.shape(dy) as [number, number, number, number];
+      const [, c, kh, kw] = L.shape(w) as [number, number, number, number];
+      const [, , h, wd] = n.type.shape as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      const pos = (mi: Expr) => delinearize(mi, [nb, h, wd]);
+      const taps = (ki: Expr) => delinearize(ki, [o, kh, kw]);
+      return {
+        batch: [], m: nb * h * wd, n: c, k: o * kh * kw,
+        lhs: (_, mi, ki) => {
+          const [b, hh, ww] = pos(mi);
+          const [oc, ti, tj] = taps(ki);
+          const r = source(hh!, ti!, s[0], p[0], d[0], oh);
+          const q = source(ww!, tj!, s[1], p[1], d[1], ow);
+          return select(and(r.valid, q.valid), L.value(dy, [b!, oc!, r.at, q.at]), cst(0));
+        },
+        rhs: (_, ki, ni) => {
+          const [oc, ti, tj] = taps(ki);
+          return L.value(w, [oc!, ni, ti!, tj!]);
+        },
+        place: (_, mi, ni) => {
+          const [b, hh, ww] = pos(mi);
+          return [b!, ni, hh!, ww!];
         },
       };
     },
@@ -354,6 +446,33 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         },
       };
     },
+    // M = output channels, N = input channels x taps, K = batch x output positions (few outputs,
+    // a long K: the emitter splits K over threads).
+    gemm: (n, L) => {
+      const [x, dy] = n.inputs as [ValueId, ValueId];
+      const [, c, h, wd] = L.shape(x) as [number, number, number, number];
+      const [nb, o, oh, ow] = L.shape(dy) as [number, number, number, number];
+      const [, , kh, kw] = n.type.shape as [number, number, number, number];
+      const { stride: s, padding: p, dilation: d } = n.attrs;
+      const pos = (ki: Expr) => delinearize(ki, [nb, oh, ow]);
+      const taps = (ni: Expr) => delinearize(ni, [c, kh, kw]);
+      return {
+        batch: [], m: o, n: c * kh * kw, k: nb * oh * ow,
+        lhs: (_, mi, ki) => {
+          const [b, i, j] = pos(ki);
+          return L.value(dy, [b!, mi, i!, j!]);
+        },
+        rhs: (_, ki, ni) => {
+          const [b, i, j] = pos(ki);
+          const [ci, ti, tj] = taps(ni);
+          const hh = tap(i!, ti!, s[0], p[0], d[0]);
+          const ww = tap(j!, tj!, s[1], p[1], d[1]);
+          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
+          return select(valid, L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]), cst(0));
+        },
+        place: (_, mi, ni) => [mi, ...taps(ni)],
+      };
+    },
   },
 };
 
@@ -367,8 +486,9 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
  * The kernel that computes value `root`, reading materialized values through bindings and inlining
  * the rest. With `contraction`, the kernel is that contraction (reduction, matmul, convolution)
  * and `root` is the end of an elementwise epilogue of the same shape computed from its accumulator.
- * A matmul gets the register-tiled body unless `naiveMatmul` asks for the generic
- * one-thread-per-output contraction (the baseline of the matmul benchmark).
+ * A contraction with a `gemm` form (matmul, the convolutions) gets the register-tiled body unless
+ * `naiveMatmul` asks for the generic one-thread-per-output contraction (the baseline of the
+ * matmul benchmark).
  */
 export interface LowerOptions {
   readonly naiveMatmul?: boolean;
@@ -414,8 +534,13 @@ function lowerOnce(
     L.withAccumulator(cid, coords, acc);
     return L.value(root, coords);
   };
-  const isMatmul = c.op === 'matmul' && !opts.naiveMatmul;
-  const coords = isMatmul ? [...outVars(shape.length - 2, 'z'), ivar('mi'), ivar('ni')] : outVars(shape.length);
+  if (rule.kind === 'source') throw new AdjointError(`internal: a ${c.op} is a buffer, not a kernel`);
+  const gemm = rule.kind === 'contract' && !opts.naiveMatmul ? rule.gemm?.(c as never, L) : undefined;
+  const isMatmul = gemm !== undefined;
+  const z = outVars(gemm?.batch.length ?? 0, 'z');
+  const [mi, ki, ni] = [ivar('mi'), ivar('ki'), ivar('ni')];
+  /** The coordinates of the output element a thread computes (a GEMM's element (mi, ni) at its place). */
+  const coords = gemm ? (gemm.place ? gemm.place(z, mi, ni) : [...z, mi, ni]) : outVars(shape.length);
   if (side && !isMatmul) internal(`a side sum needs a tiled matmul, not ${c.op}`);
   /** The side outputs' coordinates: column `ni` of a [N] or [1, N] value. */
   const sideCoords = side ? L.shape(side.root).map((_, i, a) => (i === a.length - 1 ? ivar('ni') : int(0))) : [];
@@ -428,27 +553,21 @@ function lowerOnce(
     written.push({ slot, target });
   });
   let body: KernelBody;
-  if (rule.kind === 'source') throw new AdjointError(`internal: a ${c.op} is a buffer, not a kernel`);
-  if (isMatmul) {
-    const [a, b] = c.inputs as [ValueId, ValueId];
-    const r = shape.length;
-    const batch = shape.slice(0, -2);
-    const bv = outVars(batch.length, 'z');
-    const [m, k] = L.shape(a).slice(-2) as [number, number];
-    const nn = shape[r - 1]!;
+  if (gemm) {
     L.slot = -1;
-    const lhs = L.broadcast(a, [...bv, ivar('mi'), ivar('ki')], [...batch, m, k]);
-    const rhs = L.broadcast(b, [...bv, ivar('ki'), ivar('ni')], [...batch, k, nn]);
+    const lhs = gemm.lhs(z, mi, ki);
+    const rhs = gemm.rhs(z, ki, ni);
     L.slot = 0;
     body = {
       kind: 'matmul',
-      batch,
-      m,
-      n: nn,
-      k,
+      batch: gemm.batch,
+      m: gemm.m,
+      n: gemm.n,
+      k: gemm.k,
       lhs,
       rhs,
-      finalize: epilogue([...bv, ivar('mi'), ivar('ni')], tvar('acc', 'f32')),
+      ...(gemm.place ? { place: { shape, coords } } : {}),
+      finalize: epilogue(coords, tvar('acc', 'f32')),
     };
   } else if (rule.kind === 'contract') {
     const form = rule.form(c as never, L);

@@ -23,7 +23,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: f32 = 0.0;
   let end = min(100352i, (g + 1i) * 4015i);
   for (var s = g * 4015i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = select(s / 784i, 0i, 784i == 0i);
+    let rt0_0: i32 = s / 784i;
     let r0: i32 = rt0_0;
     let rt1_0: i32 = s % 784i;
     let r1: i32 = rt1_0;

@@ -39,12 +39,12 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (i >= 75264) { return; }
-  let ot0_0: i32 = select(i / 1176i, 0i, 1176i == 0i);
+  let ot0_0: i32 = i / 1176i;
   let o0: i32 = ot0_0;
-  let ot1_0: i32 = select(i / 196i, 0i, 196i == 0i);
+  let ot1_0: i32 = i / 196i;
   let ot1_1: i32 = ot1_0 % 6i;
   let o1: i32 = ot1_1;
-  let ot2_0: i32 = select(i / 14i, 0i, 14i == 0i);
+  let ot2_0: i32 = i / 14i;
   let ot2_1: i32 = ot2_0 % 14i;
   let o2: i32 = ot2_1;
   let ot3_0: i32 = i % 14i;

@@ -10,22 +10,14 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = ki * 84i;
-  let t1: i32 = t0 + mi;
-  let t2: f32 = in0[t1];
-  return t2;
-}
-
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ki * 10i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return acc;
+}
+
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
@@ -65,140 +57,495 @@ fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
   return t11;
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(2, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
   if (n0 >= 10i || m0 >= 84i) { return; }
   let bz = i32(gid.z);
   let mr0 = min(m0 + 0i, 83i);
   let mr1 = min(m0 + 1i, 83i);
   let mr2 = min(m0 + 2i, 83i);
   let mr3 = min(m0 + 3i, 83i);
+  let mr4 = min(m0 + 4i, 83i);
+  let mr5 = min(m0 + 5i, 83i);
+  let mr6 = min(m0 + 6i, 83i);
+  let mr7 = min(m0 + 7i, 83i);
   let nc0 = min(n0 + 0i, 9i);
   let nc1 = min(n0 + 1i, 9i);
   let nc2 = min(n0 + 2i, 9i);
   let nc3 = min(n0 + 3i, 9i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
+  let nc4 = min(n0 + 4i, 9i);
+  let nc5 = min(n0 + 5i, 9i);
+  let nc6 = min(n0 + 6i, 9i);
+  let nc7 = min(n0 + 7i, 9i);
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c0_2: f32 = 0.0;
+  var c0_3: f32 = 0.0;
+  var c0_4: f32 = 0.0;
+  var c0_5: f32 = 0.0;
+  var c0_6: f32 = 0.0;
+  var c0_7: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c1_2: f32 = 0.0;
+  var c1_3: f32 = 0.0;
+  var c1_4: f32 = 0.0;
+  var c1_5: f32 = 0.0;
+  var c1_6: f32 = 0.0;
+  var c1_7: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c2_2: f32 = 0.0;
+  var c2_3: f32 = 0.0;
+  var c2_4: f32 = 0.0;
+  var c2_5: f32 = 0.0;
+  var c2_6: f32 = 0.0;
+  var c2_7: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  var c3_2: f32 = 0.0;
+  var c3_3: f32 = 0.0;
+  var c3_4: f32 = 0.0;
+  var c3_5: f32 = 0.0;
+  var c3_6: f32 = 0.0;
+  var c3_7: f32 = 0.0;
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c4_4: f32 = 0.0;
+  var c4_5: f32 = 0.0;
+  var c4_6: f32 = 0.0;
+  var c4_7: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c5_4: f32 = 0.0;
+  var c5_5: f32 = 0.0;
+  var c5_6: f32 = 0.0;
+  var c5_7: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c6_4: f32 = 0.0;
+  var c6_5: f32 = 0.0;
+  var c6_6: f32 = 0.0;
+  var c6_7: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  var c7_4: f32 = 0.0;
+  var c7_5: f32 = 0.0;
+  var c7_6: f32 = 0.0;
+  var c7_7: f32 = 0.0;
   for (var kb = 0i; kb < 64i; kb += 4i) {
-    let a0_0 = lhs(mr0, kb);
-    let a0_1 = lhs(mr1, kb);
-    let a0_2 = lhs(mr2, kb);
-    let a0_3 = lhs(mr3, kb);
-    let v0_0 = rhs(kb, nc0);
-    let v0_1 = rhs(kb, nc1);
-    let v0_2 = rhs(kb, nc2);
-    let v0_3 = rhs(kb, nc3);
-    c00 = fma(a0_0, v0_0, c00);
-    c01 = fma(a0_0, v0_1, c01);
-    c02 = fma(a0_0, v0_2, c02);
-    c03 = fma(a0_0, v0_3, c03);
-    c10 = fma(a0_1, v0_0, c10);
-    c11 = fma(a0_1, v0_1, c11);
-    c12 = fma(a0_1, v0_2, c12);
-    c13 = fma(a0_1, v0_3, c13);
-    c20 = fma(a0_2, v0_0, c20);
-    c21 = fma(a0_2, v0_1, c21);
-    c22 = fma(a0_2, v0_2, c22);
-    c23 = fma(a0_2, v0_3, c23);
-    c30 = fma(a0_3, v0_0, c30);
-    c31 = fma(a0_3, v0_1, c31);
-    c32 = fma(a0_3, v0_2, c32);
-    c33 = fma(a0_3, v0_3, c33);
-    let a1_0 = lhs(mr0, kb + 1i);
-    let a1_1 = lhs(mr1, kb + 1i);
-    let a1_2 = lhs(mr2, kb + 1i);
-    let a1_3 = lhs(mr3, kb + 1i);
-    let v1_0 = rhs(kb + 1i, nc0);
-    let v1_1 = rhs(kb + 1i, nc1);
-    let v1_2 = rhs(kb + 1i, nc2);
-    let v1_3 = rhs(kb + 1i, nc3);
-    c00 = fma(a1_0, v1_0, c00);
-    c01 = fma(a1_0, v1_1, c01);
-    c02 = fma(a1_0, v1_2, c02);
-    c03 = fma(a1_0, v1_3, c03);
-    c10 = fma(a1_1, v1_0, c10);
-    c11 = fma(a1_1, v1_1, c11);
-    c12 = fma(a1_1, v1_2, c12);
-    c13 = fma(a1_1, v1_3, c13);
-    c20 = fma(a1_2, v1_0, c20);
-    c21 = fma(a1_2, v1_1, c21);
-    c22 = fma(a1_2, v1_2, c22);
-    c23 = fma(a1_2, v1_3, c23);
-    c30 = fma(a1_3, v1_0, c30);
-    c31 = fma(a1_3, v1_1, c31);
-    c32 = fma(a1_3, v1_2, c32);
-    c33 = fma(a1_3, v1_3, c33);
-    let a2_0 = lhs(mr0, kb + 2i);
-    let a2_1 = lhs(mr1, kb + 2i);
-    let a2_2 = lhs(mr2, kb + 2i);
-    let a2_3 = lhs(mr3, kb + 2i);
-    let v2_0 = rhs(kb + 2i, nc0);
-    let v2_1 = rhs(kb + 2i, nc1);
-    let v2_2 = rhs(kb + 2i, nc2);
-    let v2_3 = rhs(kb + 2i, nc3);
-    c00 = fma(a2_0, v2_0, c00);
-    c01 = fma(a2_0, v2_1, c01);
-    c02 = fma(a2_0, v2_2, c02);
-    c03 = fma(a2_0, v2_3, c03);
-    c10 = fma(a2_1, v2_0, c10);
-    c11 = fma(a2_1, v2_1, c11);
-    c12 = fma(a2_1, v2_2, c12);
-    c13 = fma(a2_1, v2_3, c13);
-    c20 = fma(a2_2, v2_0, c20);
-    c21 = fma(a2_2, v2_1, c21);
-    c22 = fma(a2_2, v2_2, c22);
-    c23 = fma(a2_2, v2_3, c23);
-    c30 = fma(a2_3, v2_0, c30);
-    c31 = fma(a2_3, v2_1, c31);
-    c32 = fma(a2_3, v2_2, c32);
-    c33 = fma(a2_3, v2_3, c33);
-    let a3_0 = lhs(mr0, kb + 3i);
-    let a3_1 = lhs(mr1, kb + 3i);
-    let a3_2 = lhs(mr2, kb + 3i);
-    let a3_3 = lhs(mr3, kb + 3i);
-    let v3_0 = rhs(kb + 3i, nc0);
-    let v3_1 = rhs(kb + 3i, nc1);
-    let v3_2 = rhs(kb + 3i, nc2);
-    let v3_3 = rhs(kb + 3i, nc3);
-    c00 = fma(a3_0, v3_0, c00);
-    c01 = fma(a3_0, v3_1, c01);
-    c02 = fma(a3_0, v3_2, c02);
-    c03 = fma(a3_0, v3_3, c03);
-    c10 = fma(a3_1, v3_0, c10);
-    c11 = fma(a3_1, v3_1, c11);
-    c12 = fma(a3_1, v3_2, c12);
-    c13 = fma(a3_1, v3_3, c13);
-    c20 = fma(a3_2, v3_0, c20);
-    c21 = fma(a3_2, v3_1, c21);
-    c22 = fma(a3_2, v3_2, c22);
-    c23 = fma(a3_2, v3_3, c23);
-    c30 = fma(a3_3, v3_0, c30);
-    c31 = fma(a3_3, v3_1, c31);
-    c32 = fma(a3_3, v3_2, c32);
-    c33 = fma(a3_3, v3_3, c33);
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 * 84i;
+    let t0_1: i32 = t0_0 + mr0;
+    let t0_2: f32 = in0[t0_1];
+    let t0_3: i32 = t0_0 + mr1;
+    let t0_4: f32 = in0[t0_3];
+    let t0_5: i32 = t0_0 + mr2;
+    let t0_6: f32 = in0[t0_5];
+    let t0_7: i32 = t0_0 + mr3;
+    let t0_8: f32 = in0[t0_7];
+    let t0_9: i32 = t0_0 + mr4;
+    let t0_10: f32 = in0[t0_9];
+    let t0_11: i32 = t0_0 + mr5;
+    let t0_12: f32 = in0[t0_11];
+    let t0_13: i32 = t0_0 + mr6;
+    let t0_14: f32 = in0[t0_13];
+    let t0_15: i32 = t0_0 + mr7;
+    let t0_16: f32 = in0[t0_15];
+    let t0_17: i32 = ku0 * 10i;
+    let t0_18: i32 = t0_17 + nc0;
+    let t0_19: f32 = in1[t0_18];
+    let t0_20: i32 = t0_17 + nc1;
+    let t0_21: f32 = in1[t0_20];
+    let t0_22: i32 = t0_17 + nc2;
+    let t0_23: f32 = in1[t0_22];
+    let t0_24: i32 = t0_17 + nc3;
+    let t0_25: f32 = in1[t0_24];
+    let t0_26: i32 = t0_17 + nc4;
+    let t0_27: f32 = in1[t0_26];
+    let t0_28: i32 = t0_17 + nc5;
+    let t0_29: f32 = in1[t0_28];
+    let t0_30: i32 = t0_17 + nc6;
+    let t0_31: f32 = in1[t0_30];
+    let t0_32: i32 = t0_17 + nc7;
+    let t0_33: f32 = in1[t0_32];
+    c0_0 = fma(t0_2, t0_19, c0_0);
+    c0_1 = fma(t0_2, t0_21, c0_1);
+    c0_2 = fma(t0_2, t0_23, c0_2);
+    c0_3 = fma(t0_2, t0_25, c0_3);
+    c0_4 = fma(t0_2, t0_27, c0_4);
+    c0_5 = fma(t0_2, t0_29, c0_5);
+    c0_6 = fma(t0_2, t0_31, c0_6);
+    c0_7 = fma(t0_2, t0_33, c0_7);
+    c1_0 = fma(t0_4, t0_19, c1_0);
+    c1_1 = fma(t0_4, t0_21, c1_1);
+    c1_2 = fma(t0_4, t0_23, c1_2);
+    c1_3 = fma(t0_4, t0_25, c1_3);
+    c1_4 = fma(t0_4, t0_27, c1_4);
+    c1_5 = fma(t0_4, t0_29, c1_5);
+    c1_6 = fma(t0_4, t0_31, c1_6);
+    c1_7 = fma(t0_4, t0_33, c1_7);
+    c2_0 = fma(t0_6, t0_19, c2_0);
+    c2_1 = fma(t0_6, t0_21, c2_1);
+    c2_2 = fma(t0_6, t0_23, c2_2);
+    c2_3 = fma(t0_6, t0_25, c2_3);
+    c2_4 = fma(t0_6, t0_27, c2_4);
+    c2_5 = fma(t0_6, t0_29, c2_5);
+    c2_6 = fma(t0_6, t0_31, c2_6);
+    c2_7 = fma(t0_6, t0_33, c2_7);
+    c3_0 = fma(t0_8, t0_19, c3_0);
+    c3_1 = fma(t0_8, t0_21, c3_1);
+    c3_2 = fma(t0_8, t0_23, c3_2);
+    c3_3 = fma(t0_8, t0_25, c3_3);
+    c3_4 = fma(t0_8, t0_27, c3_4);
+    c3_5 = fma(t0_8, t0_29, c3_5);
+    c3_6 = fma(t0_8, t0_31, c3_6);
+    c3_7 = fma(t0_8, t0_33, c3_7);
+    c4_0 = fma(t0_10, t0_19, c4_0);
+    c4_1 = fma(t0_10, t0_21, c4_1);
+    c4_2 = fma(t0_10, t0_23, c4_2);
+    c4_3 = fma(t0_10, t0_25, c4_3);
+    c4_4 = fma(t0_10, t0_27, c4_4);
+    c4_5 = fma(t0_10, t0_29, c4_5);
+    c4_6 = fma(t0_10, t0_31, c4_6);
+    c4_7 = fma(t0_10, t0_33, c4_7);
+    c5_0 = fma(t0_12, t0_19, c5_0);
+    c5_1 = fma(t0_12, t0_21, c5_1);
+    c5_2 = fma(t0_12, t0_23, c5_2);
+    c5_3 = fma(t0_12, t0_25, c5_3);
+    c5_4 = fma(t0_12, t0_27, c5_4);
+    c5_5 = fma(t0_12, t0_29, c5_5);
+    c5_6 = fma(t0_12, t0_31, c5_6);
+    c5_7 = fma(t0_12, t0_33, c5_7);
+    c6_0 = fma(t0_14, t0_19, c6_0);
+    c6_1 = fma(t0_14, t0_21, c6_1);
+    c6_2 = fma(t0_14, t0_23, c6_2);
+    c6_3 = fma(t0_14, t0_25, c6_3);
+    c6_4 = fma(t0_14, t0_27, c6_4);
+    c6_5 = fma(t0_14, t0_29, c6_5);
+    c6_6 = fma(t0_14, t0_31, c6_6);
+    c6_7 = fma(t0_14, t0_33, c6_7);
+    c7_0 = fma(t0_16, t0_19, c7_0);
+    c7_1 = fma(t0_16, t0_21, c7_1);
+    c7_2 = fma(t0_16, t0_23, c7_2);
+    c7_3 = fma(t0_16, t0_25, c7_3);
+    c7_4 = fma(t0_16, t0_27, c7_4);
+    c7_5 = fma(t0_16, t0_29, c7_5);
+    c7_6 = fma(t0_16, t0_31, c7_6);
+    c7_7 = fma(t0_16, t0_33, c7_7);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 * 84i;
+    let t1_1: i32 = t1_0 + mr0;
+    let t1_2: f32 = in0[t1_1];
+    let t1_3: i32 = t1_0 + mr1;
+    let t1_4: f32 = in0[t1_3];
+    let t1_5: i32 = t1_0 + mr2;
+    let t1_6: f32 = in0[t1_5];
+    let t1_7: i32 = t1_0 + mr3;
+    let t1_8: f32 = in0[t1_7];
+    let t1_9: i32 = t1_0 + mr4;
+    let t1_10: f32 = in0[t1_9];
+    let t1_11: i32 = t1_0 + mr5;
+    let t1_12: f32 = in0[t1_11];
+    let t1_13: i32 = t1_0 + mr6;
+    let t1_14: f32 = in0[t1_13];
+    let t1_15: i32 = t1_0 + mr7;
+    let t1_16: f32 = in0[t1_15];
+    let t1_17: i32 = ku1 * 10i;
+    let t1_18: i32 = t1_17 + nc0;
+    let t1_19: f32 = in1[t1_18];
+    let t1_20: i32 = t1_17 + nc1;
+    let t1_21: f32 = in1[t1_20];
+    let t1_22: i32 = t1_17 + nc2;
+    let t1_23: f32 = in1[t1_22];
+    let t1_24: i32 = t1_17 + nc3;
+    let t1_25: f32 = in1[t1_24];
+    let t1_26: i32 = t1_17 + nc4;
+    let t1_27: f32 = in1[t1_26];
+    let t1_28: i32 = t1_17 + nc5;
+    let t1_29: f32 = in1[t1_28];
+    let t1_30: i32 = t1_17 + nc6;
+    let t1_31: f32 = in1[t1_30];
+    let t1_32: i32 = t1_17 + nc7;
+    let t1_33: f32 = in1[t1_32];
+    c0_0 = fma(t1_2, t1_19, c0_0);
+    c0_1 = fma(t1_2, t1_21, c0_1);
+    c0_2 = fma(t1_2, t1_23, c0_2);
+    c0_3 = fma(t1_2, t1_25, c0_3);
+    c0_4 = fma(t1_2, t1_27, c0_4);
+    c0_5 = fma(t1_2, t1_29, c0_5);
+    c0_6 = fma(t1_2, t1_31, c0_6);
+    c0_7 = fma(t1_2, t1_33, c0_7);
+    c1_0 = fma(t1_4, t1_19, c1_0);
+    c1_1 = fma(t1_4, t1_21, c1_1);
+    c1_2 = fma(t1_4, t1_23, c1_2);
+    c1_3 = fma(t1_4, t1_25, c1_3);
+    c1_4 = fma(t1_4, t1_27, c1_4);
+    c1_5 = fma(t1_4, t1_29, c1_5);
+    c1_6 = fma(t1_4, t1_31, c1_6);
+    c1_7 = fma(t1_4, t1_33, c1_7);
+    c2_0 = fma(t1_6, t1_19, c2_0);
+    c2_1 = fma(t1_6, t1_21, c2_1);
+    c2_2 = fma(t1_6, t1_23, c2_2);
+    c2_3 = fma(t1_6, t1_25, c2_3);
+    c2_4 = fma(t1_6, t1_27, c2_4);
+    c2_5 = fma(t1_6, t1_29, c2_5);
+    c2_6 = fma(t1_6, t1_31, c2_6);
+    c2_7 = fma(t1_6, t1_33, c2_7);
+    c3_0 = fma(t1_8, t1_19, c3_0);
+    c3_1 = fma(t1_8, t1_21, c3_1);
+    c3_2 = fma(t1_8, t1_23, c3_2);
+    c3_3 = fma(t1_8, t1_25, c3_3);
+    c3_4 = fma(t1_8, t1_27, c3_4);
+    c3_5 = fma(t1_8, t1_29, c3_5);
+    c3_6 = fma(t1_8, t1_31, c3_6);
+    c3_7 = fma(t1_8, t1_33, c3_7);
+    c4_0 = fma(t1_10, t1_19, c4_0);
+    c4_1 = fma(t1_10, t1_21, c4_1);
+    c4_2 = fma(t1_10, t1_23, c4_2);
+    c4_3 = fma(t1_10, t1_25, c4_3);
+    c4_4 = fma(t1_10, t1_27, c4_4);
+    c4_5 = fma(t1_10, t1_29, c4_5);
+    c4_6 = fma(t1_10, t1_31, c4_6);
+    c4_7 = fma(t1_10, t1_33, c4_7);
+    c5_0 = fma(t1_12, t1_19, c5_0);
+    c5_1 = fma(t1_12, t1_21, c5_1);
+    c5_2 = fma(t1_12, t1_23, c5_2);
+    c5_3 = fma(t1_12, t1_25, c5_3);
+    c5_4 = fma(t1_12, t1_27, c5_4);
+    c5_5 = fma(t1_12, t1_29, c5_5);
+    c5_6 = fma(t1_12, t1_31, c5_6);
+    c5_7 = fma(t1_12, t1_33, c5_7);
+    c6_0 = fma(t1_14, t1_19, c6_0);
+    c6_1 = fma(t1_14, t1_21, c6_1);
+    c6_2 = fma(t1_14, t1_23, c6_2);
+    c6_3 = fma(t1_14, t1_25, c6_3);
+    c6_4 = fma(t1_14, t1_27, c6_4);
+    c6_5 = fma(t1_14, t1_29, c6_5);
+    c6_6 = fma(t1_14, t1_31, c6_6);
+    c6_7 = fma(t1_14, t1_33, c6_7);
+    c7_0 = fma(t1_16, t1_19, c7_0);
+    c7_1 = fma(t1_16, t1_21, c7_1);
+    c7_2 = fma(t1_16, t1_23, c7_2);
+    c7_3 = fma(t1_16, t1_25, c7_3);
+    c7_4 = fma(t1_16, t1_27, c7_4);
+    c7_5 = fma(t1_16, t1_29, c7_5);
+    c7_6 = fma(t1_16, t1_31, c7_6);
+    c7_7 = fma(t1_16, t1_33, c7_7);
+    let ku2 = kb + 2i;
+    let t2_0: i32 = ku2 * 84i;
+    let t2_1: i32 = t2_0 + mr0;
+    let t2_2: f32 = in0[t2_1];
+    let t2_3: i32 = t2_0 + mr1;
+    let t2_4: f32 = in0[t2_3];
+    let t2_5: i32 = t2_0 + mr2;
+    let t2_6: f32 = in0[t2_5];
+    let t2_7: i32 = t2_0 + mr3;
+    let t2_8: f32 = in0[t2_7];
+    let t2_9: i32 = t2_0 + mr4;
+    let t2_10: f32 = in0[t2_9];
+    let t2_11: i32 = t2_0 + mr5;
+    let t2_12: f32 = in0[t2_11];
+    let t2_13: i32 = t2_0 + mr6;
+    let t2_14: f32 = in0[t2_13];
+    let t2_15: i32 = t2_0 + mr7;
+    let t2_16: f32 = in0[t2_15];
+    let t2_17: i32 = ku2 * 10i;
+    let t2_18: i32 = t2_17 + nc0;
+    let t2_19: f32 = in1[t2_18];
+    let t2_20: i32 = t2_17 + nc1;
+    let t2_21: f32 = in1[t2_20];
+    let t2_22: i32 = t2_17 + nc2;
+    let t2_23: f32 = in1[t2_22];
+    let t2_24: i32 = t2_17 + nc3;
+    let t2_25: f32 = in1[t2_24];
+    let t2_26: i32 = t2_17 + nc4;
+    let t2_27: f32 = in1[t2_26];
+    let t2_28: i32 = t2_17 + nc5;
+    let t2_29: f32 = in1[t2_28];
+    let t2_30: i32 = t2_17 + nc6;
+    let t2_31: f32 = in1[t2_30];
+    let t2_32: i32 = t2_17 + nc7;
+    let t2_33: f32 = in1[t2_32];
+    c0_0 = fma(t2_2, t2_19, c0_0);
+    c0_1 = fma(t2_2, t2_21, c0_1);
+    c0_2 = fma(t2_2, t2_23, c0_2);
+    c0_3 = fma(t2_2, t2_25, c0_3);
+    c0_4 = fma(t2_2, t2_27, c0_4);
+    c0_5 = fma(t2_2, t2_29, c0_5);
+    c0_6 = fma(t2_2, t2_31, c0_6);
+    c0_7 = fma(t2_2, t2_33, c0_7);
+    c1_0 = fma(t2_4, t2_19, c1_0);
+    c1_1 = fma(t2_4, t2_21, c1_1);
+    c1_2 = fma(t2_4, t2_23, c1_2);
+    c1_3 = fma(t2_4, t2_25, c1_3);
+    c1_4 = fma(t2_4, t2_27, c1_4);
+    c1_5 = fma(t2_4, t2_29, c1_5);
+    c1_6 = fma(t2_4, t2_31, c1_6);
+    c1_7 = fma(t2_4, t2_33, c1_7);
+    c2_0 = fma(t2_6, t2_19, c2_0);
+    c2_1 = fma(t2_6, t2_21, c2_1);
+    c2_2 = fma(t2_6, t2_23, c2_2);
+    c2_3 = fma(t2_6, t2_25, c2_3);
+    c2_4 = fma(t2_6, t2_27, c2_4);
+    c2_5 = fma(t2_6, t2_29, c2_5);
+    c2_6 = fma(t2_6, t2_31, c2_6);
+    c2_7 = fma(t2_6, t2_33, c2_7);
+    c3_0 = fma(t2_8, t2_19, c3_0);
+    c3_1 = fma(t2_8, t2_21, c3_1);
+    c3_2 = fma(t2_8, t2_23, c3_2);
+    c3_3 = fma(t2_8, t2_25, c3_3);
+    c3_4 = fma(t2_8, t2_27, c3_4);
+    c3_5 = fma(t2_8, t2_29, c3_5);
+    c3_6 = fma(t2_8, t2_31, c3_6);
+    c3_7 = fma(t2_8, t2_33, c3_7);
+    c4_0 = fma(t2_10, t2_19, c4_0);
+    c4_1 = fma(t2_10, t2_21, c4_1);
+    c4_2 = fma(t2_10, t2_23, c4_2);
+    c4_3 = fma(t2_10, t2_25, c4_3);
+    c4_4 = fma(t2_10, t2_27, c4_4);
+    c4_5 = fma(t2_10, t2_29, c4_5);
+    c4_6 = fma(t2_10, t2_31, c4_6);
+    c4_7 = fma(t2_10, t2_33, c4_7);
+    c5_0 = fma(t2_12, t2_19, c5_0);
+    c5_1 = fma(t2_12, t2_21, c5_1);
+    c5_2 = fma(t2_12, t2_23, c5_2);
+    c5_3 = fma(t2_12, t2_25, c5_3);
+    c5_4 = fma(t2_12, t2_27, c5_4);
+    c5_5 = fma(t2_12, t2_29, c5_5);
+    c5_6 = fma(t2_12, t2_31, c5_6);
+    c5_7 = fma(t2_12, t2_33, c5_7);
+    c6_0 = fma(t2_14, t2_19, c6_0);
+    c6_1 = fma(t2_14, t2_21, c6_1);
+    c6_2 = fma(t2_14, t2_23, c6_2);
+    c6_3 = fma(t2_14, t2_25, c6_3);
+    c6_4 = fma(t2_14, t2_27, c6_4);
+    c6_5 = fma(t2_14, t2_29, c6_5);
+    c6_6 = fma(t2_14, t2_31, c6_6);
+    c6_7 = fma(t2_14, t2_33, c6_7);
+    c7_0 = fma(t2_16, t2_19, c7_0);
+    c7_1 = fma(t2_16, t2_21, c7_1);
+    c7_2 = fma(t2_16, t2_23, c7_2);
+    c7_3 = fma(t2_16, t2_25, c7_3);
+    c7_4 = fma(t2_16, t2_27, c7_4);
+    c7_5 = fma(t2_16, t2_29, c7_5);
+    c7_6 = fma(t2_16, t2_31, c7_6);
+    c7_7 = fma(t2_16, t2_33, c7_7);
+    let ku3 = kb + 3i;
+    let t3_0: i32 = ku3 * 84i;
+    let t3_1: i32 = t3_0 + mr0;
+    let t3_2: f32 = in0[t3_1];
+    let t3_3: i32 = t3_0 + mr1;
+    let t3_4: f32 = in0[t3_3];
+    let t3_5: i32 = t3_0 + mr2;
+    let t3_6: f32 = in0[t3_5];
+    let t3_7: i32 = t3_0 + mr3;
+    let t3_8: f32 = in0[t3_7];
+    let t3_9: i32 = t3_0 + mr4;
+    let t3_10: f32 = in0[t3_9];
+    let t3_11: i32 = t3_0 + mr5;
+    let t3_12: f32 = in0[t3_11];
+    let t3_13: i32 = t3_0 + mr6;
+    let t3_14: f32 = in0[t3_13];
+    let t3_15: i32 = t3_0 + mr7;
+    let t3_16: f32 = in0[t3_15];
+    let t3_17: i32 = ku3 * 10i;
+    let t3_18: i32 = t3_17 + nc0;
+    let t3_19: f32 = in1[t3_18];
+    let t3_20: i32 = t3_17 + nc1;
+    let t3_21: f32 = in1[t3_20];
+    let t3_22: i32 = t3_17 + nc2;
+    let t3_23: f32 = in1[t3_22];
+    let t3_24: i32 = t3_17 + nc3;
+    let t3_25: f32 = in1[t3_24];
+    let t3_26: i32 = t3_17 + nc4;
+    let t3_27: f32 = in1[t3_26];
+    let t3_28: i32 = t3_17 + nc5;
+    let t3_29: f32 = in1[t3_28];
+    let t3_30: i32 = t3_17 + nc6;
+    let t3_31: f32 = in1[t3_30];
+    let t3_32: i32 = t3_17 + nc7;
+    let t3_33: f32 = in1[t3_32];
+    c0_0 = fma(t3_2, t3_19, c0_0);
+    c0_1 = fma(t3_2, t3_21, c0_1);
+    c0_2 = fma(t3_2, t3_23, c0_2);
+    c0_3 = fma(t3_2, t3_25, c0_3);
+    c0_4 = fma(t3_2, t3_27, c0_4);
+    c0_5 = fma(t3_2, t3_29, c0_5);
+    c0_6 = fma(t3_2, t3_31, c0_6);
+    c0_7 = fma(t3_2, t3_33, c0_7);
+    c1_0 = fma(t3_4, t3_19, c1_0);
+    c1_1 = fma(t3_4, t3_21, c1_1);
+    c1_2 = fma(t3_4, t3_23, c1_2);
+    c1_3 = fma(t3_4, t3_25, c1_3);
+    c1_4 = fma(t3_4, t3_27, c1_4);
+    c1_5 = fma(t3_4, t3_29, c1_5);
+    c1_6 = fma(t3_4, t3_31, c1_6);
+    c1_7 = fma(t3_4, t3_33, c1_7);
+    c2_0 = fma(t3_6, t3_19, c2_0);
+    c2_1 = fma(t3_6, t3_21, c2_1);
+    c2_2 = fma(t3_6, t3_23, c2_2);
+    c2_3 = fma(t3_6, t3_25, c2_3);
+    c2_4 = fma(t3_6, t3_27, c2_4);
+    c2_5 = fma(t3_6, t3_29, c2_5);
+    c2_6 = fma(t3_6, t3_31, c2_6);
+    c2_7 = fma(t3_6, t3_33, c2_7);
+    c3_0 = fma(t3_8, t3_19, c3_0);
+    c3_1 = fma(t3_8, t3_21, c3_1);
+    c3_2 = fma(t3_8, t3_23, c3_2);
+    c3_3 = fma(t3_8, t3_25, c3_3);
+    c3_4 = fma(t3_8, t3_27, c3_4);
+    c3_5 = fma(t3_8, t3_29, c3_5);
+    c3_6 = fma(t3_8, t3_31, c3_6);
+    c3_7 = fma(t3_8, t3_33, c3_7);
+    c4_0 = fma(t3_10, t3_19, c4_0);
+    c4_1 = fma(t3_10, t3_21, c4_1);
+    c4_2 = fma(t3_10, t3_23, c4_2);
+    c4_3 = fma(t3_10, t3_25, c4_3);
+    c4_4 = fma(t3_10, t3_27, c4_4);
+    c4_5 = fma(t3_10, t3_29, c4_5);
+    c4_6 = fma(t3_10, t3_31, c4_6);
+    c4_7 = fma(t3_10, t3_33, c4_7);
+    c5_0 = fma(t3_12, t3_19, c5_0);
+    c5_1 = fma(t3_12, t3_21, c5_1);
+    c5_2 = fma(t3_12, t3_23, c5_2);
+    c5_3 = fma(t3_12, t3_25, c5_3);
+    c5_4 = fma(t3_12, t3_27, c5_4);
+    c5_5 = fma(t3_12, t3_29, c5_5);
+    c5_6 = fma(t3_12, t3_31, c5_6);
+    c5_7 = fma(t3_12, t3_33, c5_7);
+    c6_0 = fma(t3_14, t3_19, c6_0);
+    c6_1 = fma(t3_14, t3_21, c6_1);
+    c6_2 = fma(t3_14, t3_23, c6_2);
+    c6_3 = fma(t3_14, t3_25, c6_3);
+    c6_4 = fma(t3_14, t3_27, c6_4);
+    c6_5 = fma(t3_14, t3_29, c6_5);
+    c6_6 = fma(t3_14, t3_31, c6_6);
+    c6_7 = fma(t3_14, t3_33, c6_7);
+    c7_0 = fma(t3_16, t3_19, c7_0);
+    c7_1 = fma(t3_16, t3_21, c7_1);
+    c7_2 = fma(t3_16, t3_23, c7_2);
+    c7_3 = fma(t3_16, t3_25, c7_3);
+    c7_4 = fma(t3_16, t3_27, c7_4);
+    c7_5 = fma(t3_16, t3_29, c7_5);
+    c7_6 = fma(t3_16, t3_31, c7_6);
+    c7_7 = fma(t3_16, t3_33, c7_7);
   }
-  let base = bz * 840i;
   if (m0 + 0i < 84i) {
     if (n0 + 0i < 10i) {
        {
-        let at = base + (m0 + 0i) * 10i + n0 + 0i;
-        let v0 = fin(c00, m0 + 0i, n0 + 0i);
+        let at = dst(m0 + 0i, n0 + 0i);
+        let v0 = fin(c0_0, m0 + 0i, n0 + 0i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 0i, n0 + 0i);
         out1[at] = v1;
@@ -210,8 +557,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 1i < 10i) {
        {
-        let at = base + (m0 + 0i) * 10i + n0 + 1i;
-        let v0 = fin(c01, m0 + 0i, n0 + 1i);
+        let at = dst(m0 + 0i, n0 + 1i);
+        let v0 = fin(c0_1, m0 + 0i, n0 + 1i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 0i, n0 + 1i);
         out1[at] = v1;
@@ -223,8 +570,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 2i < 10i) {
        {
-        let at = base + (m0 + 0i) * 10i + n0 + 2i;
-        let v0 = fin(c02, m0 + 0i, n0 + 2i);
+        let at = dst(m0 + 0i, n0 + 2i);
+        let v0 = fin(c0_2, m0 + 0i, n0 + 2i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 0i, n0 + 2i);
         out1[at] = v1;
@@ -236,8 +583,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 3i < 10i) {
        {
-        let at = base + (m0 + 0i) * 10i + n0 + 3i;
-        let v0 = fin(c03, m0 + 0i, n0 + 3i);
+        let at = dst(m0 + 0i, n0 + 3i);
+        let v0 = fin(c0_3, m0 + 0i, n0 + 3i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 0i, n0 + 3i);
         out1[at] = v1;
@@ -247,12 +594,64 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out3[at] = v3;
       }
     }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 0i, n0 + 4i);
+        let v0 = fin(c0_4, m0 + 0i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 0i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 0i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 0i, n0 + 5i);
+        let v0 = fin(c0_5, m0 + 0i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 0i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 0i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 0i, n0 + 6i);
+        let v0 = fin(c0_6, m0 + 0i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 0i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 0i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 0i, n0 + 7i);
+        let v0 = fin(c0_7, m0 + 0i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 0i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 0i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 0i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
   }
   if (m0 + 1i < 84i) {
     if (n0 + 0i < 10i) {
        {
-        let at = base + (m0 + 1i) * 10i + n0 + 0i;
-        let v0 = fin(c10, m0 + 1i, n0 + 0i);
+        let at = dst(m0 + 1i, n0 + 0i);
+        let v0 = fin(c1_0, m0 + 1i, n0 + 0i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 1i, n0 + 0i);
         out1[at] = v1;
@@ -264,8 +663,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 1i < 10i) {
        {
-        let at = base + (m0 + 1i) * 10i + n0 + 1i;
-        let v0 = fin(c11, m0 + 1i, n0 + 1i);
+        let at = dst(m0 + 1i, n0 + 1i);
+        let v0 = fin(c1_1, m0 + 1i, n0 + 1i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 1i, n0 + 1i);
         out1[at] = v1;
@@ -277,8 +676,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 2i < 10i) {
        {
-        let at = base + (m0 + 1i) * 10i + n0 + 2i;
-        let v0 = fin(c12, m0 + 1i, n0 + 2i);
+        let at = dst(m0 + 1i, n0 + 2i);
+        let v0 = fin(c1_2, m0 + 1i, n0 + 2i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 1i, n0 + 2i);
         out1[at] = v1;
@@ -290,8 +689,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 3i < 10i) {
        {
-        let at = base + (m0 + 1i) * 10i + n0 + 3i;
-        let v0 = fin(c13, m0 + 1i, n0 + 3i);
+        let at = dst(m0 + 1i, n0 + 3i);
+        let v0 = fin(c1_3, m0 + 1i, n0 + 3i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 1i, n0 + 3i);
         out1[at] = v1;
@@ -301,12 +700,64 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out3[at] = v3;
       }
     }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 1i, n0 + 4i);
+        let v0 = fin(c1_4, m0 + 1i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 1i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 1i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 1i, n0 + 5i);
+        let v0 = fin(c1_5, m0 + 1i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 1i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 1i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 1i, n0 + 6i);
+        let v0 = fin(c1_6, m0 + 1i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 1i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 1i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 1i, n0 + 7i);
+        let v0 = fin(c1_7, m0 + 1i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 1i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 1i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 1i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
   }
   if (m0 + 2i < 84i) {
     if (n0 + 0i < 10i) {
        {
-        let at = base + (m0 + 2i) * 10i + n0 + 0i;
-        let v0 = fin(c20, m0 + 2i, n0 + 0i);
+        let at = dst(m0 + 2i, n0 + 0i);
+        let v0 = fin(c2_0, m0 + 2i, n0 + 0i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 2i, n0 + 0i);
         out1[at] = v1;
@@ -318,8 +769,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 1i < 10i) {
        {
-        let at = base + (m0 + 2i) * 10i + n0 + 1i;
-        let v0 = fin(c21, m0 + 2i, n0 + 1i);
+        let at = dst(m0 + 2i, n0 + 1i);
+        let v0 = fin(c2_1, m0 + 2i, n0 + 1i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 2i, n0 + 1i);
         out1[at] = v1;
@@ -331,8 +782,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 2i < 10i) {
        {
-        let at = base + (m0 + 2i) * 10i + n0 + 2i;
-        let v0 = fin(c22, m0 + 2i, n0 + 2i);
+        let at = dst(m0 + 2i, n0 + 2i);
+        let v0 = fin(c2_2, m0 + 2i, n0 + 2i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 2i, n0 + 2i);
         out1[at] = v1;
@@ -344,8 +795,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 3i < 10i) {
        {
-        let at = base + (m0 + 2i) * 10i + n0 + 3i;
-        let v0 = fin(c23, m0 + 2i, n0 + 3i);
+        let at = dst(m0 + 2i, n0 + 3i);
+        let v0 = fin(c2_3, m0 + 2i, n0 + 3i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 2i, n0 + 3i);
         out1[at] = v1;
@@ -355,12 +806,64 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         out3[at] = v3;
       }
     }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 2i, n0 + 4i);
+        let v0 = fin(c2_4, m0 + 2i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 2i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 2i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 2i, n0 + 5i);
+        let v0 = fin(c2_5, m0 + 2i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 2i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 2i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 2i, n0 + 6i);
+        let v0 = fin(c2_6, m0 + 2i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 2i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 2i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 2i, n0 + 7i);
+        let v0 = fin(c2_7, m0 + 2i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 2i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 2i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 2i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
   }
   if (m0 + 3i < 84i) {
     if (n0 + 0i < 10i) {
        {
-        let at = base + (m0 + 3i) * 10i + n0 + 0i;
-        let v0 = fin(c30, m0 + 3i, n0 + 0i);
+        let at = dst(m0 + 3i, n0 + 0i);
+        let v0 = fin(c3_0, m0 + 3i, n0 + 0i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 3i, n0 + 0i);
         out1[at] = v1;
@@ -372,8 +875,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 1i < 10i) {
        {
-        let at = base + (m0 + 3i) * 10i + n0 + 1i;
-        let v0 = fin(c31, m0 + 3i, n0 + 1i);
+        let at = dst(m0 + 3i, n0 + 1i);
+        let v0 = fin(c3_1, m0 + 3i, n0 + 1i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 3i, n0 + 1i);
         out1[at] = v1;
@@ -385,8 +888,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 2i < 10i) {
        {
-        let at = base + (m0 + 3i) * 10i + n0 + 2i;
-        let v0 = fin(c32, m0 + 3i, n0 + 2i);
+        let at = dst(m0 + 3i, n0 + 2i);
+        let v0 = fin(c3_2, m0 + 3i, n0 + 2i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 3i, n0 + 2i);
         out1[at] = v1;
@@ -398,14 +901,490 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     if (n0 + 3i < 10i) {
        {
-        let at = base + (m0 + 3i) * 10i + n0 + 3i;
-        let v0 = fin(c33, m0 + 3i, n0 + 3i);
+        let at = dst(m0 + 3i, n0 + 3i);
+        let v0 = fin(c3_3, m0 + 3i, n0 + 3i);
         out[at] = v0;
         let v1 = x1(v0, m0 + 3i, n0 + 3i);
         out1[at] = v1;
         let v2 = x2(v0, v1, m0 + 3i, n0 + 3i);
         out2[at] = v2;
         let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 3i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 3i, n0 + 4i);
+        let v0 = fin(c3_4, m0 + 3i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 3i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 3i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 3i, n0 + 5i);
+        let v0 = fin(c3_5, m0 + 3i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 3i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 3i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 3i, n0 + 6i);
+        let v0 = fin(c3_6, m0 + 3i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 3i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 3i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 3i, n0 + 7i);
+        let v0 = fin(c3_7, m0 + 3i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 3i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 3i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 3i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
+  }
+  if (m0 + 4i < 84i) {
+    if (n0 + 0i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 0i);
+        let v0 = fin(c4_0, m0 + 4i, n0 + 0i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 0i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 0i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 0i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 1i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 1i);
+        let v0 = fin(c4_1, m0 + 4i, n0 + 1i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 1i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 1i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 1i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 2i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 2i);
+        let v0 = fin(c4_2, m0 + 4i, n0 + 2i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 2i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 2i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 2i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 3i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 3i);
+        let v0 = fin(c4_3, m0 + 4i, n0 + 3i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 3i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 3i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 3i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 4i);
+        let v0 = fin(c4_4, m0 + 4i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 5i);
+        let v0 = fin(c4_5, m0 + 4i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 6i);
+        let v0 = fin(c4_6, m0 + 4i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 4i, n0 + 7i);
+        let v0 = fin(c4_7, m0 + 4i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 4i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 4i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 4i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
+  }
+  if (m0 + 5i < 84i) {
+    if (n0 + 0i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 0i);
+        let v0 = fin(c5_0, m0 + 5i, n0 + 0i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 0i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 0i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 0i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 1i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 1i);
+        let v0 = fin(c5_1, m0 + 5i, n0 + 1i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 1i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 1i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 1i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 2i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 2i);
+        let v0 = fin(c5_2, m0 + 5i, n0 + 2i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 2i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 2i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 2i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 3i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 3i);
+        let v0 = fin(c5_3, m0 + 5i, n0 + 3i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 3i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 3i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 3i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 4i);
+        let v0 = fin(c5_4, m0 + 5i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 5i);
+        let v0 = fin(c5_5, m0 + 5i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 6i);
+        let v0 = fin(c5_6, m0 + 5i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 5i, n0 + 7i);
+        let v0 = fin(c5_7, m0 + 5i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 5i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 5i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 5i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
+  }
+  if (m0 + 6i < 84i) {
+    if (n0 + 0i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 0i);
+        let v0 = fin(c6_0, m0 + 6i, n0 + 0i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 0i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 0i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 0i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 1i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 1i);
+        let v0 = fin(c6_1, m0 + 6i, n0 + 1i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 1i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 1i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 1i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 2i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 2i);
+        let v0 = fin(c6_2, m0 + 6i, n0 + 2i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 2i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 2i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 2i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 3i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 3i);
+        let v0 = fin(c6_3, m0 + 6i, n0 + 3i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 3i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 3i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 3i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 4i);
+        let v0 = fin(c6_4, m0 + 6i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 5i);
+        let v0 = fin(c6_5, m0 + 6i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 6i);
+        let v0 = fin(c6_6, m0 + 6i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 6i, n0 + 7i);
+        let v0 = fin(c6_7, m0 + 6i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 6i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 6i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 6i, n0 + 7i);
+        out3[at] = v3;
+      }
+    }
+  }
+  if (m0 + 7i < 84i) {
+    if (n0 + 0i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 0i);
+        let v0 = fin(c7_0, m0 + 7i, n0 + 0i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 0i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 0i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 0i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 1i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 1i);
+        let v0 = fin(c7_1, m0 + 7i, n0 + 1i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 1i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 1i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 1i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 2i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 2i);
+        let v0 = fin(c7_2, m0 + 7i, n0 + 2i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 2i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 2i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 2i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 3i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 3i);
+        let v0 = fin(c7_3, m0 + 7i, n0 + 3i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 3i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 3i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 3i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 4i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 4i);
+        let v0 = fin(c7_4, m0 + 7i, n0 + 4i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 4i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 4i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 4i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 5i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 5i);
+        let v0 = fin(c7_5, m0 + 7i, n0 + 5i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 5i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 5i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 5i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 6i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 6i);
+        let v0 = fin(c7_6, m0 + 7i, n0 + 6i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 6i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 6i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 6i);
+        out3[at] = v3;
+      }
+    }
+    if (n0 + 7i < 10i) {
+       {
+        let at = dst(m0 + 7i, n0 + 7i);
+        let v0 = fin(c7_7, m0 + 7i, n0 + 7i);
+        out[at] = v0;
+        let v1 = x1(v0, m0 + 7i, n0 + 7i);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, m0 + 7i, n0 + 7i);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, m0 + 7i, n0 + 7i);
         out3[at] = v3;
       }
     }

@@ -12,7 +12,7 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t3: i32 = t2 + o3;
   let t4: i32 = t1 + t3;
   let t5: i32 = t0 + t4;
-  let t6: i32 = select(t5 / 400i, 0i, 400i == 0i);
+  let t6: i32 = t5 / 400i;
   let t7: i32 = t6 * 400i;
   let t8: i32 = t5 % 400i;
   let t9: i32 = t7 + t8;
@@ -27,12 +27,12 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (i >= 25600) { return; }
-  let ot0_0: i32 = select(i / 400i, 0i, 400i == 0i);
+  let ot0_0: i32 = i / 400i;
   let o0: i32 = ot0_0;
-  let ot1_0: i32 = select(i / 25i, 0i, 25i == 0i);
+  let ot1_0: i32 = i / 25i;
   let ot1_1: i32 = ot1_0 % 16i;
   let o1: i32 = ot1_1;
-  let ot2_0: i32 = select(i / 5i, 0i, 5i == 0i);
+  let ot2_0: i32 = i / 5i;
   let ot2_1: i32 = ot2_0 % 5i;
   let o2: i32 = ot2_1;
   let ot3_0: i32 = i % 5i;

@@ -16,12 +16,12 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t4: i32 = min(t3, 15i);
   let t5: i32 = t4 * 25i;
   let t6: i32 = o2 - 1i;
-  let t7: i32 = select(t6 / 2i, 0i, 2i == 0i);
+  let t7: i32 = t6 / 2i;
   let t8: i32 = max(t7, 0i);
   let t9: i32 = min(t8, 4i);
   let t10: i32 = t9 * 5i;
   let t11: i32 = o3 - 1i;
-  let t12: i32 = select(t11 / 2i, 0i, 2i == 0i);
+  let t12: i32 = t11 / 2i;
   let t13: i32 = max(t12, 0i);
   let t14: i32 = min(t13, 4i);
   let t15: i32 = t10 + t14;
@@ -50,7 +50,7 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t38: bool = t37 == 0i;
   let t39: bool = t36 && t38;
   let t40: f32 = select(0.0, t18, t39);
-  let t41: i32 = select(o3 / 2i, 0i, 2i == 0i);
+  let t41: i32 = o3 / 2i;
   let t42: i32 = max(t41, 0i);
   let t43: i32 = min(t42, 4i);
   let t44: i32 = t10 + t43;
@@ -66,7 +66,7 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t54: bool = t51 && t53;
   let t55: f32 = select(0.0, t47, t54);
   let t56: f32 = t40 + t55;
-  let t57: i32 = select(o2 / 2i, 0i, 2i == 0i);
+  let t57: i32 = o2 / 2i;
   let t58: i32 = max(t57, 0i);
   let t59: i32 = min(t58, 4i);
   let t60: i32 = t59 * 5i;
@@ -111,12 +111,12 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (i >= 102400) { return; }
-  let ot0_0: i32 = select(i / 1600i, 0i, 1600i == 0i);
+  let ot0_0: i32 = i / 1600i;
   let o0: i32 = ot0_0;
-  let ot1_0: i32 = select(i / 100i, 0i, 100i == 0i);
+  let ot1_0: i32 = i / 100i;
   let ot1_1: i32 = ot1_0 % 16i;
   let o1: i32 = ot1_1;
-  let ot2_0: i32 = select(i / 10i, 0i, 10i == 0i);
+  let ot2_0: i32 = i / 10i;
   let ot2_1: i32 = ot2_0 % 10i;
   let o2: i32 = ot2_1;
   let ot3_0: i32 = i % 10i;

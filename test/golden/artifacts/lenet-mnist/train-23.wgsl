@@ -70,9 +70,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: f32 = 0.0;
   let end = min(6400i, (g + 1i) * 6400i);
   for (var s = g * 6400i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = select(s / 100i, 0i, 100i == 0i);
+    let rt0_0: i32 = s / 100i;
     let r0: i32 = rt0_0;
-    let rt1_0: i32 = select(s / 10i, 0i, 10i == 0i);
+    let rt1_0: i32 = s / 10i;
     let rt1_1: i32 = rt1_0 % 10i;
     let r1: i32 = rt1_1;
     let rt2_0: i32 = s % 10i;

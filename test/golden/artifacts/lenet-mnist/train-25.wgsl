@@ -29,7 +29,7 @@ fn value(o0: i32, o1: i32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (i >= 48000) { return; }
-  let ot0_0: i32 = select(i / 120i, 0i, 120i == 0i);
+  let ot0_0: i32 = i / 120i;
   let o0: i32 = ot0_0;
   let ot1_0: i32 = i % 120i;
   let o1: i32 = ot1_0;

@@ -6,127 +6,1350 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = r0 * 1176i;
-  let t1: i32 = o1 * 196i;
-  let t2: i32 = r1 + o2;
-  let t3: i32 = max(t2, 0i);
-  let t4: i32 = min(t3, 13i);
-  let t5: i32 = t4 * 14i;
-  let t6: i32 = r2 + o3;
-  let t7: i32 = max(t6, 0i);
-  let t8: i32 = min(t7, 13i);
-  let t9: i32 = t5 + t8;
-  let t10: i32 = t1 + t9;
-  let t11: i32 = t0 + t10;
-  let t12: f32 = in0[t11];
-  let t13: i32 = r0 * 1600i;
-  let t14: i32 = o0 * 100i;
-  let t15: i32 = r1 * 10i;
-  let t16: i32 = t15 + r2;
-  let t17: i32 = t14 + t16;
-  let t18: i32 = t13 + t17;
-  let t19: f32 = in1[t18];
-  let t20: f32 = t12 * t19;
-  let t21: bool = t2 >= 0i;
-  let t22: bool = t2 < 14i;
-  let t23: bool = t21 && t22;
-  let t24: bool = t6 >= 0i;
-  let t25: bool = t6 < 14i;
-  let t26: bool = t24 && t25;
-  let t27: bool = t23 && t26;
-  let t28: f32 = select(0.0, t20, t27);
-  return t28;
-}
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 150i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = o2 * 5i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
-  let t6: f32 = out1[t5];
-  let t7: f32 = 0.8999999761581421 * t6;
-  let t8: f32 = 0.10000000149011612 * v0;
-  let t9: f32 = t7 + t8;
-  return t9;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 150i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = o2 * 5i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
-  let t6: f32 = out2[t5];
-  let t7: f32 = 0.9990000128746033 * t6;
-  let t8: f32 = v0 * v0;
-  let t9: f32 = 0.0010000000474974513 * t8;
-  let t10: f32 = t7 + t9;
-  return t10;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 150i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = o2 * 5i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
-  let t6: f32 = out3[t5];
-  let t7: f32 = in2[0i];
-  let t8: f32 = v1 / t7;
-  let t9: f32 = in3[0i];
-  let t10: f32 = v2 / t9;
-  let t11: f32 = sqrt(t10);
-  let t12: f32 = t11 + 9.99999993922529e-9;
-  let t13: f32 = t8 / t12;
-  let t14: f32 = 0.0010000000474974513 * t13;
-  let t15: f32 = t6 - t14;
-  return t15;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 2400) { return; }
-  let ot0_0: i32 = select(i / 150i, 0i, 150i == 0i);
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = select(i / 25i, 0i, 25i == 0i);
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = select(i / 5i, 0i, 5i == 0i);
-  let ot2_1: i32 = ot2_0 % 5i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 5i;
-  let o3: i32 = ot3_0;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 10i; r1++) {
-      for (var r2 = 0i; r2 < 10i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
+@compute @workgroup_size(8, 2)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 150i || m0 >= 16i) { return; }
+  let bz = i32(gid.z) / 25i;
+  let ks = i32(gid.z) % 25i;
+  let mr0 = min(m0 + 0i, 15i);
+  let mr1 = min(m0 + 1i, 15i);
+  let mr2 = min(m0 + 2i, 15i);
+  let mr3 = min(m0 + 3i, 15i);
+  let mr4 = min(m0 + 4i, 15i);
+  let mr5 = min(m0 + 5i, 15i);
+  let mr6 = min(m0 + 6i, 15i);
+  let mr7 = min(m0 + 7i, 15i);
+  let nc0 = min(n0 + 0i, 149i);
+  let nc1 = min(n0 + 1i, 149i);
+  let nc2 = min(n0 + 2i, 149i);
+  let nc3 = min(n0 + 3i, 149i);
+  let nc4 = min(n0 + 4i, 149i);
+  let nc5 = min(n0 + 5i, 149i);
+  let nc6 = min(n0 + 6i, 149i);
+  let nc7 = min(n0 + 7i, 149i);
+  let h0: i32 = mr0 * 100i;
+  let h1: i32 = mr1 * 100i;
+  let h2: i32 = mr2 * 100i;
+  let h3: i32 = mr3 * 100i;
+  let h4: i32 = mr4 * 100i;
+  let h5: i32 = mr5 * 100i;
+  let h6: i32 = mr6 * 100i;
+  let h7: i32 = mr7 * 100i;
+  let h8: i32 = nc0 / 5i;
+  let h9: i32 = h8 % 5i;
+  let h10: i32 = nc0 % 5i;
+  let h11: i32 = nc0 / 25i;
+  let h12: i32 = h11 * 196i;
+  let h13: i32 = nc1 / 5i;
+  let h14: i32 = h13 % 5i;
+  let h15: i32 = nc1 % 5i;
+  let h16: i32 = nc1 / 25i;
+  let h17: i32 = h16 * 196i;
+  let h18: i32 = nc2 / 5i;
+  let h19: i32 = h18 % 5i;
+  let h20: i32 = nc2 % 5i;
+  let h21: i32 = nc2 / 25i;
+  let h22: i32 = h21 * 196i;
+  let h23: i32 = nc3 / 5i;
+  let h24: i32 = h23 % 5i;
+  let h25: i32 = nc3 % 5i;
+  let h26: i32 = nc3 / 25i;
+  let h27: i32 = h26 * 196i;
+  let h28: i32 = nc4 / 5i;
+  let h29: i32 = h28 % 5i;
+  let h30: i32 = nc4 % 5i;
+  let h31: i32 = nc4 / 25i;
+  let h32: i32 = h31 * 196i;
+  let h33: i32 = nc5 / 5i;
+  let h34: i32 = h33 % 5i;
+  let h35: i32 = nc5 % 5i;
+  let h36: i32 = nc5 / 25i;
+  let h37: i32 = h36 * 196i;
+  let h38: i32 = nc6 / 5i;
+  let h39: i32 = h38 % 5i;
+  let h40: i32 = nc6 % 5i;
+  let h41: i32 = nc6 / 25i;
+  let h42: i32 = h41 * 196i;
+  let h43: i32 = nc7 / 5i;
+  let h44: i32 = h43 % 5i;
+  let h45: i32 = nc7 % 5i;
+  let h46: i32 = nc7 / 25i;
+  let h47: i32 = h46 * 196i;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c0_2: f32 = 0.0;
+  var c0_3: f32 = 0.0;
+  var c0_4: f32 = 0.0;
+  var c0_5: f32 = 0.0;
+  var c0_6: f32 = 0.0;
+  var c0_7: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c1_2: f32 = 0.0;
+  var c1_3: f32 = 0.0;
+  var c1_4: f32 = 0.0;
+  var c1_5: f32 = 0.0;
+  var c1_6: f32 = 0.0;
+  var c1_7: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c2_2: f32 = 0.0;
+  var c2_3: f32 = 0.0;
+  var c2_4: f32 = 0.0;
+  var c2_5: f32 = 0.0;
+  var c2_6: f32 = 0.0;
+  var c2_7: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  var c3_2: f32 = 0.0;
+  var c3_3: f32 = 0.0;
+  var c3_4: f32 = 0.0;
+  var c3_5: f32 = 0.0;
+  var c3_6: f32 = 0.0;
+  var c3_7: f32 = 0.0;
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c4_4: f32 = 0.0;
+  var c4_5: f32 = 0.0;
+  var c4_6: f32 = 0.0;
+  var c4_7: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c5_4: f32 = 0.0;
+  var c5_5: f32 = 0.0;
+  var c5_6: f32 = 0.0;
+  var c5_7: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c6_4: f32 = 0.0;
+  var c6_5: f32 = 0.0;
+  var c6_6: f32 = 0.0;
+  var c6_7: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  var c7_4: f32 = 0.0;
+  var c7_5: f32 = 0.0;
+  var c7_6: f32 = 0.0;
+  var c7_7: f32 = 0.0;
+  let kbeg = ks * 256i;
+  let kend = min(kbeg + 256i, 6400i);
+  let kmain = kend - (kend - kbeg) % 4i;
+  for (var kb = kbeg; kb < kmain; kb += 4i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 100i;
+    let t0_1: i32 = t0_0 * 1600i;
+    let t0_2: i32 = ku0 / 10i;
+    let t0_3: i32 = t0_2 % 10i;
+    let t0_4: i32 = t0_3 * 10i;
+    let t0_5: i32 = ku0 % 10i;
+    let t0_6: i32 = t0_4 + t0_5;
+    let t0_7: i32 = h0 + t0_6;
+    let t0_8: i32 = t0_1 + t0_7;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = h1 + t0_6;
+    let t0_11: i32 = t0_1 + t0_10;
+    let t0_12: f32 = in0[t0_11];
+    let t0_13: i32 = h2 + t0_6;
+    let t0_14: i32 = t0_1 + t0_13;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = h3 + t0_6;
+    let t0_17: i32 = t0_1 + t0_16;
+    let t0_18: f32 = in0[t0_17];
+    let t0_19: i32 = h4 + t0_6;
+    let t0_20: i32 = t0_1 + t0_19;
+    let t0_21: f32 = in0[t0_20];
+    let t0_22: i32 = h5 + t0_6;
+    let t0_23: i32 = t0_1 + t0_22;
+    let t0_24: f32 = in0[t0_23];
+    let t0_25: i32 = h6 + t0_6;
+    let t0_26: i32 = t0_1 + t0_25;
+    let t0_27: f32 = in0[t0_26];
+    let t0_28: i32 = h7 + t0_6;
+    let t0_29: i32 = t0_1 + t0_28;
+    let t0_30: f32 = in0[t0_29];
+    let t0_31: i32 = t0_0 * 1176i;
+    let t0_32: i32 = t0_3 + h9;
+    let t0_33: i32 = max(t0_32, 0i);
+    let t0_34: i32 = min(t0_33, 13i);
+    let t0_35: i32 = t0_34 * 14i;
+    let t0_36: i32 = t0_5 + h10;
+    let t0_37: i32 = max(t0_36, 0i);
+    let t0_38: i32 = min(t0_37, 13i);
+    let t0_39: i32 = t0_35 + t0_38;
+    let t0_40: i32 = h12 + t0_39;
+    let t0_41: i32 = t0_31 + t0_40;
+    let t0_42: f32 = in1[t0_41];
+    let t0_43: bool = t0_32 >= 0i;
+    let t0_44: bool = t0_32 < 14i;
+    let t0_45: bool = t0_43 && t0_44;
+    let t0_46: bool = t0_36 >= 0i;
+    let t0_47: bool = t0_36 < 14i;
+    let t0_48: bool = t0_46 && t0_47;
+    let t0_49: bool = t0_45 && t0_48;
+    let t0_50: f32 = select(0.0, t0_42, t0_49);
+    let t0_51: i32 = t0_3 + h14;
+    let t0_52: i32 = max(t0_51, 0i);
+    let t0_53: i32 = min(t0_52, 13i);
+    let t0_54: i32 = t0_53 * 14i;
+    let t0_55: i32 = t0_5 + h15;
+    let t0_56: i32 = max(t0_55, 0i);
+    let t0_57: i32 = min(t0_56, 13i);
+    let t0_58: i32 = t0_54 + t0_57;
+    let t0_59: i32 = h17 + t0_58;
+    let t0_60: i32 = t0_31 + t0_59;
+    let t0_61: f32 = in1[t0_60];
+    let t0_62: bool = t0_51 >= 0i;
+    let t0_63: bool = t0_51 < 14i;
+    let t0_64: bool = t0_62 && t0_63;
+    let t0_65: bool = t0_55 >= 0i;
+    let t0_66: bool = t0_55 < 14i;
+    let t0_67: bool = t0_65 && t0_66;
+    let t0_68: bool = t0_64 && t0_67;
+    let t0_69: f32 = select(0.0, t0_61, t0_68);
+    let t0_70: i32 = t0_3 + h19;
+    let t0_71: i32 = max(t0_70, 0i);
+    let t0_72: i32 = min(t0_71, 13i);
+    let t0_73: i32 = t0_72 * 14i;
+    let t0_74: i32 = t0_5 + h20;
+    let t0_75: i32 = max(t0_74, 0i);
+    let t0_76: i32 = min(t0_75, 13i);
+    let t0_77: i32 = t0_73 + t0_76;
+    let t0_78: i32 = h22 + t0_77;
+    let t0_79: i32 = t0_31 + t0_78;
+    let t0_80: f32 = in1[t0_79];
+    let t0_81: bool = t0_70 >= 0i;
+    let t0_82: bool = t0_70 < 14i;
+    let t0_83: bool = t0_81 && t0_82;
+    let t0_84: bool = t0_74 >= 0i;
+    let t0_85: bool = t0_74 < 14i;
+    let t0_86: bool = t0_84 && t0_85;
+    let t0_87: bool = t0_83 && t0_86;
+    let t0_88: f32 = select(0.0, t0_80, t0_87);
+    let t0_89: i32 = t0_3 + h24;
+    let t0_90: i32 = max(t0_89, 0i);
+    let t0_91: i32 = min(t0_90, 13i);
+    let t0_92: i32 = t0_91 * 14i;
+    let t0_93: i32 = t0_5 + h25;
+    let t0_94: i32 = max(t0_93, 0i);
+    let t0_95: i32 = min(t0_94, 13i);
+    let t0_96: i32 = t0_92 + t0_95;
+    let t0_97: i32 = h27 + t0_96;
+    let t0_98: i32 = t0_31 + t0_97;
+    let t0_99: f32 = in1[t0_98];
+    let t0_100: bool = t0_89 >= 0i;
+    let t0_101: bool = t0_89 < 14i;
+    let t0_102: bool = t0_100 && t0_101;
+    let t0_103: bool = t0_93 >= 0i;
+    let t0_104: bool = t0_93 < 14i;
+    let t0_105: bool = t0_103 && t0_104;
+    let t0_106: bool = t0_102 && t0_105;
+    let t0_107: f32 = select(0.0, t0_99, t0_106);
+    let t0_108: i32 = t0_3 + h29;
+    let t0_109: i32 = max(t0_108, 0i);
+    let t0_110: i32 = min(t0_109, 13i);
+    let t0_111: i32 = t0_110 * 14i;
+    let t0_112: i32 = t0_5 + h30;
+    let t0_113: i32 = max(t0_112, 0i);
+    let t0_114: i32 = min(t0_113, 13i);
+    let t0_115: i32 = t0_111 + t0_114;
+    let t0_116: i32 = h32 + t0_115;
+    let t0_117: i32 = t0_31 + t0_116;
+    let t0_118: f32 = in1[t0_117];
+    let t0_119: bool = t0_108 >= 0i;
+    let t0_120: bool = t0_108 < 14i;
+    let t0_121: bool = t0_119 && t0_120;
+    let t0_122: bool = t0_112 >= 0i;
+    let t0_123: bool = t0_112 < 14i;
+    let t0_124: bool = t0_122 && t0_123;
+    let t0_125: bool = t0_121 && t0_124;
+    let t0_126: f32 = select(0.0, t0_118, t0_125);
+    let t0_127: i32 = t0_3 + h34;
+    let t0_128: i32 = max(t0_127, 0i);
+    let t0_129: i32 = min(t0_128, 13i);
+    let t0_130: i32 = t0_129 * 14i;
+    let t0_131: i32 = t0_5 + h35;
+    let t0_132: i32 = max(t0_131, 0i);
+    let t0_133: i32 = min(t0_132, 13i);
+    let t0_134: i32 = t0_130 + t0_133;
+    let t0_135: i32 = h37 + t0_134;
+    let t0_136: i32 = t0_31 + t0_135;
+    let t0_137: f32 = in1[t0_136];
+    let t0_138: bool = t0_127 >= 0i;
+    let t0_139: bool = t0_127 < 14i;
+    let t0_140: bool = t0_138 && t0_139;
+    let t0_141: bool = t0_131 >= 0i;
+    let t0_142: bool = t0_131 < 14i;
+    let t0_143: bool = t0_141 && t0_142;
+    let t0_144: bool = t0_140 && t0_143;
+    let t0_145: f32 = select(0.0, t0_137, t0_144);
+    let t0_146: i32 = t0_3 + h39;
+    let t0_147: i32 = max(t0_146, 0i);
+    let t0_148: i32 = min(t0_147, 13i);
+    let t0_149: i32 = t0_148 * 14i;
+    let t0_150: i32 = t0_5 + h40;
+    let t0_151: i32 = max(t0_150, 0i);
+    let t0_152: i32 = min(t0_151, 13i);
+    let t0_153: i32 = t0_149 + t0_152;
+    let t0_154: i32 = h42 + t0_153;
+    let t0_155: i32 = t0_31 + t0_154;
+    let t0_156: f32 = in1[t0_155];
+    let t0_157: bool = t0_146 >= 0i;
+    let t0_158: bool = t0_146 < 14i;
+    let t0_159: bool = t0_157 && t0_158;
+    let t0_160: bool = t0_150 >= 0i;
+    let t0_161: bool = t0_150 < 14i;
+    let t0_162: bool = t0_160 && t0_161;
+    let t0_163: bool = t0_159 && t0_162;
+    let t0_164: f32 = select(0.0, t0_156, t0_163);
+    let t0_165: i32 = t0_3 + h44;
+    let t0_166: i32 = max(t0_165, 0i);
+    let t0_167: i32 = min(t0_166, 13i);
+    let t0_168: i32 = t0_167 * 14i;
+    let t0_169: i32 = t0_5 + h45;
+    let t0_170: i32 = max(t0_169, 0i);
+    let t0_171: i32 = min(t0_170, 13i);
+    let t0_172: i32 = t0_168 + t0_171;
+    let t0_173: i32 = h47 + t0_172;
+    let t0_174: i32 = t0_31 + t0_173;
+    let t0_175: f32 = in1[t0_174];
+    let t0_176: bool = t0_165 >= 0i;
+    let t0_177: bool = t0_165 < 14i;
+    let t0_178: bool = t0_176 && t0_177;
+    let t0_179: bool = t0_169 >= 0i;
+    let t0_180: bool = t0_169 < 14i;
+    let t0_181: bool = t0_179 && t0_180;
+    let t0_182: bool = t0_178 && t0_181;
+    let t0_183: f32 = select(0.0, t0_175, t0_182);
+    c0_0 = fma(t0_9, t0_50, c0_0);
+    c0_1 = fma(t0_9, t0_69, c0_1);
+    c0_2 = fma(t0_9, t0_88, c0_2);
+    c0_3 = fma(t0_9, t0_107, c0_3);
+    c0_4 = fma(t0_9, t0_126, c0_4);
+    c0_5 = fma(t0_9, t0_145, c0_5);
+    c0_6 = fma(t0_9, t0_164, c0_6);
+    c0_7 = fma(t0_9, t0_183, c0_7);
+    c1_0 = fma(t0_12, t0_50, c1_0);
+    c1_1 = fma(t0_12, t0_69, c1_1);
+    c1_2 = fma(t0_12, t0_88, c1_2);
+    c1_3 = fma(t0_12, t0_107, c1_3);
+    c1_4 = fma(t0_12, t0_126, c1_4);
+    c1_5 = fma(t0_12, t0_145, c1_5);
+    c1_6 = fma(t0_12, t0_164, c1_6);
+    c1_7 = fma(t0_12, t0_183, c1_7);
+    c2_0 = fma(t0_15, t0_50, c2_0);
+    c2_1 = fma(t0_15, t0_69, c2_1);
+    c2_2 = fma(t0_15, t0_88, c2_2);
+    c2_3 = fma(t0_15, t0_107, c2_3);
+    c2_4 = fma(t0_15, t0_126, c2_4);
+    c2_5 = fma(t0_15, t0_145, c2_5);
+    c2_6 = fma(t0_15, t0_164, c2_6);
+    c2_7 = fma(t0_15, t0_183, c2_7);
+    c3_0 = fma(t0_18, t0_50, c3_0);
+    c3_1 = fma(t0_18, t0_69, c3_1);
+    c3_2 = fma(t0_18, t0_88, c3_2);
+    c3_3 = fma(t0_18, t0_107, c3_3);
+    c3_4 = fma(t0_18, t0_126, c3_4);
+    c3_5 = fma(t0_18, t0_145, c3_5);
+    c3_6 = fma(t0_18, t0_164, c3_6);
+    c3_7 = fma(t0_18, t0_183, c3_7);
+    c4_0 = fma(t0_21, t0_50, c4_0);
+    c4_1 = fma(t0_21, t0_69, c4_1);
+    c4_2 = fma(t0_21, t0_88, c4_2);
+    c4_3 = fma(t0_21, t0_107, c4_3);
+    c4_4 = fma(t0_21, t0_126, c4_4);
+    c4_5 = fma(t0_21, t0_145, c4_5);
+    c4_6 = fma(t0_21, t0_164, c4_6);
+    c4_7 = fma(t0_21, t0_183, c4_7);
+    c5_0 = fma(t0_24, t0_50, c5_0);
+    c5_1 = fma(t0_24, t0_69, c5_1);
+    c5_2 = fma(t0_24, t0_88, c5_2);
+    c5_3 = fma(t0_24, t0_107, c5_3);
+    c5_4 = fma(t0_24, t0_126, c5_4);
+    c5_5 = fma(t0_24, t0_145, c5_5);
+    c5_6 = fma(t0_24, t0_164, c5_6);
+    c5_7 = fma(t0_24, t0_183, c5_7);
+    c6_0 = fma(t0_27, t0_50, c6_0);
+    c6_1 = fma(t0_27, t0_69, c6_1);
+    c6_2 = fma(t0_27, t0_88, c6_2);
+    c6_3 = fma(t0_27, t0_107, c6_3);
+    c6_4 = fma(t0_27, t0_126, c6_4);
+    c6_5 = fma(t0_27, t0_145, c6_5);
+    c6_6 = fma(t0_27, t0_164, c6_6);
+    c6_7 = fma(t0_27, t0_183, c6_7);
+    c7_0 = fma(t0_30, t0_50, c7_0);
+    c7_1 = fma(t0_30, t0_69, c7_1);
+    c7_2 = fma(t0_30, t0_88, c7_2);
+    c7_3 = fma(t0_30, t0_107, c7_3);
+    c7_4 = fma(t0_30, t0_126, c7_4);
+    c7_5 = fma(t0_30, t0_145, c7_5);
+    c7_6 = fma(t0_30, t0_164, c7_6);
+    c7_7 = fma(t0_30, t0_183, c7_7);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 100i;
+    let t1_1: i32 = t1_0 * 1600i;
+    let t1_2: i32 = ku1 / 10i;
+    let t1_3: i32 = t1_2 % 10i;
+    let t1_4: i32 = t1_3 * 10i;
+    let t1_5: i32 = ku1 % 10i;
+    let t1_6: i32 = t1_4 + t1_5;
+    let t1_7: i32 = h0 + t1_6;
+    let t1_8: i32 = t1_1 + t1_7;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = h1 + t1_6;
+    let t1_11: i32 = t1_1 + t1_10;
+    let t1_12: f32 = in0[t1_11];
+    let t1_13: i32 = h2 + t1_6;
+    let t1_14: i32 = t1_1 + t1_13;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = h3 + t1_6;
+    let t1_17: i32 = t1_1 + t1_16;
+    let t1_18: f32 = in0[t1_17];
+    let t1_19: i32 = h4 + t1_6;
+    let t1_20: i32 = t1_1 + t1_19;
+    let t1_21: f32 = in0[t1_20];
+    let t1_22: i32 = h5 + t1_6;
+    let t1_23: i32 = t1_1 + t1_22;
+    let t1_24: f32 = in0[t1_23];
+    let t1_25: i32 = h6 + t1_6;
+    let t1_26: i32 = t1_1 + t1_25;
+    let t1_27: f32 = in0[t1_26];
+    let t1_28: i32 = h7 + t1_6;
+    let t1_29: i32 = t1_1 + t1_28;
+    let t1_30: f32 = in0[t1_29];
+    let t1_31: i32 = t1_0 * 1176i;
+    let t1_32: i32 = t1_3 + h9;
+    let t1_33: i32 = max(t1_32, 0i);
+    let t1_34: i32 = min(t1_33, 13i);
+    let t1_35: i32 = t1_34 * 14i;
+    let t1_36: i32 = t1_5 + h10;
+    let t1_37: i32 = max(t1_36, 0i);
+    let t1_38: i32 = min(t1_37, 13i);
+    let t1_39: i32 = t1_35 + t1_38;
+    let t1_40: i32 = h12 + t1_39;
+    let t1_41: i32 = t1_31 + t1_40;
+    let t1_42: f32 = in1[t1_41];
+    let t1_43: bool = t1_32 >= 0i;
+    let t1_44: bool = t1_32 < 14i;
+    let t1_45: bool = t1_43 && t1_44;
+    let t1_46: bool = t1_36 >= 0i;
+    let t1_47: bool = t1_36 < 14i;
+    let t1_48: bool = t1_46 && t1_47;
+    let t1_49: bool = t1_45 && t1_48;
+    let t1_50: f32 = select(0.0, t1_42, t1_49);
+    let t1_51: i32 = t1_3 + h14;
+    let t1_52: i32 = max(t1_51, 0i);
+    let t1_53: i32 = min(t1_52, 13i);
+    let t1_54: i32 = t1_53 * 14i;
+    let t1_55: i32 = t1_5 + h15;
+    let t1_56: i32 = max(t1_55, 0i);
+    let t1_57: i32 = min(t1_56, 13i);
+    let t1_58: i32 = t1_54 + t1_57;
+    let t1_59: i32 = h17 + t1_58;
+    let t1_60: i32 = t1_31 + t1_59;
+    let t1_61: f32 = in1[t1_60];
+    let t1_62: bool = t1_51 >= 0i;
+    let t1_63: bool = t1_51 < 14i;
+    let t1_64: bool = t1_62 && t1_63;
+    let t1_65: bool = t1_55 >= 0i;
+    let t1_66: bool = t1_55 < 14i;
+    let t1_67: bool = t1_65 && t1_66;
+    let t1_68: bool = t1_64 && t1_67;
+    let t1_69: f32 = select(0.0, t1_61, t1_68);
+    let t1_70: i32 = t1_3 + h19;
+    let t1_71: i32 = max(t1_70, 0i);
+    let t1_72: i32 = min(t1_71, 13i);
+    let t1_73: i32 = t1_72 * 14i;
+    let t1_74: i32 = t1_5 + h20;
+    let t1_75: i32 = max(t1_74, 0i);
+    let t1_76: i32 = min(t1_75, 13i);
+    let t1_77: i32 = t1_73 + t1_76;
+    let t1_78: i32 = h22 + t1_77;
+    let t1_79: i32 = t1_31 + t1_78;
+    let t1_80: f32 = in1[t1_79];
+    let t1_81: bool = t1_70 >= 0i;
+    let t1_82: bool = t1_70 < 14i;
+    let t1_83: bool = t1_81 && t1_82;
+    let t1_84: bool = t1_74 >= 0i;
+    let t1_85: bool = t1_74 < 14i;
+    let t1_86: bool = t1_84 && t1_85;
+    let t1_87: bool = t1_83 && t1_86;
+    let t1_88: f32 = select(0.0, t1_80, t1_87);
+    let t1_89: i32 = t1_3 + h24;
+    let t1_90: i32 = max(t1_89, 0i);
+    let t1_91: i32 = min(t1_90, 13i);
+    let t1_92: i32 = t1_91 * 14i;
+    let t1_93: i32 = t1_5 + h25;
+    let t1_94: i32 = max(t1_93, 0i);
+    let t1_95: i32 = min(t1_94, 13i);
+    let t1_96: i32 = t1_92 + t1_95;
+    let t1_97: i32 = h27 + t1_96;
+    let t1_98: i32 = t1_31 + t1_97;
+    let t1_99: f32 = in1[t1_98];
+    let t1_100: bool = t1_89 >= 0i;
+    let t1_101: bool = t1_89 < 14i;
+    let t1_102: bool = t1_100 && t1_101;
+    let t1_103: bool = t1_93 >= 0i;
+    let t1_104: bool = t1_93 < 14i;
+    let t1_105: bool = t1_103 && t1_104;
+    let t1_106: bool = t1_102 && t1_105;
+    let t1_107: f32 = select(0.0, t1_99, t1_106);
+    let t1_108: i32 = t1_3 + h29;
+    let t1_109: i32 = max(t1_108, 0i);
+    let t1_110: i32 = min(t1_109, 13i);
+    let t1_111: i32 = t1_110 * 14i;
+    let t1_112: i32 = t1_5 + h30;
+    let t1_113: i32 = max(t1_112, 0i);
+    let t1_114: i32 = min(t1_113, 13i);
+    let t1_115: i32 = t1_111 + t1_114;
+    let t1_116: i32 = h32 + t1_115;
+    let t1_117: i32 = t1_31 + t1_116;
+    let t1_118: f32 = in1[t1_117];
+    let t1_119: bool = t1_108 >= 0i;
+    let t1_120: bool = t1_108 < 14i;
+    let t1_121: bool = t1_119 && t1_120;
+    let t1_122: bool = t1_112 >= 0i;
+    let t1_123: bool = t1_112 < 14i;
+    let t1_124: bool = t1_122 && t1_123;
+    let t1_125: bool = t1_121 && t1_124;
+    let t1_126: f32 = select(0.0, t1_118, t1_125);
+    let t1_127: i32 = t1_3 + h34;
+    let t1_128: i32 = max(t1_127, 0i);
+    let t1_129: i32 = min(t1_128, 13i);
+    let t1_130: i32 = t1_129 * 14i;
+    let t1_131: i32 = t1_5 + h35;
+    let t1_132: i32 = max(t1_131, 0i);
+    let t1_133: i32 = min(t1_132, 13i);
+    let t1_134: i32 = t1_130 + t1_133;
+    let t1_135: i32 = h37 + t1_134;
+    let t1_136: i32 = t1_31 + t1_135;
+    let t1_137: f32 = in1[t1_136];
+    let t1_138: bool = t1_127 >= 0i;
+    let t1_139: bool = t1_127 < 14i;
+    let t1_140: bool = t1_138 && t1_139;
+    let t1_141: bool = t1_131 >= 0i;
+    let t1_142: bool = t1_131 < 14i;
+    let t1_143: bool = t1_141 && t1_142;
+    let t1_144: bool = t1_140 && t1_143;
+    let t1_145: f32 = select(0.0, t1_137, t1_144);
+    let t1_146: i32 = t1_3 + h39;
+    let t1_147: i32 = max(t1_146, 0i);
+    let t1_148: i32 = min(t1_147, 13i);
+    let t1_149: i32 = t1_148 * 14i;
+    let t1_150: i32 = t1_5 + h40;
+    let t1_151: i32 = max(t1_150, 0i);
+    let t1_152: i32 = min(t1_151, 13i);
+    let t1_153: i32 = t1_149 + t1_152;
+    let t1_154: i32 = h42 + t1_153;
+    let t1_155: i32 = t1_31 + t1_154;
+    let t1_156: f32 = in1[t1_155];
+    let t1_157: bool = t1_146 >= 0i;
+    let t1_158: bool = t1_146 < 14i;
+    let t1_159: bool = t1_157 && t1_158;
+    let t1_160: bool = t1_150 >= 0i;
+    let t1_161: bool = t1_150 < 14i;
+    let t1_162: bool = t1_160 && t1_161;
+    let t1_163: bool = t1_159 && t1_162;
+    let t1_164: f32 = select(0.0, t1_156, t1_163);
+    let t1_165: i32 = t1_3 + h44;
+    let t1_166: i32 = max(t1_165, 0i);
+    let t1_167: i32 = min(t1_166, 13i);
+    let t1_168: i32 = t1_167 * 14i;
+    let t1_169: i32 = t1_5 + h45;
+    let t1_170: i32 = max(t1_169, 0i);
+    let t1_171: i32 = min(t1_170, 13i);
+    let t1_172: i32 = t1_168 + t1_171;
+    let t1_173: i32 = h47 + t1_172;
+    let t1_174: i32 = t1_31 + t1_173;
+    let t1_175: f32 = in1[t1_174];
+    let t1_176: bool = t1_165 >= 0i;
+    let t1_177: bool = t1_165 < 14i;
+    let t1_178: bool = t1_176 && t1_177;
+    let t1_179: bool = t1_169 >= 0i;
+    let t1_180: bool = t1_169 < 14i;
+    let t1_181: bool = t1_179 && t1_180;
+    let t1_182: bool = t1_178 && t1_181;
+    let t1_183: f32 = select(0.0, t1_175, t1_182);
+    c0_0 = fma(t1_9, t1_50, c0_0);
+    c0_1 = fma(t1_9, t1_69, c0_1);
+    c0_2 = fma(t1_9, t1_88, c0_2);
+    c0_3 = fma(t1_9, t1_107, c0_3);
+    c0_4 = fma(t1_9, t1_126, c0_4);
+    c0_5 = fma(t1_9, t1_145, c0_5);
+    c0_6 = fma(t1_9, t1_164, c0_6);
+    c0_7 = fma(t1_9, t1_183, c0_7);
+    c1_0 = fma(t1_12, t1_50, c1_0);
+    c1_1 = fma(t1_12, t1_69, c1_1);
+    c1_2 = fma(t1_12, t1_88, c1_2);
+    c1_3 = fma(t1_12, t1_107, c1_3);
+    c1_4 = fma(t1_12, t1_126, c1_4);
+    c1_5 = fma(t1_12, t1_145, c1_5);
+    c1_6 = fma(t1_12, t1_164, c1_6);
+    c1_7 = fma(t1_12, t1_183, c1_7);
+    c2_0 = fma(t1_15, t1_50, c2_0);
+    c2_1 = fma(t1_15, t1_69, c2_1);
+    c2_2 = fma(t1_15, t1_88, c2_2);
+    c2_3 = fma(t1_15, t1_107, c2_3);
+    c2_4 = fma(t1_15, t1_126, c2_4);
+    c2_5 = fma(t1_15, t1_145, c2_5);
+    c2_6 = fma(t1_15, t1_164, c2_6);
+    c2_7 = fma(t1_15, t1_183, c2_7);
+    c3_0 = fma(t1_18, t1_50, c3_0);
+    c3_1 = fma(t1_18, t1_69, c3_1);
+    c3_2 = fma(t1_18, t1_88, c3_2);
+    c3_3 = fma(t1_18, t1_107, c3_3);
+    c3_4 = fma(t1_18, t1_126, c3_4);
+    c3_5 = fma(t1_18, t1_145, c3_5);
+    c3_6 = fma(t1_18, t1_164, c3_6);
+    c3_7 = fma(t1_18, t1_183, c3_7);
+    c4_0 = fma(t1_21, t1_50, c4_0);
+    c4_1 = fma(t1_21, t1_69, c4_1);
+    c4_2 = fma(t1_21, t1_88, c4_2);
+    c4_3 = fma(t1_21, t1_107, c4_3);
+    c4_4 = fma(t1_21, t1_126, c4_4);
+    c4_5 = fma(t1_21, t1_145, c4_5);
+    c4_6 = fma(t1_21, t1_164, c4_6);
+    c4_7 = fma(t1_21, t1_183, c4_7);
+    c5_0 = fma(t1_24, t1_50, c5_0);
+    c5_1 = fma(t1_24, t1_69, c5_1);
+    c5_2 = fma(t1_24, t1_88, c5_2);
+    c5_3 = fma(t1_24, t1_107, c5_3);
+    c5_4 = fma(t1_24, t1_126, c5_4);
+    c5_5 = fma(t1_24, t1_145, c5_5);
+    c5_6 = fma(t1_24, t1_164, c5_6);
+    c5_7 = fma(t1_24, t1_183, c5_7);
+    c6_0 = fma(t1_27, t1_50, c6_0);
+    c6_1 = fma(t1_27, t1_69, c6_1);
+    c6_2 = fma(t1_27, t1_88, c6_2);
+    c6_3 = fma(t1_27, t1_107, c6_3);
+    c6_4 = fma(t1_27, t1_126, c6_4);
+    c6_5 = fma(t1_27, t1_145, c6_5);
+    c6_6 = fma(t1_27, t1_164, c6_6);
+    c6_7 = fma(t1_27, t1_183, c6_7);
+    c7_0 = fma(t1_30, t1_50, c7_0);
+    c7_1 = fma(t1_30, t1_69, c7_1);
+    c7_2 = fma(t1_30, t1_88, c7_2);
+    c7_3 = fma(t1_30, t1_107, c7_3);
+    c7_4 = fma(t1_30, t1_126, c7_4);
+    c7_5 = fma(t1_30, t1_145, c7_5);
+    c7_6 = fma(t1_30, t1_164, c7_6);
+    c7_7 = fma(t1_30, t1_183, c7_7);
+    let ku2 = kb + 2i;
+    let t2_0: i32 = ku2 / 100i;
+    let t2_1: i32 = t2_0 * 1600i;
+    let t2_2: i32 = ku2 / 10i;
+    let t2_3: i32 = t2_2 % 10i;
+    let t2_4: i32 = t2_3 * 10i;
+    let t2_5: i32 = ku2 % 10i;
+    let t2_6: i32 = t2_4 + t2_5;
+    let t2_7: i32 = h0 + t2_6;
+    let t2_8: i32 = t2_1 + t2_7;
+    let t2_9: f32 = in0[t2_8];
+    let t2_10: i32 = h1 + t2_6;
+    let t2_11: i32 = t2_1 + t2_10;
+    let t2_12: f32 = in0[t2_11];
+    let t2_13: i32 = h2 + t2_6;
+    let t2_14: i32 = t2_1 + t2_13;
+    let t2_15: f32 = in0[t2_14];
+    let t2_16: i32 = h3 + t2_6;
+    let t2_17: i32 = t2_1 + t2_16;
+    let t2_18: f32 = in0[t2_17];
+    let t2_19: i32 = h4 + t2_6;
+    let t2_20: i32 = t2_1 + t2_19;
+    let t2_21: f32 = in0[t2_20];
+    let t2_22: i32 = h5 + t2_6;
+    let t2_23: i32 = t2_1 + t2_22;
+    let t2_24: f32 = in0[t2_23];
+    let t2_25: i32 = h6 + t2_6;
+    let t2_26: i32 = t2_1 + t2_25;
+    let t2_27: f32 = in0[t2_26];
+    let t2_28: i32 = h7 + t2_6;
+    let t2_29: i32 = t2_1 + t2_28;
+    let t2_30: f32 = in0[t2_29];
+    let t2_31: i32 = t2_0 * 1176i;
+    let t2_32: i32 = t2_3 + h9;
+    let t2_33: i32 = max(t2_32, 0i);
+    let t2_34: i32 = min(t2_33, 13i);
+    let t2_35: i32 = t2_34 * 14i;
+    let t2_36: i32 = t2_5 + h10;
+    let t2_37: i32 = max(t2_36, 0i);
+    let t2_38: i32 = min(t2_37, 13i);
+    let t2_39: i32 = t2_35 + t2_38;
+    let t2_40: i32 = h12 + t2_39;
+    let t2_41: i32 = t2_31 + t2_40;
+    let t2_42: f32 = in1[t2_41];
+    let t2_43: bool = t2_32 >= 0i;
+    let t2_44: bool = t2_32 < 14i;
+    let t2_45: bool = t2_43 && t2_44;
+    let t2_46: bool = t2_36 >= 0i;
+    let t2_47: bool = t2_36 < 14i;
+    let t2_48: bool = t2_46 && t2_47;
+    let t2_49: bool = t2_45 && t2_48;
+    let t2_50: f32 = select(0.0, t2_42, t2_49);
+    let t2_51: i32 = t2_3 + h14;
+    let t2_52: i32 = max(t2_51, 0i);
+    let t2_53: i32 = min(t2_52, 13i);
+    let t2_54: i32 = t2_53 * 14i;
+    let t2_55: i32 = t2_5 + h15;
+    let t2_56: i32 = max(t2_55, 0i);
+    let t2_57: i32 = min(t2_56, 13i);
+    let t2_58: i32 = t2_54 + t2_57;
+    let t2_59: i32 = h17 + t2_58;
+    let t2_60: i32 = t2_31 + t2_59;
+    let t2_61: f32 = in1[t2_60];
+    let t2_62: bool = t2_51 >= 0i;
+    let t2_63: bool = t2_51 < 14i;
+    let t2_64: bool = t2_62 && t2_63;
+    let t2_65: bool = t2_55 >= 0i;
+    let t2_66: bool = t2_55 < 14i;
+    let t2_67: bool = t2_65 && t2_66;
+    let t2_68: bool = t2_64 && t2_67;
+    let t2_69: f32 = select(0.0, t2_61, t2_68);
+    let t2_70: i32 = t2_3 + h19;
+    let t2_71: i32 = max(t2_70, 0i);
+    let t2_72: i32 = min(t2_71, 13i);
+    let t2_73: i32 = t2_72 * 14i;
+    let t2_74: i32 = t2_5 + h20;
+    let t2_75: i32 = max(t2_74, 0i);
+    let t2_76: i32 = min(t2_75, 13i);
+    let t2_77: i32 = t2_73 + t2_76;
+    let t2_78: i32 = h22 + t2_77;
+    let t2_79: i32 = t2_31 + t2_78;
+    let t2_80: f32 = in1[t2_79];
+    let t2_81: bool = t2_70 >= 0i;
+    let t2_82: bool = t2_70 < 14i;
+    let t2_83: bool = t2_81 && t2_82;
+    let t2_84: bool = t2_74 >= 0i;
+    let t2_85: bool = t2_74 < 14i;
+    let t2_86: bool = t2_84 && t2_85;
+    let t2_87: bool = t2_83 && t2_86;
+    let t2_88: f32 = select(0.0, t2_80, t2_87);
+    let t2_89: i32 = t2_3 + h24;
+    let t2_90: i32 = max(t2_89, 0i);
+    let t2_91: i32 = min(t2_90, 13i);
+    let t2_92: i32 = t2_91 * 14i;
+    let t2_93: i32 = t2_5 + h25;
+    let t2_94: i32 = max(t2_93, 0i);
+    let t2_95: i32 = min(t2_94, 13i);
+    let t2_96: i32 = t2_92 + t2_95;
+    let t2_97: i32 = h27 + t2_96;
+    let t2_98: i32 = t2_31 + t2_97;
+    let t2_99: f32 = in1[t2_98];
+    let t2_100: bool = t2_89 >= 0i;
+    let t2_101: bool = t2_89 < 14i;
+    let t2_102: bool = t2_100 && t2_101;
+    let t2_103: bool = t2_93 >= 0i;
+    let t2_104: bool = t2_93 < 14i;
+    let t2_105: bool = t2_103 && t2_104;
+    let t2_106: bool = t2_102 && t2_105;
+    let t2_107: f32 = select(0.0, t2_99, t2_106);
+    let t2_108: i32 = t2_3 + h29;
+    let t2_109: i32 = max(t2_108, 0i);
+    let t2_110: i32 = min(t2_109, 13i);
+    let t2_111: i32 = t2_110 * 14i;
+    let t2_112: i32 = t2_5 + h30;
+    let t2_113: i32 = max(t2_112, 0i);
+    let t2_114: i32 = min(t2_113, 13i);
+    let t2_115: i32 = t2_111 + t2_114;
+    let t2_116: i32 = h32 + t2_115;
+    let t2_117: i32 = t2_31 + t2_116;
+    let t2_118: f32 = in1[t2_117];
+    let t2_119: bool = t2_108 >= 0i;
+    let t2_120: bool = t2_108 < 14i;
+    let t2_121: bool = t2_119 && t2_120;
+    let t2_122: bool = t2_112 >= 0i;
+    let t2_123: bool = t2_112 < 14i;
+    let t2_124: bool = t2_122 && t2_123;
+    let t2_125: bool = t2_121 && t2_124;
+    let t2_126: f32 = select(0.0, t2_118, t2_125);
+    let t2_127: i32 = t2_3 + h34;
+    let t2_128: i32 = max(t2_127, 0i);
+    let t2_129: i32 = min(t2_128, 13i);
+    let t2_130: i32 = t2_129 * 14i;
+    let t2_131: i32 = t2_5 + h35;
+    let t2_132: i32 = max(t2_131, 0i);
+    let t2_133: i32 = min(t2_132, 13i);
+    let t2_134: i32 = t2_130 + t2_133;
+    let t2_135: i32 = h37 + t2_134;
+    let t2_136: i32 = t2_31 + t2_135;
+    let t2_137: f32 = in1[t2_136];
+    let t2_138: bool = t2_127 >= 0i;
+    let t2_139: bool = t2_127 < 14i;
+    let t2_140: bool = t2_138 && t2_139;
+    let t2_141: bool = t2_131 >= 0i;
+    let t2_142: bool = t2_131 < 14i;
+    let t2_143: bool = t2_141 && t2_142;
+    let t2_144: bool = t2_140 && t2_143;
+    let t2_145: f32 = select(0.0, t2_137, t2_144);
+    let t2_146: i32 = t2_3 + h39;
+    let t2_147: i32 = max(t2_146, 0i);
+    let t2_148: i32 = min(t2_147, 13i);
+    let t2_149: i32 = t2_148 * 14i;
+    let t2_150: i32 = t2_5 + h40;
+    let t2_151: i32 = max(t2_150, 0i);
+    let t2_152: i32 = min(t2_151, 13i);
+    let t2_153: i32 = t2_149 + t2_152;
+    let t2_154: i32 = h42 + t2_153;
+    let t2_155: i32 = t2_31 + t2_154;
+    let t2_156: f32 = in1[t2_155];
+    let t2_157: bool = t2_146 >= 0i;
+    let t2_158: bool = t2_146 < 14i;
+    let t2_159: bool = t2_157 && t2_158;
+    let t2_160: bool = t2_150 >= 0i;
+    let t2_161: bool = t2_150 < 14i;
+    let t2_162: bool = t2_160 && t2_161;
+    let t2_163: bool = t2_159 && t2_162;
+    let t2_164: f32 = select(0.0, t2_156, t2_163);
+    let t2_165: i32 = t2_3 + h44;
+    let t2_166: i32 = max(t2_165, 0i);
+    let t2_167: i32 = min(t2_166, 13i);
+    let t2_168: i32 = t2_167 * 14i;
+    let t2_169: i32 = t2_5 + h45;
+    let t2_170: i32 = max(t2_169, 0i);
+    let t2_171: i32 = min(t2_170, 13i);
+    let t2_172: i32 = t2_168 + t2_171;
+    let t2_173: i32 = h47 + t2_172;
+    let t2_174: i32 = t2_31 + t2_173;
+    let t2_175: f32 = in1[t2_174];
+    let t2_176: bool = t2_165 >= 0i;
+    let t2_177: bool = t2_165 < 14i;
+    let t2_178: bool = t2_176 && t2_177;
+    let t2_179: bool = t2_169 >= 0i;
+    let t2_180: bool = t2_169 < 14i;
+    let t2_181: bool = t2_179 && t2_180;
+    let t2_182: bool = t2_178 && t2_181;
+    let t2_183: f32 = select(0.0, t2_175, t2_182);
+    c0_0 = fma(t2_9, t2_50, c0_0);
+    c0_1 = fma(t2_9, t2_69, c0_1);
+    c0_2 = fma(t2_9, t2_88, c0_2);
+    c0_3 = fma(t2_9, t2_107, c0_3);
+    c0_4 = fma(t2_9, t2_126, c0_4);
+    c0_5 = fma(t2_9, t2_145, c0_5);
+    c0_6 = fma(t2_9, t2_164, c0_6);
+    c0_7 = fma(t2_9, t2_183, c0_7);
+    c1_0 = fma(t2_12, t2_50, c1_0);
+    c1_1 = fma(t2_12, t2_69, c1_1);
+    c1_2 = fma(t2_12, t2_88, c1_2);
+    c1_3 = fma(t2_12, t2_107, c1_3);
+    c1_4 = fma(t2_12, t2_126, c1_4);
+    c1_5 = fma(t2_12, t2_145, c1_5);
+    c1_6 = fma(t2_12, t2_164, c1_6);
+    c1_7 = fma(t2_12, t2_183, c1_7);
+    c2_0 = fma(t2_15, t2_50, c2_0);
+    c2_1 = fma(t2_15, t2_69, c2_1);
+    c2_2 = fma(t2_15, t2_88, c2_2);
+    c2_3 = fma(t2_15, t2_107, c2_3);
+    c2_4 = fma(t2_15, t2_126, c2_4);
+    c2_5 = fma(t2_15, t2_145, c2_5);
+    c2_6 = fma(t2_15, t2_164, c2_6);
+    c2_7 = fma(t2_15, t2_183, c2_7);
+    c3_0 = fma(t2_18, t2_50, c3_0);
+    c3_1 = fma(t2_18, t2_69, c3_1);
+    c3_2 = fma(t2_18, t2_88, c3_2);
+    c3_3 = fma(t2_18, t2_107, c3_3);
+    c3_4 = fma(t2_18, t2_126, c3_4);
+    c3_5 = fma(t2_18, t2_145, c3_5);
+    c3_6 = fma(t2_18, t2_164, c3_6);
+    c3_7 = fma(t2_18, t2_183, c3_7);
+    c4_0 = fma(t2_21, t2_50, c4_0);
+    c4_1 = fma(t2_21, t2_69, c4_1);
+    c4_2 = fma(t2_21, t2_88, c4_2);
+    c4_3 = fma(t2_21, t2_107, c4_3);
+    c4_4 = fma(t2_21, t2_126, c4_4);
+    c4_5 = fma(t2_21, t2_145, c4_5);
+    c4_6 = fma(t2_21, t2_164, c4_6);
+    c4_7 = fma(t2_21, t2_183, c4_7);
+    c5_0 = fma(t2_24, t2_50, c5_0);
+    c5_1 = fma(t2_24, t2_69, c5_1);
+    c5_2 = fma(t2_24, t2_88, c5_2);
+    c5_3 = fma(t2_24, t2_107, c5_3);
+    c5_4 = fma(t2_24, t2_126, c5_4);
+    c5_5 = fma(t2_24, t2_145, c5_5);
+    c5_6 = fma(t2_24, t2_164, c5_6);
+    c5_7 = fma(t2_24, t2_183, c5_7);
+    c6_0 = fma(t2_27, t2_50, c6_0);
+    c6_1 = fma(t2_27, t2_69, c6_1);
+    c6_2 = fma(t2_27, t2_88, c6_2);
+    c6_3 = fma(t2_27, t2_107, c6_3);
+    c6_4 = fma(t2_27, t2_126, c6_4);
+    c6_5 = fma(t2_27, t2_145, c6_5);
+    c6_6 = fma(t2_27, t2_164, c6_6);
+    c6_7 = fma(t2_27, t2_183, c6_7);
+    c7_0 = fma(t2_30, t2_50, c7_0);
+    c7_1 = fma(t2_30, t2_69, c7_1);
+    c7_2 = fma(t2_30, t2_88, c7_2);
+    c7_3 = fma(t2_30, t2_107, c7_3);
+    c7_4 = fma(t2_30, t2_126, c7_4);
+    c7_5 = fma(t2_30, t2_145, c7_5);
+    c7_6 = fma(t2_30, t2_164, c7_6);
+    c7_7 = fma(t2_30, t2_183, c7_7);
+    let ku3 = kb + 3i;
+    let t3_0: i32 = ku3 / 100i;
+    let t3_1: i32 = t3_0 * 1600i;
+    let t3_2: i32 = ku3 / 10i;
+    let t3_3: i32 = t3_2 % 10i;
+    let t3_4: i32 = t3_3 * 10i;
+    let t3_5: i32 = ku3 % 10i;
+    let t3_6: i32 = t3_4 + t3_5;
+    let t3_7: i32 = h0 + t3_6;
+    let t3_8: i32 = t3_1 + t3_7;
+    let t3_9: f32 = in0[t3_8];
+    let t3_10: i32 = h1 + t3_6;
+    let t3_11: i32 = t3_1 + t3_10;
+    let t3_12: f32 = in0[t3_11];
+    let t3_13: i32 = h2 + t3_6;
+    let t3_14: i32 = t3_1 + t3_13;
+    let t3_15: f32 = in0[t3_14];
+    let t3_16: i32 = h3 + t3_6;
+    let t3_17: i32 = t3_1 + t3_16;
+    let t3_18: f32 = in0[t3_17];
+    let t3_19: i32 = h4 + t3_6;
+    let t3_20: i32 = t3_1 + t3_19;
+    let t3_21: f32 = in0[t3_20];
+    let t3_22: i32 = h5 + t3_6;
+    let t3_23: i32 = t3_1 + t3_22;
+    let t3_24: f32 = in0[t3_23];
+    let t3_25: i32 = h6 + t3_6;
+    let t3_26: i32 = t3_1 + t3_25;
+    let t3_27: f32 = in0[t3_26];
+    let t3_28: i32 = h7 + t3_6;
+    let t3_29: i32 = t3_1 + t3_28;
+    let t3_30: f32 = in0[t3_29];
+    let t3_31: i32 = t3_0 * 1176i;
+    let t3_32: i32 = t3_3 + h9;
+    let t3_33: i32 = max(t3_32, 0i);
+    let t3_34: i32 = min(t3_33, 13i);
+    let t3_35: i32 = t3_34 * 14i;
+    let t3_36: i32 = t3_5 + h10;
+    let t3_37: i32 = max(t3_36, 0i);
+    let t3_38: i32 = min(t3_37, 13i);
+    let t3_39: i32 = t3_35 + t3_38;
+    let t3_40: i32 = h12 + t3_39;
+    let t3_41: i32 = t3_31 + t3_40;
+    let t3_42: f32 = in1[t3_41];
+    let t3_43: bool = t3_32 >= 0i;
+    let t3_44: bool = t3_32 < 14i;
+    let t3_45: bool = t3_43 && t3_44;
+    let t3_46: bool = t3_36 >= 0i;
+    let t3_47: bool = t3_36 < 14i;
+    let t3_48: bool = t3_46 && t3_47;
+    let t3_49: bool = t3_45 && t3_48;
+    let t3_50: f32 = select(0.0, t3_42, t3_49);
+    let t3_51: i32 = t3_3 + h14;
+    let t3_52: i32 = max(t3_51, 0i);
+    let t3_53: i32 = min(t3_52, 13i);
+    let t3_54: i32 = t3_53 * 14i;
+    let t3_55: i32 = t3_5 + h15;
+    let t3_56: i32 = max(t3_55, 0i);
+    let t3_57: i32 = min(t3_56, 13i);
+    let t3_58: i32 = t3_54 + t3_57;
+    let t3_59: i32 = h17 + t3_58;
+    let t3_60: i32 = t3_31 + t3_59;
+    let t3_61: f32 = in1[t3_60];
+    let t3_62: bool = t3_51 >= 0i;
+    let t3_63: bool = t3_51 < 14i;
+    let t3_64: bool = t3_62 && t3_63;
+    let t3_65: bool = t3_55 >= 0i;
+    let t3_66: bool = t3_55 < 14i;
+    let t3_67: bool = t3_65 && t3_66;
+    let t3_68: bool = t3_64 && t3_67;
+    let t3_69: f32 = select(0.0, t3_61, t3_68);
+    let t3_70: i32 = t3_3 + h19;
+    let t3_71: i32 = max(t3_70, 0i);
+    let t3_72: i32 = min(t3_71, 13i);
+    let t3_73: i32 = t3_72 * 14i;
+    let t3_74: i32 = t3_5 + h20;
+    let t3_75: i32 = max(t3_74, 0i);
+    let t3_76: i32 = min(t3_75, 13i);
+    let t3_77: i32 = t3_73 + t3_76;
+    let t3_78: i32 = h22 + t3_77;
+    let t3_79: i32 = t3_31 + t3_78;
+    let t3_80: f32 = in1[t3_79];
+    let t3_81: bool = t3_70 >= 0i;
+    let t3_82: bool = t3_70 < 14i;
+    let t3_83: bool = t3_81 && t3_82;
+    let t3_84: bool = t3_74 >= 0i;
+    let t3_85: bool = t3_74 < 14i;
+    let t3_86: bool = t3_84 && t3_85;
+    let t3_87: bool = t3_83 && t3_86;
+    let t3_88: f32 = select(0.0, t3_80, t3_87);
+    let t3_89: i32 = t3_3 + h24;
+    let t3_90: i32 = max(t3_89, 0i);
+    let t3_91: i32 = min(t3_90, 13i);
+    let t3_92: i32 = t3_91 * 14i;
+    let t3_93: i32 = t3_5 + h25;
+    let t3_94: i32 = max(t3_93, 0i);
+    let t3_95: i32 = min(t3_94, 13i);
+    let t3_96: i32 = t3_92 + t3_95;
+    let t3_97: i32 = h27 + t3_96;
+    let t3_98: i32 = t3_31 + t3_97;
+    let t3_99: f32 = in1[t3_98];
+    let t3_100: bool = t3_89 >= 0i;
+    let t3_101: bool = t3_89 < 14i;
+    let t3_102: bool = t3_100 && t3_101;
+    let t3_103: bool = t3_93 >= 0i;
+    let t3_104: bool = t3_93 < 14i;
+    let t3_105: bool = t3_103 && t3_104;
+    let t3_106: bool = t3_102 && t3_105;
+    let t3_107: f32 = select(0.0, t3_99, t3_106);
+    let t3_108: i32 = t3_3 + h29;
+    let t3_109: i32 = max(t3_108, 0i);
+    let t3_110: i32 = min(t3_109, 13i);
+    let t3_111: i32 = t3_110 * 14i;
+    let t3_112: i32 = t3_5 + h30;
+    let t3_113: i32 = max(t3_112, 0i);
+    let t3_114: i32 = min(t3_113, 13i);
+    let t3_115: i32 = t3_111 + t3_114;
+    let t3_116: i32 = h32 + t3_115;
+    let t3_117: i32 = t3_31 + t3_116;
+    let t3_118: f32 = in1[t3_117];
+    let t3_119: bool = t3_108 >= 0i;
+    let t3_120: bool = t3_108 < 14i;
+    let t3_121: bool = t3_119 && t3_120;
+    let t3_122: bool = t3_112 >= 0i;
+    let t3_123: bool = t3_112 < 14i;
+    let t3_124: bool = t3_122 && t3_123;
+    let t3_125: bool = t3_121 && t3_124;
+    let t3_126: f32 = select(0.0, t3_118, t3_125);
+    let t3_127: i32 = t3_3 + h34;
+    let t3_128: i32 = max(t3_127, 0i);
+    let t3_129: i32 = min(t3_128, 13i);
+    let t3_130: i32 = t3_129 * 14i;
+    let t3_131: i32 = t3_5 + h35;
+    let t3_132: i32 = max(t3_131, 0i);
+    let t3_133: i32 = min(t3_132, 13i);
+    let t3_134: i32 = t3_130 + t3_133;
+    let t3_135: i32 = h37 + t3_134;
+    let t3_136: i32 = t3_31 + t3_135;
+    let t3_137: f32 = in1[t3_136];
+    let t3_138: bool = t3_127 >= 0i;
+    let t3_139: bool = t3_127 < 14i;
+    let t3_140: bool = t3_138 && t3_139;
+    let t3_141: bool = t3_131 >= 0i;
+    let t3_142: bool = t3_131 < 14i;
+    let t3_143: bool = t3_141 && t3_142;
+    let t3_144: bool = t3_140 && t3_143;
+    let t3_145: f32 = select(0.0, t3_137, t3_144);
+    let t3_146: i32 = t3_3 + h39;
+    let t3_147: i32 = max(t3_146, 0i);
+    let t3_148: i32 = min(t3_147, 13i);
+    let t3_149: i32 = t3_148 * 14i;
+    let t3_150: i32 = t3_5 + h40;
+    let t3_151: i32 = max(t3_150, 0i);
+    let t3_152: i32 = min(t3_151, 13i);
+    let t3_153: i32 = t3_149 + t3_152;
+    let t3_154: i32 = h42 + t3_153;
+    let t3_155: i32 = t3_31 + t3_154;
+    let t3_156: f32 = in1[t3_155];
+    let t3_157: bool = t3_146 >= 0i;
+    let t3_158: bool = t3_146 < 14i;
+    let t3_159: bool = t3_157 && t3_158;
+    let t3_160: bool = t3_150 >= 0i;
+    let t3_161: bool = t3_150 < 14i;
+    let t3_162: bool = t3_160 && t3_161;
+    let t3_163: bool = t3_159 && t3_162;
+    let t3_164: f32 = select(0.0, t3_156, t3_163);
+    let t3_165: i32 = t3_3 + h44;
+    let t3_166: i32 = max(t3_165, 0i);
+    let t3_167: i32 = min(t3_166, 13i);
+    let t3_168: i32 = t3_167 * 14i;
+    let t3_169: i32 = t3_5 + h45;
+    let t3_170: i32 = max(t3_169, 0i);
+    let t3_171: i32 = min(t3_170, 13i);
+    let t3_172: i32 = t3_168 + t3_171;
+    let t3_173: i32 = h47 + t3_172;
+    let t3_174: i32 = t3_31 + t3_173;
+    let t3_175: f32 = in1[t3_174];
+    let t3_176: bool = t3_165 >= 0i;
+    let t3_177: bool = t3_165 < 14i;
+    let t3_178: bool = t3_176 && t3_177;
+    let t3_179: bool = t3_169 >= 0i;
+    let t3_180: bool = t3_169 < 14i;
+    let t3_181: bool = t3_179 && t3_180;
+    let t3_182: bool = t3_178 && t3_181;
+    let t3_183: f32 = select(0.0, t3_175, t3_182);
+    c0_0 = fma(t3_9, t3_50, c0_0);
+    c0_1 = fma(t3_9, t3_69, c0_1);
+    c0_2 = fma(t3_9, t3_88, c0_2);
+    c0_3 = fma(t3_9, t3_107, c0_3);
+    c0_4 = fma(t3_9, t3_126, c0_4);
+    c0_5 = fma(t3_9, t3_145, c0_5);
+    c0_6 = fma(t3_9, t3_164, c0_6);
+    c0_7 = fma(t3_9, t3_183, c0_7);
+    c1_0 = fma(t3_12, t3_50, c1_0);
+    c1_1 = fma(t3_12, t3_69, c1_1);
+    c1_2 = fma(t3_12, t3_88, c1_2);
+    c1_3 = fma(t3_12, t3_107, c1_3);
+    c1_4 = fma(t3_12, t3_126, c1_4);
+    c1_5 = fma(t3_12, t3_145, c1_5);
+    c1_6 = fma(t3_12, t3_164, c1_6);
+    c1_7 = fma(t3_12, t3_183, c1_7);
+    c2_0 = fma(t3_15, t3_50, c2_0);
+    c2_1 = fma(t3_15, t3_69, c2_1);
+    c2_2 = fma(t3_15, t3_88, c2_2);
+    c2_3 = fma(t3_15, t3_107, c2_3);
+    c2_4 = fma(t3_15, t3_126, c2_4);
+    c2_5 = fma(t3_15, t3_145, c2_5);
+    c2_6 = fma(t3_15, t3_164, c2_6);
+    c2_7 = fma(t3_15, t3_183, c2_7);
+    c3_0 = fma(t3_18, t3_50, c3_0);
+    c3_1 = fma(t3_18, t3_69, c3_1);
+    c3_2 = fma(t3_18, t3_88, c3_2);
+    c3_3 = fma(t3_18, t3_107, c3_3);
+    c3_4 = fma(t3_18, t3_126, c3_4);
+    c3_5 = fma(t3_18, t3_145, c3_5);
+    c3_6 = fma(t3_18, t3_164, c3_6);
+    c3_7 = fma(t3_18, t3_183, c3_7);
+    c4_0 = fma(t3_21, t3_50, c4_0);
+    c4_1 = fma(t3_21, t3_69, c4_1);
+    c4_2 = fma(t3_21, t3_88, c4_2);
+    c4_3 = fma(t3_21, t3_107, c4_3);
+    c4_4 = fma(t3_21, t3_126, c4_4);
+    c4_5 = fma(t3_21, t3_145, c4_5);
+    c4_6 = fma(t3_21, t3_164, c4_6);
+    c4_7 = fma(t3_21, t3_183, c4_7);
+    c5_0 = fma(t3_24, t3_50, c5_0);
+    c5_1 = fma(t3_24, t3_69, c5_1);
+    c5_2 = fma(t3_24, t3_88, c5_2);
+    c5_3 = fma(t3_24, t3_107, c5_3);
+    c5_4 = fma(t3_24, t3_126, c5_4);
+    c5_5 = fma(t3_24, t3_145, c5_5);
+    c5_6 = fma(t3_24, t3_164, c5_6);
+    c5_7 = fma(t3_24, t3_183, c5_7);
+    c6_0 = fma(t3_27, t3_50, c6_0);
+    c6_1 = fma(t3_27, t3_69, c6_1);
+    c6_2 = fma(t3_27, t3_88, c6_2);
+    c6_3 = fma(t3_27, t3_107, c6_3);
+    c6_4 = fma(t3_27, t3_126, c6_4);
+    c6_5 = fma(t3_27, t3_145, c6_5);
+    c6_6 = fma(t3_27, t3_164, c6_6);
+    c6_7 = fma(t3_27, t3_183, c6_7);
+    c7_0 = fma(t3_30, t3_50, c7_0);
+    c7_1 = fma(t3_30, t3_69, c7_1);
+    c7_2 = fma(t3_30, t3_88, c7_2);
+    c7_3 = fma(t3_30, t3_107, c7_3);
+    c7_4 = fma(t3_30, t3_126, c7_4);
+    c7_5 = fma(t3_30, t3_145, c7_5);
+    c7_6 = fma(t3_30, t3_164, c7_6);
+    c7_7 = fma(t3_30, t3_183, c7_7);
+  }
+  if (m0 + 0i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 0i] = c0_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 1i] = c0_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 2i] = c0_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 3i] = c0_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 4i] = c0_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 5i] = c0_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 6i] = c0_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 0i) * 150i + n0 + 7i] = c0_7;
     }
   }
-   {
-    let at = i;
-    let v0 = fin(acc, o0, o1, o2, o3);
-    out[at] = v0;
-    let v1 = x1(v0, o0, o1, o2, o3);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0, o1, o2, o3);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-    out3[at] = v3;
+  if (m0 + 1i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 0i] = c1_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 1i] = c1_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 2i] = c1_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 3i] = c1_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 4i] = c1_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 5i] = c1_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 6i] = c1_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 1i) * 150i + n0 + 7i] = c1_7;
+    }
+  }
+  if (m0 + 2i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 0i] = c2_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 1i] = c2_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 2i] = c2_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 3i] = c2_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 4i] = c2_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 5i] = c2_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 6i] = c2_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 2i) * 150i + n0 + 7i] = c2_7;
+    }
+  }
+  if (m0 + 3i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 0i] = c3_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 1i] = c3_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 2i] = c3_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 3i] = c3_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 4i] = c3_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 5i] = c3_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 6i] = c3_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 3i) * 150i + n0 + 7i] = c3_7;
+    }
+  }
+  if (m0 + 4i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 0i] = c4_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 1i] = c4_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 2i] = c4_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 3i] = c4_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 4i] = c4_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 5i] = c4_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 6i] = c4_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 4i) * 150i + n0 + 7i] = c4_7;
+    }
+  }
+  if (m0 + 5i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 0i] = c5_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 1i] = c5_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 2i] = c5_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 3i] = c5_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 4i] = c5_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 5i] = c5_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 6i] = c5_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 5i) * 150i + n0 + 7i] = c5_7;
+    }
+  }
+  if (m0 + 6i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 0i] = c6_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 1i] = c6_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 2i] = c6_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 3i] = c6_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 4i] = c6_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 5i] = c6_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 6i] = c6_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 6i) * 150i + n0 + 7i] = c6_7;
+    }
+  }
+  if (m0 + 7i < 16i) {
+    if (n0 + 0i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 0i] = c7_0;
+    }
+    if (n0 + 1i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 1i] = c7_1;
+    }
+    if (n0 + 2i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 2i] = c7_2;
+    }
+    if (n0 + 3i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 3i] = c7_3;
+    }
+    if (n0 + 4i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 4i] = c7_4;
+    }
+    if (n0 + 5i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 5i] = c7_5;
+    }
+    if (n0 + 6i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 6i] = c7_6;
+    }
+    if (n0 + 7i < 150i) {
+      out[(i32(gid.z) * 16i + m0 + 7i) * 150i + n0 + 7i] = c7_7;
+    }
   }
 }

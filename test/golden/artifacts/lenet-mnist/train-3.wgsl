@@ -6,67 +6,1580 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o0 * 1176i;
-  let t1: i32 = r0 * 196i;
-  let t2: i32 = o2 + r1;
-  let t3: i32 = max(t2, 0i);
-  let t4: i32 = min(t3, 13i);
-  let t5: i32 = t4 * 14i;
-  let t6: i32 = o3 + r2;
-  let t7: i32 = max(t6, 0i);
-  let t8: i32 = min(t7, 13i);
-  let t9: i32 = t5 + t8;
-  let t10: i32 = t1 + t9;
-  let t11: i32 = t0 + t10;
-  let t12: f32 = in0[t11];
-  let t13: i32 = o1 * 150i;
-  let t14: i32 = r0 * 25i;
-  let t15: i32 = r1 * 5i;
-  let t16: i32 = t15 + r2;
-  let t17: i32 = t14 + t16;
-  let t18: i32 = t13 + t17;
-  let t19: f32 = in1[t18];
-  let t20: f32 = t12 * t19;
-  let t21: bool = t2 >= 0i;
-  let t22: bool = t2 < 14i;
-  let t23: bool = t21 && t22;
-  let t24: bool = t6 >= 0i;
-  let t25: bool = t6 < 14i;
-  let t26: bool = t24 && t25;
-  let t27: bool = t23 && t26;
-  let t28: f32 = select(0.0, t20, t27);
-  return t28;
-}
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = in2[o1];
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
   let t1: f32 = acc + t0;
   let t2: f32 = max(t1, 0.0);
   return t2;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 102400) { return; }
-  let ot0_0: i32 = select(i / 1600i, 0i, 1600i == 0i);
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = select(i / 100i, 0i, 100i == 0i);
-  let ot1_1: i32 = ot1_0 % 16i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = select(i / 10i, 0i, 10i == 0i);
-  let ot2_1: i32 = ot2_0 % 10i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 10i;
-  let o3: i32 = ot3_0;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 6i; r0++) {
-    for (var r1 = 0i; r1 < 5i; r1++) {
-      for (var r2 = 0i; r2 < 5i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi / 100i;
+  let t1: i32 = t0 * 1600i;
+  let t2: i32 = ni * 100i;
+  let t3: i32 = mi / 10i;
+  let t4: i32 = t3 % 10i;
+  let t5: i32 = t4 * 10i;
+  let t6: i32 = mi % 10i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t1 + t8;
+  return t9;
+}
+
+@compute @workgroup_size(2, 32)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 16i || m0 >= 6400i) { return; }
+  let bz = i32(gid.z);
+  let mr0 = min(m0 + 0i, 6399i);
+  let mr1 = min(m0 + 1i, 6399i);
+  let mr2 = min(m0 + 2i, 6399i);
+  let mr3 = min(m0 + 3i, 6399i);
+  let mr4 = min(m0 + 4i, 6399i);
+  let mr5 = min(m0 + 5i, 6399i);
+  let mr6 = min(m0 + 6i, 6399i);
+  let mr7 = min(m0 + 7i, 6399i);
+  let nc0 = min(n0 + 0i, 15i);
+  let nc1 = min(n0 + 1i, 15i);
+  let nc2 = min(n0 + 2i, 15i);
+  let nc3 = min(n0 + 3i, 15i);
+  let nc4 = min(n0 + 4i, 15i);
+  let nc5 = min(n0 + 5i, 15i);
+  let nc6 = min(n0 + 6i, 15i);
+  let nc7 = min(n0 + 7i, 15i);
+  let h0: i32 = mr0 / 10i;
+  let h1: i32 = h0 % 10i;
+  let h2: i32 = mr0 % 10i;
+  let h3: i32 = mr0 / 100i;
+  let h4: i32 = h3 * 1176i;
+  let h5: i32 = mr1 / 10i;
+  let h6: i32 = h5 % 10i;
+  let h7: i32 = mr1 % 10i;
+  let h8: i32 = mr1 / 100i;
+  let h9: i32 = h8 * 1176i;
+  let h10: i32 = mr2 / 10i;
+  let h11: i32 = h10 % 10i;
+  let h12: i32 = mr2 % 10i;
+  let h13: i32 = mr2 / 100i;
+  let h14: i32 = h13 * 1176i;
+  let h15: i32 = mr3 / 10i;
+  let h16: i32 = h15 % 10i;
+  let h17: i32 = mr3 % 10i;
+  let h18: i32 = mr3 / 100i;
+  let h19: i32 = h18 * 1176i;
+  let h20: i32 = mr4 / 10i;
+  let h21: i32 = h20 % 10i;
+  let h22: i32 = mr4 % 10i;
+  let h23: i32 = mr4 / 100i;
+  let h24: i32 = h23 * 1176i;
+  let h25: i32 = mr5 / 10i;
+  let h26: i32 = h25 % 10i;
+  let h27: i32 = mr5 % 10i;
+  let h28: i32 = mr5 / 100i;
+  let h29: i32 = h28 * 1176i;
+  let h30: i32 = mr6 / 10i;
+  let h31: i32 = h30 % 10i;
+  let h32: i32 = mr6 % 10i;
+  let h33: i32 = mr6 / 100i;
+  let h34: i32 = h33 * 1176i;
+  let h35: i32 = mr7 / 10i;
+  let h36: i32 = h35 % 10i;
+  let h37: i32 = mr7 % 10i;
+  let h38: i32 = mr7 / 100i;
+  let h39: i32 = h38 * 1176i;
+  let h40: i32 = nc0 * 150i;
+  let h41: i32 = nc1 * 150i;
+  let h42: i32 = nc2 * 150i;
+  let h43: i32 = nc3 * 150i;
+  let h44: i32 = nc4 * 150i;
+  let h45: i32 = nc5 * 150i;
+  let h46: i32 = nc6 * 150i;
+  let h47: i32 = nc7 * 150i;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c0_2: f32 = 0.0;
+  var c0_3: f32 = 0.0;
+  var c0_4: f32 = 0.0;
+  var c0_5: f32 = 0.0;
+  var c0_6: f32 = 0.0;
+  var c0_7: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c1_2: f32 = 0.0;
+  var c1_3: f32 = 0.0;
+  var c1_4: f32 = 0.0;
+  var c1_5: f32 = 0.0;
+  var c1_6: f32 = 0.0;
+  var c1_7: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c2_2: f32 = 0.0;
+  var c2_3: f32 = 0.0;
+  var c2_4: f32 = 0.0;
+  var c2_5: f32 = 0.0;
+  var c2_6: f32 = 0.0;
+  var c2_7: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  var c3_2: f32 = 0.0;
+  var c3_3: f32 = 0.0;
+  var c3_4: f32 = 0.0;
+  var c3_5: f32 = 0.0;
+  var c3_6: f32 = 0.0;
+  var c3_7: f32 = 0.0;
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c4_4: f32 = 0.0;
+  var c4_5: f32 = 0.0;
+  var c4_6: f32 = 0.0;
+  var c4_7: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c5_4: f32 = 0.0;
+  var c5_5: f32 = 0.0;
+  var c5_6: f32 = 0.0;
+  var c5_7: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c6_4: f32 = 0.0;
+  var c6_5: f32 = 0.0;
+  var c6_6: f32 = 0.0;
+  var c6_7: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  var c7_4: f32 = 0.0;
+  var c7_5: f32 = 0.0;
+  var c7_6: f32 = 0.0;
+  var c7_7: f32 = 0.0;
+  for (var kb = 0i; kb < 148i; kb += 4i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 25i;
+    let t0_1: i32 = t0_0 * 196i;
+    let t0_2: i32 = ku0 / 5i;
+    let t0_3: i32 = t0_2 % 5i;
+    let t0_4: i32 = h1 + t0_3;
+    let t0_5: i32 = max(t0_4, 0i);
+    let t0_6: i32 = min(t0_5, 13i);
+    let t0_7: i32 = t0_6 * 14i;
+    let t0_8: i32 = ku0 % 5i;
+    let t0_9: i32 = h2 + t0_8;
+    let t0_10: i32 = max(t0_9, 0i);
+    let t0_11: i32 = min(t0_10, 13i);
+    let t0_12: i32 = t0_7 + t0_11;
+    let t0_13: i32 = t0_1 + t0_12;
+    let t0_14: i32 = h4 + t0_13;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: bool = t0_4 >= 0i;
+    let t0_17: bool = t0_4 < 14i;
+    let t0_18: bool = t0_16 && t0_17;
+    let t0_19: bool = t0_9 >= 0i;
+    let t0_20: bool = t0_9 < 14i;
+    let t0_21: bool = t0_19 && t0_20;
+    let t0_22: bool = t0_18 && t0_21;
+    let t0_23: f32 = select(0.0, t0_15, t0_22);
+    let t0_24: i32 = h6 + t0_3;
+    let t0_25: i32 = max(t0_24, 0i);
+    let t0_26: i32 = min(t0_25, 13i);
+    let t0_27: i32 = t0_26 * 14i;
+    let t0_28: i32 = h7 + t0_8;
+    let t0_29: i32 = max(t0_28, 0i);
+    let t0_30: i32 = min(t0_29, 13i);
+    let t0_31: i32 = t0_27 + t0_30;
+    let t0_32: i32 = t0_1 + t0_31;
+    let t0_33: i32 = h9 + t0_32;
+    let t0_34: f32 = in0[t0_33];
+    let t0_35: bool = t0_24 >= 0i;
+    let t0_36: bool = t0_24 < 14i;
+    let t0_37: bool = t0_35 && t0_36;
+    let t0_38: bool = t0_28 >= 0i;
+    let t0_39: bool = t0_28 < 14i;
+    let t0_40: bool = t0_38 && t0_39;
+    let t0_41: bool = t0_37 && t0_40;
+    let t0_42: f32 = select(0.0, t0_34, t0_41);
+    let t0_43: i32 = h11 + t0_3;
+    let t0_44: i32 = max(t0_43, 0i);
+    let t0_45: i32 = min(t0_44, 13i);
+    let t0_46: i32 = t0_45 * 14i;
+    let t0_47: i32 = h12 + t0_8;
+    let t0_48: i32 = max(t0_47, 0i);
+    let t0_49: i32 = min(t0_48, 13i);
+    let t0_50: i32 = t0_46 + t0_49;
+    let t0_51: i32 = t0_1 + t0_50;
+    let t0_52: i32 = h14 + t0_51;
+    let t0_53: f32 = in0[t0_52];
+    let t0_54: bool = t0_43 >= 0i;
+    let t0_55: bool = t0_43 < 14i;
+    let t0_56: bool = t0_54 && t0_55;
+    let t0_57: bool = t0_47 >= 0i;
+    let t0_58: bool = t0_47 < 14i;
+    let t0_59: bool = t0_57 && t0_58;
+    let t0_60: bool = t0_56 && t0_59;
+    let t0_61: f32 = select(0.0, t0_53, t0_60);
+    let t0_62: i32 = h16 + t0_3;
+    let t0_63: i32 = max(t0_62, 0i);
+    let t0_64: i32 = min(t0_63, 13i);
+    let t0_65: i32 = t0_64 * 14i;
+    let t0_66: i32 = h17 + t0_8;
+    let t0_67: i32 = max(t0_66, 0i);
+    let t0_68: i32 = min(t0_67, 13i);
+    let t0_69: i32 = t0_65 + t0_68;
+    let t0_70: i32 = t0_1 + t0_69;
+    let t0_71: i32 = h19 + t0_70;
+    let t0_72: f32 = in0[t0_71];
+    let t0_73: bool = t0_62 >= 0i;
+    let t0_74: bool = t0_62 < 14i;
+    let t0_75: bool = t0_73 && t0_74;
+    let t0_76: bool = t0_66 >= 0i;
+    let t0_77: bool = t0_66 < 14i;
+    let t0_78: bool = t0_76 && t0_77;
+    let t0_79: bool = t0_75 && t0_78;
+    let t0_80: f32 = select(0.0, t0_72, t0_79);
+    let t0_81: i32 = h21 + t0_3;
+    let t0_82: i32 = max(t0_81, 0i);
+    let t0_83: i32 = min(t0_82, 13i);
+    let t0_84: i32 = t0_83 * 14i;
+    let t0_85: i32 = h22 + t0_8;
+    let t0_86: i32 = max(t0_85, 0i);
+    let t0_87: i32 = min(t0_86, 13i);
+    let t0_88: i32 = t0_84 + t0_87;
+    let t0_89: i32 = t0_1 + t0_88;
+    let t0_90: i32 = h24 + t0_89;
+    let t0_91: f32 = in0[t0_90];
+    let t0_92: bool = t0_81 >= 0i;
+    let t0_93: bool = t0_81 < 14i;
+    let t0_94: bool = t0_92 && t0_93;
+    let t0_95: bool = t0_85 >= 0i;
+    let t0_96: bool = t0_85 < 14i;
+    let t0_97: bool = t0_95 && t0_96;
+    let t0_98: bool = t0_94 && t0_97;
+    let t0_99: f32 = select(0.0, t0_91, t0_98);
+    let t0_100: i32 = h26 + t0_3;
+    let t0_101: i32 = max(t0_100, 0i);
+    let t0_102: i32 = min(t0_101, 13i);
+    let t0_103: i32 = t0_102 * 14i;
+    let t0_104: i32 = h27 + t0_8;
+    let t0_105: i32 = max(t0_104, 0i);
+    let t0_106: i32 = min(t0_105, 13i);
+    let t0_107: i32 = t0_103 + t0_106;
+    let t0_108: i32 = t0_1 + t0_107;
+    let t0_109: i32 = h29 + t0_108;
+    let t0_110: f32 = in0[t0_109];
+    let t0_111: bool = t0_100 >= 0i;
+    let t0_112: bool = t0_100 < 14i;
+    let t0_113: bool = t0_111 && t0_112;
+    let t0_114: bool = t0_104 >= 0i;
+    let t0_115: bool = t0_104 < 14i;
+    let t0_116: bool = t0_114 && t0_115;
+    let t0_117: bool = t0_113 && t0_116;
+    let t0_118: f32 = select(0.0, t0_110, t0_117);
+    let t0_119: i32 = h31 + t0_3;
+    let t0_120: i32 = max(t0_119, 0i);
+    let t0_121: i32 = min(t0_120, 13i);
+    let t0_122: i32 = t0_121 * 14i;
+    let t0_123: i32 = h32 + t0_8;
+    let t0_124: i32 = max(t0_123, 0i);
+    let t0_125: i32 = min(t0_124, 13i);
+    let t0_126: i32 = t0_122 + t0_125;
+    let t0_127: i32 = t0_1 + t0_126;
+    let t0_128: i32 = h34 + t0_127;
+    let t0_129: f32 = in0[t0_128];
+    let t0_130: bool = t0_119 >= 0i;
+    let t0_131: bool = t0_119 < 14i;
+    let t0_132: bool = t0_130 && t0_131;
+    let t0_133: bool = t0_123 >= 0i;
+    let t0_134: bool = t0_123 < 14i;
+    let t0_135: bool = t0_133 && t0_134;
+    let t0_136: bool = t0_132 && t0_135;
+    let t0_137: f32 = select(0.0, t0_129, t0_136);
+    let t0_138: i32 = h36 + t0_3;
+    let t0_139: i32 = max(t0_138, 0i);
+    let t0_140: i32 = min(t0_139, 13i);
+    let t0_141: i32 = t0_140 * 14i;
+    let t0_142: i32 = h37 + t0_8;
+    let t0_143: i32 = max(t0_142, 0i);
+    let t0_144: i32 = min(t0_143, 13i);
+    let t0_145: i32 = t0_141 + t0_144;
+    let t0_146: i32 = t0_1 + t0_145;
+    let t0_147: i32 = h39 + t0_146;
+    let t0_148: f32 = in0[t0_147];
+    let t0_149: bool = t0_138 >= 0i;
+    let t0_150: bool = t0_138 < 14i;
+    let t0_151: bool = t0_149 && t0_150;
+    let t0_152: bool = t0_142 >= 0i;
+    let t0_153: bool = t0_142 < 14i;
+    let t0_154: bool = t0_152 && t0_153;
+    let t0_155: bool = t0_151 && t0_154;
+    let t0_156: f32 = select(0.0, t0_148, t0_155);
+    let t0_157: i32 = t0_0 * 25i;
+    let t0_158: i32 = t0_3 * 5i;
+    let t0_159: i32 = t0_158 + t0_8;
+    let t0_160: i32 = t0_157 + t0_159;
+    let t0_161: i32 = h40 + t0_160;
+    let t0_162: f32 = in1[t0_161];
+    let t0_163: i32 = h41 + t0_160;
+    let t0_164: f32 = in1[t0_163];
+    let t0_165: i32 = h42 + t0_160;
+    let t0_166: f32 = in1[t0_165];
+    let t0_167: i32 = h43 + t0_160;
+    let t0_168: f32 = in1[t0_167];
+    let t0_169: i32 = h44 + t0_160;
+    let t0_170: f32 = in1[t0_169];
+    let t0_171: i32 = h45 + t0_160;
+    let t0_172: f32 = in1[t0_171];
+    let t0_173: i32 = h46 + t0_160;
+    let t0_174: f32 = in1[t0_173];
+    let t0_175: i32 = h47 + t0_160;
+    let t0_176: f32 = in1[t0_175];
+    c0_0 = fma(t0_23, t0_162, c0_0);
+    c0_1 = fma(t0_23, t0_164, c0_1);
+    c0_2 = fma(t0_23, t0_166, c0_2);
+    c0_3 = fma(t0_23, t0_168, c0_3);
+    c0_4 = fma(t0_23, t0_170, c0_4);
+    c0_5 = fma(t0_23, t0_172, c0_5);
+    c0_6 = fma(t0_23, t0_174, c0_6);
+    c0_7 = fma(t0_23, t0_176, c0_7);
+    c1_0 = fma(t0_42, t0_162, c1_0);
+    c1_1 = fma(t0_42, t0_164, c1_1);
+    c1_2 = fma(t0_42, t0_166, c1_2);
+    c1_3 = fma(t0_42, t0_168, c1_3);
+    c1_4 = fma(t0_42, t0_170, c1_4);
+    c1_5 = fma(t0_42, t0_172, c1_5);
+    c1_6 = fma(t0_42, t0_174, c1_6);
+    c1_7 = fma(t0_42, t0_176, c1_7);
+    c2_0 = fma(t0_61, t0_162, c2_0);
+    c2_1 = fma(t0_61, t0_164, c2_1);
+    c2_2 = fma(t0_61, t0_166, c2_2);
+    c2_3 = fma(t0_61, t0_168, c2_3);
+    c2_4 = fma(t0_61, t0_170, c2_4);
+    c2_5 = fma(t0_61, t0_172, c2_5);
+    c2_6 = fma(t0_61, t0_174, c2_6);
+    c2_7 = fma(t0_61, t0_176, c2_7);
+    c3_0 = fma(t0_80, t0_162, c3_0);
+    c3_1 = fma(t0_80, t0_164, c3_1);
+    c3_2 = fma(t0_80, t0_166, c3_2);
+    c3_3 = fma(t0_80, t0_168, c3_3);
+    c3_4 = fma(t0_80, t0_170, c3_4);
+    c3_5 = fma(t0_80, t0_172, c3_5);
+    c3_6 = fma(t0_80, t0_174, c3_6);
+    c3_7 = fma(t0_80, t0_176, c3_7);
+    c4_0 = fma(t0_99, t0_162, c4_0);
+    c4_1 = fma(t0_99, t0_164, c4_1);
+    c4_2 = fma(t0_99, t0_166, c4_2);
+    c4_3 = fma(t0_99, t0_168, c4_3);
+    c4_4 = fma(t0_99, t0_170, c4_4);
+    c4_5 = fma(t0_99, t0_172, c4_5);
+    c4_6 = fma(t0_99, t0_174, c4_6);
+    c4_7 = fma(t0_99, t0_176, c4_7);
+    c5_0 = fma(t0_118, t0_162, c5_0);
+    c5_1 = fma(t0_118, t0_164, c5_1);
+    c5_2 = fma(t0_118, t0_166, c5_2);
+    c5_3 = fma(t0_118, t0_168, c5_3);
+    c5_4 = fma(t0_118, t0_170, c5_4);
+    c5_5 = fma(t0_118, t0_172, c5_5);
+    c5_6 = fma(t0_118, t0_174, c5_6);
+    c5_7 = fma(t0_118, t0_176, c5_7);
+    c6_0 = fma(t0_137, t0_162, c6_0);
+    c6_1 = fma(t0_137, t0_164, c6_1);
+    c6_2 = fma(t0_137, t0_166, c6_2);
+    c6_3 = fma(t0_137, t0_168, c6_3);
+    c6_4 = fma(t0_137, t0_170, c6_4);
+    c6_5 = fma(t0_137, t0_172, c6_5);
+    c6_6 = fma(t0_137, t0_174, c6_6);
+    c6_7 = fma(t0_137, t0_176, c6_7);
+    c7_0 = fma(t0_156, t0_162, c7_0);
+    c7_1 = fma(t0_156, t0_164, c7_1);
+    c7_2 = fma(t0_156, t0_166, c7_2);
+    c7_3 = fma(t0_156, t0_168, c7_3);
+    c7_4 = fma(t0_156, t0_170, c7_4);
+    c7_5 = fma(t0_156, t0_172, c7_5);
+    c7_6 = fma(t0_156, t0_174, c7_6);
+    c7_7 = fma(t0_156, t0_176, c7_7);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 25i;
+    let t1_1: i32 = t1_0 * 196i;
+    let t1_2: i32 = ku1 / 5i;
+    let t1_3: i32 = t1_2 % 5i;
+    let t1_4: i32 = h1 + t1_3;
+    let t1_5: i32 = max(t1_4, 0i);
+    let t1_6: i32 = min(t1_5, 13i);
+    let t1_7: i32 = t1_6 * 14i;
+    let t1_8: i32 = ku1 % 5i;
+    let t1_9: i32 = h2 + t1_8;
+    let t1_10: i32 = max(t1_9, 0i);
+    let t1_11: i32 = min(t1_10, 13i);
+    let t1_12: i32 = t1_7 + t1_11;
+    let t1_13: i32 = t1_1 + t1_12;
+    let t1_14: i32 = h4 + t1_13;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: bool = t1_4 >= 0i;
+    let t1_17: bool = t1_4 < 14i;
+    let t1_18: bool = t1_16 && t1_17;
+    let t1_19: bool = t1_9 >= 0i;
+    let t1_20: bool = t1_9 < 14i;
+    let t1_21: bool = t1_19 && t1_20;
+    let t1_22: bool = t1_18 && t1_21;
+    let t1_23: f32 = select(0.0, t1_15, t1_22);
+    let t1_24: i32 = h6 + t1_3;
+    let t1_25: i32 = max(t1_24, 0i);
+    let t1_26: i32 = min(t1_25, 13i);
+    let t1_27: i32 = t1_26 * 14i;
+    let t1_28: i32 = h7 + t1_8;
+    let t1_29: i32 = max(t1_28, 0i);
+    let t1_30: i32 = min(t1_29, 13i);
+    let t1_31: i32 = t1_27 + t1_30;
+    let t1_32: i32 = t1_1 + t1_31;
+    let t1_33: i32 = h9 + t1_32;
+    let t1_34: f32 = in0[t1_33];
+    let t1_35: bool = t1_24 >= 0i;
+    let t1_36: bool = t1_24 < 14i;
+    let t1_37: bool = t1_35 && t1_36;
+    let t1_38: bool = t1_28 >= 0i;
+    let t1_39: bool = t1_28 < 14i;
+    let t1_40: bool = t1_38 && t1_39;
+    let t1_41: bool = t1_37 && t1_40;
+    let t1_42: f32 = select(0.0, t1_34, t1_41);
+    let t1_43: i32 = h11 + t1_3;
+    let t1_44: i32 = max(t1_43, 0i);
+    let t1_45: i32 = min(t1_44, 13i);
+    let t1_46: i32 = t1_45 * 14i;
+    let t1_47: i32 = h12 + t1_8;
+    let t1_48: i32 = max(t1_47, 0i);
+    let t1_49: i32 = min(t1_48, 13i);
+    let t1_50: i32 = t1_46 + t1_49;
+    let t1_51: i32 = t1_1 + t1_50;
+    let t1_52: i32 = h14 + t1_51;
+    let t1_53: f32 = in0[t1_52];
+    let t1_54: bool = t1_43 >= 0i;
+    let t1_55: bool = t1_43 < 14i;
+    let t1_56: bool = t1_54 && t1_55;
+    let t1_57: bool = t1_47 >= 0i;
+    let t1_58: bool = t1_47 < 14i;
+    let t1_59: bool = t1_57 && t1_58;
+    let t1_60: bool = t1_56 && t1_59;
+    let t1_61: f32 = select(0.0, t1_53, t1_60);
+    let t1_62: i32 = h16 + t1_3;
+    let t1_63: i32 = max(t1_62, 0i);
+    let t1_64: i32 = min(t1_63, 13i);
+    let t1_65: i32 = t1_64 * 14i;
+    let t1_66: i32 = h17 + t1_8;
+    let t1_67: i32 = max(t1_66, 0i);
+    let t1_68: i32 = min(t1_67, 13i);
+    let t1_69: i32 = t1_65 + t1_68;
+    let t1_70: i32 = t1_1 + t1_69;
+    let t1_71: i32 = h19 + t1_70;
+    let t1_72: f32 = in0[t1_71];
+    let t1_73: bool = t1_62 >= 0i;
+    let t1_74: bool = t1_62 < 14i;
+    let t1_75: bool = t1_73 && t1_74;
+    let t1_76: bool = t1_66 >= 0i;
+    let t1_77: bool = t1_66 < 14i;
+    let t1_78: bool = t1_76 && t1_77;
+    let t1_79: bool = t1_75 && t1_78;
+    let t1_80: f32 = select(0.0, t1_72, t1_79);
+    let t1_81: i32 = h21 + t1_3;
+    let t1_82: i32 = max(t1_81, 0i);
+    let t1_83: i32 = min(t1_82, 13i);
+    let t1_84: i32 = t1_83 * 14i;
+    let t1_85: i32 = h22 + t1_8;
+    let t1_86: i32 = max(t1_85, 0i);
+    let t1_87: i32 = min(t1_86, 13i);
+    let t1_88: i32 = t1_84 + t1_87;
+    let t1_89: i32 = t1_1 + t1_88;
+    let t1_90: i32 = h24 + t1_89;
+    let t1_91: f32 = in0[t1_90];
+    let t1_92: bool = t1_81 >= 0i;
+    let t1_93: bool = t1_81 < 14i;
+    let t1_94: bool = t1_92 && t1_93;
+    let t1_95: bool = t1_85 >= 0i;
+    let t1_96: bool = t1_85 < 14i;
+    let t1_97: bool = t1_95 && t1_96;
+    let t1_98: bool = t1_94 && t1_97;
+    let t1_99: f32 = select(0.0, t1_91, t1_98);
+    let t1_100: i32 = h26 + t1_3;
+    let t1_101: i32 = max(t1_100, 0i);
+    let t1_102: i32 = min(t1_101, 13i);
+    let t1_103: i32 = t1_102 * 14i;
+    let t1_104: i32 = h27 + t1_8;
+    let t1_105: i32 = max(t1_104, 0i);
+    let t1_106: i32 = min(t1_105, 13i);
+    let t1_107: i32 = t1_103 + t1_106;
+    let t1_108: i32 = t1_1 + t1_107;
+    let t1_109: i32 = h29 + t1_108;
+    let t1_110: f32 = in0[t1_109];
+    let t1_111: bool = t1_100 >= 0i;
+    let t1_112: bool = t1_100 < 14i;
+    let t1_113: bool = t1_111 && t1_112;
+    let t1_114: bool = t1_104 >= 0i;
+    let t1_115: bool = t1_104 < 14i;
+    let t1_116: bool = t1_114 && t1_115;
+    let t1_117: bool = t1_113 && t1_116;
+    let t1_118: f32 = select(0.0, t1_110, t1_117);
+    let t1_119: i32 = h31 + t1_3;
+    let t1_120: i32 = max(t1_119, 0i);
+    let t1_121: i32 = min(t1_120, 13i);
+    let t1_122: i32 = t1_121 * 14i;
+    let t1_123: i32 = h32 + t1_8;
+    let t1_124: i32 = max(t1_123, 0i);
+    let t1_125: i32 = min(t1_124, 13i);
+    let t1_126: i32 = t1_122 + t1_125;
+    let t1_127: i32 = t1_1 + t1_126;
+    let t1_128: i32 = h34 + t1_127;
+    let t1_129: f32 = in0[t1_128];
+    let t1_130: bool = t1_119 >= 0i;
+    let t1_131: bool = t1_119 < 14i;
+    let t1_132: bool = t1_130 && t1_131;
+    let t1_133: bool = t1_123 >= 0i;
+    let t1_134: bool = t1_123 < 14i;
+    let t1_135: bool = t1_133 && t1_134;
+    let t1_136: bool = t1_132 && t1_135;
+    let t1_137: f32 = select(0.0, t1_129, t1_136);
+    let t1_138: i32 = h36 + t1_3;
+    let t1_139: i32 = max(t1_138, 0i);
+    let t1_140: i32 = min(t1_139, 13i);
+    let t1_141: i32 = t1_140 * 14i;
+    let t1_142: i32 = h37 + t1_8;
+    let t1_143: i32 = max(t1_142, 0i);
+    let t1_144: i32 = min(t1_143, 13i);
+    let t1_145: i32 = t1_141 + t1_144;
+    let t1_146: i32 = t1_1 + t1_145;
+    let t1_147: i32 = h39 + t1_146;
+    let t1_148: f32 = in0[t1_147];
+    let t1_149: bool = t1_138 >= 0i;
+    let t1_150: bool = t1_138 < 14i;
+    let t1_151: bool = t1_149 && t1_150;
+    let t1_152: bool = t1_142 >= 0i;
+    let t1_153: bool = t1_142 < 14i;
+    let t1_154: bool = t1_152 && t1_153;
+    let t1_155: bool = t1_151 && t1_154;
+    let t1_156: f32 = select(0.0, t1_148, t1_155);
+    let t1_157: i32 = t1_0 * 25i;
+    let t1_158: i32 = t1_3 * 5i;
+    let t1_159: i32 = t1_158 + t1_8;
+    let t1_160: i32 = t1_157 + t1_159;
+    let t1_161: i32 = h40 + t1_160;
+    let t1_162: f32 = in1[t1_161];
+    let t1_163: i32 = h41 + t1_160;
+    let t1_164: f32 = in1[t1_163];
+    let t1_165: i32 = h42 + t1_160;
+    let t1_166: f32 = in1[t1_165];
+    let t1_167: i32 = h43 + t1_160;
+    let t1_168: f32 = in1[t1_167];
+    let t1_169: i32 = h44 + t1_160;
+    let t1_170: f32 = in1[t1_169];
+    let t1_171: i32 = h45 + t1_160;
+    let t1_172: f32 = in1[t1_171];
+    let t1_173: i32 = h46 + t1_160;
+    let t1_174: f32 = in1[t1_173];
+    let t1_175: i32 = h47 + t1_160;
+    let t1_176: f32 = in1[t1_175];
+    c0_0 = fma(t1_23, t1_162, c0_0);
+    c0_1 = fma(t1_23, t1_164, c0_1);
+    c0_2 = fma(t1_23, t1_166, c0_2);
+    c0_3 = fma(t1_23, t1_168, c0_3);
+    c0_4 = fma(t1_23, t1_170, c0_4);
+    c0_5 = fma(t1_23, t1_172, c0_5);
+    c0_6 = fma(t1_23, t1_174, c0_6);
+    c0_7 = fma(t1_23, t1_176, c0_7);
+    c1_0 = fma(t1_42, t1_162, c1_0);
+    c1_1 = fma(t1_42, t1_164, c1_1);
+    c1_2 = fma(t1_42, t1_166, c1_2);
+    c1_3 = fma(t1_42, t1_168, c1_3);
+    c1_4 = fma(t1_42, t1_170, c1_4);
+    c1_5 = fma(t1_42, t1_172, c1_5);
+    c1_6 = fma(t1_42, t1_174, c1_6);
+    c1_7 = fma(t1_42, t1_176, c1_7);
+    c2_0 = fma(t1_61, t1_162, c2_0);
+    c2_1 = fma(t1_61, t1_164, c2_1);
+    c2_2 = fma(t1_61, t1_166, c2_2);
+    c2_3 = fma(t1_61, t1_168, c2_3);
+    c2_4 = fma(t1_61, t1_170, c2_4);
+    c2_5 = fma(t1_61, t1_172, c2_5);
+    c2_6 = fma(t1_61, t1_174, c2_6);
+    c2_7 = fma(t1_61, t1_176, c2_7);
+    c3_0 = fma(t1_80, t1_162, c3_0);
+    c3_1 = fma(t1_80, t1_164, c3_1);
+    c3_2 = fma(t1_80, t1_166, c3_2);
+    c3_3 = fma(t1_80, t1_168, c3_3);
+    c3_4 = fma(t1_80, t1_170, c3_4);
+    c3_5 = fma(t1_80, t1_172, c3_5);
+    c3_6 = fma(t1_80, t1_174, c3_6);
+    c3_7 = fma(t1_80, t1_176, c3_7);
+    c4_0 = fma(t1_99, t1_162, c4_0);
+    c4_1 = fma(t1_99, t1_164, c4_1);
+    c4_2 = fma(t1_99, t1_166, c4_2);
+    c4_3 = fma(t1_99, t1_168, c4_3);
+    c4_4 = fma(t1_99, t1_170, c4_4);
+    c4_5 = fma(t1_99, t1_172, c4_5);
+    c4_6 = fma(t1_99, t1_174, c4_6);
+    c4_7 = fma(t1_99, t1_176, c4_7);
+    c5_0 = fma(t1_118, t1_162, c5_0);
+    c5_1 = fma(t1_118, t1_164, c5_1);
+    c5_2 = fma(t1_118, t1_166, c5_2);
+    c5_3 = fma(t1_118, t1_168, c5_3);
+    c5_4 = fma(t1_118, t1_170, c5_4);
+    c5_5 = fma(t1_118, t1_172, c5_5);
+    c5_6 = fma(t1_118, t1_174, c5_6);
+    c5_7 = fma(t1_118, t1_176, c5_7);
+    c6_0 = fma(t1_137, t1_162, c6_0);
+    c6_1 = fma(t1_137, t1_164, c6_1);
+    c6_2 = fma(t1_137, t1_166, c6_2);
+    c6_3 = fma(t1_137, t1_168, c6_3);
+    c6_4 = fma(t1_137, t1_170, c6_4);
+    c6_5 = fma(t1_137, t1_172, c6_5);
+    c6_6 = fma(t1_137, t1_174, c6_6);
+    c6_7 = fma(t1_137, t1_176, c6_7);
+    c7_0 = fma(t1_156, t1_162, c7_0);
+    c7_1 = fma(t1_156, t1_164, c7_1);
+    c7_2 = fma(t1_156, t1_166, c7_2);
+    c7_3 = fma(t1_156, t1_168, c7_3);
+    c7_4 = fma(t1_156, t1_170, c7_4);
+    c7_5 = fma(t1_156, t1_172, c7_5);
+    c7_6 = fma(t1_156, t1_174, c7_6);
+    c7_7 = fma(t1_156, t1_176, c7_7);
+    let ku2 = kb + 2i;
+    let t2_0: i32 = ku2 / 25i;
+    let t2_1: i32 = t2_0 * 196i;
+    let t2_2: i32 = ku2 / 5i;
+    let t2_3: i32 = t2_2 % 5i;
+    let t2_4: i32 = h1 + t2_3;
+    let t2_5: i32 = max(t2_4, 0i);
+    let t2_6: i32 = min(t2_5, 13i);
+    let t2_7: i32 = t2_6 * 14i;
+    let t2_8: i32 = ku2 % 5i;
+    let t2_9: i32 = h2 + t2_8;
+    let t2_10: i32 = max(t2_9, 0i);
+    let t2_11: i32 = min(t2_10, 13i);
+    let t2_12: i32 = t2_7 + t2_11;
+    let t2_13: i32 = t2_1 + t2_12;
+    let t2_14: i32 = h4 + t2_13;
+    let t2_15: f32 = in0[t2_14];
+    let t2_16: bool = t2_4 >= 0i;
+    let t2_17: bool = t2_4 < 14i;
+    let t2_18: bool = t2_16 && t2_17;
+    let t2_19: bool = t2_9 >= 0i;
+    let t2_20: bool = t2_9 < 14i;
+    let t2_21: bool = t2_19 && t2_20;
+    let t2_22: bool = t2_18 && t2_21;
+    let t2_23: f32 = select(0.0, t2_15, t2_22);
+    let t2_24: i32 = h6 + t2_3;
+    let t2_25: i32 = max(t2_24, 0i);
+    let t2_26: i32 = min(t2_25, 13i);
+    let t2_27: i32 = t2_26 * 14i;
+    let t2_28: i32 = h7 + t2_8;
+    let t2_29: i32 = max(t2_28, 0i);
+    let t2_30: i32 = min(t2_29, 13i);
+    let t2_31: i32 = t2_27 + t2_30;
+    let t2_32: i32 = t2_1 + t2_31;
+    let t2_33: i32 = h9 + t2_32;
+    let t2_34: f32 = in0[t2_33];
+    let t2_35: bool = t2_24 >= 0i;
+    let t2_36: bool = t2_24 < 14i;
+    let t2_37: bool = t2_35 && t2_36;
+    let t2_38: bool = t2_28 >= 0i;
+    let t2_39: bool = t2_28 < 14i;
+    let t2_40: bool = t2_38 && t2_39;
+    let t2_41: bool = t2_37 && t2_40;
+    let t2_42: f32 = select(0.0, t2_34, t2_41);
+    let t2_43: i32 = h11 + t2_3;
+    let t2_44: i32 = max(t2_43, 0i);
+    let t2_45: i32 = min(t2_44, 13i);
+    let t2_46: i32 = t2_45 * 14i;
+    let t2_47: i32 = h12 + t2_8;
+    let t2_48: i32 = max(t2_47, 0i);
+    let t2_49: i32 = min(t2_48, 13i);
+    let t2_50: i32 = t2_46 + t2_49;
+    let t2_51: i32 = t2_1 + t2_50;
+    let t2_52: i32 = h14 + t2_51;
+    let t2_53: f32 = in0[t2_52];
+    let t2_54: bool = t2_43 >= 0i;
+    let t2_55: bool = t2_43 < 14i;
+    let t2_56: bool = t2_54 && t2_55;
+    let t2_57: bool = t2_47 >= 0i;
+    let t2_58: bool = t2_47 < 14i;
+    let t2_59: bool = t2_57 && t2_58;
+    let t2_60: bool = t2_56 && t2_59;
+    let t2_61: f32 = select(0.0, t2_53, t2_60);
+    let t2_62: i32 = h16 + t2_3;
+    let t2_63: i32 = max(t2_62, 0i);
+    let t2_64: i32 = min(t2_63, 13i);
+    let t2_65: i32 = t2_64 * 14i;
+    let t2_66: i32 = h17 + t2_8;
+    let t2_67: i32 = max(t2_66, 0i);
+    let t2_68: i32 = min(t2_67, 13i);
+    let t2_69: i32 = t2_65 + t2_68;
+    let t2_70: i32 = t2_1 + t2_69;
+    let t2_71: i32 = h19 + t2_70;
+    let t2_72: f32 = in0[t2_71];
+    let t2_73: bool = t2_62 >= 0i;
+    let t2_74: bool = t2_62 < 14i;
+    let t2_75: bool = t2_73 && t2_74;
+    let t2_76: bool = t2_66 >= 0i;
+    let t2_77: bool = t2_66 < 14i;
+    let t2_78: bool = t2_76 && t2_77;
+    let t2_79: bool = t2_75 && t2_78;
+    let t2_80: f32 = select(0.0, t2_72, t2_79);
+    let t2_81: i32 = h21 + t2_3;
+    let t2_82: i32 = max(t2_81, 0i);
+    let t2_83: i32 = min(t2_82, 13i);
+    let t2_84: i32 = t2_83 * 14i;
+    let t2_85: i32 = h22 + t2_8;
+    let t2_86: i32 = max(t2_85, 0i);
+    let t2_87: i32 = min(t2_86, 13i);
+    let t2_88: i32 = t2_84 + t2_87;
+    let t2_89: i32 = t2_1 + t2_88;
+    let t2_90: i32 = h24 + t2_89;
+    let t2_91: f32 = in0[t2_90];
+    let t2_92: bool = t2_81 >= 0i;
+    let t2_93: bool = t2_81 < 14i;
+    let t2_94: bool = t2_92 && t2_93;
+    let t2_95: bool = t2_85 >= 0i;
+    let t2_96: bool = t2_85 < 14i;
+    let t2_97: bool = t2_95 && t2_96;
+    let t2_98: bool = t2_94 && t2_97;
+    let t2_99: f32 = select(0.0, t2_91, t2_98);
+    let t2_100: i32 = h26 + t2_3;
+    let t2_101: i32 = max(t2_100, 0i);
+    let t2_102: i32 = min(t2_101, 13i);
+    let t2_103: i32 = t2_102 * 14i;
+    let t2_104: i32 = h27 + t2_8;
+    let t2_105: i32 = max(t2_104, 0i);
+    let t2_106: i32 = min(t2_105, 13i);
+    let t2_107: i32 = t2_103 + t2_106;
+    let t2_108: i32 = t2_1 + t2_107;
+    let t2_109: i32 = h29 + t2_108;
+    let t2_110: f32 = in0[t2_109];
+    let t2_111: bool = t2_100 >= 0i;
+    let t2_112: bool = t2_100 < 14i;
+    let t2_113: bool = t2_111 && t2_112;
+    let t2_114: bool = t2_104 >= 0i;
+    let t2_115: bool = t2_104 < 14i;
+    let t2_116: bool = t2_114 && t2_115;
+    let t2_117: bool = t2_113 && t2_116;
+    let t2_118: f32 = select(0.0, t2_110, t2_117);
+    let t2_119: i32 = h31 + t2_3;
+    let t2_120: i32 = max(t2_119, 0i);
+    let t2_121: i32 = min(t2_120, 13i);
+    let t2_122: i32 = t2_121 * 14i;
+    let t2_123: i32 = h32 + t2_8;
+    let t2_124: i32 = max(t2_123, 0i);
+    let t2_125: i32 = min(t2_124, 13i);
+    let t2_126: i32 = t2_122 + t2_125;
+    let t2_127: i32 = t2_1 + t2_126;
+    let t2_128: i32 = h34 + t2_127;
+    let t2_129: f32 = in0[t2_128];
+    let t2_130: bool = t2_119 >= 0i;
+    let t2_131: bool = t2_119 < 14i;
+    let t2_132: bool = t2_130 && t2_131;
+    let t2_133: bool = t2_123 >= 0i;
+    let t2_134: bool = t2_123 < 14i;
+    let t2_135: bool = t2_133 && t2_134;
+    let t2_136: bool = t2_132 && t2_135;
+    let t2_137: f32 = select(0.0, t2_129, t2_136);
+    let t2_138: i32 = h36 + t2_3;
+    let t2_139: i32 = max(t2_138, 0i);
+    let t2_140: i32 = min(t2_139, 13i);
+    let t2_141: i32 = t2_140 * 14i;
+    let t2_142: i32 = h37 + t2_8;
+    let t2_143: i32 = max(t2_142, 0i);
+    let t2_144: i32 = min(t2_143, 13i);
+    let t2_145: i32 = t2_141 + t2_144;
+    let t2_146: i32 = t2_1 + t2_145;
+    let t2_147: i32 = h39 + t2_146;
+    let t2_148: f32 = in0[t2_147];
+    let t2_149: bool = t2_138 >= 0i;
+    let t2_150: bool = t2_138 < 14i;
+    let t2_151: bool = t2_149 && t2_150;
+    let t2_152: bool = t2_142 >= 0i;
+    let t2_153: bool = t2_142 < 14i;
+    let t2_154: bool = t2_152 && t2_153;
+    let t2_155: bool = t2_151 && t2_154;
+    let t2_156: f32 = select(0.0, t2_148, t2_155);
+    let t2_157: i32 = t2_0 * 25i;
+    let t2_158: i32 = t2_3 * 5i;
+    let t2_159: i32 = t2_158 + t2_8;
+    let t2_160: i32 = t2_157 + t2_159;
+    let t2_161: i32 = h40 + t2_160;
+    let t2_162: f32 = in1[t2_161];
+    let t2_163: i32 = h41 + t2_160;
+    let t2_164: f32 = in1[t2_163];
+    let t2_165: i32 = h42 + t2_160;
+    let t2_166: f32 = in1[t2_165];
+    let t2_167: i32 = h43 + t2_160;
+    let t2_168: f32 = in1[t2_167];
+    let t2_169: i32 = h44 + t2_160;
+    let t2_170: f32 = in1[t2_169];
+    let t2_171: i32 = h45 + t2_160;
+    let t2_172: f32 = in1[t2_171];
+    let t2_173: i32 = h46 + t2_160;
+    let t2_174: f32 = in1[t2_173];
+    let t2_175: i32 = h47 + t2_160;
+    let t2_176: f32 = in1[t2_175];
+    c0_0 = fma(t2_23, t2_162, c0_0);
+    c0_1 = fma(t2_23, t2_164, c0_1);
+    c0_2 = fma(t2_23, t2_166, c0_2);
+    c0_3 = fma(t2_23, t2_168, c0_3);
+    c0_4 = fma(t2_23, t2_170, c0_4);
+    c0_5 = fma(t2_23, t2_172, c0_5);
+    c0_6 = fma(t2_23, t2_174, c0_6);
+    c0_7 = fma(t2_23, t2_176, c0_7);
+    c1_0 = fma(t2_42, t2_162, c1_0);
+    c1_1 = fma(t2_42, t2_164, c1_1);
+    c1_2 = fma(t2_42, t2_166, c1_2);
+    c1_3 = fma(t2_42, t2_168, c1_3);
+    c1_4 = fma(t2_42, t2_170, c1_4);
+    c1_5 = fma(t2_42, t2_172, c1_5);
+    c1_6 = fma(t2_42, t2_174, c1_6);
+    c1_7 = fma(t2_42, t2_176, c1_7);
+    c2_0 = fma(t2_61, t2_162, c2_0);
+    c2_1 = fma(t2_61, t2_164, c2_1);
+    c2_2 = fma(t2_61, t2_166, c2_2);
+    c2_3 = fma(t2_61, t2_168, c2_3);
+    c2_4 = fma(t2_61, t2_170, c2_4);
+    c2_5 = fma(t2_61, t2_172, c2_5);
+    c2_6 = fma(t2_61, t2_174, c2_6);
+    c2_7 = fma(t2_61, t2_176, c2_7);
+    c3_0 = fma(t2_80, t2_162, c3_0);
+    c3_1 = fma(t2_80, t2_164, c3_1);
+    c3_2 = fma(t2_80, t2_166, c3_2);
+    c3_3 = fma(t2_80, t2_168, c3_3);
+    c3_4 = fma(t2_80, t2_170, c3_4);
+    c3_5 = fma(t2_80, t2_172, c3_5);
+    c3_6 = fma(t2_80, t2_174, c3_6);
+    c3_7 = fma(t2_80, t2_176, c3_7);
+    c4_0 = fma(t2_99, t2_162, c4_0);
+    c4_1 = fma(t2_99, t2_164, c4_1);
+    c4_2 = fma(t2_99, t2_166, c4_2);
+    c4_3 = fma(t2_99, t2_168, c4_3);
+    c4_4 = fma(t2_99, t2_170, c4_4);
+    c4_5 = fma(t2_99, t2_172, c4_5);
+    c4_6 = fma(t2_99, t2_174, c4_6);
+    c4_7 = fma(t2_99, t2_176, c4_7);
+    c5_0 = fma(t2_118, t2_162, c5_0);
+    c5_1 = fma(t2_118, t2_164, c5_1);
+    c5_2 = fma(t2_118, t2_166, c5_2);
+    c5_3 = fma(t2_118, t2_168, c5_3);
+    c5_4 = fma(t2_118, t2_170, c5_4);
+    c5_5 = fma(t2_118, t2_172, c5_5);
+    c5_6 = fma(t2_118, t2_174, c5_6);
+    c5_7 = fma(t2_118, t2_176, c5_7);
+    c6_0 = fma(t2_137, t2_162, c6_0);
+    c6_1 = fma(t2_137, t2_164, c6_1);
+    c6_2 = fma(t2_137, t2_166, c6_2);
+    c6_3 = fma(t2_137, t2_168, c6_3);
+    c6_4 = fma(t2_137, t2_170, c6_4);
+    c6_5 = fma(t2_137, t2_172, c6_5);
+    c6_6 = fma(t2_137, t2_174, c6_6);
+    c6_7 = fma(t2_137, t2_176, c6_7);
+    c7_0 = fma(t2_156, t2_162, c7_0);
+    c7_1 = fma(t2_156, t2_164, c7_1);
+    c7_2 = fma(t2_156, t2_166, c7_2);
+    c7_3 = fma(t2_156, t2_168, c7_3);
+    c7_4 = fma(t2_156, t2_170, c7_4);
+    c7_5 = fma(t2_156, t2_172, c7_5);
+    c7_6 = fma(t2_156, t2_174, c7_6);
+    c7_7 = fma(t2_156, t2_176, c7_7);
+    let ku3 = kb + 3i;
+    let t3_0: i32 = ku3 / 25i;
+    let t3_1: i32 = t3_0 * 196i;
+    let t3_2: i32 = ku3 / 5i;
+    let t3_3: i32 = t3_2 % 5i;
+    let t3_4: i32 = h1 + t3_3;
+    let t3_5: i32 = max(t3_4, 0i);
+    let t3_6: i32 = min(t3_5, 13i);
+    let t3_7: i32 = t3_6 * 14i;
+    let t3_8: i32 = ku3 % 5i;
+    let t3_9: i32 = h2 + t3_8;
+    let t3_10: i32 = max(t3_9, 0i);
+    let t3_11: i32 = min(t3_10, 13i);
+    let t3_12: i32 = t3_7 + t3_11;
+    let t3_13: i32 = t3_1 + t3_12;
+    let t3_14: i32 = h4 + t3_13;
+    let t3_15: f32 = in0[t3_14];
+    let t3_16: bool = t3_4 >= 0i;
+    let t3_17: bool = t3_4 < 14i;
+    let t3_18: bool = t3_16 && t3_17;
+    let t3_19: bool = t3_9 >= 0i;
+    let t3_20: bool = t3_9 < 14i;
+    let t3_21: bool = t3_19 && t3_20;
+    let t3_22: bool = t3_18 && t3_21;
+    let t3_23: f32 = select(0.0, t3_15, t3_22);
+    let t3_24: i32 = h6 + t3_3;
+    let t3_25: i32 = max(t3_24, 0i);
+    let t3_26: i32 = min(t3_25, 13i);
+    let t3_27: i32 = t3_26 * 14i;
+    let t3_28: i32 = h7 + t3_8;
+    let t3_29: i32 = max(t3_28, 0i);
+    let t3_30: i32 = min(t3_29, 13i);
+    let t3_31: i32 = t3_27 + t3_30;
+    let t3_32: i32 = t3_1 + t3_31;
+    let t3_33: i32 = h9 + t3_32;
+    let t3_34: f32 = in0[t3_33];
+    let t3_35: bool = t3_24 >= 0i;
+    let t3_36: bool = t3_24 < 14i;
+    let t3_37: bool = t3_35 && t3_36;
+    let t3_38: bool = t3_28 >= 0i;
+    let t3_39: bool = t3_28 < 14i;
+    let t3_40: bool = t3_38 && t3_39;
+    let t3_41: bool = t3_37 && t3_40;
+    let t3_42: f32 = select(0.0, t3_34, t3_41);
+    let t3_43: i32 = h11 + t3_3;
+    let t3_44: i32 = max(t3_43, 0i);
+    let t3_45: i32 = min(t3_44, 13i);
+    let t3_46: i32 = t3_45 * 14i;
+    let t3_47: i32 = h12 + t3_8;
+    let t3_48: i32 = max(t3_47, 0i);
+    let t3_49: i32 = min(t3_48, 13i);
+    let t3_50: i32 = t3_46 + t3_49;
+    let t3_51: i32 = t3_1 + t3_50;
+    let t3_52: i32 = h14 + t3_51;
+    let t3_53: f32 = in0[t3_52];
+    let t3_54: bool = t3_43 >= 0i;
+    let t3_55: bool = t3_43 < 14i;
+    let t3_56: bool = t3_54 && t3_55;
+    let t3_57: bool = t3_47 >= 0i;
+    let t3_58: bool = t3_47 < 14i;
+    let t3_59: bool = t3_57 && t3_58;
+    let t3_60: bool = t3_56 && t3_59;
+    let t3_61: f32 = select(0.0, t3_53, t3_60);
+    let t3_62: i32 = h16 + t3_3;
+    let t3_63: i32 = max(t3_62, 0i);
+    let t3_64: i32 = min(t3_63, 13i);
+    let t3_65: i32 = t3_64 * 14i;
+    let t3_66: i32 = h17 + t3_8;
+    let t3_67: i32 = max(t3_66, 0i);
+    let t3_68: i32 = min(t3_67, 13i);
+    let t3_69: i32 = t3_65 + t3_68;
+    let t3_70: i32 = t3_1 + t3_69;
+    let t3_71: i32 = h19 + t3_70;
+    let t3_72: f32 = in0[t3_71];
+    let t3_73: bool = t3_62 >= 0i;
+    let t3_74: bool = t3_62 < 14i;
+    let t3_75: bool = t3_73 && t3_74;
+    let t3_76: bool = t3_66 >= 0i;
+    let t3_77: bool = t3_66 < 14i;
+    let t3_78: bool = t3_76 && t3_77;
+    let t3_79: bool = t3_75 && t3_78;
+    let t3_80: f32 = select(0.0, t3_72, t3_79);
+    let t3_81: i32 = h21 + t3_3;
+    let t3_82: i32 = max(t3_81, 0i);
+    let t3_83: i32 = min(t3_82, 13i);
+    let t3_84: i32 = t3_83 * 14i;
+    let t3_85: i32 = h22 + t3_8;
+    let t3_86: i32 = max(t3_85, 0i);
+    let t3_87: i32 = min(t3_86, 13i);
+    let t3_88: i32 = t3_84 + t3_87;
+    let t3_89: i32 = t3_1 + t3_88;
+    let t3_90: i32 = h24 + t3_89;
+    let t3_91: f32 = in0[t3_90];
+    let t3_92: bool = t3_81 >= 0i;
+    let t3_93: bool = t3_81 < 14i;
+    let t3_94: bool = t3_92 && t3_93;
+    let t3_95: bool = t3_85 >= 0i;
+    let t3_96: bool = t3_85 < 14i;
+    let t3_97: bool = t3_95 && t3_96;
+    let t3_98: bool = t3_94 && t3_97;
+    let t3_99: f32 = select(0.0, t3_91, t3_98);
+    let t3_100: i32 = h26 + t3_3;
+    let t3_101: i32 = max(t3_100, 0i);
+    let t3_102: i32 = min(t3_101, 13i);
+    let t3_103: i32 = t3_102 * 14i;
+    let t3_104: i32 = h27 + t3_8;
+    let t3_105: i32 = max(t3_104, 0i);
+    let t3_106: i32 = min(t3_105, 13i);
+    let t3_107: i32 = t3_103 + t3_106;
+    let t3_108: i32 = t3_1 + t3_107;
+    let t3_109: i32 = h29 + t3_108;
+    let t3_110: f32 = in0[t3_109];
+    let t3_111: bool = t3_100 >= 0i;
+    let t3_112: bool = t3_100 < 14i;
+    let t3_113: bool = t3_111 && t3_112;
+    let t3_114: bool = t3_104 >= 0i;
+    let t3_115: bool = t3_104 < 14i;
+    let t3_116: bool = t3_114 && t3_115;
+    let t3_117: bool = t3_113 && t3_116;
+    let t3_118: f32 = select(0.0, t3_110, t3_117);
+    let t3_119: i32 = h31 + t3_3;
+    let t3_120: i32 = max(t3_119, 0i);
+    let t3_121: i32 = min(t3_120, 13i);
+    let t3_122: i32 = t3_121 * 14i;
+    let t3_123: i32 = h32 + t3_8;
+    let t3_124: i32 = max(t3_123, 0i);
+    let t3_125: i32 = min(t3_124, 13i);
+    let t3_126: i32 = t3_122 + t3_125;
+    let t3_127: i32 = t3_1 + t3_126;
+    let t3_128: i32 = h34 + t3_127;
+    let t3_129: f32 = in0[t3_128];
+    let t3_130: bool = t3_119 >= 0i;
+    let t3_131: bool = t3_119 < 14i;
+    let t3_132: bool = t3_130 && t3_131;
+    let t3_133: bool = t3_123 >= 0i;
+    let t3_134: bool = t3_123 < 14i;
+    let t3_135: bool = t3_133 && t3_134;
+    let t3_136: bool = t3_132 && t3_135;
+    let t3_137: f32 = select(0.0, t3_129, t3_136);
+    let t3_138: i32 = h36 + t3_3;
+    let t3_139: i32 = max(t3_138, 0i);
+    let t3_140: i32 = min(t3_139, 13i);
+    let t3_141: i32 = t3_140 * 14i;
+    let t3_142: i32 = h37 + t3_8;
+    let t3_143: i32 = max(t3_142, 0i);
+    let t3_144: i32 = min(t3_143, 13i);
+    let t3_145: i32 = t3_141 + t3_144;
+    let t3_146: i32 = t3_1 + t3_145;
+    let t3_147: i32 = h39 + t3_146;
+    let t3_148: f32 = in0[t3_147];
+    let t3_149: bool = t3_138 >= 0i;
+    let t3_150: bool = t3_138 < 14i;
+    let t3_151: bool = t3_149 && t3_150;
+    let t3_152: bool = t3_142 >= 0i;
+    let t3_153: bool = t3_142 < 14i;
+    let t3_154: bool = t3_152 && t3_153;
+    let t3_155: bool = t3_151 && t3_154;
+    let t3_156: f32 = select(0.0, t3_148, t3_155);
+    let t3_157: i32 = t3_0 * 25i;
+    let t3_158: i32 = t3_3 * 5i;
+    let t3_159: i32 = t3_158 + t3_8;
+    let t3_160: i32 = t3_157 + t3_159;
+    let t3_161: i32 = h40 + t3_160;
+    let t3_162: f32 = in1[t3_161];
+    let t3_163: i32 = h41 + t3_160;
+    let t3_164: f32 = in1[t3_163];
+    let t3_165: i32 = h42 + t3_160;
+    let t3_166: f32 = in1[t3_165];
+    let t3_167: i32 = h43 + t3_160;
+    let t3_168: f32 = in1[t3_167];
+    let t3_169: i32 = h44 + t3_160;
+    let t3_170: f32 = in1[t3_169];
+    let t3_171: i32 = h45 + t3_160;
+    let t3_172: f32 = in1[t3_171];
+    let t3_173: i32 = h46 + t3_160;
+    let t3_174: f32 = in1[t3_173];
+    let t3_175: i32 = h47 + t3_160;
+    let t3_176: f32 = in1[t3_175];
+    c0_0 = fma(t3_23, t3_162, c0_0);
+    c0_1 = fma(t3_23, t3_164, c0_1);
+    c0_2 = fma(t3_23, t3_166, c0_2);
+    c0_3 = fma(t3_23, t3_168, c0_3);
+    c0_4 = fma(t3_23, t3_170, c0_4);
+    c0_5 = fma(t3_23, t3_172, c0_5);
+    c0_6 = fma(t3_23, t3_174, c0_6);
+    c0_7 = fma(t3_23, t3_176, c0_7);
+    c1_0 = fma(t3_42, t3_162, c1_0);
+    c1_1 = fma(t3_42, t3_164, c1_1);
+    c1_2 = fma(t3_42, t3_166, c1_2);
+    c1_3 = fma(t3_42, t3_168, c1_3);
+    c1_4 = fma(t3_42, t3_170, c1_4);
+    c1_5 = fma(t3_42, t3_172, c1_5);
+    c1_6 = fma(t3_42, t3_174, c1_6);
+    c1_7 = fma(t3_42, t3_176, c1_7);
+    c2_0 = fma(t3_61, t3_162, c2_0);
+    c2_1 = fma(t3_61, t3_164, c2_1);
+    c2_2 = fma(t3_61, t3_166, c2_2);
+    c2_3 = fma(t3_61, t3_168, c2_3);
+    c2_4 = fma(t3_61, t3_170, c2_4);
+    c2_5 = fma(t3_61, t3_172, c2_5);
+    c2_6 = fma(t3_61, t3_174, c2_6);
+    c2_7 = fma(t3_61, t3_176, c2_7);
+    c3_0 = fma(t3_80, t3_162, c3_0);
+    c3_1 = fma(t3_80, t3_164, c3_1);
+    c3_2 = fma(t3_80, t3_166, c3_2);
+    c3_3 = fma(t3_80, t3_168, c3_3);
+    c3_4 = fma(t3_80, t3_170, c3_4);
+    c3_5 = fma(t3_80, t3_172, c3_5);
+    c3_6 = fma(t3_80, t3_174, c3_6);
+    c3_7 = fma(t3_80, t3_176, c3_7);
+    c4_0 = fma(t3_99, t3_162, c4_0);
+    c4_1 = fma(t3_99, t3_164, c4_1);
+    c4_2 = fma(t3_99, t3_166, c4_2);
+    c4_3 = fma(t3_99, t3_168, c4_3);
+    c4_4 = fma(t3_99, t3_170, c4_4);
+    c4_5 = fma(t3_99, t3_172, c4_5);
+    c4_6 = fma(t3_99, t3_174, c4_6);
+    c4_7 = fma(t3_99, t3_176, c4_7);
+    c5_0 = fma(t3_118, t3_162, c5_0);
+    c5_1 = fma(t3_118, t3_164, c5_1);
+    c5_2 = fma(t3_118, t3_166, c5_2);
+    c5_3 = fma(t3_118, t3_168, c5_3);
+    c5_4 = fma(t3_118, t3_170, c5_4);
+    c5_5 = fma(t3_118, t3_172, c5_5);
+    c5_6 = fma(t3_118, t3_174, c5_6);
+    c5_7 = fma(t3_118, t3_176, c5_7);
+    c6_0 = fma(t3_137, t3_162, c6_0);
+    c6_1 = fma(t3_137, t3_164, c6_1);
+    c6_2 = fma(t3_137, t3_166, c6_2);
+    c6_3 = fma(t3_137, t3_168, c6_3);
+    c6_4 = fma(t3_137, t3_170, c6_4);
+    c6_5 = fma(t3_137, t3_172, c6_5);
+    c6_6 = fma(t3_137, t3_174, c6_6);
+    c6_7 = fma(t3_137, t3_176, c6_7);
+    c7_0 = fma(t3_156, t3_162, c7_0);
+    c7_1 = fma(t3_156, t3_164, c7_1);
+    c7_2 = fma(t3_156, t3_166, c7_2);
+    c7_3 = fma(t3_156, t3_168, c7_3);
+    c7_4 = fma(t3_156, t3_170, c7_4);
+    c7_5 = fma(t3_156, t3_172, c7_5);
+    c7_6 = fma(t3_156, t3_174, c7_6);
+    c7_7 = fma(t3_156, t3_176, c7_7);
+  }
+  for (var ki = 148i; ki < 150i; ki++) {
+    let tr_0: i32 = ki / 25i;
+    let tr_1: i32 = tr_0 * 196i;
+    let tr_2: i32 = ki / 5i;
+    let tr_3: i32 = tr_2 % 5i;
+    let tr_4: i32 = h1 + tr_3;
+    let tr_5: i32 = max(tr_4, 0i);
+    let tr_6: i32 = min(tr_5, 13i);
+    let tr_7: i32 = tr_6 * 14i;
+    let tr_8: i32 = ki % 5i;
+    let tr_9: i32 = h2 + tr_8;
+    let tr_10: i32 = max(tr_9, 0i);
+    let tr_11: i32 = min(tr_10, 13i);
+    let tr_12: i32 = tr_7 + tr_11;
+    let tr_13: i32 = tr_1 + tr_12;
+    let tr_14: i32 = h4 + tr_13;
+    let tr_15: f32 = in0[tr_14];
+    let tr_16: bool = tr_4 >= 0i;
+    let tr_17: bool = tr_4 < 14i;
+    let tr_18: bool = tr_16 && tr_17;
+    let tr_19: bool = tr_9 >= 0i;
+    let tr_20: bool = tr_9 < 14i;
+    let tr_21: bool = tr_19 && tr_20;
+    let tr_22: bool = tr_18 && tr_21;
+    let tr_23: f32 = select(0.0, tr_15, tr_22);
+    let tr_24: i32 = h6 + tr_3;
+    let tr_25: i32 = max(tr_24, 0i);
+    let tr_26: i32 = min(tr_25, 13i);
+    let tr_27: i32 = tr_26 * 14i;
+    let tr_28: i32 = h7 + tr_8;
+    let tr_29: i32 = max(tr_28, 0i);
+    let tr_30: i32 = min(tr_29, 13i);
+    let tr_31: i32 = tr_27 + tr_30;
+    let tr_32: i32 = tr_1 + tr_31;
+    let tr_33: i32 = h9 + tr_32;
+    let tr_34: f32 = in0[tr_33];
+    let tr_35: bool = tr_24 >= 0i;
+    let tr_36: bool = tr_24 < 14i;
+    let tr_37: bool = tr_35 && tr_36;
+    let tr_38: bool = tr_28 >= 0i;
+    let tr_39: bool = tr_28 < 14i;
+    let tr_40: bool = tr_38 && tr_39;
+    let tr_41: bool = tr_37 && tr_40;
+    let tr_42: f32 = select(0.0, tr_34, tr_41);
+    let tr_43: i32 = h11 + tr_3;
+    let tr_44: i32 = max(tr_43, 0i);
+    let tr_45: i32 = min(tr_44, 13i);
+    let tr_46: i32 = tr_45 * 14i;
+    let tr_47: i32 = h12 + tr_8;
+    let tr_48: i32 = max(tr_47, 0i);
+    let tr_49: i32 = min(tr_48, 13i);
+    let tr_50: i32 = tr_46 + tr_49;
+    let tr_51: i32 = tr_1 + tr_50;
+    let tr_52: i32 = h14 + tr_51;
+    let tr_53: f32 = in0[tr_52];
+    let tr_54: bool = tr_43 >= 0i;
+    let tr_55: bool = tr_43 < 14i;
+    let tr_56: bool = tr_54 && tr_55;
+    let tr_57: bool = tr_47 >= 0i;
+    let tr_58: bool = tr_47 < 14i;
+    let tr_59: bool = tr_57 && tr_58;
+    let tr_60: bool = tr_56 && tr_59;
+    let tr_61: f32 = select(0.0, tr_53, tr_60);
+    let tr_62: i32 = h16 + tr_3;
+    let tr_63: i32 = max(tr_62, 0i);
+    let tr_64: i32 = min(tr_63, 13i);
+    let tr_65: i32 = tr_64 * 14i;
+    let tr_66: i32 = h17 + tr_8;
+    let tr_67: i32 = max(tr_66, 0i);
+    let tr_68: i32 = min(tr_67, 13i);
+    let tr_69: i32 = tr_65 + tr_68;
+    let tr_70: i32 = tr_1 + tr_69;
+    let tr_71: i32 = h19 + tr_70;
+    let tr_72: f32 = in0[tr_71];
+    let tr_73: bool = tr_62 >= 0i;
+    let tr_74: bool = tr_62 < 14i;
+    let tr_75: bool = tr_73 && tr_74;
+    let tr_76: bool = tr_66 >= 0i;
+    let tr_77: bool = tr_66 < 14i;
+    let tr_78: bool = tr_76 && tr_77;
+    let tr_79: bool = tr_75 && tr_78;
+    let tr_80: f32 = select(0.0, tr_72, tr_79);
+    let tr_81: i32 = h21 + tr_3;
+    let tr_82: i32 = max(tr_81, 0i);
+    let tr_83: i32 = min(tr_82, 13i);
+    let tr_84: i32 = tr_83 * 14i;
+    let tr_85: i32 = h22 + tr_8;
+    let tr_86: i32 = max(tr_85, 0i);
+    let tr_87: i32 = min(tr_86, 13i);
+    let tr_88: i32 = tr_84 + tr_87;
+    let tr_89: i32 = tr_1 + tr_88;
+    let tr_90: i32 = h24 + tr_89;
+    let tr_91: f32 = in0[tr_90];
+    let tr_92: bool = tr_81 >= 0i;
+    let tr_93: bool = tr_81 < 14i;
+    let tr_94: bool = tr_92 && tr_93;
+    let tr_95: bool = tr_85 >= 0i;
+    let tr_96: bool = tr_85 < 14i;
+    let tr_97: bool = tr_95 && tr_96;
+    let tr_98: bool = tr_94 && tr_97;
+    let tr_99: f32 = select(0.0, tr_91, tr_98);
+    let tr_100: i32 = h26 + tr_3;
+    let tr_101: i32 = max(tr_100, 0i);
+    let tr_102: i32 = min(tr_101, 13i);
+    let tr_103: i32 = tr_102 * 14i;
+    let tr_104: i32 = h27 + tr_8;
+    let tr_105: i32 = max(tr_104, 0i);
+    let tr_106: i32 = min(tr_105, 13i);
+    let tr_107: i32 = tr_103 + tr_106;
+    let tr_108: i32 = tr_1 + tr_107;
+    let tr_109: i32 = h29 + tr_108;
+    let tr_110: f32 = in0[tr_109];
+    let tr_111: bool = tr_100 >= 0i;
+    let tr_112: bool = tr_100 < 14i;
+    let tr_113: bool = tr_111 && tr_112;
+    let tr_114: bool = tr_104 >= 0i;
+    let tr_115: bool = tr_104 < 14i;
+    let tr_116: bool = tr_114 && tr_115;
+    let tr_117: bool = tr_113 && tr_116;
+    let tr_118: f32 = select(0.0, tr_110, tr_117);
+    let tr_119: i32 = h31 + tr_3;
+    let tr_120: i32 = max(tr_119, 0i);
+    let tr_121: i32 = min(tr_120, 13i);
+    let tr_122: i32 = tr_121 * 14i;
+    let tr_123: i32 = h32 + tr_8;
+    let tr_124: i32 = max(tr_123, 0i);
+    let tr_125: i32 = min(tr_124, 13i);
+    let tr_126: i32 = tr_122 + tr_125;
+    let tr_127: i32 = tr_1 + tr_126;
+    let tr_128: i32 = h34 + tr_127;
+    let tr_129: f32 = in0[tr_128];
+    let tr_130: bool = tr_119 >= 0i;
+    let tr_131: bool = tr_119 < 14i;
+    let tr_132: bool = tr_130 && tr_131;
+    let tr_133: bool = tr_123 >= 0i;
+    let tr_134: bool = tr_123 < 14i;
+    let tr_135: bool = tr_133 && tr_134;
+    let tr_136: bool = tr_132 && tr_135;
+    let tr_137: f32 = select(0.0, tr_129, tr_136);
+    let tr_138: i32 = h36 + tr_3;
+    let tr_139: i32 = max(tr_138, 0i);
+    let tr_140: i32 = min(tr_139, 13i);
+    let tr_141: i32 = tr_140 * 14i;
+    let tr_142: i32 = h37 + tr_8;
+    let tr_143: i32 = max(tr_142, 0i);
+    let tr_144: i32 = min(tr_143, 13i);
+    let tr_145: i32 = tr_141 + tr_144;
+    let tr_146: i32 = tr_1 + tr_145;
+    let tr_147: i32 = h39 + tr_146;
+    let tr_148: f32 = in0[tr_147];
+    let tr_149: bool = tr_138 >= 0i;
+    let tr_150: bool = tr_138 < 14i;
+    let tr_151: bool = tr_149 && tr_150;
+    let tr_152: bool = tr_142 >= 0i;
+    let tr_153: bool = tr_142 < 14i;
+    let tr_154: bool = tr_152 && tr_153;
+    let tr_155: bool = tr_151 && tr_154;
+    let tr_156: f32 = select(0.0, tr_148, tr_155);
+    let tr_157: i32 = tr_0 * 25i;
+    let tr_158: i32 = tr_3 * 5i;
+    let tr_159: i32 = tr_158 + tr_8;
+    let tr_160: i32 = tr_157 + tr_159;
+    let tr_161: i32 = h40 + tr_160;
+    let tr_162: f32 = in1[tr_161];
+    let tr_163: i32 = h41 + tr_160;
+    let tr_164: f32 = in1[tr_163];
+    let tr_165: i32 = h42 + tr_160;
+    let tr_166: f32 = in1[tr_165];
+    let tr_167: i32 = h43 + tr_160;
+    let tr_168: f32 = in1[tr_167];
+    let tr_169: i32 = h44 + tr_160;
+    let tr_170: f32 = in1[tr_169];
+    let tr_171: i32 = h45 + tr_160;
+    let tr_172: f32 = in1[tr_171];
+    let tr_173: i32 = h46 + tr_160;
+    let tr_174: f32 = in1[tr_173];
+    let tr_175: i32 = h47 + tr_160;
+    let tr_176: f32 = in1[tr_175];
+    c0_0 = fma(tr_23, tr_162, c0_0);
+    c0_1 = fma(tr_23, tr_164, c0_1);
+    c0_2 = fma(tr_23, tr_166, c0_2);
+    c0_3 = fma(tr_23, tr_168, c0_3);
+    c0_4 = fma(tr_23, tr_170, c0_4);
+    c0_5 = fma(tr_23, tr_172, c0_5);
+    c0_6 = fma(tr_23, tr_174, c0_6);
+    c0_7 = fma(tr_23, tr_176, c0_7);
+    c1_0 = fma(tr_42, tr_162, c1_0);
+    c1_1 = fma(tr_42, tr_164, c1_1);
+    c1_2 = fma(tr_42, tr_166, c1_2);
+    c1_3 = fma(tr_42, tr_168, c1_3);
+    c1_4 = fma(tr_42, tr_170, c1_4);
+    c1_5 = fma(tr_42, tr_172, c1_5);
+    c1_6 = fma(tr_42, tr_174, c1_6);
+    c1_7 = fma(tr_42, tr_176, c1_7);
+    c2_0 = fma(tr_61, tr_162, c2_0);
+    c2_1 = fma(tr_61, tr_164, c2_1);
+    c2_2 = fma(tr_61, tr_166, c2_2);
+    c2_3 = fma(tr_61, tr_168, c2_3);
+    c2_4 = fma(tr_61, tr_170, c2_4);
+    c2_5 = fma(tr_61, tr_172, c2_5);
+    c2_6 = fma(tr_61, tr_174, c2_6);
+    c2_7 = fma(tr_61, tr_176, c2_7);
+    c3_0 = fma(tr_80, tr_162, c3_0);
+    c3_1 = fma(tr_80, tr_164, c3_1);
+    c3_2 = fma(tr_80, tr_166, c3_2);
+    c3_3 = fma(tr_80, tr_168, c3_3);
+    c3_4 = fma(tr_80, tr_170, c3_4);
+    c3_5 = fma(tr_80, tr_172, c3_5);
+    c3_6 = fma(tr_80, tr_174, c3_6);
+    c3_7 = fma(tr_80, tr_176, c3_7);
+    c4_0 = fma(tr_99, tr_162, c4_0);
+    c4_1 = fma(tr_99, tr_164, c4_1);
+    c4_2 = fma(tr_99, tr_166, c4_2);
+    c4_3 = fma(tr_99, tr_168, c4_3);
+    c4_4 = fma(tr_99, tr_170, c4_4);
+    c4_5 = fma(tr_99, tr_172, c4_5);
+    c4_6 = fma(tr_99, tr_174, c4_6);
+    c4_7 = fma(tr_99, tr_176, c4_7);
+    c5_0 = fma(tr_118, tr_162, c5_0);
+    c5_1 = fma(tr_118, tr_164, c5_1);
+    c5_2 = fma(tr_118, tr_166, c5_2);
+    c5_3 = fma(tr_118, tr_168, c5_3);
+    c5_4 = fma(tr_118, tr_170, c5_4);
+    c5_5 = fma(tr_118, tr_172, c5_5);
+    c5_6 = fma(tr_118, tr_174, c5_6);
+    c5_7 = fma(tr_118, tr_176, c5_7);
+    c6_0 = fma(tr_137, tr_162, c6_0);
+    c6_1 = fma(tr_137, tr_164, c6_1);
+    c6_2 = fma(tr_137, tr_166, c6_2);
+    c6_3 = fma(tr_137, tr_168, c6_3);
+    c6_4 = fma(tr_137, tr_170, c6_4);
+    c6_5 = fma(tr_137, tr_172, c6_5);
+    c6_6 = fma(tr_137, tr_174, c6_6);
+    c6_7 = fma(tr_137, tr_176, c6_7);
+    c7_0 = fma(tr_156, tr_162, c7_0);
+    c7_1 = fma(tr_156, tr_164, c7_1);
+    c7_2 = fma(tr_156, tr_166, c7_2);
+    c7_3 = fma(tr_156, tr_168, c7_3);
+    c7_4 = fma(tr_156, tr_170, c7_4);
+    c7_5 = fma(tr_156, tr_172, c7_5);
+    c7_6 = fma(tr_156, tr_174, c7_6);
+    c7_7 = fma(tr_156, tr_176, c7_7);
+  }
+  if (m0 + 0i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 0i, n0 + 2i)] = fin(c0_2, m0 + 0i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 0i, n0 + 3i)] = fin(c0_3, m0 + 0i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 0i, n0 + 4i)] = fin(c0_4, m0 + 0i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 0i, n0 + 5i)] = fin(c0_5, m0 + 0i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 0i, n0 + 6i)] = fin(c0_6, m0 + 0i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 0i, n0 + 7i)] = fin(c0_7, m0 + 0i, n0 + 7i);
     }
   }
-  out[i] = fin(acc, o0, o1, o2, o3);
+  if (m0 + 1i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 1i, n0 + 2i)] = fin(c1_2, m0 + 1i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 1i, n0 + 3i)] = fin(c1_3, m0 + 1i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 1i, n0 + 4i)] = fin(c1_4, m0 + 1i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 1i, n0 + 5i)] = fin(c1_5, m0 + 1i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 1i, n0 + 6i)] = fin(c1_6, m0 + 1i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 1i, n0 + 7i)] = fin(c1_7, m0 + 1i, n0 + 7i);
+    }
+  }
+  if (m0 + 2i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 2i, n0 + 1i)] = fin(c2_1, m0 + 2i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 2i, n0 + 2i)] = fin(c2_2, m0 + 2i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 2i, n0 + 3i)] = fin(c2_3, m0 + 2i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 2i, n0 + 4i)] = fin(c2_4, m0 + 2i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 2i, n0 + 5i)] = fin(c2_5, m0 + 2i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 2i, n0 + 6i)] = fin(c2_6, m0 + 2i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 2i, n0 + 7i)] = fin(c2_7, m0 + 2i, n0 + 7i);
+    }
+  }
+  if (m0 + 3i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 3i, n0 + 1i)] = fin(c3_1, m0 + 3i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 3i, n0 + 2i)] = fin(c3_2, m0 + 3i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 3i, n0 + 3i)] = fin(c3_3, m0 + 3i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 3i, n0 + 4i)] = fin(c3_4, m0 + 3i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 3i, n0 + 5i)] = fin(c3_5, m0 + 3i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 3i, n0 + 6i)] = fin(c3_6, m0 + 3i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 3i, n0 + 7i)] = fin(c3_7, m0 + 3i, n0 + 7i);
+    }
+  }
+  if (m0 + 4i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 4i, n0 + 0i)] = fin(c4_0, m0 + 4i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 4i, n0 + 1i)] = fin(c4_1, m0 + 4i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 4i, n0 + 2i)] = fin(c4_2, m0 + 4i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 4i, n0 + 3i)] = fin(c4_3, m0 + 4i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 4i, n0 + 4i)] = fin(c4_4, m0 + 4i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 4i, n0 + 5i)] = fin(c4_5, m0 + 4i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 4i, n0 + 6i)] = fin(c4_6, m0 + 4i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 4i, n0 + 7i)] = fin(c4_7, m0 + 4i, n0 + 7i);
+    }
+  }
+  if (m0 + 5i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 5i, n0 + 0i)] = fin(c5_0, m0 + 5i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 5i, n0 + 1i)] = fin(c5_1, m0 + 5i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 5i, n0 + 2i)] = fin(c5_2, m0 + 5i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 5i, n0 + 3i)] = fin(c5_3, m0 + 5i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 5i, n0 + 4i)] = fin(c5_4, m0 + 5i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 5i, n0 + 5i)] = fin(c5_5, m0 + 5i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 5i, n0 + 6i)] = fin(c5_6, m0 + 5i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 5i, n0 + 7i)] = fin(c5_7, m0 + 5i, n0 + 7i);
+    }
+  }
+  if (m0 + 6i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 6i, n0 + 0i)] = fin(c6_0, m0 + 6i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 6i, n0 + 1i)] = fin(c6_1, m0 + 6i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 6i, n0 + 2i)] = fin(c6_2, m0 + 6i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 6i, n0 + 3i)] = fin(c6_3, m0 + 6i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 6i, n0 + 4i)] = fin(c6_4, m0 + 6i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 6i, n0 + 5i)] = fin(c6_5, m0 + 6i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 6i, n0 + 6i)] = fin(c6_6, m0 + 6i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 6i, n0 + 7i)] = fin(c6_7, m0 + 6i, n0 + 7i);
+    }
+  }
+  if (m0 + 7i < 6400i) {
+    if (n0 + 0i < 16i) {
+      out[dst(m0 + 7i, n0 + 0i)] = fin(c7_0, m0 + 7i, n0 + 0i);
+    }
+    if (n0 + 1i < 16i) {
+      out[dst(m0 + 7i, n0 + 1i)] = fin(c7_1, m0 + 7i, n0 + 1i);
+    }
+    if (n0 + 2i < 16i) {
+      out[dst(m0 + 7i, n0 + 2i)] = fin(c7_2, m0 + 7i, n0 + 2i);
+    }
+    if (n0 + 3i < 16i) {
+      out[dst(m0 + 7i, n0 + 3i)] = fin(c7_3, m0 + 7i, n0 + 3i);
+    }
+    if (n0 + 4i < 16i) {
+      out[dst(m0 + 7i, n0 + 4i)] = fin(c7_4, m0 + 7i, n0 + 4i);
+    }
+    if (n0 + 5i < 16i) {
+      out[dst(m0 + 7i, n0 + 5i)] = fin(c7_5, m0 + 7i, n0 + 5i);
+    }
+    if (n0 + 6i < 16i) {
+      out[dst(m0 + 7i, n0 + 6i)] = fin(c7_6, m0 + 7i, n0 + 6i);
+    }
+    if (n0 + 7i < 16i) {
+      out[dst(m0 + 7i, n0 + 7i)] = fin(c7_7, m0 + 7i, n0 + 7i);
+    }
+  }
 }

@@ -4,100 +4,122 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = r0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = r1 * 28i;
-  let t3: i32 = t2 + r2;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
-  let t6: f32 = in0[t5];
-  return t6;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = max(o0, 0i);
+  let t1: i32 = min(t0, 63i);
+  let t2: i32 = t1 * 1176i;
+  let t3: i32 = max(o1, 0i);
+  let t4: i32 = min(t3, 5i);
+  let t5: i32 = t4 * 196i;
+  let t6: i32 = o2 - 1i;
+  let t7: i32 = t6 / 2i;
+  let t8: i32 = max(t7, 0i);
+  let t9: i32 = min(t8, 13i);
+  let t10: i32 = t9 * 14i;
+  let t11: i32 = o3 - 1i;
+  let t12: i32 = t11 / 2i;
+  let t13: i32 = max(t12, 0i);
+  let t14: i32 = min(t13, 13i);
+  let t15: i32 = t10 + t14;
+  let t16: i32 = t5 + t15;
+  let t17: i32 = t2 + t16;
+  let t18: f32 = in1[t17];
+  let t19: bool = o0 >= 0i;
+  let t20: bool = o0 < 64i;
+  let t21: bool = t19 && t20;
+  let t22: bool = o1 >= 0i;
+  let t23: bool = o1 < 6i;
+  let t24: bool = t22 && t23;
+  let t25: bool = t21 && t24;
+  let t26: bool = t6 >= 0i;
+  let t27: bool = t6 < 27i;
+  let t28: bool = t26 && t27;
+  let t29: bool = t25 && t28;
+  let t30: i32 = t6 % 2i;
+  let t31: bool = t30 == 0i;
+  let t32: bool = t29 && t31;
+  let t33: bool = t11 >= 0i;
+  let t34: bool = t11 < 27i;
+  let t35: bool = t33 && t34;
+  let t36: bool = t32 && t35;
+  let t37: i32 = t11 % 2i;
+  let t38: bool = t37 == 0i;
+  let t39: bool = t36 && t38;
+  let t40: f32 = select(0.0, t18, t39);
+  let t41: i32 = o3 / 2i;
+  let t42: i32 = max(t41, 0i);
+  let t43: i32 = min(t42, 13i);
+  let t44: i32 = t10 + t43;
+  let t45: i32 = t5 + t44;
+  let t46: i32 = t2 + t45;
+  let t47: f32 = in2[t46];
+  let t48: bool = o3 >= 0i;
+  let t49: bool = o3 < 27i;
+  let t50: bool = t48 && t49;
+  let t51: bool = t32 && t50;
+  let t52: i32 = o3 % 2i;
+  let t53: bool = t52 == 0i;
+  let t54: bool = t51 && t53;
+  let t55: f32 = select(0.0, t47, t54);
+  let t56: f32 = t40 + t55;
+  let t57: i32 = o2 / 2i;
+  let t58: i32 = max(t57, 0i);
+  let t59: i32 = min(t58, 13i);
+  let t60: i32 = t59 * 14i;
+  let t61: i32 = t60 + t14;
+  let t62: i32 = t5 + t61;
+  let t63: i32 = t2 + t62;
+  let t64: f32 = in3[t63];
+  let t65: bool = o2 >= 0i;
+  let t66: bool = o2 < 27i;
+  let t67: bool = t65 && t66;
+  let t68: bool = t25 && t67;
+  let t69: i32 = o2 % 2i;
+  let t70: bool = t69 == 0i;
+  let t71: bool = t68 && t70;
+  let t72: bool = t71 && t35;
+  let t73: bool = t72 && t38;
+  let t74: f32 = select(0.0, t64, t73);
+  let t75: f32 = t56 + t74;
+  let t76: i32 = t60 + t43;
+  let t77: i32 = t5 + t76;
+  let t78: i32 = t2 + t77;
+  let t79: f32 = in4[t78];
+  let t80: bool = t71 && t50;
+  let t81: bool = t80 && t53;
+  let t82: f32 = select(0.0, t79, t81);
+  let t83: f32 = t75 + t82;
+  let t84: i32 = o0 * 4704i;
+  let t85: i32 = o1 * 784i;
+  let t86: i32 = o2 * 28i;
+  let t87: i32 = t86 + o3;
+  let t88: i32 = t85 + t87;
+  let t89: i32 = t84 + t88;
+  let t90: f32 = in0[t89];
+  let t91: bool = t90 > 0.0;
+  let t92: f32 = select(0.0, 1.0, t91);
+  let t93: bool = t92 != 0.0;
+  let t94: f32 = select(0.0, t83, t93);
+  return t94;
 }
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out1[o1];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out2[o1];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out3[o1];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = select(s / 784i, 0i, 784i == 0i);
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = select(s / 28i, 0i, 28i == 0i);
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-      let v2 = x2(v0, v1, o0, o1, o2, o3);
-      out2[at] = v2;
-      let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-      out3[at] = v3;
-    }
-  }
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 301056) { return; }
+  let ot0_0: i32 = i / 4704i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 784i;
+  let ot1_1: i32 = ot1_0 % 6i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 28i;
+  let ot2_1: i32 = ot2_0 % 28i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 28i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

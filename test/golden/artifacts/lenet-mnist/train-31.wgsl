@@ -4,43 +4,20 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = r0 * 784i;
-  let t1: i32 = r1 - 2i;
-  let t2: i32 = t1 + o2;
-  let t3: i32 = max(t2, 0i);
-  let t4: i32 = min(t3, 27i);
-  let t5: i32 = t4 * 28i;
-  let t6: i32 = r2 - 2i;
-  let t7: i32 = t6 + o3;
-  let t8: i32 = max(t7, 0i);
-  let t9: i32 = min(t8, 27i);
-  let t10: i32 = t5 + t9;
-  let t11: i32 = t0 + t10;
-  let t12: f32 = in0[t11];
-  let t13: i32 = r0 * 4704i;
-  let t14: i32 = o0 * 784i;
-  let t15: i32 = r1 * 28i;
-  let t16: i32 = t15 + r2;
-  let t17: i32 = t14 + t16;
-  let t18: i32 = t13 + t17;
-  let t19: f32 = in1[t18];
-  let t20: f32 = t12 * t19;
-  let t21: bool = t2 >= 0i;
-  let t22: bool = t2 < 28i;
-  let t23: bool = t21 && t22;
-  let t24: bool = t7 >= 0i;
-  let t25: bool = t7 < 28i;
-  let t26: bool = t24 && t25;
-  let t27: bool = t23 && t26;
-  let t28: f32 = select(0.0, t20, t27);
-  return t28;
+  let t0: i32 = r0 * 4704i;
+  let t1: i32 = o1 * 784i;
+  let t2: i32 = r1 * 28i;
+  let t3: i32 = t2 + r2;
+  let t4: i32 = t1 + t3;
+  let t5: i32 = t0 + t4;
+  let t6: f32 = in0[t5];
+  return t6;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
@@ -48,46 +25,34 @@ fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 }
 
 fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 25i;
-  let t1: i32 = o2 * 5i;
-  let t2: i32 = t1 + o3;
-  let t3: i32 = t0 + t2;
-  let t4: f32 = out1[t3];
-  let t5: f32 = 0.8999999761581421 * t4;
-  let t6: f32 = 0.10000000149011612 * v0;
-  let t7: f32 = t5 + t6;
-  return t7;
+  let t0: f32 = out1[o1];
+  let t1: f32 = 0.8999999761581421 * t0;
+  let t2: f32 = 0.10000000149011612 * v0;
+  let t3: f32 = t1 + t2;
+  return t3;
 }
 
 fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 25i;
-  let t1: i32 = o2 * 5i;
-  let t2: i32 = t1 + o3;
-  let t3: i32 = t0 + t2;
-  let t4: f32 = out2[t3];
-  let t5: f32 = 0.9990000128746033 * t4;
-  let t6: f32 = v0 * v0;
-  let t7: f32 = 0.0010000000474974513 * t6;
-  let t8: f32 = t5 + t7;
-  return t8;
+  let t0: f32 = out2[o1];
+  let t1: f32 = 0.9990000128746033 * t0;
+  let t2: f32 = v0 * v0;
+  let t3: f32 = 0.0010000000474974513 * t2;
+  let t4: f32 = t1 + t3;
+  return t4;
 }
 
 fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 25i;
-  let t1: i32 = o2 * 5i;
-  let t2: i32 = t1 + o3;
-  let t3: i32 = t0 + t2;
-  let t4: f32 = out3[t3];
-  let t5: f32 = in2[0i];
-  let t6: f32 = v1 / t5;
-  let t7: f32 = in3[0i];
-  let t8: f32 = v2 / t7;
-  let t9: f32 = sqrt(t8);
-  let t10: f32 = t9 + 9.99999993922529e-9;
-  let t11: f32 = t6 / t10;
-  let t12: f32 = 0.0010000000474974513 * t11;
-  let t13: f32 = t4 - t12;
-  return t13;
+  let t0: f32 = out3[o1];
+  let t1: f32 = in1[0i];
+  let t2: f32 = v1 / t1;
+  let t3: f32 = in2[0i];
+  let t4: f32 = v2 / t3;
+  let t5: f32 = sqrt(t4);
+  let t6: f32 = t5 + 9.99999993922529e-9;
+  let t7: f32 = t2 / t6;
+  let t8: f32 = 0.0010000000474974513 * t7;
+  let t9: f32 = t0 - t8;
+  return t9;
 }
 
 var<workgroup> partial: array<f32, 64>;
@@ -95,23 +60,19 @@ var<workgroup> partial: array<f32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 150) { return; }
+  if (w >= 6) { return; }
   let i = w / 1i;
   let g = w % 1i;
-  let ot0_0: i32 = select(i / 25i, 0i, 25i == 0i);
-  let o0: i32 = ot0_0;
-  let o1: i32 = 0i;
-  let ot2_0: i32 = select(i / 5i, 0i, 5i == 0i);
-  let ot2_1: i32 = ot2_0 % 5i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 5i;
-  let o3: i32 = ot3_0;
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
   var acc: f32 = 0.0;
   let end = min(50176i, (g + 1i) * 50176i);
   for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = select(s / 784i, 0i, 784i == 0i);
+    let rt0_0: i32 = s / 784i;
     let r0: i32 = rt0_0;
-    let rt1_0: i32 = select(s / 28i, 0i, 28i == 0i);
+    let rt1_0: i32 = s / 28i;
     let rt1_1: i32 = rt1_0 % 28i;
     let r1: i32 = rt1_1;
     let rt2_0: i32 = s % 28i;

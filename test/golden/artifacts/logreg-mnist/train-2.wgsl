@@ -39,7 +39,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var acc: f32 = 0.0;
   let end = min(1280i, (g + 1i) * 1280i);
   for (var s = g * 1280i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = select(s / 10i, 0i, 10i == 0i);
+    let rt0_0: i32 = s / 10i;
     let r0: i32 = rt0_0;
     let rt1_0: i32 = s % 10i;
     let r1: i32 = rt1_0;

@@ -6,20 +6,6 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = mi * 784i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in0[t1];
-  return t2;
-}
-
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ki * 256i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: f32 = in2[ni];
   let t1: f32 = acc + t0;
@@ -27,189 +13,706 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return t2;
 }
 
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 256i;
+  let t1: i32 = t0 + ni;
+  return t1;
+}
+
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
   if (n0 >= 256i || m0 >= 128i) { return; }
   let bz = i32(gid.z);
   let mr0 = min(m0 + 0i, 127i);
   let mr1 = min(m0 + 1i, 127i);
   let mr2 = min(m0 + 2i, 127i);
   let mr3 = min(m0 + 3i, 127i);
+  let mr4 = min(m0 + 4i, 127i);
+  let mr5 = min(m0 + 5i, 127i);
+  let mr6 = min(m0 + 6i, 127i);
+  let mr7 = min(m0 + 7i, 127i);
   let nc0 = min(n0 + 0i, 255i);
   let nc1 = min(n0 + 1i, 255i);
   let nc2 = min(n0 + 2i, 255i);
   let nc3 = min(n0 + 3i, 255i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
+  let nc4 = min(n0 + 4i, 255i);
+  let nc5 = min(n0 + 5i, 255i);
+  let nc6 = min(n0 + 6i, 255i);
+  let nc7 = min(n0 + 7i, 255i);
+  let h0: i32 = mr0 * 784i;
+  let h1: i32 = mr1 * 784i;
+  let h2: i32 = mr2 * 784i;
+  let h3: i32 = mr3 * 784i;
+  let h4: i32 = mr4 * 784i;
+  let h5: i32 = mr5 * 784i;
+  let h6: i32 = mr6 * 784i;
+  let h7: i32 = mr7 * 784i;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c0_2: f32 = 0.0;
+  var c0_3: f32 = 0.0;
+  var c0_4: f32 = 0.0;
+  var c0_5: f32 = 0.0;
+  var c0_6: f32 = 0.0;
+  var c0_7: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c1_2: f32 = 0.0;
+  var c1_3: f32 = 0.0;
+  var c1_4: f32 = 0.0;
+  var c1_5: f32 = 0.0;
+  var c1_6: f32 = 0.0;
+  var c1_7: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c2_2: f32 = 0.0;
+  var c2_3: f32 = 0.0;
+  var c2_4: f32 = 0.0;
+  var c2_5: f32 = 0.0;
+  var c2_6: f32 = 0.0;
+  var c2_7: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  var c3_2: f32 = 0.0;
+  var c3_3: f32 = 0.0;
+  var c3_4: f32 = 0.0;
+  var c3_5: f32 = 0.0;
+  var c3_6: f32 = 0.0;
+  var c3_7: f32 = 0.0;
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c4_4: f32 = 0.0;
+  var c4_5: f32 = 0.0;
+  var c4_6: f32 = 0.0;
+  var c4_7: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c5_4: f32 = 0.0;
+  var c5_5: f32 = 0.0;
+  var c5_6: f32 = 0.0;
+  var c5_7: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c6_4: f32 = 0.0;
+  var c6_5: f32 = 0.0;
+  var c6_6: f32 = 0.0;
+  var c6_7: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  var c7_4: f32 = 0.0;
+  var c7_5: f32 = 0.0;
+  var c7_6: f32 = 0.0;
+  var c7_7: f32 = 0.0;
   for (var kb = 0i; kb < 784i; kb += 4i) {
-    let a0_0 = lhs(mr0, kb);
-    let a0_1 = lhs(mr1, kb);
-    let a0_2 = lhs(mr2, kb);
-    let a0_3 = lhs(mr3, kb);
-    let v0_0 = rhs(kb, nc0);
-    let v0_1 = rhs(kb, nc1);
-    let v0_2 = rhs(kb, nc2);
-    let v0_3 = rhs(kb, nc3);
-    c00 = fma(a0_0, v0_0, c00);
-    c01 = fma(a0_0, v0_1, c01);
-    c02 = fma(a0_0, v0_2, c02);
-    c03 = fma(a0_0, v0_3, c03);
-    c10 = fma(a0_1, v0_0, c10);
-    c11 = fma(a0_1, v0_1, c11);
-    c12 = fma(a0_1, v0_2, c12);
-    c13 = fma(a0_1, v0_3, c13);
-    c20 = fma(a0_2, v0_0, c20);
-    c21 = fma(a0_2, v0_1, c21);
-    c22 = fma(a0_2, v0_2, c22);
-    c23 = fma(a0_2, v0_3, c23);
-    c30 = fma(a0_3, v0_0, c30);
-    c31 = fma(a0_3, v0_1, c31);
-    c32 = fma(a0_3, v0_2, c32);
-    c33 = fma(a0_3, v0_3, c33);
-    let a1_0 = lhs(mr0, kb + 1i);
-    let a1_1 = lhs(mr1, kb + 1i);
-    let a1_2 = lhs(mr2, kb + 1i);
-    let a1_3 = lhs(mr3, kb + 1i);
-    let v1_0 = rhs(kb + 1i, nc0);
-    let v1_1 = rhs(kb + 1i, nc1);
-    let v1_2 = rhs(kb + 1i, nc2);
-    let v1_3 = rhs(kb + 1i, nc3);
-    c00 = fma(a1_0, v1_0, c00);
-    c01 = fma(a1_0, v1_1, c01);
-    c02 = fma(a1_0, v1_2, c02);
-    c03 = fma(a1_0, v1_3, c03);
-    c10 = fma(a1_1, v1_0, c10);
-    c11 = fma(a1_1, v1_1, c11);
-    c12 = fma(a1_1, v1_2, c12);
-    c13 = fma(a1_1, v1_3, c13);
-    c20 = fma(a1_2, v1_0, c20);
-    c21 = fma(a1_2, v1_1, c21);
-    c22 = fma(a1_2, v1_2, c22);
-    c23 = fma(a1_2, v1_3, c23);
-    c30 = fma(a1_3, v1_0, c30);
-    c31 = fma(a1_3, v1_1, c31);
-    c32 = fma(a1_3, v1_2, c32);
-    c33 = fma(a1_3, v1_3, c33);
-    let a2_0 = lhs(mr0, kb + 2i);
-    let a2_1 = lhs(mr1, kb + 2i);
-    let a2_2 = lhs(mr2, kb + 2i);
-    let a2_3 = lhs(mr3, kb + 2i);
-    let v2_0 = rhs(kb + 2i, nc0);
-    let v2_1 = rhs(kb + 2i, nc1);
-    let v2_2 = rhs(kb + 2i, nc2);
-    let v2_3 = rhs(kb + 2i, nc3);
-    c00 = fma(a2_0, v2_0, c00);
-    c01 = fma(a2_0, v2_1, c01);
-    c02 = fma(a2_0, v2_2, c02);
-    c03 = fma(a2_0, v2_3, c03);
-    c10 = fma(a2_1, v2_0, c10);
-    c11 = fma(a2_1, v2_1, c11);
-    c12 = fma(a2_1, v2_2, c12);
-    c13 = fma(a2_1, v2_3, c13);
-    c20 = fma(a2_2, v2_0, c20);
-    c21 = fma(a2_2, v2_1, c21);
-    c22 = fma(a2_2, v2_2, c22);
-    c23 = fma(a2_2, v2_3, c23);
-    c30 = fma(a2_3, v2_0, c30);
-    c31 = fma(a2_3, v2_1, c31);
-    c32 = fma(a2_3, v2_2, c32);
-    c33 = fma(a2_3, v2_3, c33);
-    let a3_0 = lhs(mr0, kb + 3i);
-    let a3_1 = lhs(mr1, kb + 3i);
-    let a3_2 = lhs(mr2, kb + 3i);
-    let a3_3 = lhs(mr3, kb + 3i);
-    let v3_0 = rhs(kb + 3i, nc0);
-    let v3_1 = rhs(kb + 3i, nc1);
-    let v3_2 = rhs(kb + 3i, nc2);
-    let v3_3 = rhs(kb + 3i, nc3);
-    c00 = fma(a3_0, v3_0, c00);
-    c01 = fma(a3_0, v3_1, c01);
-    c02 = fma(a3_0, v3_2, c02);
-    c03 = fma(a3_0, v3_3, c03);
-    c10 = fma(a3_1, v3_0, c10);
-    c11 = fma(a3_1, v3_1, c11);
-    c12 = fma(a3_1, v3_2, c12);
-    c13 = fma(a3_1, v3_3, c13);
-    c20 = fma(a3_2, v3_0, c20);
-    c21 = fma(a3_2, v3_1, c21);
-    c22 = fma(a3_2, v3_2, c22);
-    c23 = fma(a3_2, v3_3, c23);
-    c30 = fma(a3_3, v3_0, c30);
-    c31 = fma(a3_3, v3_1, c31);
-    c32 = fma(a3_3, v3_2, c32);
-    c33 = fma(a3_3, v3_3, c33);
+    let ku0 = kb + 0i;
+    let t0_0: i32 = h0 + ku0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = h1 + ku0;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = h2 + ku0;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = h3 + ku0;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = h4 + ku0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = h5 + ku0;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = h6 + ku0;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = h7 + ku0;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = ku0 * 256i;
+    let t0_17: i32 = t0_16 + nc0;
+    let t0_18: f32 = in1[t0_17];
+    let t0_19: i32 = t0_16 + nc1;
+    let t0_20: f32 = in1[t0_19];
+    let t0_21: i32 = t0_16 + nc2;
+    let t0_22: f32 = in1[t0_21];
+    let t0_23: i32 = t0_16 + nc3;
+    let t0_24: f32 = in1[t0_23];
+    let t0_25: i32 = t0_16 + nc4;
+    let t0_26: f32 = in1[t0_25];
+    let t0_27: i32 = t0_16 + nc5;
+    let t0_28: f32 = in1[t0_27];
+    let t0_29: i32 = t0_16 + nc6;
+    let t0_30: f32 = in1[t0_29];
+    let t0_31: i32 = t0_16 + nc7;
+    let t0_32: f32 = in1[t0_31];
+    c0_0 = fma(t0_1, t0_18, c0_0);
+    c0_1 = fma(t0_1, t0_20, c0_1);
+    c0_2 = fma(t0_1, t0_22, c0_2);
+    c0_3 = fma(t0_1, t0_24, c0_3);
+    c0_4 = fma(t0_1, t0_26, c0_4);
+    c0_5 = fma(t0_1, t0_28, c0_5);
+    c0_6 = fma(t0_1, t0_30, c0_6);
+    c0_7 = fma(t0_1, t0_32, c0_7);
+    c1_0 = fma(t0_3, t0_18, c1_0);
+    c1_1 = fma(t0_3, t0_20, c1_1);
+    c1_2 = fma(t0_3, t0_22, c1_2);
+    c1_3 = fma(t0_3, t0_24, c1_3);
+    c1_4 = fma(t0_3, t0_26, c1_4);
+    c1_5 = fma(t0_3, t0_28, c1_5);
+    c1_6 = fma(t0_3, t0_30, c1_6);
+    c1_7 = fma(t0_3, t0_32, c1_7);
+    c2_0 = fma(t0_5, t0_18, c2_0);
+    c2_1 = fma(t0_5, t0_20, c2_1);
+    c2_2 = fma(t0_5, t0_22, c2_2);
+    c2_3 = fma(t0_5, t0_24, c2_3);
+    c2_4 = fma(t0_5, t0_26, c2_4);
+    c2_5 = fma(t0_5, t0_28, c2_5);
+    c2_6 = fma(t0_5, t0_30, c2_6);
+    c2_7 = fma(t0_5, t0_32, c2_7);
+    c3_0 = fma(t0_7, t0_18, c3_0);
+    c3_1 = fma(t0_7, t0_20, c3_1);
+    c3_2 = fma(t0_7, t0_22, c3_2);
+    c3_3 = fma(t0_7, t0_24, c3_3);
+    c3_4 = fma(t0_7, t0_26, c3_4);
+    c3_5 = fma(t0_7, t0_28, c3_5);
+    c3_6 = fma(t0_7, t0_30, c3_6);
+    c3_7 = fma(t0_7, t0_32, c3_7);
+    c4_0 = fma(t0_9, t0_18, c4_0);
+    c4_1 = fma(t0_9, t0_20, c4_1);
+    c4_2 = fma(t0_9, t0_22, c4_2);
+    c4_3 = fma(t0_9, t0_24, c4_3);
+    c4_4 = fma(t0_9, t0_26, c4_4);
+    c4_5 = fma(t0_9, t0_28, c4_5);
+    c4_6 = fma(t0_9, t0_30, c4_6);
+    c4_7 = fma(t0_9, t0_32, c4_7);
+    c5_0 = fma(t0_11, t0_18, c5_0);
+    c5_1 = fma(t0_11, t0_20, c5_1);
+    c5_2 = fma(t0_11, t0_22, c5_2);
+    c5_3 = fma(t0_11, t0_24, c5_3);
+    c5_4 = fma(t0_11, t0_26, c5_4);
+    c5_5 = fma(t0_11, t0_28, c5_5);
+    c5_6 = fma(t0_11, t0_30, c5_6);
+    c5_7 = fma(t0_11, t0_32, c5_7);
+    c6_0 = fma(t0_13, t0_18, c6_0);
+    c6_1 = fma(t0_13, t0_20, c6_1);
+    c6_2 = fma(t0_13, t0_22, c6_2);
+    c6_3 = fma(t0_13, t0_24, c6_3);
+    c6_4 = fma(t0_13, t0_26, c6_4);
+    c6_5 = fma(t0_13, t0_28, c6_5);
+    c6_6 = fma(t0_13, t0_30, c6_6);
+    c6_7 = fma(t0_13, t0_32, c6_7);
+    c7_0 = fma(t0_15, t0_18, c7_0);
+    c7_1 = fma(t0_15, t0_20, c7_1);
+    c7_2 = fma(t0_15, t0_22, c7_2);
+    c7_3 = fma(t0_15, t0_24, c7_3);
+    c7_4 = fma(t0_15, t0_26, c7_4);
+    c7_5 = fma(t0_15, t0_28, c7_5);
+    c7_6 = fma(t0_15, t0_30, c7_6);
+    c7_7 = fma(t0_15, t0_32, c7_7);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = h0 + ku1;
+    let t1_1: f32 = in0[t1_0];
+    let t1_2: i32 = h1 + ku1;
+    let t1_3: f32 = in0[t1_2];
+    let t1_4: i32 = h2 + ku1;
+    let t1_5: f32 = in0[t1_4];
+    let t1_6: i32 = h3 + ku1;
+    let t1_7: f32 = in0[t1_6];
+    let t1_8: i32 = h4 + ku1;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = h5 + ku1;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = h6 + ku1;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = h7 + ku1;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = ku1 * 256i;
+    let t1_17: i32 = t1_16 + nc0;
+    let t1_18: f32 = in1[t1_17];
+    let t1_19: i32 = t1_16 + nc1;
+    let t1_20: f32 = in1[t1_19];
+    let t1_21: i32 = t1_16 + nc2;
+    let t1_22: f32 = in1[t1_21];
+    let t1_23: i32 = t1_16 + nc3;
+    let t1_24: f32 = in1[t1_23];
+    let t1_25: i32 = t1_16 + nc4;
+    let t1_26: f32 = in1[t1_25];
+    let t1_27: i32 = t1_16 + nc5;
+    let t1_28: f32 = in1[t1_27];
+    let t1_29: i32 = t1_16 + nc6;
+    let t1_30: f32 = in1[t1_29];
+    let t1_31: i32 = t1_16 + nc7;
+    let t1_32: f32 = in1[t1_31];
+    c0_0 = fma(t1_1, t1_18, c0_0);
+    c0_1 = fma(t1_1, t1_20, c0_1);
+    c0_2 = fma(t1_1, t1_22, c0_2);
+    c0_3 = fma(t1_1, t1_24, c0_3);
+    c0_4 = fma(t1_1, t1_26, c0_4);
+    c0_5 = fma(t1_1, t1_28, c0_5);
+    c0_6 = fma(t1_1, t1_30, c0_6);
+    c0_7 = fma(t1_1, t1_32, c0_7);
+    c1_0 = fma(t1_3, t1_18, c1_0);
+    c1_1 = fma(t1_3, t1_20, c1_1);
+    c1_2 = fma(t1_3, t1_22, c1_2);
+    c1_3 = fma(t1_3, t1_24, c1_3);
+    c1_4 = fma(t1_3, t1_26, c1_4);
+    c1_5 = fma(t1_3, t1_28, c1_5);
+    c1_6 = fma(t1_3, t1_30, c1_6);
+    c1_7 = fma(t1_3, t1_32, c1_7);
+    c2_0 = fma(t1_5, t1_18, c2_0);
+    c2_1 = fma(t1_5, t1_20, c2_1);
+    c2_2 = fma(t1_5, t1_22, c2_2);
+    c2_3 = fma(t1_5, t1_24, c2_3);
+    c2_4 = fma(t1_5, t1_26, c2_4);
+    c2_5 = fma(t1_5, t1_28, c2_5);
+    c2_6 = fma(t1_5, t1_30, c2_6);
+    c2_7 = fma(t1_5, t1_32, c2_7);
+    c3_0 = fma(t1_7, t1_18, c3_0);
+    c3_1 = fma(t1_7, t1_20, c3_1);
+    c3_2 = fma(t1_7, t1_22, c3_2);
+    c3_3 = fma(t1_7, t1_24, c3_3);
+    c3_4 = fma(t1_7, t1_26, c3_4);
+    c3_5 = fma(t1_7, t1_28, c3_5);
+    c3_6 = fma(t1_7, t1_30, c3_6);
+    c3_7 = fma(t1_7, t1_32, c3_7);
+    c4_0 = fma(t1_9, t1_18, c4_0);
+    c4_1 = fma(t1_9, t1_20, c4_1);
+    c4_2 = fma(t1_9, t1_22, c4_2);
+    c4_3 = fma(t1_9, t1_24, c4_3);
+    c4_4 = fma(t1_9, t1_26, c4_4);
+    c4_5 = fma(t1_9, t1_28, c4_5);
+    c4_6 = fma(t1_9, t1_30, c4_6);
+    c4_7 = fma(t1_9, t1_32, c4_7);
+    c5_0 = fma(t1_11, t1_18, c5_0);
+    c5_1 = fma(t1_11, t1_20, c5_1);
+    c5_2 = fma(t1_11, t1_22, c5_2);
+    c5_3 = fma(t1_11, t1_24, c5_3);
+    c5_4 = fma(t1_11, t1_26, c5_4);
+    c5_5 = fma(t1_11, t1_28, c5_5);
+    c5_6 = fma(t1_11, t1_30, c5_6);
+    c5_7 = fma(t1_11, t1_32, c5_7);
+    c6_0 = fma(t1_13, t1_18, c6_0);
+    c6_1 = fma(t1_13, t1_20, c6_1);
+    c6_2 = fma(t1_13, t1_22, c6_2);
+    c6_3 = fma(t1_13, t1_24, c6_3);
+    c6_4 = fma(t1_13, t1_26, c6_4);
+    c6_5 = fma(t1_13, t1_28, c6_5);
+    c6_6 = fma(t1_13, t1_30, c6_6);
+    c6_7 = fma(t1_13, t1_32, c6_7);
+    c7_0 = fma(t1_15, t1_18, c7_0);
+    c7_1 = fma(t1_15, t1_20, c7_1);
+    c7_2 = fma(t1_15, t1_22, c7_2);
+    c7_3 = fma(t1_15, t1_24, c7_3);
+    c7_4 = fma(t1_15, t1_26, c7_4);
+    c7_5 = fma(t1_15, t1_28, c7_5);
+    c7_6 = fma(t1_15, t1_30, c7_6);
+    c7_7 = fma(t1_15, t1_32, c7_7);
+    let ku2 = kb + 2i;
+    let t2_0: i32 = h0 + ku2;
+    let t2_1: f32 = in0[t2_0];
+    let t2_2: i32 = h1 + ku2;
+    let t2_3: f32 = in0[t2_2];
+    let t2_4: i32 = h2 + ku2;
+    let t2_5: f32 = in0[t2_4];
+    let t2_6: i32 = h3 + ku2;
+    let t2_7: f32 = in0[t2_6];
+    let t2_8: i32 = h4 + ku2;
+    let t2_9: f32 = in0[t2_8];
+    let t2_10: i32 = h5 + ku2;
+    let t2_11: f32 = in0[t2_10];
+    let t2_12: i32 = h6 + ku2;
+    let t2_13: f32 = in0[t2_12];
+    let t2_14: i32 = h7 + ku2;
+    let t2_15: f32 = in0[t2_14];
+    let t2_16: i32 = ku2 * 256i;
+    let t2_17: i32 = t2_16 + nc0;
+    let t2_18: f32 = in1[t2_17];
+    let t2_19: i32 = t2_16 + nc1;
+    let t2_20: f32 = in1[t2_19];
+    let t2_21: i32 = t2_16 + nc2;
+    let t2_22: f32 = in1[t2_21];
+    let t2_23: i32 = t2_16 + nc3;
+    let t2_24: f32 = in1[t2_23];
+    let t2_25: i32 = t2_16 + nc4;
+    let t2_26: f32 = in1[t2_25];
+    let t2_27: i32 = t2_16 + nc5;
+    let t2_28: f32 = in1[t2_27];
+    let t2_29: i32 = t2_16 + nc6;
+    let t2_30: f32 = in1[t2_29];
+    let t2_31: i32 = t2_16 + nc7;
+    let t2_32: f32 = in1[t2_31];
+    c0_0 = fma(t2_1, t2_18, c0_0);
+    c0_1 = fma(t2_1, t2_20, c0_1);
+    c0_2 = fma(t2_1, t2_22, c0_2);
+    c0_3 = fma(t2_1, t2_24, c0_3);
+    c0_4 = fma(t2_1, t2_26, c0_4);
+    c0_5 = fma(t2_1, t2_28, c0_5);
+    c0_6 = fma(t2_1, t2_30, c0_6);
+    c0_7 = fma(t2_1, t2_32, c0_7);
+    c1_0 = fma(t2_3, t2_18, c1_0);
+    c1_1 = fma(t2_3, t2_20, c1_1);
+    c1_2 = fma(t2_3, t2_22, c1_2);
+    c1_3 = fma(t2_3, t2_24, c1_3);
+    c1_4 = fma(t2_3, t2_26, c1_4);
+    c1_5 = fma(t2_3, t2_28, c1_5);
+    c1_6 = fma(t2_3, t2_30, c1_6);
+    c1_7 = fma(t2_3, t2_32, c1_7);
+    c2_0 = fma(t2_5, t2_18, c2_0);
+    c2_1 = fma(t2_5, t2_20, c2_1);
+    c2_2 = fma(t2_5, t2_22, c2_2);
+    c2_3 = fma(t2_5, t2_24, c2_3);
+    c2_4 = fma(t2_5, t2_26, c2_4);
+    c2_5 = fma(t2_5, t2_28, c2_5);
+    c2_6 = fma(t2_5, t2_30, c2_6);
+    c2_7 = fma(t2_5, t2_32, c2_7);
+    c3_0 = fma(t2_7, t2_18, c3_0);
+    c3_1 = fma(t2_7, t2_20, c3_1);
+    c3_2 = fma(t2_7, t2_22, c3_2);
+    c3_3 = fma(t2_7, t2_24, c3_3);
+    c3_4 = fma(t2_7, t2_26, c3_4);
+    c3_5 = fma(t2_7, t2_28, c3_5);
+    c3_6 = fma(t2_7, t2_30, c3_6);
+    c3_7 = fma(t2_7, t2_32, c3_7);
+    c4_0 = fma(t2_9, t2_18, c4_0);
+    c4_1 = fma(t2_9, t2_20, c4_1);
+    c4_2 = fma(t2_9, t2_22, c4_2);
+    c4_3 = fma(t2_9, t2_24, c4_3);
+    c4_4 = fma(t2_9, t2_26, c4_4);
+    c4_5 = fma(t2_9, t2_28, c4_5);
+    c4_6 = fma(t2_9, t2_30, c4_6);
+    c4_7 = fma(t2_9, t2_32, c4_7);
+    c5_0 = fma(t2_11, t2_18, c5_0);
+    c5_1 = fma(t2_11, t2_20, c5_1);
+    c5_2 = fma(t2_11, t2_22, c5_2);
+    c5_3 = fma(t2_11, t2_24, c5_3);
+    c5_4 = fma(t2_11, t2_26, c5_4);
+    c5_5 = fma(t2_11, t2_28, c5_5);
+    c5_6 = fma(t2_11, t2_30, c5_6);
+    c5_7 = fma(t2_11, t2_32, c5_7);
+    c6_0 = fma(t2_13, t2_18, c6_0);
+    c6_1 = fma(t2_13, t2_20, c6_1);
+    c6_2 = fma(t2_13, t2_22, c6_2);
+    c6_3 = fma(t2_13, t2_24, c6_3);
+    c6_4 = fma(t2_13, t2_26, c6_4);
+    c6_5 = fma(t2_13, t2_28, c6_5);
+    c6_6 = fma(t2_13, t2_30, c6_6);
+    c6_7 = fma(t2_13, t2_32, c6_7);
+    c7_0 = fma(t2_15, t2_18, c7_0);
+    c7_1 = fma(t2_15, t2_20, c7_1);
+    c7_2 = fma(t2_15, t2_22, c7_2);
+    c7_3 = fma(t2_15, t2_24, c7_3);
+    c7_4 = fma(t2_15, t2_26, c7_4);
+    c7_5 = fma(t2_15, t2_28, c7_5);
+    c7_6 = fma(t2_15, t2_30, c7_6);
+    c7_7 = fma(t2_15, t2_32, c7_7);
+    let ku3 = kb + 3i;
+    let t3_0: i32 = h0 + ku3;
+    let t3_1: f32 = in0[t3_0];
+    let t3_2: i32 = h1 + ku3;
+    let t3_3: f32 = in0[t3_2];
+    let t3_4: i32 = h2 + ku3;
+    let t3_5: f32 = in0[t3_4];
+    let t3_6: i32 = h3 + ku3;
+    let t3_7: f32 = in0[t3_6];
+    let t3_8: i32 = h4 + ku3;
+    let t3_9: f32 = in0[t3_8];
+    let t3_10: i32 = h5 + ku3;
+    let t3_11: f32 = in0[t3_10];
+    let t3_12: i32 = h6 + ku3;
+    let t3_13: f32 = in0[t3_12];
+    let t3_14: i32 = h7 + ku3;
+    let t3_15: f32 = in0[t3_14];
+    let t3_16: i32 = ku3 * 256i;
+    let t3_17: i32 = t3_16 + nc0;
+    let t3_18: f32 = in1[t3_17];
+    let t3_19: i32 = t3_16 + nc1;
+    let t3_20: f32 = in1[t3_19];
+    let t3_21: i32 = t3_16 + nc2;
+    let t3_22: f32 = in1[t3_21];
+    let t3_23: i32 = t3_16 + nc3;
+    let t3_24: f32 = in1[t3_23];
+    let t3_25: i32 = t3_16 + nc4;
+    let t3_26: f32 = in1[t3_25];
+    let t3_27: i32 = t3_16 + nc5;
+    let t3_28: f32 = in1[t3_27];
+    let t3_29: i32 = t3_16 + nc6;
+    let t3_30: f32 = in1[t3_29];
+    let t3_31: i32 = t3_16 + nc7;
+    let t3_32: f32 = in1[t3_31];
+    c0_0 = fma(t3_1, t3_18, c0_0);
+    c0_1 = fma(t3_1, t3_20, c0_1);
+    c0_2 = fma(t3_1, t3_22, c0_2);
+    c0_3 = fma(t3_1, t3_24, c0_3);
+    c0_4 = fma(t3_1, t3_26, c0_4);
+    c0_5 = fma(t3_1, t3_28, c0_5);
+    c0_6 = fma(t3_1, t3_30, c0_6);
+    c0_7 = fma(t3_1, t3_32, c0_7);
+    c1_0 = fma(t3_3, t3_18, c1_0);
+    c1_1 = fma(t3_3, t3_20, c1_1);
+    c1_2 = fma(t3_3, t3_22, c1_2);
+    c1_3 = fma(t3_3, t3_24, c1_3);
+    c1_4 = fma(t3_3, t3_26, c1_4);
+    c1_5 = fma(t3_3, t3_28, c1_5);
+    c1_6 = fma(t3_3, t3_30, c1_6);
+    c1_7 = fma(t3_3, t3_32, c1_7);
+    c2_0 = fma(t3_5, t3_18, c2_0);
+    c2_1 = fma(t3_5, t3_20, c2_1);
+    c2_2 = fma(t3_5, t3_22, c2_2);
+    c2_3 = fma(t3_5, t3_24, c2_3);
+    c2_4 = fma(t3_5, t3_26, c2_4);
+    c2_5 = fma(t3_5, t3_28, c2_5);
+    c2_6 = fma(t3_5, t3_30, c2_6);
+    c2_7 = fma(t3_5, t3_32, c2_7);
+    c3_0 = fma(t3_7, t3_18, c3_0);
+    c3_1 = fma(t3_7, t3_20, c3_1);
+    c3_2 = fma(t3_7, t3_22, c3_2);
+    c3_3 = fma(t3_7, t3_24, c3_3);
+    c3_4 = fma(t3_7, t3_26, c3_4);
+    c3_5 = fma(t3_7, t3_28, c3_5);
+    c3_6 = fma(t3_7, t3_30, c3_6);
+    c3_7 = fma(t3_7, t3_32, c3_7);
+    c4_0 = fma(t3_9, t3_18, c4_0);
+    c4_1 = fma(t3_9, t3_20, c4_1);
+    c4_2 = fma(t3_9, t3_22, c4_2);
+    c4_3 = fma(t3_9, t3_24, c4_3);
+    c4_4 = fma(t3_9, t3_26, c4_4);
+    c4_5 = fma(t3_9, t3_28, c4_5);
+    c4_6 = fma(t3_9, t3_30, c4_6);
+    c4_7 = fma(t3_9, t3_32, c4_7);
+    c5_0 = fma(t3_11, t3_18, c5_0);
+    c5_1 = fma(t3_11, t3_20, c5_1);
+    c5_2 = fma(t3_11, t3_22, c5_2);
+    c5_3 = fma(t3_11, t3_24, c5_3);
+    c5_4 = fma(t3_11, t3_26, c5_4);
+    c5_5 = fma(t3_11, t3_28, c5_5);
+    c5_6 = fma(t3_11, t3_30, c5_6);
+    c5_7 = fma(t3_11, t3_32, c5_7);
+    c6_0 = fma(t3_13, t3_18, c6_0);
+    c6_1 = fma(t3_13, t3_20, c6_1);
+    c6_2 = fma(t3_13, t3_22, c6_2);
+    c6_3 = fma(t3_13, t3_24, c6_3);
+    c6_4 = fma(t3_13, t3_26, c6_4);
+    c6_5 = fma(t3_13, t3_28, c6_5);
+    c6_6 = fma(t3_13, t3_30, c6_6);
+    c6_7 = fma(t3_13, t3_32, c6_7);
+    c7_0 = fma(t3_15, t3_18, c7_0);
+    c7_1 = fma(t3_15, t3_20, c7_1);
+    c7_2 = fma(t3_15, t3_22, c7_2);
+    c7_3 = fma(t3_15, t3_24, c7_3);
+    c7_4 = fma(t3_15, t3_26, c7_4);
+    c7_5 = fma(t3_15, t3_28, c7_5);
+    c7_6 = fma(t3_15, t3_30, c7_6);
+    c7_7 = fma(t3_15, t3_32, c7_7);
   }
-  let base = bz * 32768i;
   if (m0 + 0i < 128i) {
     if (n0 + 0i < 256i) {
-      out[base + (m0 + 0i) * 256i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-      out[base + (m0 + 0i) * 256i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
+      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-      out[base + (m0 + 0i) * 256i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
+      out[dst(m0 + 0i, n0 + 2i)] = fin(c0_2, m0 + 0i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-      out[base + (m0 + 0i) * 256i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+      out[dst(m0 + 0i, n0 + 3i)] = fin(c0_3, m0 + 0i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 0i, n0 + 4i)] = fin(c0_4, m0 + 0i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 0i, n0 + 5i)] = fin(c0_5, m0 + 0i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 0i, n0 + 6i)] = fin(c0_6, m0 + 0i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 0i, n0 + 7i)] = fin(c0_7, m0 + 0i, n0 + 7i);
     }
   }
   if (m0 + 1i < 128i) {
     if (n0 + 0i < 256i) {
-      out[base + (m0 + 1i) * 256i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-      out[base + (m0 + 1i) * 256i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
+      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-      out[base + (m0 + 1i) * 256i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
+      out[dst(m0 + 1i, n0 + 2i)] = fin(c1_2, m0 + 1i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-      out[base + (m0 + 1i) * 256i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
+      out[dst(m0 + 1i, n0 + 3i)] = fin(c1_3, m0 + 1i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 1i, n0 + 4i)] = fin(c1_4, m0 + 1i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 1i, n0 + 5i)] = fin(c1_5, m0 + 1i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 1i, n0 + 6i)] = fin(c1_6, m0 + 1i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 1i, n0 + 7i)] = fin(c1_7, m0 + 1i, n0 + 7i);
     }
   }
   if (m0 + 2i < 128i) {
     if (n0 + 0i < 256i) {
-      out[base + (m0 + 2i) * 256i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
+      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-      out[base + (m0 + 2i) * 256i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
+      out[dst(m0 + 2i, n0 + 1i)] = fin(c2_1, m0 + 2i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-      out[base + (m0 + 2i) * 256i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
+      out[dst(m0 + 2i, n0 + 2i)] = fin(c2_2, m0 + 2i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-      out[base + (m0 + 2i) * 256i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
+      out[dst(m0 + 2i, n0 + 3i)] = fin(c2_3, m0 + 2i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 2i, n0 + 4i)] = fin(c2_4, m0 + 2i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 2i, n0 + 5i)] = fin(c2_5, m0 + 2i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 2i, n0 + 6i)] = fin(c2_6, m0 + 2i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 2i, n0 + 7i)] = fin(c2_7, m0 + 2i, n0 + 7i);
     }
   }
   if (m0 + 3i < 128i) {
     if (n0 + 0i < 256i) {
-      out[base + (m0 + 3i) * 256i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
+      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
     }
     if (n0 + 1i < 256i) {
-      out[base + (m0 + 3i) * 256i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
+      out[dst(m0 + 3i, n0 + 1i)] = fin(c3_1, m0 + 3i, n0 + 1i);
     }
     if (n0 + 2i < 256i) {
-      out[base + (m0 + 3i) * 256i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
+      out[dst(m0 + 3i, n0 + 2i)] = fin(c3_2, m0 + 3i, n0 + 2i);
     }
     if (n0 + 3i < 256i) {
-      out[base + (m0 + 3i) * 256i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+      out[dst(m0 + 3i, n0 + 3i)] = fin(c3_3, m0 + 3i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 3i, n0 + 4i)] = fin(c3_4, m0 + 3i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 3i, n0 + 5i)] = fin(c3_5, m0 + 3i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 3i, n0 + 6i)] = fin(c3_6, m0 + 3i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 3i, n0 + 7i)] = fin(c3_7, m0 + 3i, n0 + 7i);
+    }
+  }
+  if (m0 + 4i < 128i) {
+    if (n0 + 0i < 256i) {
+      out[dst(m0 + 4i, n0 + 0i)] = fin(c4_0, m0 + 4i, n0 + 0i);
+    }
+    if (n0 + 1i < 256i) {
+      out[dst(m0 + 4i, n0 + 1i)] = fin(c4_1, m0 + 4i, n0 + 1i);
+    }
+    if (n0 + 2i < 256i) {
+      out[dst(m0 + 4i, n0 + 2i)] = fin(c4_2, m0 + 4i, n0 + 2i);
+    }
+    if (n0 + 3i < 256i) {
+      out[dst(m0 + 4i, n0 + 3i)] = fin(c4_3, m0 + 4i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 4i, n0 + 4i)] = fin(c4_4, m0 + 4i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 4i, n0 + 5i)] = fin(c4_5, m0 + 4i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 4i, n0 + 6i)] = fin(c4_6, m0 + 4i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 4i, n0 + 7i)] = fin(c4_7, m0 + 4i, n0 + 7i);
+    }
+  }
+  if (m0 + 5i < 128i) {
+    if (n0 + 0i < 256i) {
+      out[dst(m0 + 5i, n0 + 0i)] = fin(c5_0, m0 + 5i, n0 + 0i);
+    }
+    if (n0 + 1i < 256i) {
+      out[dst(m0 + 5i, n0 + 1i)] = fin(c5_1, m0 + 5i, n0 + 1i);
+    }
+    if (n0 + 2i < 256i) {
+      out[dst(m0 + 5i, n0 + 2i)] = fin(c5_2, m0 + 5i, n0 + 2i);
+    }
+    if (n0 + 3i < 256i) {
+      out[dst(m0 + 5i, n0 + 3i)] = fin(c5_3, m0 + 5i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 5i, n0 + 4i)] = fin(c5_4, m0 + 5i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 5i, n0 + 5i)] = fin(c5_5, m0 + 5i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 5i, n0 + 6i)] = fin(c5_6, m0 + 5i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 5i, n0 + 7i)] = fin(c5_7, m0 + 5i, n0 + 7i);
+    }
+  }
+  if (m0 + 6i < 128i) {
+    if (n0 + 0i < 256i) {
+      out[dst(m0 + 6i, n0 + 0i)] = fin(c6_0, m0 + 6i, n0 + 0i);
+    }
+    if (n0 + 1i < 256i) {
+      out[dst(m0 + 6i, n0 + 1i)] = fin(c6_1, m0 + 6i, n0 + 1i);
+    }
+    if (n0 + 2i < 256i) {
+      out[dst(m0 + 6i, n0 + 2i)] = fin(c6_2, m0 + 6i, n0 + 2i);
+    }
+    if (n0 + 3i < 256i) {
+      out[dst(m0 + 6i, n0 + 3i)] = fin(c6_3, m0 + 6i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 6i, n0 + 4i)] = fin(c6_4, m0 + 6i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 6i, n0 + 5i)] = fin(c6_5, m0 + 6i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 6i, n0 + 6i)] = fin(c6_6, m0 + 6i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 6i, n0 + 7i)] = fin(c6_7, m0 + 6i, n0 + 7i);
+    }
+  }
+  if (m0 + 7i < 128i) {
+    if (n0 + 0i < 256i) {
+      out[dst(m0 + 7i, n0 + 0i)] = fin(c7_0, m0 + 7i, n0 + 0i);
+    }
+    if (n0 + 1i < 256i) {
+      out[dst(m0 + 7i, n0 + 1i)] = fin(c7_1, m0 + 7i, n0 + 1i);
+    }
+    if (n0 + 2i < 256i) {
+      out[dst(m0 + 7i, n0 + 2i)] = fin(c7_2, m0 + 7i, n0 + 2i);
+    }
+    if (n0 + 3i < 256i) {
+      out[dst(m0 + 7i, n0 + 3i)] = fin(c7_3, m0 + 7i, n0 + 3i);
+    }
+    if (n0 + 4i < 256i) {
+      out[dst(m0 + 7i, n0 + 4i)] = fin(c7_4, m0 + 7i, n0 + 4i);
+    }
+    if (n0 + 5i < 256i) {
+      out[dst(m0 + 7i, n0 + 5i)] = fin(c7_5, m0 + 7i, n0 + 5i);
+    }
+    if (n0 + 6i < 256i) {
+      out[dst(m0 + 7i, n0 + 6i)] = fin(c7_6, m0 + 7i, n0 + 6i);
+    }
+    if (n0 + 7i < 256i) {
+      out[dst(m0 + 7i, n0 + 7i)] = fin(c7_7, m0 + 7i, n0 + 7i);
     }
   }
 }

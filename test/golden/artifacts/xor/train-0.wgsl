@@ -6,20 +6,6 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = mi * 2i;
-  let t1: i32 = t0 + ki;
-  let t2: f32 = in0[t1];
-  return t2;
-}
-
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ki * 2i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: f32 = in2[ni];
   let t1: f32 = acc + t0;
@@ -27,9 +13,15 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return t2;
 }
 
-@compute @workgroup_size(8, 8)
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  return t1;
+}
+
+@compute @workgroup_size(1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
+  let n0 = i32(gid.x) * 2i;
   let m0 = i32(gid.y) * 4i;
   if (n0 >= 2i || m0 >= 4i) { return; }
   let bz = i32(gid.z);
@@ -39,105 +31,71 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let mr3 = min(m0 + 3i, 3i);
   let nc0 = min(n0 + 0i, 1i);
   let nc1 = min(n0 + 1i, 1i);
-  let nc2 = min(n0 + 2i, 1i);
-  let nc3 = min(n0 + 3i, 1i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
+  let h0: i32 = mr0 * 2i;
+  let h1: i32 = mr1 * 2i;
+  let h2: i32 = mr2 * 2i;
+  let h3: i32 = mr3 * 2i;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
   for (var ki = 0i; ki < 2i; ki++) {
-    let ar_0 = lhs(mr0, ki);
-    let ar_1 = lhs(mr1, ki);
-    let ar_2 = lhs(mr2, ki);
-    let ar_3 = lhs(mr3, ki);
-    let vr_0 = rhs(ki, nc0);
-    let vr_1 = rhs(ki, nc1);
-    let vr_2 = rhs(ki, nc2);
-    let vr_3 = rhs(ki, nc3);
-    c00 = fma(ar_0, vr_0, c00);
-    c01 = fma(ar_0, vr_1, c01);
-    c02 = fma(ar_0, vr_2, c02);
-    c03 = fma(ar_0, vr_3, c03);
-    c10 = fma(ar_1, vr_0, c10);
-    c11 = fma(ar_1, vr_1, c11);
-    c12 = fma(ar_1, vr_2, c12);
-    c13 = fma(ar_1, vr_3, c13);
-    c20 = fma(ar_2, vr_0, c20);
-    c21 = fma(ar_2, vr_1, c21);
-    c22 = fma(ar_2, vr_2, c22);
-    c23 = fma(ar_2, vr_3, c23);
-    c30 = fma(ar_3, vr_0, c30);
-    c31 = fma(ar_3, vr_1, c31);
-    c32 = fma(ar_3, vr_2, c32);
-    c33 = fma(ar_3, vr_3, c33);
+    let tr_0: i32 = h0 + ki;
+    let tr_1: f32 = in0[tr_0];
+    let tr_2: i32 = h1 + ki;
+    let tr_3: f32 = in0[tr_2];
+    let tr_4: i32 = h2 + ki;
+    let tr_5: f32 = in0[tr_4];
+    let tr_6: i32 = h3 + ki;
+    let tr_7: f32 = in0[tr_6];
+    let tr_8: i32 = ki * 2i;
+    let tr_9: i32 = tr_8 + nc0;
+    let tr_10: f32 = in1[tr_9];
+    let tr_11: i32 = tr_8 + nc1;
+    let tr_12: f32 = in1[tr_11];
+    c0_0 = fma(tr_1, tr_10, c0_0);
+    c0_1 = fma(tr_1, tr_12, c0_1);
+    c1_0 = fma(tr_3, tr_10, c1_0);
+    c1_1 = fma(tr_3, tr_12, c1_1);
+    c2_0 = fma(tr_5, tr_10, c2_0);
+    c2_1 = fma(tr_5, tr_12, c2_1);
+    c3_0 = fma(tr_7, tr_10, c3_0);
+    c3_1 = fma(tr_7, tr_12, c3_1);
   }
-  let base = bz * 8i;
   if (m0 + 0i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
     }
   }
   if (m0 + 1i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
+      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
     }
   }
   if (m0 + 2i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
+      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
+      out[dst(m0 + 2i, n0 + 1i)] = fin(c2_1, m0 + 2i, n0 + 1i);
     }
   }
   if (m0 + 3i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
+      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+      out[dst(m0 + 3i, n0 + 1i)] = fin(c3_1, m0 + 3i, n0 + 1i);
     }
   }
 }

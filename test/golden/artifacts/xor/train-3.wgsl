@@ -6,16 +6,6 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: f32 = in0[mi];
-  return t0;
-}
-
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: f32 = in1[ni];
-  return t0;
-}
-
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 2i;
   let t1: i32 = t0 + ni;
@@ -26,9 +16,15 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return t5;
 }
 
-@compute @workgroup_size(8, 8)
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  return t1;
+}
+
+@compute @workgroup_size(1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
+  let n0 = i32(gid.x) * 2i;
   let m0 = i32(gid.y) * 4i;
   if (n0 >= 2i || m0 >= 4i) { return; }
   let bz = i32(gid.z);
@@ -38,105 +34,60 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let mr3 = min(m0 + 3i, 3i);
   let nc0 = min(n0 + 0i, 1i);
   let nc1 = min(n0 + 1i, 1i);
-  let nc2 = min(n0 + 2i, 1i);
-  let nc3 = min(n0 + 3i, 1i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
+  let h0: f32 = in0[mr0];
+  let h1: f32 = in0[mr1];
+  let h2: f32 = in0[mr2];
+  let h3: f32 = in0[mr3];
+  let h4: f32 = in1[nc0];
+  let h5: f32 = in1[nc1];
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
   for (var ki = 0i; ki < 1i; ki++) {
-    let ar_0 = lhs(mr0, ki);
-    let ar_1 = lhs(mr1, ki);
-    let ar_2 = lhs(mr2, ki);
-    let ar_3 = lhs(mr3, ki);
-    let vr_0 = rhs(ki, nc0);
-    let vr_1 = rhs(ki, nc1);
-    let vr_2 = rhs(ki, nc2);
-    let vr_3 = rhs(ki, nc3);
-    c00 = fma(ar_0, vr_0, c00);
-    c01 = fma(ar_0, vr_1, c01);
-    c02 = fma(ar_0, vr_2, c02);
-    c03 = fma(ar_0, vr_3, c03);
-    c10 = fma(ar_1, vr_0, c10);
-    c11 = fma(ar_1, vr_1, c11);
-    c12 = fma(ar_1, vr_2, c12);
-    c13 = fma(ar_1, vr_3, c13);
-    c20 = fma(ar_2, vr_0, c20);
-    c21 = fma(ar_2, vr_1, c21);
-    c22 = fma(ar_2, vr_2, c22);
-    c23 = fma(ar_2, vr_3, c23);
-    c30 = fma(ar_3, vr_0, c30);
-    c31 = fma(ar_3, vr_1, c31);
-    c32 = fma(ar_3, vr_2, c32);
-    c33 = fma(ar_3, vr_3, c33);
+    c0_0 = fma(h0, h4, c0_0);
+    c0_1 = fma(h0, h5, c0_1);
+    c1_0 = fma(h1, h4, c1_0);
+    c1_1 = fma(h1, h5, c1_1);
+    c2_0 = fma(h2, h4, c2_0);
+    c2_1 = fma(h2, h5, c2_1);
+    c3_0 = fma(h3, h4, c3_0);
+    c3_1 = fma(h3, h5, c3_1);
   }
-  let base = bz * 8i;
   if (m0 + 0i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
     }
   }
   if (m0 + 1i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
+      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
     }
   }
   if (m0 + 2i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
+      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
+      out[dst(m0 + 2i, n0 + 1i)] = fin(c2_1, m0 + 2i, n0 + 1i);
     }
   }
   if (m0 + 3i < 4i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
+      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+      out[dst(m0 + 3i, n0 + 1i)] = fin(c3_1, m0 + 3i, n0 + 1i);
     }
   }
 }

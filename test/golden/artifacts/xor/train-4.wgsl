@@ -6,20 +6,6 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 
-fn lhs(mi: i32, ki: i32) -> f32 {
-  let t0: i32 = ki * 2i;
-  let t1: i32 = t0 + mi;
-  let t2: f32 = in0[t1];
-  return t2;
-}
-
-fn rhs(ki: i32, ni: i32) -> f32 {
-  let t0: i32 = ki * 2i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in1[t1];
-  return t2;
-}
-
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: i32 = mi * 2i;
   let t1: i32 = t0 + ni;
@@ -29,6 +15,12 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return t4;
 }
 
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  return t1;
+}
+
 fn sfin(acc: f32, ni: i32) -> f32 {
   let t0: f32 = out1[ni];
   let t1: f32 = 2.0 * acc;
@@ -36,153 +28,87 @@ fn sfin(acc: f32, ni: i32) -> f32 {
   return t2;
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
+  let n0 = i32(gid.x) * 2i;
+  let m0 = i32(gid.y) * 2i;
   if (n0 >= 2i || m0 >= 2i) { return; }
   let bz = i32(gid.z);
   let mr0 = min(m0 + 0i, 1i);
   let mr1 = min(m0 + 1i, 1i);
-  let mr2 = min(m0 + 2i, 1i);
-  let mr3 = min(m0 + 3i, 1i);
   let nc0 = min(n0 + 0i, 1i);
   let nc1 = min(n0 + 1i, 1i);
-  let nc2 = min(n0 + 2i, 1i);
-  let nc3 = min(n0 + 3i, 1i);
-  var c00: f32 = 0.0;
-  var c01: f32 = 0.0;
-  var c02: f32 = 0.0;
-  var c03: f32 = 0.0;
-  var c10: f32 = 0.0;
-  var c11: f32 = 0.0;
-  var c12: f32 = 0.0;
-  var c13: f32 = 0.0;
-  var c20: f32 = 0.0;
-  var c21: f32 = 0.0;
-  var c22: f32 = 0.0;
-  var c23: f32 = 0.0;
-  var c30: f32 = 0.0;
-  var c31: f32 = 0.0;
-  var c32: f32 = 0.0;
-  var c33: f32 = 0.0;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
   var cs0: f32 = 0.0;
   var cs1: f32 = 0.0;
-  var cs2: f32 = 0.0;
-  var cs3: f32 = 0.0;
   for (var kb = 0i; kb < 4i; kb += 4i) {
-    let a0_0 = lhs(mr0, kb);
-    let a0_1 = lhs(mr1, kb);
-    let a0_2 = lhs(mr2, kb);
-    let a0_3 = lhs(mr3, kb);
-    let v0_0 = rhs(kb, nc0);
-    let v0_1 = rhs(kb, nc1);
-    let v0_2 = rhs(kb, nc2);
-    let v0_3 = rhs(kb, nc3);
-    cs0 += v0_0;
-    cs1 += v0_1;
-    cs2 += v0_2;
-    cs3 += v0_3;
-    c00 = fma(a0_0, v0_0, c00);
-    c01 = fma(a0_0, v0_1, c01);
-    c02 = fma(a0_0, v0_2, c02);
-    c03 = fma(a0_0, v0_3, c03);
-    c10 = fma(a0_1, v0_0, c10);
-    c11 = fma(a0_1, v0_1, c11);
-    c12 = fma(a0_1, v0_2, c12);
-    c13 = fma(a0_1, v0_3, c13);
-    c20 = fma(a0_2, v0_0, c20);
-    c21 = fma(a0_2, v0_1, c21);
-    c22 = fma(a0_2, v0_2, c22);
-    c23 = fma(a0_2, v0_3, c23);
-    c30 = fma(a0_3, v0_0, c30);
-    c31 = fma(a0_3, v0_1, c31);
-    c32 = fma(a0_3, v0_2, c32);
-    c33 = fma(a0_3, v0_3, c33);
-    let a1_0 = lhs(mr0, kb + 1i);
-    let a1_1 = lhs(mr1, kb + 1i);
-    let a1_2 = lhs(mr2, kb + 1i);
-    let a1_3 = lhs(mr3, kb + 1i);
-    let v1_0 = rhs(kb + 1i, nc0);
-    let v1_1 = rhs(kb + 1i, nc1);
-    let v1_2 = rhs(kb + 1i, nc2);
-    let v1_3 = rhs(kb + 1i, nc3);
-    cs0 += v1_0;
-    cs1 += v1_1;
-    cs2 += v1_2;
-    cs3 += v1_3;
-    c00 = fma(a1_0, v1_0, c00);
-    c01 = fma(a1_0, v1_1, c01);
-    c02 = fma(a1_0, v1_2, c02);
-    c03 = fma(a1_0, v1_3, c03);
-    c10 = fma(a1_1, v1_0, c10);
-    c11 = fma(a1_1, v1_1, c11);
-    c12 = fma(a1_1, v1_2, c12);
-    c13 = fma(a1_1, v1_3, c13);
-    c20 = fma(a1_2, v1_0, c20);
-    c21 = fma(a1_2, v1_1, c21);
-    c22 = fma(a1_2, v1_2, c22);
-    c23 = fma(a1_2, v1_3, c23);
-    c30 = fma(a1_3, v1_0, c30);
-    c31 = fma(a1_3, v1_1, c31);
-    c32 = fma(a1_3, v1_2, c32);
-    c33 = fma(a1_3, v1_3, c33);
-    let a2_0 = lhs(mr0, kb + 2i);
-    let a2_1 = lhs(mr1, kb + 2i);
-    let a2_2 = lhs(mr2, kb + 2i);
-    let a2_3 = lhs(mr3, kb + 2i);
-    let v2_0 = rhs(kb + 2i, nc0);
-    let v2_1 = rhs(kb + 2i, nc1);
-    let v2_2 = rhs(kb + 2i, nc2);
-    let v2_3 = rhs(kb + 2i, nc3);
-    cs0 += v2_0;
-    cs1 += v2_1;
-    cs2 += v2_2;
-    cs3 += v2_3;
-    c00 = fma(a2_0, v2_0, c00);
-    c01 = fma(a2_0, v2_1, c01);
-    c02 = fma(a2_0, v2_2, c02);
-    c03 = fma(a2_0, v2_3, c03);
-    c10 = fma(a2_1, v2_0, c10);
-    c11 = fma(a2_1, v2_1, c11);
-    c12 = fma(a2_1, v2_2, c12);
-    c13 = fma(a2_1, v2_3, c13);
-    c20 = fma(a2_2, v2_0, c20);
-    c21 = fma(a2_2, v2_1, c21);
-    c22 = fma(a2_2, v2_2, c22);
-    c23 = fma(a2_2, v2_3, c23);
-    c30 = fma(a2_3, v2_0, c30);
-    c31 = fma(a2_3, v2_1, c31);
-    c32 = fma(a2_3, v2_2, c32);
-    c33 = fma(a2_3, v2_3, c33);
-    let a3_0 = lhs(mr0, kb + 3i);
-    let a3_1 = lhs(mr1, kb + 3i);
-    let a3_2 = lhs(mr2, kb + 3i);
-    let a3_3 = lhs(mr3, kb + 3i);
-    let v3_0 = rhs(kb + 3i, nc0);
-    let v3_1 = rhs(kb + 3i, nc1);
-    let v3_2 = rhs(kb + 3i, nc2);
-    let v3_3 = rhs(kb + 3i, nc3);
-    cs0 += v3_0;
-    cs1 += v3_1;
-    cs2 += v3_2;
-    cs3 += v3_3;
-    c00 = fma(a3_0, v3_0, c00);
-    c01 = fma(a3_0, v3_1, c01);
-    c02 = fma(a3_0, v3_2, c02);
-    c03 = fma(a3_0, v3_3, c03);
-    c10 = fma(a3_1, v3_0, c10);
-    c11 = fma(a3_1, v3_1, c11);
-    c12 = fma(a3_1, v3_2, c12);
-    c13 = fma(a3_1, v3_3, c13);
-    c20 = fma(a3_2, v3_0, c20);
-    c21 = fma(a3_2, v3_1, c21);
-    c22 = fma(a3_2, v3_2, c22);
-    c23 = fma(a3_2, v3_3, c23);
-    c30 = fma(a3_3, v3_0, c30);
-    c31 = fma(a3_3, v3_1, c31);
-    c32 = fma(a3_3, v3_2, c32);
-    c33 = fma(a3_3, v3_3, c33);
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 * 2i;
+    let t0_1: i32 = t0_0 + mr0;
+    let t0_2: f32 = in0[t0_1];
+    let t0_3: i32 = t0_0 + mr1;
+    let t0_4: f32 = in0[t0_3];
+    let t0_5: i32 = t0_0 + nc0;
+    let t0_6: f32 = in1[t0_5];
+    let t0_7: i32 = t0_0 + nc1;
+    let t0_8: f32 = in1[t0_7];
+    cs0 += t0_6;
+    cs1 += t0_8;
+    c0_0 = fma(t0_2, t0_6, c0_0);
+    c0_1 = fma(t0_2, t0_8, c0_1);
+    c1_0 = fma(t0_4, t0_6, c1_0);
+    c1_1 = fma(t0_4, t0_8, c1_1);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 * 2i;
+    let t1_1: i32 = t1_0 + mr0;
+    let t1_2: f32 = in0[t1_1];
+    let t1_3: i32 = t1_0 + mr1;
+    let t1_4: f32 = in0[t1_3];
+    let t1_5: i32 = t1_0 + nc0;
+    let t1_6: f32 = in1[t1_5];
+    let t1_7: i32 = t1_0 + nc1;
+    let t1_8: f32 = in1[t1_7];
+    cs0 += t1_6;
+    cs1 += t1_8;
+    c0_0 = fma(t1_2, t1_6, c0_0);
+    c0_1 = fma(t1_2, t1_8, c0_1);
+    c1_0 = fma(t1_4, t1_6, c1_0);
+    c1_1 = fma(t1_4, t1_8, c1_1);
+    let ku2 = kb + 2i;
+    let t2_0: i32 = ku2 * 2i;
+    let t2_1: i32 = t2_0 + mr0;
+    let t2_2: f32 = in0[t2_1];
+    let t2_3: i32 = t2_0 + mr1;
+    let t2_4: f32 = in0[t2_3];
+    let t2_5: i32 = t2_0 + nc0;
+    let t2_6: f32 = in1[t2_5];
+    let t2_7: i32 = t2_0 + nc1;
+    let t2_8: f32 = in1[t2_7];
+    cs0 += t2_6;
+    cs1 += t2_8;
+    c0_0 = fma(t2_2, t2_6, c0_0);
+    c0_1 = fma(t2_2, t2_8, c0_1);
+    c1_0 = fma(t2_4, t2_6, c1_0);
+    c1_1 = fma(t2_4, t2_8, c1_1);
+    let ku3 = kb + 3i;
+    let t3_0: i32 = ku3 * 2i;
+    let t3_1: i32 = t3_0 + mr0;
+    let t3_2: f32 = in0[t3_1];
+    let t3_3: i32 = t3_0 + mr1;
+    let t3_4: f32 = in0[t3_3];
+    let t3_5: i32 = t3_0 + nc0;
+    let t3_6: f32 = in1[t3_5];
+    let t3_7: i32 = t3_0 + nc1;
+    let t3_8: f32 = in1[t3_7];
+    cs0 += t3_6;
+    cs1 += t3_8;
+    c0_0 = fma(t3_2, t3_6, c0_0);
+    c0_1 = fma(t3_2, t3_8, c0_1);
+    c1_0 = fma(t3_4, t3_6, c1_0);
+    c1_1 = fma(t3_4, t3_8, c1_1);
   }
   if (m0 == 0i) {
     if (n0 + 0i < 2i) {
@@ -195,72 +121,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
       let w0 = sfin(cs1, at);
       out1[at] = w0;
     }
-    if (n0 + 2i < 2i) {
-      let at = n0 + 2i;
-      let w0 = sfin(cs2, at);
-      out1[at] = w0;
-    }
-    if (n0 + 3i < 2i) {
-      let at = n0 + 3i;
-      let w0 = sfin(cs3, at);
-      out1[at] = w0;
-    }
   }
-  let base = bz * 4i;
   if (m0 + 0i < 2i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 0i] = fin(c00, m0 + 0i, n0 + 0i);
+      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 1i] = fin(c01, m0 + 0i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 2i] = fin(c02, m0 + 0i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 0i) * 2i + n0 + 3i] = fin(c03, m0 + 0i, n0 + 3i);
+      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
     }
   }
   if (m0 + 1i < 2i) {
     if (n0 + 0i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 0i] = fin(c10, m0 + 1i, n0 + 0i);
+      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
     }
     if (n0 + 1i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 1i] = fin(c11, m0 + 1i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 2i] = fin(c12, m0 + 1i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 1i) * 2i + n0 + 3i] = fin(c13, m0 + 1i, n0 + 3i);
-    }
-  }
-  if (m0 + 2i < 2i) {
-    if (n0 + 0i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 0i] = fin(c20, m0 + 2i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 1i] = fin(c21, m0 + 2i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 2i] = fin(c22, m0 + 2i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 2i) * 2i + n0 + 3i] = fin(c23, m0 + 2i, n0 + 3i);
-    }
-  }
-  if (m0 + 3i < 2i) {
-    if (n0 + 0i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 0i] = fin(c30, m0 + 3i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 1i] = fin(c31, m0 + 3i, n0 + 1i);
-    }
-    if (n0 + 2i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 2i] = fin(c32, m0 + 3i, n0 + 2i);
-    }
-    if (n0 + 3i < 2i) {
-      out[base + (m0 + 3i) * 2i + n0 + 3i] = fin(c33, m0 + 3i, n0 + 3i);
+      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
     }
   }
 }
