@@ -504,7 +504,7 @@ function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], 
 type MatmulBody = Extract<Kernel['body'], { kind: 'matmul' }>;
 /** Rows and columns of C per thread (8 x 8 measured 1.5-2x faster than 4 x 4 on SwiftShader). */
 const TILE = 8;
-const UNROLL = 4;
+const UNROLL = 2;
 /** A matmul with fewer threads than this and a K of at least SPLIT_K splits K over more threads. */
 const SPLIT_THREADS = 1024;
 const SPLIT_K = 1024;
@@ -546,7 +546,7 @@ export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, li
 
 /**
  * The register-tiled matmul: each thread keeps a tm x tn tile of accumulators and walks K (or its
- * chunk of K), unrolled by UNROLL. Operands are expressions, emitted inline: their parts that do
+ * chunk of K), unrolled by UNROLL (2 measured as fast as 4 with half the shader to compile). Operands are expressions, emitted inline: their parts that do
  * not depend on `ki` (a row's or column's base offset, a convolution's output position) are
  * computed once before the loop, and their parts that depend on `ki` only (a convolution's tap)
  * once per step for all rows and columns (common subexpressions). Element (mi, ni) is stored at
@@ -641,29 +641,26 @@ function emitMatmul(
     step('ki', 'r');
     l.close();
   }
+  // The stores: one copy of the epilogue in a loop over the tile (the accumulators copied to an
+  // array), not one per element: fused optimizer updates would otherwise be emitted tm x tn times.
   if (side) {
     // The first row of tiles writes the column sums (every row of tiles computed the same ones);
     // split, its partial sums go after the partial tiles.
     l.open('if (m0 == 0i)');
-    for (let j = 0; j < tn; j++) {
-      l.open(`if (n0 + ${j}i < ${n}i)`);
-      if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + ${j}i] = cs${j};`);
-      else storeSide(l, `n0 + ${j}i`, `cs${j}`);
-      l.close();
-    }
-    l.close();
+    l.line(`var cs = array<f32, ${tn}>(${Array.from({ length: tn }, (_, j) => `cs${j}`).join(', ')});`);
+    l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (n0 + j < ${n}i)`);
+    if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + j] = cs[j];`);
+    else storeSide(l, 'n0 + j', 'cs[j]');
+    l.close().close().close();
   }
-  for (let i = 0; i < tm; i++) {
-    l.open(`if (m0 + ${i}i < ${m}i)`);
-    for (let j = 0; j < tn; j++) {
-      const coords = [...bNames, `m0 + ${i}i`, `n0 + ${j}i`];
-      l.open(`if (n0 + ${j}i < ${n}i)`);
-      if (split) l.line(`out[(i32(gid.z) * ${m}i + m0 + ${i}i) * ${n}i + n0 + ${j}i] = ${acc(i, j)};`);
-      else storeAll(l, k, `dst(${coords.join(', ')})`, `fin(${[acc(i, j), ...coords].join(', ')})`, coords);
-      l.close();
-    }
-    l.close();
-  }
+  l.line(`var cc = array<f32, ${tm * tn}>(${Array.from({ length: tm * tn }, (_, e) => acc(Math.floor(e / tn), e % tn)).join(', ')});`);
+  l.open(`for (var e = 0i; e < ${tm * tn}i; e++)`);
+  l.line(`let r = m0 + e / ${tn}i;`).line(`let q = n0 + e % ${tn}i;`);
+  l.open(`if (r < ${m}i && q < ${n}i)`);
+  const coords = [...bNames, 'r', 'q'];
+  if (split) l.line(`out[(i32(gid.z) * ${m}i + r) * ${n}i + q] = cc[e];`);
+  else storeAll(l, k, `dst(${coords.join(', ')})`, `fin(${['cc[e]', ...coords].join(', ')})`, coords);
+  l.close().close();
   l.close();
   const gx = Math.ceil(Math.ceil(n / tn) / plan.wx);
   const gy = Math.ceil(Math.ceil(m / tm) / plan.wy);
@@ -691,8 +688,8 @@ function emitMatmul(
   coordLets(l2, 'bz', batch, 'z');
   l2.line('var acc: f32 = 0.0;');
   l2.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[(bz * ${splits}i + s) * ${mn}i + e % ${mn}i];`).close();
-  const coords = [...bNames, 'mi', 'ni'];
-  storeAll(l2, k, `dst(${coords.join(', ')})`, `fin(${['acc', ...coords].join(', ')})`, coords);
+  const at = [...bNames, 'mi', 'ni'];
+  storeAll(l2, k, `dst(${at.join(', ')})`, `fin(${['acc', ...at].join(', ')})`, at);
   if (side) {
     l2.close().open('else');
     l2.line(`let col = e - ${total}i;`).line('var acc: f32 = 0.0;');

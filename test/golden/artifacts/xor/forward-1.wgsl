@@ -36,39 +36,42 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c1_0: f32 = 0.0;
   var c2_0: f32 = 0.0;
   var c3_0: f32 = 0.0;
-  for (var ki = 0i; ki < 2i; ki++) {
-    let tr_0: i32 = h0 + ki;
-    let tr_1: f32 = in0[tr_0];
-    let tr_2: i32 = h1 + ki;
-    let tr_3: f32 = in0[tr_2];
-    let tr_4: i32 = h2 + ki;
-    let tr_5: f32 = in0[tr_4];
-    let tr_6: i32 = h3 + ki;
-    let tr_7: f32 = in0[tr_6];
-    let tr_8: f32 = in1[ki];
-    c0_0 = fma(tr_1, tr_8, c0_0);
-    c1_0 = fma(tr_3, tr_8, c1_0);
-    c2_0 = fma(tr_5, tr_8, c2_0);
-    c3_0 = fma(tr_7, tr_8, c3_0);
+  for (var kb = 0i; kb < 2i; kb += 2i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = h0 + ku0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = h1 + ku0;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = h2 + ku0;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = h3 + ku0;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: f32 = in1[ku0];
+    c0_0 = fma(t0_1, t0_8, c0_0);
+    c1_0 = fma(t0_3, t0_8, c1_0);
+    c2_0 = fma(t0_5, t0_8, c2_0);
+    c3_0 = fma(t0_7, t0_8, c3_0);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = h0 + ku1;
+    let t1_1: f32 = in0[t1_0];
+    let t1_2: i32 = h1 + ku1;
+    let t1_3: f32 = in0[t1_2];
+    let t1_4: i32 = h2 + ku1;
+    let t1_5: f32 = in0[t1_4];
+    let t1_6: i32 = h3 + ku1;
+    let t1_7: f32 = in0[t1_6];
+    let t1_8: f32 = in1[ku1];
+    c0_0 = fma(t1_1, t1_8, c0_0);
+    c1_0 = fma(t1_3, t1_8, c1_0);
+    c2_0 = fma(t1_5, t1_8, c2_0);
+    c3_0 = fma(t1_7, t1_8, c3_0);
   }
-  if (m0 + 0i < 4i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
-    }
-  }
-  if (m0 + 1i < 4i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
-    }
-  }
-  if (m0 + 2i < 4i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
-    }
-  }
-  if (m0 + 3i < 4i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
+  var cc = array<f32, 4>(c0_0, c1_0, c2_0, c3_0);
+  for (var e = 0i; e < 4i; e++) {
+    let r = m0 + e / 1i;
+    let q = n0 + e % 1i;
+    if (r < 4i && q < 1i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

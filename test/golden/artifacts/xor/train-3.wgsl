@@ -58,36 +58,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_0 = fma(h3, h4, c3_0);
     c3_1 = fma(h3, h5, c3_1);
   }
-  if (m0 + 0i < 4i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
-    }
-  }
-  if (m0 + 1i < 4i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
-    }
-  }
-  if (m0 + 2i < 4i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 2i, n0 + 0i)] = fin(c2_0, m0 + 2i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 2i, n0 + 1i)] = fin(c2_1, m0 + 2i, n0 + 1i);
-    }
-  }
-  if (m0 + 3i < 4i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 3i, n0 + 0i)] = fin(c3_0, m0 + 3i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 3i, n0 + 1i)] = fin(c3_1, m0 + 3i, n0 + 1i);
+  var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);
+  for (var e = 0i; e < 8i; e++) {
+    let r = m0 + e / 2i;
+    let q = n0 + e % 2i;
+    if (r < 4i && q < 2i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

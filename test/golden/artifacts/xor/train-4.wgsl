@@ -44,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c1_1: f32 = 0.0;
   var cs0: f32 = 0.0;
   var cs1: f32 = 0.0;
-  for (var kb = 0i; kb < 4i; kb += 4i) {
+  for (var kb = 0i; kb < 4i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 * 2i;
     let t0_1: i32 = t0_0 + mr0;
@@ -77,65 +77,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c0_1 = fma(t1_2, t1_8, c0_1);
     c1_0 = fma(t1_4, t1_6, c1_0);
     c1_1 = fma(t1_4, t1_8, c1_1);
-    let ku2 = kb + 2i;
-    let t2_0: i32 = ku2 * 2i;
-    let t2_1: i32 = t2_0 + mr0;
-    let t2_2: f32 = in0[t2_1];
-    let t2_3: i32 = t2_0 + mr1;
-    let t2_4: f32 = in0[t2_3];
-    let t2_5: i32 = t2_0 + nc0;
-    let t2_6: f32 = in1[t2_5];
-    let t2_7: i32 = t2_0 + nc1;
-    let t2_8: f32 = in1[t2_7];
-    cs0 += t2_6;
-    cs1 += t2_8;
-    c0_0 = fma(t2_2, t2_6, c0_0);
-    c0_1 = fma(t2_2, t2_8, c0_1);
-    c1_0 = fma(t2_4, t2_6, c1_0);
-    c1_1 = fma(t2_4, t2_8, c1_1);
-    let ku3 = kb + 3i;
-    let t3_0: i32 = ku3 * 2i;
-    let t3_1: i32 = t3_0 + mr0;
-    let t3_2: f32 = in0[t3_1];
-    let t3_3: i32 = t3_0 + mr1;
-    let t3_4: f32 = in0[t3_3];
-    let t3_5: i32 = t3_0 + nc0;
-    let t3_6: f32 = in1[t3_5];
-    let t3_7: i32 = t3_0 + nc1;
-    let t3_8: f32 = in1[t3_7];
-    cs0 += t3_6;
-    cs1 += t3_8;
-    c0_0 = fma(t3_2, t3_6, c0_0);
-    c0_1 = fma(t3_2, t3_8, c0_1);
-    c1_0 = fma(t3_4, t3_6, c1_0);
-    c1_1 = fma(t3_4, t3_8, c1_1);
   }
   if (m0 == 0i) {
-    if (n0 + 0i < 2i) {
-      let at = n0 + 0i;
-      let w0 = sfin(cs0, at);
-      out1[at] = w0;
-    }
-    if (n0 + 1i < 2i) {
-      let at = n0 + 1i;
-      let w0 = sfin(cs1, at);
-      out1[at] = w0;
+    var cs = array<f32, 2>(cs0, cs1);
+    for (var j = 0i; j < 2i; j++) {
+      if (n0 + j < 2i) {
+        let at = n0 + j;
+        let w0 = sfin(cs[j], at);
+        out1[at] = w0;
+      }
     }
   }
-  if (m0 + 0i < 2i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 0i, n0 + 1i)] = fin(c0_1, m0 + 0i, n0 + 1i);
-    }
-  }
-  if (m0 + 1i < 2i) {
-    if (n0 + 0i < 2i) {
-      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
-    }
-    if (n0 + 1i < 2i) {
-      out[dst(m0 + 1i, n0 + 1i)] = fin(c1_1, m0 + 1i, n0 + 1i);
+  var cc = array<f32, 4>(c0_0, c0_1, c1_0, c1_1);
+  for (var e = 0i; e < 4i; e++) {
+    let r = m0 + e / 2i;
+    let q = n0 + e % 2i;
+    if (r < 2i && q < 2i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

@@ -36,7 +36,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c0_0: f32 = 0.0;
   var c1_0: f32 = 0.0;
   var cs0: f32 = 0.0;
-  for (var kb = 0i; kb < 4i; kb += 4i) {
+  for (var kb = 0i; kb < 4i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 * 2i;
     let t0_1: i32 = t0_0 + mr0;
@@ -57,42 +57,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     cs0 += t1_5;
     c0_0 = fma(t1_2, t1_5, c0_0);
     c1_0 = fma(t1_4, t1_5, c1_0);
-    let ku2 = kb + 2i;
-    let t2_0: i32 = ku2 * 2i;
-    let t2_1: i32 = t2_0 + mr0;
-    let t2_2: f32 = in0[t2_1];
-    let t2_3: i32 = t2_0 + mr1;
-    let t2_4: f32 = in0[t2_3];
-    let t2_5: f32 = in1[ku2];
-    cs0 += t2_5;
-    c0_0 = fma(t2_2, t2_5, c0_0);
-    c1_0 = fma(t2_4, t2_5, c1_0);
-    let ku3 = kb + 3i;
-    let t3_0: i32 = ku3 * 2i;
-    let t3_1: i32 = t3_0 + mr0;
-    let t3_2: f32 = in0[t3_1];
-    let t3_3: i32 = t3_0 + mr1;
-    let t3_4: f32 = in0[t3_3];
-    let t3_5: f32 = in1[ku3];
-    cs0 += t3_5;
-    c0_0 = fma(t3_2, t3_5, c0_0);
-    c1_0 = fma(t3_4, t3_5, c1_0);
   }
   if (m0 == 0i) {
-    if (n0 + 0i < 1i) {
-      let at = n0 + 0i;
-      let w0 = sfin(cs0, at);
-      out1[at] = w0;
+    var cs = array<f32, 1>(cs0);
+    for (var j = 0i; j < 1i; j++) {
+      if (n0 + j < 1i) {
+        let at = n0 + j;
+        let w0 = sfin(cs[j], at);
+        out1[at] = w0;
+      }
     }
   }
-  if (m0 + 0i < 2i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 0i, n0 + 0i)] = fin(c0_0, m0 + 0i, n0 + 0i);
-    }
-  }
-  if (m0 + 1i < 2i) {
-    if (n0 + 0i < 1i) {
-      out[dst(m0 + 1i, n0 + 0i)] = fin(c1_0, m0 + 1i, n0 + 0i);
+  var cc = array<f32, 2>(c0_0, c1_0);
+  for (var e = 0i; e < 2i; e++) {
+    let r = m0 + e / 1i;
+    let q = n0 + e % 1i;
+    if (r < 2i && q < 1i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }
