@@ -11,7 +11,8 @@ import type { UnaryOp } from '../ir/ops.js';
 export type ScalarType = 'f32' | 'i32' | 'bool';
 
 export type ArithOp = 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'max' | 'min' | 'pow';
-export type CmpOp = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge';
+/** `ult`: a < b with both read as unsigned 32-bit integers (0 <= a < b in one test, for b >= 0). */
+export type CmpOp = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'ult';
 export type LogicOp = 'and' | 'or';
 
 export type Expr =
@@ -96,7 +97,7 @@ export const mod = (a: Expr, b: Expr) => arith('mod', a, b);
 
 const CMP_FOLD: { readonly [K in CmpOp]: (a: number, b: number) => boolean } = {
   eq: (a, b) => a === b, ne: (a, b) => a !== b, lt: (a, b) => a < b,
-  le: (a, b) => a <= b, gt: (a, b) => a > b, ge: (a, b) => a >= b,
+  le: (a, b) => a <= b, gt: (a, b) => a > b, ge: (a, b) => a >= b, ult: (a, b) => a >>> 0 < b >>> 0,
 };
 
 export function cmp(op: CmpOp, a: Expr, b: Expr): Expr {

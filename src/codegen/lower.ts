@@ -141,7 +141,14 @@ export class Lowerer {
 }
 
 const clamp = (e: Expr, lo: number, hi: number): Expr => arith('min', arith('max', e, int(lo)), int(hi));
-const inRange = (e: Expr, lo: number, hi: number): Expr => and(cmp('ge', e, int(lo)), cmp('lt', e, int(hi)));
+/** lo <= e < hi; from 0, one unsigned comparison. */
+const inRange = (e: Expr, lo: number, hi: number): Expr =>
+  lo === 0 ? cmp('ult', e, int(hi)) : and(cmp('ge', e, int(lo)), cmp('lt', e, int(hi)));
+/** A coordinate that may fall outside [0, size): whether it is inside, and the coordinate or 0. */
+const guard = (e: Expr, size: number): { readonly ok: Expr; readonly at: Expr } => {
+  const ok = inRange(e, 0, size);
+  return { ok, at: select(ok, e, int(0)) };
+};
 
 const elementwise = <K extends Op>(f: (n: NodeOfOp<K>, xs: Expr[]) => Expr): Lower<K> => ({
   kind: 'inline',
@@ -202,7 +209,7 @@ const tap = (o: Expr, k: Expr, stride: number, pad: number, dil: number): Expr =
 const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number) => {
   const t = sub(add(pos, int(pad)), mul(k, int(dil)));
   const valid = and(inRange(t, 0, (size - 1) * st + 1), st > 1 ? cmp('eq', mod(t, int(st)), int(0)) : cst(1, 'bool'));
-  return { valid, at: clamp(div(t, int(st)), 0, size - 1) };
+  return { valid, at: select(valid, div(t, int(st)), int(0)) };
 };
 
 export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
@@ -346,8 +353,9 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         body: ([b, o, i, j], [ci, ki, kj]) => {
           const hh = tap(i!, ki!, s[0], p[0], d[0]);
           const ww = tap(j!, kj!, s[1], p[1], d[1]);
-          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
-          const xv = L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]);
+          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+          const valid = and(gh.ok, gw.ok);
+          const xv = L.value(x, [b!, ci!, gh.at, gw.at]);
           return select(valid, mul(xv, L.value(w, [o!, ci!, ki!, kj!])), cst(0));
         },
       };
@@ -368,8 +376,8 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
           const [ci, ti, tj] = taps(ki);
           const hh = tap(i!, ti!, s[0], p[0], d[0]);
           const ww = tap(j!, tj!, s[1], p[1], d[1]);
-          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
-          return select(valid, L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]), cst(0));
+          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+          return select(and(gh.ok, gw.ok), L.value(x, [b!, ci!, gh.at, gw.at]), cst(0));
         },
         rhs: (_, ki, ni) => L.value(w, [ni, ...taps(ki)]),
         place: (_, mi, ni) => {
@@ -440,8 +448,9 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         body: ([o, c, ki, kj], [b, i, j]) => {
           const hh = tap(i!, ki!, s[0], p[0], d[0]);
           const ww = tap(j!, kj!, s[1], p[1], d[1]);
-          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
-          const xv = L.value(x, [b!, c!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]);
+          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+          const valid = and(gh.ok, gw.ok);
+          const xv = L.value(x, [b!, c!, gh.at, gw.at]);
           return select(valid, mul(xv, L.value(dy, [b!, o!, i!, j!])), cst(0));
         },
       };
@@ -467,8 +476,8 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
           const [ci, ti, tj] = taps(ni);
           const hh = tap(i!, ti!, s[0], p[0], d[0]);
           const ww = tap(j!, tj!, s[1], p[1], d[1]);
-          const valid = and(inRange(hh, 0, h), inRange(ww, 0, wd));
-          return select(valid, L.value(x, [b!, ci!, clamp(hh, 0, h - 1), clamp(ww, 0, wd - 1)]), cst(0));
+          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+          return select(and(gh.ok, gw.ok), L.value(x, [b!, ci!, gh.at, gw.at]), cst(0));
         },
         place: (_, mi, ni) => [mi, ...taps(ni)],
       };

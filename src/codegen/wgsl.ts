@@ -167,7 +167,10 @@ class ExprEmitter {
           default: return assertNever(op, 'arith op');
         }
       }
-      case 'cmp': case 'logic': return `${this.emit(e.a)} ${BINOP[e.op]} ${this.emit(e.b)}`;
+      case 'cmp':
+        if (e.op === 'ult') return `bitcast<u32>(${this.emit(e.a)}) < bitcast<u32>(${this.emit(e.b)})`;
+        return `${this.emit(e.a)} ${BINOP[e.op]} ${this.emit(e.b)}`;
+      case 'logic': return `${this.emit(e.a)} ${BINOP[e.op]} ${this.emit(e.b)}`;
       case 'select': return `select(${this.emit(e.b)}, ${this.emit(e.a)}, ${this.emit(e.c)})`;
       case 'cast': {
         const a = this.emit(e.a);
