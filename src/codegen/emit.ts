@@ -39,7 +39,7 @@ export interface EmitOptions {
   readonly fuse?: boolean;
   /** Name of the loss output, recorded in the artifact. */
   readonly loss?: string;
-  /** Lower matmul as a one-thread-per-output contraction (benchmark baseline). */
+  /** Lower matmul and the convolutions as one-thread-per-output contractions (benchmark baseline). */
   readonly naiveMatmul?: boolean;
 }
 

@@ -203,6 +203,16 @@ const tap = (o: Expr, k: Expr, stride: number, pad: number, dil: number): Expr =
   add(sub(mul(o, int(stride)), int(pad)), mul(k, int(dil)));
 
 /**
+ * Element [b, c, hh, ww] of NCHW value `x`, or 0 where (hh, ww) is off the image (zero padding: a
+ * GEMM multiplies it by its weight, as an im2col matrix would).
+ */
+const padded = (L: Lowerer, x: ValueId, b: Expr, c: Expr, hh: Expr, ww: Expr): Expr => {
+  const [, , h, wd] = L.shape(x) as [number, number, number, number];
+  const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+  return select(and(gh.ok, gw.ok), L.value(x, [b, c, gh.at, gw.at]), cst(0));
+};
+
+/**
  * The output coordinate that input position `pos` reaches through tap `k` (the inverse of `tap`):
  * (pos + pad - k*dil) / stride, valid when it divides exactly and lands inside the output.
  */
@@ -363,7 +373,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
     // M = batch x output positions, N = output channels, K = input channels x taps.
     gemm: (n, L) => {
       const [x, w] = n.inputs as [ValueId, ValueId];
-      const [nb, c, h, wd] = L.shape(x) as [number, number, number, number];
+      const [nb, c] = L.shape(x) as [number, number, number, number];
       const [o, , kh, kw] = L.shape(w) as [number, number, number, number];
       const [, , oh, ow] = n.type.shape as [number, number, number, number];
       const { stride: s, padding: p, dilation: d } = n.attrs;
@@ -374,10 +384,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         lhs: (_, mi, ki) => {
           const [b, i, j] = pos(mi);
           const [ci, ti, tj] = taps(ki);
-          const hh = tap(i!, ti!, s[0], p[0], d[0]);
-          const ww = tap(j!, tj!, s[1], p[1], d[1]);
-          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
-          return select(and(gh.ok, gw.ok), L.value(x, [b!, ci!, gh.at, gw.at]), cst(0));
+          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]));
         },
         rhs: (_, ki, ni) => L.value(w, [ni, ...taps(ki)]),
         place: (_, mi, ni) => {
@@ -459,7 +466,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
     // a long K: the emitter splits K over threads).
     gemm: (n, L) => {
       const [x, dy] = n.inputs as [ValueId, ValueId];
-      const [, c, h, wd] = L.shape(x) as [number, number, number, number];
+      const [, c] = L.shape(x) as [number, number, number, number];
       const [nb, o, oh, ow] = L.shape(dy) as [number, number, number, number];
       const [, , kh, kw] = n.type.shape as [number, number, number, number];
       const { stride: s, padding: p, dilation: d } = n.attrs;
@@ -474,10 +481,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         rhs: (_, ki, ni) => {
           const [b, i, j] = pos(ki);
           const [ci, ti, tj] = taps(ni);
-          const hh = tap(i!, ti!, s[0], p[0], d[0]);
-          const ww = tap(j!, tj!, s[1], p[1], d[1]);
-          const [gh, gw] = [guard(hh, h), guard(ww, wd)];
-          return select(and(gh.ok, gw.ok), L.value(x, [b!, ci!, gh.at, gw.at]), cst(0));
+          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]));
         },
         place: (_, mi, ni) => [mi, ...taps(ni)],
       };
@@ -500,6 +504,7 @@ export const isSourceOp = (op: Op): boolean => LOWER_RULES[op].kind === 'source'
  * matmul benchmark).
  */
 export interface LowerOptions {
+  /** Lower contractions that have a `gemm` form with their generic one-thread-per-output form. */
   readonly naiveMatmul?: boolean;
   readonly contraction?: ValueId;
   readonly extras?: readonly ValueId[];
