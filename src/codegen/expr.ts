@@ -218,3 +218,17 @@ export function invariantsOf(e: Expr, name: string): Expr[] {
   walk(e);
   return out;
 }
+
+/** The input bindings (non-negative load bindings) that some of `exprs` read. */
+export function bindingsRead(exprs: readonly Expr[]): Set<number> {
+  const out = new Set<number>();
+  const seen = new Set<Expr>();
+  const walk = (x: Expr): void => {
+    if (seen.has(x)) return;
+    seen.add(x);
+    if (x.k === 'load' && x.binding >= 0) out.add(x.binding);
+    childrenOf(x).forEach(walk);
+  };
+  exprs.forEach(walk);
+  return out;
+}

@@ -5,12 +5,13 @@
  * element (map, serial reduction), one workgroup per output with a tree reduction in workgroup
  * memory, a two-kernel split for very large reductions, and a register-tiled (8x8 per thread)
  * matmul whose operands are emitted inline with their loop invariants hoisted (convolutions are
- * matmuls over index arithmetic), with a two-kernel split of K when there are few tiles. Shapes are baked into the shader as constants. Every identifier is generated here:
- * nothing from a model file reaches the text.
+ * matmuls over index arithmetic), with a two-kernel split of K when there are few tiles. Shapes
+ * are baked into the shader as constants. Every identifier is generated here: nothing from a
+ * model file reaches the text.
  */
 import { assertNever, internal } from '../ir/errors.js';
 import type { Expr, ScalarType } from './expr.js';
-import { delinearize, int, invariantsOf, ivar, keyOf, linearIndex, load, substitute, tvar } from './expr.js';
+import { bindingsRead, delinearize, int, invariantsOf, ivar, keyOf, linearIndex, load, substitute, tvar } from './expr.js';
 import type { BufferRef, Combine, Kernel } from './kernel.js';
 
 /** The device limits codegen must respect. */
@@ -18,9 +19,12 @@ export interface CodegenLimits {
   readonly maxComputeWorkgroupsPerDimension: number;
   readonly maxComputeInvocationsPerWorkgroup: number;
   readonly maxComputeWorkgroupStorageSize: number;
+  /** A two-kernel split binds one buffer more (the partials): it must still fit. */
+  readonly maxStorageBuffersPerShaderStage: number;
 }
 
 export const DEFAULT_LIMITS: CodegenLimits = {
+  maxStorageBuffersPerShaderStage: 8,
   maxComputeWorkgroupsPerDimension: 65535,
   maxComputeInvocationsPerWorkgroup: 256,
   maxComputeWorkgroupStorageSize: 16384,
@@ -335,7 +339,8 @@ function emitReduce(
   addFn(mod, 'body', [...ov, ...rv], body.body);
   // Split: very large reductions with few outputs go through partial results in scratch.
   const serial = r <= 128 || outs >= SERIAL_OUTPUTS;
-  const split = !serial && r >= 65536 && outs < 64;
+  const fits = k.inputs.length + 2 + k.extras.length <= limits.maxStorageBuffersPerShaderStage;
+  const split = !serial && r >= 65536 && outs < 64 && fits;
   // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
   if (!split) {
     addFn(mod, 'fin', [acc, ...ov], body.finalize);
@@ -531,7 +536,7 @@ export interface MatmulPlan {
 
 const pow2ceil = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
 
-export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, limits: CodegenLimits): MatmulPlan {
+export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, limits: CodegenLimits, canSplit = true): MatmulPlan {
   const { m, n, k } = body;
   const tn = Math.min(n, TILE);
   const tm = Math.min(m, TILE);
@@ -541,7 +546,7 @@ export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, li
   const wy = Math.min(64 / wx, pow2ceil(tilesM));
   const threads = tilesN * tilesM * numel(body.batch);
   let splits = 1;
-  if (threads < SPLIT_THREADS && k >= SPLIT_K) splits = Math.min(Math.ceil(SPLIT_THREADS / threads), Math.floor(k / MIN_CHUNK));
+  if (canSplit && threads < SPLIT_THREADS && k >= SPLIT_K) splits = Math.min(Math.ceil(SPLIT_THREADS / threads), Math.floor(k / MIN_CHUNK));
   splits = Math.max(1, Math.min(splits, Math.floor(limits.maxComputeWorkgroupsPerDimension / numel(body.batch))));
   const chunk = Math.ceil(Math.ceil(k / splits) / UNROLL) * UNROLL;
   return { tm, tn, wx, wy, splits: Math.ceil(k / chunk), chunk };
@@ -562,7 +567,10 @@ function emitMatmul(
   scratch: (bytes: number) => number, label: string,
 ): Dispatch[] {
   const { m, n, k: kk, batch, side } = body;
-  const plan = planMatmul(body, limits);
+  // Phase 2 of a split binds the inputs its epilogue reads, the partials and every output.
+  const epilogueReads = [...bindingsRead([body.finalize, ...k.extras.map((x) => x.expr), ...(side ? [side.finalize, ...side.extras.map((x) => x.expr)] : [])])].sort((p, q) => p - q);
+  const outputCount = 1 + k.extras.length + (side ? 1 + side.extras.length : 0);
+  const plan = planMatmul(body, limits, epilogueReads.length + 1 + outputCount <= limits.maxStorageBuffersPerShaderStage);
   const { tm, tn, splits, chunk } = plan;
   const split = splits > 1;
   const bv = vars(batch.length, 'z');
@@ -681,9 +689,10 @@ function emitMatmul(
   const sideN = side ? n : 0;
   const partials = scratch((total + sideN) * splits * 4);
   const phase1: Dispatch = { wgsl, inputs: k.inputs, output: { kind: 'scratch', id: partials }, extraOutputs: [], workgroups: [gx, gy, gz], label: `${label} ${kind}(split-k 1/2)` };
-  const mod2: Module = { fns: [], bindingNames: bindingName, usesPow: false };
+  const remap = new Map(epilogueReads.map((b, i) => [b, i]));
+  const mod2: Module = { fns: [], bindingNames: (i) => bindingName(i >= 0 ? remap.get(i) ?? internal(`binding ${i} is not bound in phase 2`) : i), usesPow: false };
   epilogue(mod2);
-  const p = `in${k.inputs.length}`;
+  const p = `in${epilogueReads.length}`;
   const l2 = new Lines().open(MAIN_SIG(WG));
   l2.line(`let e = ${LINEAR(WG)};`).line(`if (e >= ${total + sideN}i) { return; }`);
   if (side) l2.open(`if (e < ${total}i)`);
@@ -702,7 +711,8 @@ function emitMatmul(
   }
   l2.close();
   const phase2: Dispatch = {
-    wgsl: header(mod2, [...inputTypes, 'f32'], k.dtype, outTypes) + '\n' + l2.text(), inputs: [...k.inputs, { kind: 'scratch', id: partials }],
+    wgsl: header(mod2, [...epilogueReads.map((b) => inputTypes[b]!), 'f32'], k.dtype, outTypes) + '\n' + l2.text(),
+    inputs: [...epilogueReads.map((b) => k.inputs[b]!), { kind: 'scratch', id: partials }],
     output: k.output, extraOutputs: outRefs, workgroups: grid(Math.ceil((total + sideN) / WG), limits), label: `${label} ${kind}(split-k 2/2)`,
   };
   return [phase1, phase2];

@@ -3,15 +3,18 @@
  * interpreter: shapes whose M, N and K are not multiples of the tile or the unroll (partial tiles,
  * a remainder loop), stride, padding and dilation, each convolution fused with an elementwise
  * epilogue or an in-place parameter update, a filter gradient whose long K is split over threads
- * (two kernels), a split matmul that also sums its right operand's columns (a bias gradient), and
- * the naive one-thread-per-output baseline.
+ * (two kernels, the second binding only what its epilogue reads), a split matmul that also sums
+ * its right operand's columns (a bias gradient), and the naive one-thread-per-output baseline.
  */
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compile } from '../../src/compile.js';
 import { emitArtifact, type EmitOptions } from '../../src/codegen/emit.js';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
+import { loadModel } from '../../src/ir/schema.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError, randomEnv } from './harness.js';
@@ -30,9 +33,9 @@ const labels = (g: Graph, opts: EmitOptions = {}) => emitArtifact(g, opts).dispa
  * Runs two steps on the GPU (poisoning dead temporaries) and in the interpreter, carrying the
  * updates; every output and every updated value must agree.
  */
-async function expectSteps(g: Graph, opts: EmitOptions = {}, tol = 1e-5): Promise<void> {
-  let env: Map<string, Tensor> = randomEnv(g, 11);
-  const program = await Program.load(device, emitArtifact(g, opts), { strictShaders: true, poison: true });
+async function expectSteps(g: Graph, opts: EmitOptions = {}, tol = 1e-5, dev = device): Promise<void> {
+  let env: Map<string, Tensor> = randomEnv(g, 11, (name, _, u) => (name.startsWith('corr') ? 0.5 + u() : 2 * u() - 1));
+  const program = await Program.load(dev, emitArtifact(g, opts), { strictShaders: true, poison: true });
   try {
     for (const [name, t] of env) program.write(name, Float32Array.from(t.data));
     for (let s = 0; s < 2; s++) {
@@ -117,6 +120,41 @@ describe('convolutions on the tiled matmul kernel', () => {
     expect(labels(g)).toEqual(['mul+conv2d_filter_grad+add+mul+sub matmul(split-k 1/2)', 'mul+conv2d_filter_grad+add+mul+sub matmul(split-k 2/2)']);
     // 5985 terms summed in f32 in another order (chunk by chunk) than the interpreter's.
     await expectSteps(g, {}, 5e-5);
+  });
+
+  it('a split filter gradient whose Adam epilogue reads two more inputs fits 7 storage buffers: its second kernel binds only what the epilogue reads', async () => {
+    const b = new GraphBuilder();
+    const a: ConvAttrs = { stride: [1, 1], padding: [0, 0], dilation: [1, 1] };
+    const x = b.input('x', [12, 2, 12, 12]);
+    const dy = b.input('dy', [12, 6, 10, 10]);
+    const w = b.param('w', [6, 2, 3, 3]);
+    const m = b.state('w@m', [6, 2, 3, 3]);
+    const v = b.state('w@v', [6, 2, 3, 3]);
+    const gw = filterGrad(b, x, dy, a, [3, 3]);
+    const m2 = b.add_(b.mul(m, 0.9), b.mul(gw, 0.1));
+    const v2 = b.add_(b.mul(v, 0.999), b.mul(b.mul(gw, gw), 0.001));
+    const step = b.div(b.div(m2, b.input('corr1', [1])), b.add_(b.sqrt(b.div(v2, b.input('corr2', [1]))), 1e-8));
+    b.update('w@m', m2);
+    b.update('w@v', v2);
+    b.update('w', b.sub(w, b.mul(step, 0.001)));
+    const g = b.build();
+    const limits = { maxStorageBuffersPerShaderStage: 7 };
+    const art = emitArtifact(g, { limits });
+    const conv = art.dispatches.filter((d) => d.label.includes('conv2d_filter_grad')).map((d) => d.label.split(' ').slice(1).join(' '));
+    expect(conv).toEqual(['matmul(split-k 1/2)', 'matmul(split-k 2/2)']);
+    expect(Math.max(...art.dispatches.map((d) => d.bindings.length))).toBeLessThanOrEqual(7);
+    const dev = await getDevice({ quiet: true, maxStorageBuffersPerShaderStage: 7 });
+    try {
+      await expectSteps(g, { limits }, 5e-5, dev);
+    } finally {
+      dev.destroy();
+    }
+  });
+
+  it('at the spec\'s 8 storage buffers, LeNet\'s training program splits its filter gradients and no dispatch binds more than 8', () => {
+    const { train } = compile(loadModel(readFileSync('models/lenet-mnist.json', 'utf8'), 'lenet-mnist.json'));
+    expect(train!.dispatches.filter((d) => d.label.startsWith('conv2d_filter_grad') && d.label.endsWith('(split-k 2/2)')).length).toBe(2);
+    expect(Math.max(...train!.dispatches.map((d) => d.bindings.length))).toBeLessThanOrEqual(8);
   });
 
   it('a split matmul with its column sums (weight and bias gradients over a batch of 1500) updates both in place', async () => {

@@ -4,12 +4,10 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(8) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return acc;
@@ -78,9 +76,9 @@ fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
   let t8: i32 = t2 + t7;
   let t9: i32 = t0 + t8;
   let t10: f32 = out3[t9];
-  let t11: f32 = in2[0i];
+  let t11: f32 = in0[0i];
   let t12: f32 = v1 / t11;
-  let t13: f32 = in3[0i];
+  let t13: f32 = in1[0i];
   let t14: f32 = v2 / t13;
   let t15: f32 = sqrt(t14);
   let t16: f32 = t15 + 9.99999993922529e-9;
@@ -99,7 +97,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let ni = e % 150i;
   var acc: f32 = 0.0;
   for (var s = 0i; s < 25i; s++) {
-    acc = acc + in4[(bz * 25i + s) * 2400i + e % 2400i];
+    acc = acc + in2[(bz * 25i + s) * 2400i + e % 2400i];
   }
    {
     let at = dst(mi, ni);
