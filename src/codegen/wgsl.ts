@@ -552,58 +552,73 @@ export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, li
   return { tm, tn, wx, wy, splits: Math.ceil(k / chunk), chunk };
 }
 
+/** The epilogue functions of a matmul: `fin`, `dst`, further outputs, the side sum's `sfin` and `sx<i>`. */
+function matmulEpilogue(mod: Module, k: Kernel, body: MatmulBody): void {
+  const bv = vars(body.batch.length, 'z');
+  const [mi, ni] = [ivar('mi'), ivar('ni')];
+  const place = body.place ?? { shape: [...body.batch, body.m, body.n], coords: [...bv, mi, ni] };
+  addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, mi, ni], body.finalize);
+  addFn(mod, 'dst', [...bv, mi, ni], linearIndex(place.coords, place.shape));
+  addExtras(mod, k, [...bv, mi, ni]);
+  const side = body.side;
+  if (!side) return;
+  addFn(mod, 'sfin', [tvar('acc', 'f32'), ni], side.finalize);
+  const held: Expr[] = [tvar('w0', side.dtype)];
+  side.extras.forEach((x, i) => {
+    addFn(mod, `sx${i + 1}`, [...held, ni], x.expr);
+    held.push(tvar(`w${i + 1}`, x.dtype));
+  });
+}
+
+/** Stores the side sum `acc` of column `col` and its further outputs (bound after the main ones). */
+function storeSide(l: Lines, k: Kernel, body: MatmulBody, col: string, acc: string): void {
+  const side = body.side;
+  if (!side) return;
+  const first = 1 + k.extras.length;
+  l.line(`let at = ${col};`).line(`let w0 = sfin(${acc}, at);`).line(`out${first}[at] = w0;`);
+  side.extras.forEach((_, i) => {
+    const ws = Array.from({ length: i + 1 }, (__, q) => `w${q}`);
+    l.line(`let w${i + 1} = sx${i + 1}(${[...ws, 'at'].join(', ')});`).line(`out${first + i + 1}[at] = w${i + 1};`);
+  });
+}
+
+/** A matmul's further outputs after the main one: its own, then the side sum's. */
+function matmulOutputs(k: Kernel, body: MatmulBody): { readonly types: ScalarType[]; readonly refs: BufferRef[] } {
+  const side = body.side ? [{ ref: body.side.output, dtype: body.side.dtype }, ...body.side.extras] : [];
+  return { types: [...extraTypes(k), ...side.map((x) => x.dtype)], refs: [...extraRefs(k), ...side.map((x) => x.ref)] };
+}
+
+/** The input bindings a matmul's epilogue reads (all a split's second kernel needs, besides the partials). */
+function epilogueReads(k: Kernel, body: MatmulBody): number[] {
+  const side = body.side ? [body.side.finalize, ...body.side.extras.map((x) => x.expr)] : [];
+  return [...bindingsRead([body.finalize, ...k.extras.map((x) => x.expr), ...side])].sort((p, q) => p - q);
+}
+
 /**
  * The register-tiled matmul: each thread keeps a tm x tn tile of accumulators and walks K (or its
- * chunk of K), unrolled by UNROLL (2 measured as fast as 4 with half the shader to compile). Operands are expressions, emitted inline: their parts that do
- * not depend on `ki` (a row's or column's base offset, a convolution's output position) are
- * computed once before the loop, and their parts that depend on `ki` only (a convolution's tap)
- * once per step for all rows and columns (common subexpressions). Element (mi, ni) is stored at
- * its `place` through `dst`, after `fin` (the fused epilogue). A side sum (the column sums of B)
- * is accumulated by the first row of tiles. Split K: phase 1 writes each chunk's partial tiles
- * (and partial side sums) to scratch, phase 2 sums them per element and finalizes.
+ * chunk of K), unrolled by UNROLL (2 measured as fast as 4, with half the shader to compile).
+ * Operands are expressions, emitted inline: their parts that do not depend on `ki` (a row's or
+ * column's base offset, a convolution's output position) are computed once before the loop, and
+ * their parts that depend on `ki` only (a convolution's tap) once per step for all rows and
+ * columns (common subexpressions). Element (mi, ni) is stored at its `place` through `dst`, after
+ * `fin` (the fused epilogue). A side sum (the column sums of B) is accumulated by the first row of
+ * tiles. Split K: this kernel writes each chunk's partial tiles (and partial side sums) to scratch,
+ * and a second kernel sums them and finalizes (splitSum).
  */
 function emitMatmul(
   k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits,
   scratch: (bytes: number) => number, label: string,
 ): Dispatch[] {
   const { m, n, k: kk, batch, side } = body;
-  // Phase 2 of a split binds the inputs its epilogue reads, the partials and every output.
-  const epilogueReads = [...bindingsRead([body.finalize, ...k.extras.map((x) => x.expr), ...(side ? [side.finalize, ...side.extras.map((x) => x.expr)] : [])])].sort((p, q) => p - q);
-  const outputCount = 1 + k.extras.length + (side ? 1 + side.extras.length : 0);
-  const plan = planMatmul(body, limits, epilogueReads.length + 1 + outputCount <= limits.maxStorageBuffersPerShaderStage);
+  // The second kernel of a split binds the inputs its epilogue reads, the partials and every output.
+  const outputs = matmulOutputs(k, body);
+  const plan = planMatmul(body, limits, epilogueReads(k, body).length + 2 + outputs.refs.length <= limits.maxStorageBuffersPerShaderStage);
   const { tm, tn, splits, chunk } = plan;
   const split = splits > 1;
-  const bv = vars(batch.length, 'z');
-  const bNames = bv.map((v) => (v as { name: string }).name);
-  const [mi, ni] = [ivar('mi'), ivar('ni')];
-  const place = body.place ?? { shape: [...batch, m, n], coords: [...bv, mi, ni] };
-  const mn = m * n;
-  const total = numel(batch) * mn;
-  /** The epilogue functions: `fin`, `dst`, further outputs, and the side sum's `sfin` and `sx<i>`. */
-  const epilogue = (mod: Module) => {
-    addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, mi, ni], body.finalize);
-    addFn(mod, 'dst', [...bv, mi, ni], linearIndex(place.coords, place.shape));
-    addExtras(mod, k, [...bv, mi, ni]);
-    if (!side) return;
-    addFn(mod, 'sfin', [tvar('acc', 'f32'), ni], side.finalize);
-    const held: Expr[] = [tvar('w0', side.dtype)];
-    side.extras.forEach((x, i) => {
-      addFn(mod, `sx${i + 1}`, [...held, ni], x.expr);
-      held.push(tvar(`w${i + 1}`, x.dtype));
-    });
-  };
-  /** Stores the side sum `acc` of column `col` and its further outputs. */
-  const storeSide = (l: Lines, col: string, acc: string) => {
-    if (!side) return;
-    const first = 1 + k.extras.length;
-    l.line(`let at = ${col};`).line(`let w0 = sfin(${acc}, at);`).line(`out${first}[at] = w0;`);
-    side.extras.forEach((_, i) => {
-      const ws = Array.from({ length: i + 1 }, (__, q) => `w${q}`);
-      l.line(`let w${i + 1} = sx${i + 1}(${[...ws, 'at'].join(', ')});`).line(`out${first + i + 1}[at] = w${i + 1};`);
-    });
-  };
+  const total = numel(batch) * m * n;
+  const bNames = vars(batch.length, 'z').map((v) => (v as { name: string }).name);
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
-  if (!split) epilogue(mod);
+  if (!split) matmulEpilogue(mod, k, body);
 
   const l = new Lines().line(`@compute @workgroup_size(${plan.wx}, ${plan.wy})`);
   l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
@@ -661,7 +676,7 @@ function emitMatmul(
     l.line(`var cs = array<f32, ${tn}>(${Array.from({ length: tn }, (_, j) => `cs${j}`).join(', ')});`);
     l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (n0 + j < ${n}i)`);
     if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + j] = cs[j];`);
-    else storeSide(l, 'n0 + j', 'cs[j]');
+    else storeSide(l, k, body, 'n0 + j', 'cs[j]');
     l.close().close().close();
   }
   l.line(`var cc = array<f32, ${tm * tn}>(${Array.from({ length: tm * tn }, (_, e) => acc(Math.floor(e / tn), e % tn)).join(', ')});`);
@@ -678,44 +693,59 @@ function emitMatmul(
   const gz = numel(batch) * splits;
   const max = limits.maxComputeWorkgroupsPerDimension;
   if (gx > max || gy > max || gz > max) internal(`matmul grid ${gx}x${gy}x${gz} exceeds ${max} per dimension`);
-  const sideOuts = side ? [{ ref: side.output, dtype: side.dtype }, ...side.extras] : [];
-  const outTypes = [...extraTypes(k), ...sideOuts.map((x) => x.dtype)];
-  const outRefs = [...extraRefs(k), ...sideOuts.map((x) => x.ref)];
   const kind = `matmul${side ? '+colsum' : ''}`;
-  const wgsl = header(mod, inputTypes, split ? 'f32' : k.dtype, split ? [] : outTypes) + '\n' + l.text();
-  if (!split) return [{ wgsl, inputs: k.inputs, output: k.output, extraOutputs: outRefs, workgroups: [gx, gy, gz], label: `${label} ${kind}` }];
+  const wgsl = header(mod, inputTypes, split ? 'f32' : k.dtype, split ? [] : outputs.types) + '\n' + l.text();
+  if (!split) return [{ wgsl, inputs: k.inputs, output: k.output, extraOutputs: outputs.refs, workgroups: [gx, gy, gz], label: `${label} ${kind}` }];
+  const partials = scratch((total + (side ? n : 0)) * splits * 4);
+  return [
+    { wgsl, inputs: k.inputs, output: { kind: 'scratch', id: partials }, extraOutputs: [], workgroups: [gx, gy, gz], label: `${label} ${kind}(split-k 1/2)` },
+    splitSum(k, body, inputTypes, limits, splits, partials, `${label} ${kind}(split-k 2/2)`),
+  ];
+}
 
-  // Phase 2: one thread per element (then per side column) sums the chunks' partials and finalizes.
-  const sideN = side ? n : 0;
-  const partials = scratch((total + sideN) * splits * 4);
-  const phase1: Dispatch = { wgsl, inputs: k.inputs, output: { kind: 'scratch', id: partials }, extraOutputs: [], workgroups: [gx, gy, gz], label: `${label} ${kind}(split-k 1/2)` };
-  const remap = new Map(epilogueReads.map((b, i) => [b, i]));
-  const mod2: Module = { fns: [], bindingNames: (i) => bindingName(i >= 0 ? remap.get(i) ?? internal(`binding ${i} is not bound in phase 2`) : i), usesPow: false };
-  epilogue(mod2);
-  const p = `in${epilogueReads.length}`;
-  const l2 = new Lines().open(MAIN_SIG(WG));
-  l2.line(`let e = ${LINEAR(WG)};`).line(`if (e >= ${total + sideN}i) { return; }`);
-  if (side) l2.open(`if (e < ${total}i)`);
-  l2.line(`let bz = e / ${mn}i;`).line(`let mi = (e / ${n}i) % ${m}i;`).line(`let ni = e % ${n}i;`);
-  coordLets(l2, 'bz', batch, 'z');
-  l2.line('var acc: f32 = 0.0;');
-  l2.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[(bz * ${splits}i + s) * ${mn}i + e % ${mn}i];`).close();
-  const at = [...bNames, 'mi', 'ni'];
-  storeAll(l2, k, `dst(${at.join(', ')})`, `fin(${['acc', ...at].join(', ')})`, at);
-  if (side) {
-    l2.close().open('else');
-    l2.line(`let col = e - ${total}i;`).line('var acc: f32 = 0.0;');
-    l2.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[${splits * total}i + s * ${n}i + col];`).close();
-    storeSide(l2, 'col', 'acc');
-    l2.close();
-  }
-  l2.close();
-  const phase2: Dispatch = {
-    wgsl: header(mod2, [...epilogueReads.map((b) => inputTypes[b]!), 'f32'], k.dtype, outTypes) + '\n' + l2.text(),
-    inputs: [...epilogueReads.map((b) => k.inputs[b]!), { kind: 'scratch', id: partials }],
-    output: k.output, extraOutputs: outRefs, workgroups: grid(Math.ceil((total + sideN) / WG), limits), label: `${label} ${kind}(split-k 2/2)`,
+/**
+ * The second kernel of a split matmul: one thread per element of C (then one per column of the
+ * side sum) adds up the chunks' partials and runs the epilogue. It binds only the inputs the
+ * epilogue reads (renumbered), then the partials, then the outputs.
+ */
+function splitSum(
+  k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits, splits: number, partials: number, label: string,
+): Dispatch {
+  const { m, n, batch, side } = body;
+  const mn = m * n;
+  const total = numel(batch) * mn;
+  const count = total + (side ? n : 0);
+  const reads = epilogueReads(k, body);
+  const remap = new Map(reads.map((b, i) => [b, i]));
+  const mod: Module = {
+    fns: [], usesPow: false,
+    bindingNames: (i) => bindingName(i >= 0 ? remap.get(i) ?? internal(`binding ${i} is not bound by the split's second kernel`) : i),
   };
-  return [phase1, phase2];
+  matmulEpilogue(mod, k, body);
+  const p = `in${reads.length}`;
+  const l = new Lines().open(MAIN_SIG(WG));
+  l.line(`let e = ${LINEAR(WG)};`).line(`if (e >= ${count}i) { return; }`);
+  if (side) l.open(`if (e < ${total}i)`);
+  l.line(`let bz = e / ${mn}i;`).line(`let mi = (e / ${n}i) % ${m}i;`).line(`let ni = e % ${n}i;`);
+  coordLets(l, 'bz', batch, 'z');
+  l.line('var acc: f32 = 0.0;');
+  l.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[(bz * ${splits}i + s) * ${mn}i + e % ${mn}i];`).close();
+  const at = [...vars(batch.length, 'z').map((v) => (v as { name: string }).name), 'mi', 'ni'];
+  storeAll(l, k, `dst(${at.join(', ')})`, `fin(${['acc', ...at].join(', ')})`, at);
+  if (side) {
+    l.close().open('else');
+    l.line(`let col = e - ${total}i;`).line('var acc: f32 = 0.0;');
+    l.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[${splits * total}i + s * ${n}i + col];`).close();
+    storeSide(l, k, body, 'col', 'acc');
+    l.close();
+  }
+  l.close();
+  const outputs = matmulOutputs(k, body);
+  return {
+    wgsl: header(mod, [...reads.map((b) => inputTypes[b]!), 'f32'], k.dtype, outputs.types) + '\n' + l.text(),
+    inputs: [...reads.map((b) => k.inputs[b]!), { kind: 'scratch', id: partials }],
+    output: k.output, extraOutputs: outputs.refs, workgroups: grid(Math.ceil(count / WG), limits), label,
+  };
 }
 
 export { load, int };
