@@ -15,7 +15,7 @@
  */
 import { numel } from '../ir/dtype.js';
 import { DeviceError } from '../ir/errors.js';
-import type { Graph, ValueId } from '../ir/graph.js';
+import { usesOf, type Graph, type ValueId } from '../ir/graph.js';
 import { isElementwise, isMovement } from '../ir/ops.js';
 import { isContraction, isSourceOp, lowerKernel, lowerRows, type RowsPlan } from '../codegen/lower.js';
 import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
@@ -205,12 +205,6 @@ function mergeSiblings(
 ): KernelGroup[] {
   const ks = groups.map((k) => ({ ...k, extras: [...(k.extras ?? [])] }));
   const shape = (id: ValueId) => g.nodes[id]!.type.shape.join();
-  const descendants = (from: readonly ValueId[]): Set<ValueId> => {
-    const seen = new Set<ValueId>(from);
-    const stack = [...from];
-    while (stack.length) for (const u of uses[stack.pop()!]!) if (!seen.has(u)) (seen.add(u), stack.push(u));
-    return seen;
-  };
   for (let j = 0; j < ks.length; j++) {
     const k2 = ks[j]!;
     if (k2.contraction !== undefined || k2.extras.length || k2.rows || isContraction(g.nodes[k2.root]!.op)) continue;
@@ -234,7 +228,7 @@ function mergeSiblings(
       }
       if (!ok) continue;
       // K2's other inputs must be ready before K1 runs: none may depend on K1's outputs.
-      const after = descendants(outs);
+      const after = readyAfter(g, uses, ks, outs);
       if (reads.some((r) => !own.has(r) && after.has(r))) continue;
       const merged = lowerGroup(g, { ...k1, extras: [...k1.extras, k2.root] }, mat, { inPlace });
       if (merged.inputs.length + outs.length + 1 > maxBindings) continue;
@@ -327,7 +321,7 @@ function formRows(
     if (!kernel || kernel.inputs.length + kernelOutputs(kernel).length > maxBindings) return;
     // Every value the row kernel reads must be ready before it: none may come from its own stages.
     const produced = new Set<ValueId>(plan.stages.map((st) => st.root));
-    const after = descendantsOf(g, [...produced, m.root]);
+    const after = readyAfter(g, usesOf(g), result.filter((_, i) => !absorbed.has(i)), [...produced, m.root]);
     if (kernel.inputs.some((r) => r.kind === 'value' && after.has(r.id))) return;
     const { root, ...rows } = plan;
     result[mi] = { root, rows };
@@ -364,7 +358,7 @@ function absorbColumnSums(
     if (kernel.inputs.length + outs.length > maxBindings) return;
     // Neither part may read what the other writes, directly or through other kernels.
     const written = outs.flatMap((o) => (o.kind === 'value' ? [o.id] : []));
-    const after = descendantsOf(g, written);
+    const after = readyAfter(g, usesOf(g), result.filter((k): k is KernelGroup => k !== undefined), written);
     if (kernel.inputs.some((x) => x.kind === 'value' && (after.has(x.id) || written.includes(x.id)))) return;
     result[hi] = joined;
     result[ri] = undefined;
@@ -372,12 +366,33 @@ function absorbColumnSums(
   return result.filter((k): k is KernelGroup => k !== undefined);
 }
 
-function descendantsOf(g: Graph, from: readonly ValueId[]): Set<ValueId> {
-  const uses: ValueId[][] = g.nodes.map(() => []);
-  g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
+/** Every value a kernel group writes. */
+const groupOutputs = (k: KernelGroup): ValueId[] =>
+  [k.root, ...(k.extras ?? []), ...(k.rows?.written ?? []), ...(k.side ? [k.side.root, ...(k.side.extras ?? [])] : [])];
+
+/**
+ * The values that cannot be ready before a kernel writing `from` has run: their descendants and,
+ * since a kernel writes all its outputs in one dispatch, every output of a kernel of `groups` that
+ * writes one of those (and their descendants in turn). A kernel joined to the one that writes
+ * `from` may read none of them, or the two kernels would wait on each other. (Descendants alone
+ * are not enough: with K1 = {m, f(o)} and K2 = {o, h(m)}, o does not depend on m, yet K2 must
+ * follow K1 — found by the gradient fuzzer, test/fuzz/regressions.test.ts.)
+ */
+function readyAfter(g: Graph, uses: readonly (readonly ValueId[])[], groups: readonly KernelGroup[], from: readonly ValueId[]): Set<ValueId> {
+  const partners = new Map<ValueId, readonly ValueId[]>();
+  for (const k of groups) {
+    const outs = groupOutputs(k);
+    for (const o of outs) partners.set(o, outs);
+  }
   const seen = new Set<ValueId>();
   const stack = [...from];
-  while (stack.length) for (const u of uses[stack.pop()!]!) if (!seen.has(u)) (seen.add(u), stack.push(u));
+  const reach = (v: ValueId) => void (!seen.has(v) && (seen.add(v), stack.push(v)));
+  while (stack.length) {
+    for (const u of uses[stack.pop()!]!) {
+      reach(u);
+      for (const p of partners.get(u) ?? []) reach(p);
+    }
+  }
   return seen;
 }
 

@@ -42,6 +42,25 @@ describe('fuzzer regressions', () => {
     });
   });
 
+  // Found by the gradient fuzzer (gradients.test.ts, seed 20261124) in an adjoint graph, after
+  // 6 cases, and reduced by hand to its forward form: m = exp(x) and o = sin(x) are both stored;
+  // m + o^T joins m's kernel (o is read transposed, so not o's), then o * m joined o's kernel
+  // because m does not depend on o. Each kernel now read the other's output: no order existed
+  // ("the in-place updates of this kernel list admit no order", with no update in the graph).
+  // Fixed in src/passes/fusion.ts: a kernel may join another only if it reads nothing that is
+  // ready after it, counting every output of a kernel that writes one (readyAfter).
+  it('two multi-output kernels that would each read the other\'s output', async () => {
+    await expectMatches((b) => {
+      const x = b.input('x0', [2, 2]);
+      const m = b.exp(x);
+      const o = b.sin(x);
+      b.output('out0', m);
+      b.output('out1', o);
+      b.output('out2', b.add_(m, b.transpose(o, [1, 0])));
+      b.output('out3', b.mul(o, m));
+    });
+  });
+
   // The same defect through another folding rule: i32 `x * 0` folds to 0 and drops x's load.
   it('an i32 product with the constant 0: the operand is bound but never read', async () => {
     await expectMatches((b) => {
