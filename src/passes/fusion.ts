@@ -340,6 +340,7 @@ function absorbColumnSums(
   g: Graph, kernels: readonly KernelGroup[], mat: ReadonlySet<ValueId>, maxBindings: number, inPlace: ReadonlyMap<ValueId, ValueId>,
 ): KernelGroup[] {
   const result: (KernelGroup | undefined)[] = [...kernels];
+  const uses = usesOf(g);
   const matmulOf = (k: KernelGroup) => {
     const c = g.nodes[k.contraction ?? k.root]!;
     return c.op === 'matmul' && c.type.shape.length === 2 && !k.side && !k.rows ? c : undefined;
@@ -351,14 +352,18 @@ function absorbColumnSums(
     const hi = result.findIndex((k) => k !== undefined && matmulOf(k)?.inputs[1] === c.inputs[0]);
     if (hi < 0) return;
     const host = result[hi]!;
+    // Neither part may read what the other writes, directly or through other kernels: not in its
+    // expressions (the side's epilogue adding the matmul's result cannot be lowered), nor as a buffer.
+    const groups = result.filter((k): k is KernelGroup => k !== undefined);
+    const reads = (a: KernelGroup, b: KernelGroup) => groupOutputs(a).some((id) => readyAfter(g, uses, groups, groupOutputs(b)).has(id));
+    if (reads(r, host) || reads(host, r)) return;
     const side = { root: r.root, contraction: cid, ...(r.extras?.length ? { extras: r.extras } : {}) };
     const joined: KernelGroup = { ...host, side };
     const kernel = lowerGroup(g, joined, mat, { inPlace });
     const outs = kernelOutputs(kernel);
     if (kernel.inputs.length + outs.length > maxBindings) return;
-    // Neither part may read what the other writes, directly or through other kernels.
     const written = outs.flatMap((o) => (o.kind === 'value' ? [o.id] : []));
-    const after = readyAfter(g, usesOf(g), result.filter((k): k is KernelGroup => k !== undefined), written);
+    const after = readyAfter(g, uses, groups, written);
     if (kernel.inputs.some((x) => x.kind === 'value' && (after.has(x.id) || written.includes(x.id)))) return;
     result[hi] = joined;
     result[ri] = undefined;

@@ -61,6 +61,21 @@ describe('fuzzer regressions', () => {
     });
   });
 
+  // Found by the gradient fuzzer (seed 7) in an adjoint graph (a weight gradient next to a bias
+  // gradient), reduced by hand: r = colsum(n) takes r + v as its epilogue, so v = u @ n is stored,
+  // and the column sum was then put into v's matmul kernel as its side output, whose epilogue
+  // reads the matmul's own result: "internal: value … (matmul) must be materialized to be read".
+  // Fixed in src/passes/fusion.ts (absorbColumnSums): the two parts of a joined kernel may not
+  // read each other's outputs, checked before the joined kernel is lowered.
+  it('a column sum whose epilogue reads the matmul it would join', async () => {
+    await expectMatches((b) => {
+      const n = b.input('x0', [3, 4]);
+      const u = b.input('x1', [1, 3]);
+      const r = b.reduceSum(n, 0, true);
+      b.output('out0', b.add_(r, b.matmul(u, n)));
+    });
+  });
+
   // The same defect through another folding rule: i32 `x * 0` folds to 0 and drops x's load.
   it('an i32 product with the constant 0: the operand is bound but never read', async () => {
     await expectMatches((b) => {
