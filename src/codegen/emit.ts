@@ -13,7 +13,7 @@ import {
   type PersistentSlot, type Region, type Requirements, type TensorSlot,
 } from '../runtime/artifact.js';
 import { kernelOutputs, type BufferRef, type Kernel } from './kernel.js';
-import { planFusion, lowerGroup } from '../passes/fusion.js';
+import { planFusion, lowerGroup, type FusionPlan } from '../passes/fusion.js';
 import { planMemory } from '../passes/memory.js';
 import { ScheduleCycle, scheduleKernels } from '../passes/schedule.js';
 import { DEFAULT_LIMITS, emitKernel, type CodegenLimits } from './wgsl.js';
@@ -49,18 +49,27 @@ const INLINE_ALWAYS = new Set(['full', 'iota', 'stop_gradient']);
 export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const limits: DeviceLimits = { ...SPEC_LIMITS, ...opts.limits };
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
-  const plan = planFusion(g, { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true });
-  const materialized = plan.materialized;
-  const lowerAll = (inPlace: ReadonlyMap<ValueId, ValueId>) =>
-    plan.kernels.map((k) => lowerGroup(g, k, materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace }));
+  const fusion = { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true };
+  const lowerAll = (plan: FusionPlan) =>
+    plan.kernels.map((k) => lowerGroup(g, k, plan.materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace: plan.inPlace }));
+  let plan = planFusion(g, fusion);
   let kernels: Kernel[];
   try {
-    kernels = scheduleKernels(g, lowerAll(plan.inPlace));
+    kernels = scheduleKernels(g, lowerAll(plan));
   } catch (e) {
     // Kernel boundaries made a reader of an old value depend on its new value: no update in place.
+    // Fusion is planned again without it, as kernels joined on the bindings that updates in place
+    // save may not fit without them (found by the gradient fuzzer: Adam on two parameters).
     if (!(e instanceof ScheduleCycle)) throw e;
-    kernels = scheduleKernels(g, lowerAll(new Map()));
+    plan = planFusion(g, { ...fusion, inPlace: false });
+    try {
+      kernels = scheduleKernels(g, lowerAll(plan));
+    } catch (e2) {
+      if (e2 instanceof ScheduleCycle) internal('the kernels read each other\'s outputs: no order exists');
+      throw e2;
+    }
   }
+  const materialized = plan.materialized;
 
   // Dispatches first (a split reduction asks for scratch), buffers placed after.
   const scratchBytes: number[] = [];

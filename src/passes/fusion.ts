@@ -46,6 +46,8 @@ export interface FusionOptions {
   readonly maxBindings: number;
   /** false: every op its own kernel (the unfused baseline). */
   readonly fuse?: boolean;
+  /** false: no update in place (when the kernels' in-place orderings admit no schedule). */
+  readonly inPlace?: boolean;
 }
 
 const CHEAP = new Set(['full', 'iota', 'stop_gradient']);
@@ -97,7 +99,7 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
   const fuse = opts.fuse ?? true;
   const uses: ValueId[][] = g.nodes.map(() => []);
   g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
-  const inPlace = inPlaceUpdates(g, uses);
+  const inPlace = opts.inPlace === false ? new Map<ValueId, ValueId>() : inPlaceUpdates(g, uses);
   const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
   const forced = new Set<ValueId>();
 
