@@ -62,6 +62,8 @@ export interface Recipe {
    * fit every single op: concat of 4 parts + the output), which makes fusion split more kernels.
    */
   readonly bindings: number;
+  /** Built for gradient checking: see {@link RecipeOptions.differentiable}. */
+  readonly differentiable?: boolean;
 }
 
 /** A dimension: often 1 (for broadcasting), otherwise 1..9. */
@@ -76,17 +78,37 @@ const WEIGHTS: { readonly [K in StepKind]: number } = {
   unary: 6, binary: 8, compare: 3, where: 3, cast: 2, reduce: 4, reshape: 3, transpose: 3, broadcast: 2, slice: 3,
   pad: 2, concat: 2, matmul: 3, constant: 1, gather: 1, one_hot: 1, scatter_add: 1, stop_gradient: 1,
 };
-const kindArb: fc.Arbitrary<StepKind> = fc.oneof(...STEP_KINDS.map((k) => ({ arbitrary: fc.constant(k), weight: WEIGHTS[k] })));
-const stepArb: fc.Arbitrary<Step> = fc.record({ kind: kindArb, choices: fc.array(fc.nat({ max: 1000 }), { maxLength: 16, size: 'max' }) });
+const stepArb = (kinds: readonly StepKind[]): fc.Arbitrary<Step> => fc.record({
+  kind: fc.oneof(...kinds.map((k) => ({ arbitrary: fc.constant(k), weight: WEIGHTS[k] }))),
+  choices: fc.array(fc.nat({ max: 1000 }), { maxLength: 16, size: 'max' }),
+});
+
+export interface RecipeOptions {
+  /** The most steps (default 24). */
+  readonly maxSteps?: number;
+  /**
+   * Graphs whose gradients are checked against finite differences: no `stop_gradient` anywhere
+   * (autodiff treats its operand as a constant, finite differences see through it), and the first
+   * input is f32 (something to differentiate). Kinks and jumps (relu, abs, max, comparisons, casts
+   * to i32) stay: the gradient check skips a coordinate whose finite differences disagree.
+   */
+  readonly differentiable?: boolean;
+}
 
 /** Recipes of 1-4 inputs and 1-`maxSteps` steps. */
-export function recipeArb(maxSteps = 24): fc.Arbitrary<Recipe> {
+export function recipeArb(opts: RecipeOptions = {}): fc.Arbitrary<Recipe> {
+  const diff = opts.differentiable ?? false;
+  const kinds = diff ? STEP_KINDS.filter((k) => k !== 'stop_gradient') : STEP_KINDS;
+  const inputs = diff
+    ? fc.tuple(fc.record({ shape: shapeArb, dtype: fc.constant<DType>('f32') }), fc.array(inputArb, { maxLength: 3 })).map(([x, xs]) => [x, ...xs])
+    : fc.array(inputArb, { minLength: 1, maxLength: 4 });
   return fc.record({
-    inputs: fc.array(inputArb, { minLength: 1, maxLength: 4 }),
-    steps: fc.array(stepArb, { minLength: 1, maxLength: maxSteps, size: 'max' }),
+    inputs,
+    steps: fc.array(stepArb(kinds), { minLength: 1, maxLength: opts.maxSteps ?? 24, size: 'max' }),
     outputs: fc.array(fc.nat({ max: 1000 }), { maxLength: 3 }),
     seed: fc.nat({ max: 1_000_000 }),
     bindings: fc.constantFrom(8, 5),
+    ...(diff ? { differentiable: fc.constant(true) } : {}),
   });
 }
 
@@ -159,6 +181,9 @@ class Gen {
   readonly b = new GraphBuilder();
   readonly pool: Val[] = [];
   private inputs = 0;
+
+  /** `differentiable`: never make a `stop_gradient` (see {@link RecipeOptions}). */
+  constructor(private readonly differentiable: boolean) {}
 
   /** Adds an input; values as {@link inputValue} makes them. */
   input(shape: Shape, dtype: DType): Val {
@@ -366,7 +391,7 @@ class Gen {
     } else if (x.exact) {
       // Times 4 (exact in f32) so that truncation gives more than -1, 0, 1.
       this.keep({ v: this.b.cast(this.b.mul(x.v, 4), 'i32'), bound: 4 * x.bound, exact: true, err: 0 });
-    } else {
+    } else if (!this.differentiable) {
       this.stopGradient(c);
     }
   }
@@ -576,7 +601,7 @@ class Gen {
  * the recipe's extra picks (values may be outputs twice, and unused values stay in the graph).
  */
 export function buildCase(r: Recipe): FuzzCase {
-  const gen = new Gen();
+  const gen = new Gen(r.differentiable ?? false);
   for (const i of r.inputs) gen.input(i.shape, i.dtype);
   for (const s of r.steps) gen.step(s);
   const outs = [gen.pool[gen.pool.length - 1]!, ...r.outputs.map((p) => gen.pool[gen.pool.length - 1 - (p % gen.pool.length)]!)];
