@@ -3,6 +3,7 @@
  * time overlap, on random lifetimes and on the artifacts of every model; and the plan's bytes
  * against the liveness lower bound.
  */
+import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { emitArtifact } from '../src/codegen/emit.js';
@@ -12,6 +13,10 @@ import { loadModel } from '../src/ir/schema.js';
 import { findOverlap, planMemory, type Lifetime } from '../src/passes/memory.js';
 import type { Artifact } from '../src/runtime/artifact.js';
 import { rng } from '../src/runtime/init.js';
+import type { OptimizerConfig } from '../src/ir/model.js';
+import { printGraph } from '../src/ir/printer.js';
+import { buildCase } from './fuzz/graphs.js';
+import { buildGradCase, gradRecipeArb } from './fuzz/grad.js';
 
 /**
  * Checks an artifact by itself, simulating one step: a dispatch's output region must not overlap
@@ -80,4 +85,49 @@ describe('memory plan', () => {
       }
     });
   }
+
+  // Random graphs of the fuzzer (test/fuzz/graphs.ts, differentiable recipes so that each also
+  // gives a gradient and a training program, test/fuzz/grad.ts): the forward graph fused and
+  // unfused for the recipe's binding limit, its adjoint graph, and `compile`'s forward and
+  // training programs (SGD with momentum or Adam, alternately).
+  //
+  // The plan may exceed 1.05 x the lower bound by one offset alignment (256 bytes) here. The bound
+  // assumes that at the busiest dispatch the topmost buffer is the one that wastes the most of its
+  // alignment, which tiny buffers often cannot all be: of 6,000 random programs (4 seeds), 4 —
+  // all unfused and under 4 KB — planned 52-256 bytes more than the bound (up to 1.10x); in 2 of
+  // them no placement order does better (none of 50,000 random orders, placed first fit), in the
+  // other 2 the planner's orders missed one that meets the bound. Every model in models/ must meet
+  // 1.05x exactly (above).
+  it('never overlaps two live buffers on 300 random graphs, their gradients and training programs', () => {
+    const optimizers: OptimizerConfig[] = [
+      { kind: 'sgd', lr: 0.1, momentum: 0.9, weightDecay: 0 },
+      { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+    ];
+    const cases = fc.sample(gradRecipeArb(), { seed: 20261125, numRuns: 300 });
+    const overBound: string[] = [];
+    let artifacts = 0;
+    cases.forEach((r, i) => {
+      const limits = { maxStorageBuffersPerShaderStage: r.recipe.bindings };
+      const fwd = buildCase(r.recipe).graph;
+      const c = buildGradCase(r);
+      const compiled = compile({ name: `fuzz${i}`, graph: c.loss, loss: 'loss', optimizer: optimizers[i % 2]! }, { limits });
+      const programs: [string, Artifact, string][] = [
+        ['forward, fused', emitArtifact(fwd, { limits }), printGraph(fwd)],
+        ['forward, unfused', emitArtifact(fwd, { limits, fuse: false }), printGraph(fwd)],
+        ['gradient', emitArtifact(c.graph, { limits }), printGraph(c.graph)],
+        ['compiled forward', compiled.forward, printGraph(c.loss)],
+        ['training', compiled.train!, printGraph(c.loss)],
+      ];
+      for (const [what, a, graph] of programs) {
+        artifacts++;
+        const overlap = artifactOverlap(a);
+        if (overlap) expect.fail(`case ${i} (${what}): ${overlap}\n${graph}`);
+        const { lowerBound, plannedBytes } = a.memory;
+        const alignment = a.requirements.limits.minStorageBufferOffsetAlignment;
+        if (plannedBytes > 1.05 * lowerBound + alignment) overBound.push(`case ${i} (${what}): planned ${plannedBytes} bytes, lower bound ${lowerBound}`);
+      }
+    });
+    expect(artifacts).toBe(1500);
+    expect(overBound).toEqual([]);
+  });
 });
