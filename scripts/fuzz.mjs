@@ -1,10 +1,13 @@
 /**
- * @file `npm run fuzz`: the differential fuzzing property of test/fuzz/differential.test.ts with a
- * random seed and many more graphs than CI runs (CI uses a fixed seed and 200). The seed is
- * printed first, so a failure can be replayed exactly; fast-check prints the shrunk
- * counterexample as a graph. Runs vitest on that one file with FUZZ_SEED and FUZZ_RUNS set.
+ * @file `npm run fuzz`: the fuzzing properties — random graphs on the adapter against the
+ * interpreter (test/fuzz/differential.test.ts) and random gradients against finite differences
+ * and on the adapter (test/fuzz/gradients.test.ts) — with a random seed and many more cases than
+ * CI runs (CI uses a fixed seed and 200 each). The seed is printed first, so a failure can be
+ * replayed exactly; fast-check prints the shrunk counterexample as a graph. Runs vitest on those
+ * files with FUZZ_SEED and FUZZ_RUNS set.
  *
- * Usage: `npm run fuzz [-- --seed N] [-- --runs N]` (or FUZZ_SEED / FUZZ_RUNS in the environment).
+ * Usage: `npm run fuzz [-- --seed N] [-- --runs N] [-- --only forward|gradients]` (or FUZZ_SEED /
+ * FUZZ_RUNS in the environment).
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -12,7 +15,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const { values } = parseArgs({ options: { seed: { type: 'string' }, runs: { type: 'string' } } });
+const { values } = parseArgs({ options: { seed: { type: 'string' }, runs: { type: 'string' }, only: { type: 'string' } } });
+const FILES = { forward: 'test/fuzz/differential.test.ts', gradients: 'test/fuzz/gradients.test.ts' };
+if (values.only !== undefined && !Object.hasOwn(FILES, values.only)) {
+  console.error(`fuzz: --only must be one of ${Object.keys(FILES).join(', ')}, got "${values.only}"`);
+  process.exit(2);
+}
+const files = values.only === undefined ? Object.values(FILES) : [FILES[values.only]];
 const seed = values.seed ?? process.env.FUZZ_SEED ?? String(Math.floor(Math.random() * 2 ** 31));
 const runs = values.runs ?? process.env.FUZZ_RUNS ?? '2000';
 for (const [name, v] of [['seed', seed], ['runs', runs]]) {
@@ -21,8 +30,9 @@ for (const [name, v] of [['seed', seed], ['runs', runs]]) {
     process.exit(2);
   }
 }
-console.log(`fuzz: seed ${seed}, ${runs} graphs (replay: npm run fuzz -- --seed ${seed} --runs ${runs})`);
-const r = spawnSync(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', 'test/fuzz/differential.test.ts'], {
+const only = values.only === undefined ? '' : ` --only ${values.only}`;
+console.log(`fuzz: seed ${seed}, ${runs} cases per property (replay: npm run fuzz -- --seed ${seed} --runs ${runs}${only})`);
+const r = spawnSync(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, FUZZ_SEED: seed, FUZZ_RUNS: runs },

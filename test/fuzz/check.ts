@@ -18,12 +18,16 @@ export function fuzzEnv(g: Graph, seed: number): Map<string, Tensor> {
   return randomEnv(g, seed, (name, _, u) => inputValue(dtypes.get(name) ?? 'f32', u));
 }
 
-/** Runs the case fused and unfused, plain and poisoned; throws with the printed graph on a mismatch. */
-export async function expectCaseMatches(device: GPUDevice, c: FuzzCase, seed: number): Promise<void> {
+/**
+ * Runs the case fused and unfused (or only as `fuse` says), plain and poisoned; throws with the
+ * printed graph on a mismatch.
+ */
+export async function expectCaseMatches(device: GPUDevice, c: FuzzCase, seed: number, fuse?: boolean): Promise<void> {
   const env = fuzzEnv(c.graph, seed);
   for (const poison of [false, true]) {
     try {
-      await expectGpuMatches(device, c.graph, env, c.tolerance, { poison, limits: { maxStorageBuffersPerShaderStage: c.bindings } });
+      const limits = { maxStorageBuffersPerShaderStage: c.bindings };
+      await expectGpuMatches(device, c.graph, env, c.tolerance, { poison, limits, ...(fuse === undefined ? {} : { fuse }) });
     } catch (e) {
       const mode = poison ? 'in poison mode' : 'in plain mode';
       throw new Error(`${mode}, ${c.bindings} bindings, tolerance ${c.tolerance}, input seed ${seed}: ${(e as Error).message}\n${printGraph(c.graph)}`, { cause: e });
