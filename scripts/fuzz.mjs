@@ -2,9 +2,10 @@
  * @file `npm run fuzz`: the fuzzing properties — random graphs on the adapter against the
  * interpreter (test/fuzz/differential.test.ts) and random gradients against finite differences
  * and on the adapter (test/fuzz/gradients.test.ts) — with a random seed and many more cases than
- * CI runs (CI uses a fixed seed and 200 each). The seed is printed first, so a failure can be
- * replayed exactly; fast-check prints the shrunk counterexample as a graph. Runs vitest on those
- * files with FUZZ_SEED and FUZZ_RUNS set.
+ * CI runs (CI uses a fixed seed and 200 each), and gradient recipes of up to 24 steps (CI: 12).
+ * The seed is printed first, so a failure can be replayed exactly; fast-check prints the shrunk
+ * counterexample as a graph. Runs vitest on those files with FUZZ_SEED, FUZZ_RUNS and
+ * FUZZ_MAX_STEPS set.
  *
  * Usage: `npm run fuzz [-- --seed N] [-- --runs N] [-- --only forward|gradients]` (or FUZZ_SEED /
  * FUZZ_RUNS in the environment).
@@ -35,7 +36,7 @@ console.log(`fuzz: seed ${seed}, ${runs} cases per property (replay: npm run fuz
 const r = spawnSync(process.execPath, [join(root, 'node_modules/vitest/vitest.mjs'), 'run', ...files], {
   cwd: root,
   stdio: 'inherit',
-  env: { ...process.env, FUZZ_SEED: seed, FUZZ_RUNS: runs },
+  env: { FUZZ_MAX_STEPS: '24', ...process.env, FUZZ_SEED: seed, FUZZ_RUNS: runs },
 });
 console.log(`fuzz: seed ${seed}: ${r.status === 0 ? 'passed' : 'FAILED'}`);
 process.exit(r.status ?? 1);

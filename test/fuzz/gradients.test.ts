@@ -9,13 +9,15 @@
  * 2. the gradient program, compiled fused for the real adapter and run plain and in poison mode,
  *    matches the interpreter in float32 within 1e-4 relative to max(|ref|, 1), plus twice the
  *    estimated effect of WGSL's sin and cos error (grad.ts sinCosSensitivity).
- * CI runs a fixed seed; `npm run fuzz` runs this file and the forward one with a random seed and
- * many more cases (FUZZ_SEED, FUZZ_RUNS). A counterexample is shrunk by fast-check and printed as
- * a graph; each one found so far is a named test in regressions.test.ts.
+ * CI runs a fixed seed and recipes of at most 12 steps; `npm run fuzz` runs this file and the
+ * forward one with a random seed, many more cases and recipes of up to 24 steps (FUZZ_SEED,
+ * FUZZ_RUNS, FUZZ_MAX_STEPS). A counterexample is shrunk by fast-check and printed as a graph;
+ * each one found so far is a named test in regressions.test.ts.
  *
- * Cost, measured here: compiling the adjoint graphs' shaders on SwiftShader is nearly all of it;
- * recipes of at most 16 steps keep 200 cases to about 1,400 distinct shaders (the forward fuzz
- * compiles about 2,600), and the finite differences take about 3 s.
+ * Cost, measured here: compiling the adjoint graphs' shaders on SwiftShader is nearly all of it
+ * (200 cases of at most 12 steps: about 1,250 distinct shaders, against the forward fuzz's 2,600);
+ * the finite differences take about 3 s. 40 s with the 2 cores shared (load 7), where the forward
+ * fuzz took 43 s; 16 steps took 52 s.
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,7 +33,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 const FD_TOLERANCE = 1e-5;
 /** The largest share of probes that may be skipped near a kink. */
 const MAX_SKIPPED = 0.02;
-const MAX_STEPS = 16;
+const MAX_STEPS = Number(process.env.FUZZ_MAX_STEPS ?? 12);
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });
