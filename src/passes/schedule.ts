@@ -12,7 +12,7 @@ import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
 /** The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. */
 export class ScheduleCycle extends Error {
   constructor() {
-    super('the in-place updates of this kernel list admit no order');
+    super('the kernels, with the orderings their in-place updates need, admit no order');
   }
 }
 
