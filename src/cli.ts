@@ -187,7 +187,10 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
-  if (r.accuracy !== undefined) process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ''}\n`);
+  if (r.accuracy !== undefined) {
+    const what = dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ' (the next character, top 1)';
+    process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${what}\n`);
+  }
   if (dataName === 'text') {
     const base = unigramBaseline(loadText());
     process.stdout.write(`held-out cross-entropy: ${r.testLoss.toFixed(4)} nats/char over ${r.testLossItems} held-out characters\n`);
