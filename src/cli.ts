@@ -187,11 +187,17 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
-  if (r.accuracy !== undefined) process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ''}\n`);
-  process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)}\n`);
+  if (r.accuracy !== undefined) {
+    const what = dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ' (the next character, top 1)';
+    process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${what}\n`);
+  }
   if (dataName === 'text') {
     const base = unigramBaseline(loadText());
-    process.stdout.write(`unigram baseline: ${base.toFixed(4)} nats/char; the model is at ${((100 * r.testLoss) / base).toFixed(1)}% of it\n`);
+    process.stdout.write(`held-out cross-entropy: ${r.testLoss.toFixed(4)} nats/char over ${r.testLossItems} held-out characters\n`);
+    process.stdout.write(`unigram baseline: ${base.toFixed(4)} nats/char; held-out / baseline = ${((100 * r.testLoss) / base).toFixed(1)}%\n`);
+  } else {
+    const loss = programs.train.loss ?? 'loss';
+    process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)} (the "${loss}" output, the mean over ${r.testLossItems} held-out digits: the full batches)\n`);
   }
   process.stdout.write(`loss plot: ${args.flags.get('plot') ?? `${programs.name}-loss.png`}\n`);
 }

@@ -44,8 +44,10 @@ export interface TrainResult {
   readonly seconds: number;
   /** Held-out accuracy, when the model has a `logits` output. */
   readonly accuracy?: number;
-  /** Mean of the loss output over the held-out set. */
+  /** Mean of the loss output over the held-out set's full batches. */
   readonly testLoss: number;
+  /** How many held-out items (label entries: digits, characters) those full batches hold. */
+  readonly testLossItems: number;
   /** How many times a lost device was replaced (see `recover`). */
   readonly recoveries: number;
 }
@@ -173,11 +175,11 @@ async function trainOn(
 
 /**
  * Runs the forward program over the held-out batches: the mean of the loss output over full
- * batches, and the accuracy of the `logits` output's argmax against the batch labels.
+ * batches (a padded last batch would count its padding), and the accuracy of the `logits` output's argmax against the batch labels.
  */
 export async function evaluate(
   device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0,
-): Promise<{ accuracy?: number; testLoss: number }> {
+): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
   const prog = await Program.load(device, forward);
   try {
     for (const p of forward.params) {
@@ -191,6 +193,7 @@ export async function evaluate(
     let scored = 0;
     let lossSum = 0;
     let lossCount = 0;
+    let lossItems = 0;
     for (const batch of bound.testBatches()) {
       const want = [...(logits && batch.labels ? ['logits'] : []), ...(hasLoss && batch.real === batch.size ? [lossName] : [])];
       const r = await prog.step(batch.feeds, want);
@@ -209,9 +212,10 @@ export async function evaluate(
       if (lv) {
         lossSum += lv[0]!;
         lossCount++;
+        lossItems += batch.size;
       }
     }
-    return { ...(scored ? { accuracy: correct / scored } : {}), testLoss: lossCount ? lossSum / lossCount : NaN };
+    return { ...(scored ? { accuracy: correct / scored } : {}), testLoss: lossCount ? lossSum / lossCount : NaN, testLossItems: lossItems };
   } finally {
     prog.destroy();
   }
