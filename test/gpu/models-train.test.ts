@@ -3,7 +3,7 @@
  * the trainer (the path `adjoint train` takes) for a few seconds and must reach a lower bar than
  * its full run, but one that only learning reaches. Logistic regression and the MLP: one epoch of
  * MNIST, held-out accuracy far above chance; the autoencoder: a held-out reconstruction error well
- * below that of always answering the mean training digit; LeNet (slow convolutions for now): a few
+ * below that of always answering the mean training digit; LeNet (its step is the slowest): a few
  * dozen steps, the loss well below its start and accuracy far above chance; the transformer LM
  * (the same builder at a smaller batch and window): a held-out cross-entropy below the unigram
  * baseline. xor trains in its own file. The full runs are the `npm run train:*` scripts (README).
