@@ -53,3 +53,32 @@ describe('artifact files', () => {
     });
   }
 });
+
+describe('nothing from a model file reaches shader text', () => {
+  it('names, labels and the model name appear in no WGSL module, fused or not', () => {
+    // Every string a model file can carry into the compiler, made distinctive.
+    const json = JSON.parse(readFileSync('models/mlp-mnist.json', 'utf8')) as Record<string, unknown> & {
+      inputs: { name: string }[]; params: { name: string }[]; nodes: { name: string; label?: string }[];
+    };
+    const strings: string[] = [];
+    const mark = (s: string) => (strings.push(`zq${strings.length}q${s.replace(/[^A-Za-z0-9_]/g, '')}`), strings.at(-1)!);
+    json.name = mark('model');
+    const rename = new Map<string, string>();
+    for (const x of [...json.inputs, ...json.params, ...json.nodes]) rename.set(x.name, mark(x.name));
+    const text = JSON.stringify(json).replace(/"([A-Za-z0-9_./-]+)"(?!:)/g, (m, s: string) => (rename.has(s) ? `"${rename.get(s)}"` : m));
+    // Output names are keys, and the loss names an output: rename those too.
+    const renamed = JSON.parse(text) as { outputs: Record<string, string>; loss: string };
+    const outNames = new Map(Object.keys(renamed.outputs).map((k) => [k, mark(k)]));
+    renamed.outputs = Object.fromEntries(Object.entries(renamed.outputs).map(([k, v]) => [outNames.get(k)!, v]));
+    renamed.loss = outNames.get(json.loss as string)!;
+    const model = loadModel(JSON.stringify(renamed), 'renamed.json');
+    for (const fuse of [true, false]) {
+      const out = compile(model, { fuse });
+      for (const a of [out.train!, out.forward]) {
+        for (const wgsl of a.shaders) for (const s of strings) expect(wgsl).not.toContain(s);
+        for (const d of a.dispatches) for (const s of strings) expect(d.label).not.toContain(s);
+      }
+    }
+    expect(strings.length).toBeGreaterThan(10);
+  });
+});
