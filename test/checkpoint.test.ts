@@ -144,6 +144,7 @@ describe('checkpoint files', () => {
 describe('a writer killed at random moments never leaves a torn checkpoint', () => {
   const FLOATS = 2_000_000; // 8 MB per checkpoint: a save takes long enough to be interrupted
   const KILLS = 6;
+  const MAX_KILLS = 40;
   let bundle: string;
 
   beforeAll(async () => {
@@ -154,8 +155,12 @@ describe('a writer killed at random moments never leaves a torn checkpoint', () 
     });
   });
 
-  /** Starts a writer at version `first`; resolves with the versions it reported saved when it dies. */
-  function runWriter(path: string, first: number, killAfterMs: number): Promise<{ saved: number[]; signal: NodeJS.Signals | null }> {
+  /**
+   * Starts a writer at version `first`; resolves with the versions it reported saved when it dies.
+   * After its first finished save it is killed `killAfterMs` later, or with `atBegin` that long
+   * after it says it begins the next save (so that the kill lands inside a save, not between two).
+   */
+  function runWriter(path: string, first: number, killAfterMs: number, atBegin = false): Promise<{ saved: number[]; signal: NodeJS.Signals | null }> {
     const writer = fileURLToPath(new URL('./fixtures/checkpoint-writer.mjs', import.meta.url));
     const child = spawn(process.execPath, [writer, bundle, path, String(first), String(FLOATS)], { stdio: ['ignore', 'pipe', 'pipe'] });
     const saved: number[] = [];
@@ -168,10 +173,11 @@ describe('a writer killed at random moments never leaves a torn checkpoint', () 
         const lines = out.split('\n');
         out = lines.pop()!;
         for (const l of lines) {
+          if (atBegin && saved.length && /^begin \d+$/.test(l)) setTimeout(() => child.kill('SIGKILL'), killAfterMs);
           const v = Number(/^saved (\d+)$/.exec(l)?.[1]);
           if (!Number.isInteger(v)) continue;
           // The first finished save arms the kill, at a random moment of the saves that follow.
-          if (!saved.length) setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+          if (!saved.length && !atBegin) setTimeout(() => child.kill('SIGKILL'), killAfterMs);
           saved.push(v);
         }
       });
@@ -183,13 +189,17 @@ describe('a writer killed at random moments never leaves a torn checkpoint', () 
     });
   }
 
-  it(`${KILLS} kills mid-save: the file always decodes to a complete version that was written`, async () => {
+  it(`${KILLS} or more kills mid-save: the file always decodes to a complete version that was written`, async () => {
     const sub = mkdtempSync(join(dir, 'crash-'));
     const path = join(sub, 'model.ckpt');
     let next = 0;
     const stale = new Set<string>();
-    for (let k = 0; k < KILLS; k++) {
-      const { saved } = await runWriter(path, next, Math.floor(Math.random() * 400));
+    // At least KILLS kills, and more (up to MAX_KILLS) until one has landed between the temporary
+    // file's creation and its rename: the moment the atomic write exists for.
+    for (let k = 0; k < MAX_KILLS && (k < KILLS || stale.size === 0); k++) {
+      // Half the kills at a random moment, half a few milliseconds into a save.
+      const atBegin = k % 2 === 1;
+      const { saved } = await runWriter(path, next, Math.floor(Math.random() * (atBegin ? 60 : 400)), atBegin);
       expect(saved.length, 'the writer finished at least one save before the kill').toBeGreaterThan(0);
       const last = saved.at(-1)!;
       // A reported save has been renamed into place; the one in flight may or may not have been.
