@@ -50,25 +50,21 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const limits: DeviceLimits = { ...SPEC_LIMITS, ...opts.limits };
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
   const fusion = { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true };
-  const lowerAll = (plan: FusionPlan) =>
-    plan.kernels.map((k) => lowerGroup(g, k, plan.materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace: plan.inPlace }));
-  let plan = planFusion(g, fusion);
-  let kernels: Kernel[];
-  try {
-    kernels = scheduleKernels(g, lowerAll(plan));
-  } catch (e) {
-    // Kernel boundaries made a reader of an old value depend on its new value: no update in place.
-    // Fusion is planned again without it, as kernels joined on the bindings that updates in place
-    // save may not fit without them (found by the gradient fuzzer: Adam on two parameters).
-    if (!(e instanceof ScheduleCycle)) throw e;
-    plan = planFusion(g, { ...fusion, inPlace: false });
+  /** Fusion, lowering and the schedule; undefined when the kernels admit no order. */
+  const planned = (inPlace: boolean): { plan: FusionPlan; kernels: Kernel[] } | undefined => {
+    const plan = planFusion(g, { ...fusion, inPlace });
+    const lowered = plan.kernels.map((k) => lowerGroup(g, k, plan.materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace: plan.inPlace }));
     try {
-      kernels = scheduleKernels(g, lowerAll(plan));
-    } catch (e2) {
-      if (e2 instanceof ScheduleCycle) internal('the kernels read each other\'s outputs: no order exists');
-      throw e2;
+      return { plan, kernels: scheduleKernels(g, lowered) };
+    } catch (e) {
+      if (e instanceof ScheduleCycle) return undefined;
+      throw e;
     }
-  }
+  };
+  // Kernel boundaries may make a reader of an old value depend on its new value: then fusion is
+  // planned again with no update in place, as kernels joined on the bindings that updates in place
+  // save may not fit without them (found by the gradient fuzzer: Adam on two parameters).
+  const { plan, kernels } = planned(true) ?? planned(false) ?? internal('the kernels read each other\'s outputs: no order exists');
   const materialized = plan.materialized;
 
   // Dispatches first (a split reduction asks for scratch), buffers placed after.

@@ -16,7 +16,7 @@ import {
   add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, tvar, unary,
   type Expr,
 } from './expr.js';
-import type { BufferRef, Combine, Kernel, KernelBody, RowStage } from './kernel.js';
+import type { BufferRef, Combine, ExtraOutput, Kernel, KernelBody, RowStage } from './kernel.js';
 
 /** The expression of a contraction: combine over `rshape` of `body(out, red)`, then `finalize`. */
 export interface Contraction {
@@ -527,6 +527,23 @@ export function lowerKernel(g: Graph, root: ValueId, isMaterialized: (id: ValueI
   }
 }
 
+/**
+ * The further outputs `ids` computed after `first` at the element `coords`: each reads the ones
+ * before it as registers `<prefix>0`, `<prefix>1`, … and is output slot `slot0 + i`.
+ */
+function furtherOutputs(
+  g: Graph, L: Lowerer, first: ValueId, ids: readonly ValueId[], coords: readonly Expr[], slot0: number, prefix: string,
+): ExtraOutput[] {
+  const held: ValueId[] = [first];
+  return ids.map((id, i) => {
+    L.slot = slot0 + i;
+    held.forEach((h, j) => L.withAccumulator(h, coords, tvar(`${prefix}${j}`, g.nodes[h]!.type.dtype)));
+    const expr = L.value(id, coords);
+    held.push(id);
+    return { ref: { kind: 'value', id }, dtype: g.nodes[id]!.type.dtype, expr };
+  });
+}
+
 function lowerOnce(
   g: Graph, root: ValueId, isMaterialized: (id: ValueId) => boolean, opts: LowerOptions & { inPlace: ReadonlyMap<ValueId, ValueId> },
 ): { kernel: Kernel; conflicts: ReadonlySet<ValueId> } {
@@ -604,14 +621,7 @@ function lowerOnce(
     body = { kind: 'map', shape, expr: rule.expr(n as never, outVars(shape.length), L) };
   }
   // Further outputs: each an expression at the same element, reading the outputs before it as v0, v1, ….
-  const held: ValueId[] = [root];
-  const extras = extraIds.map((id, i) => {
-    L.slot = i + 1;
-    held.forEach((h, i) => L.withAccumulator(h, coords, tvar(`v${i}`, g.nodes[h]!.type.dtype)));
-    const expr = L.value(id, coords);
-    held.push(id);
-    return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
-  });
+  const extras = furtherOutputs(g, L, root, extraIds, coords, 1, 'v');
   // The side sum and its outputs, after the main ones; its further outputs read it as w0, w1, ….
   if (side && body.kind === 'matmul') {
     const sc = g.nodes[side.contraction]!;
@@ -622,14 +632,7 @@ function lowerOnce(
     L.slot = slot0;
     L.withAccumulator(side.contraction, sideCoords, tvar('acc', 'f32'));
     const finalize = L.value(side.root, sideCoords);
-    const sideHeld: ValueId[] = [side.root];
-    const sideExtras = (side.extras ?? []).map((id, i) => {
-      L.slot = slot0 + i + 1;
-      sideHeld.forEach((h, j) => L.withAccumulator(h, sideCoords, tvar(`w${j}`, g.nodes[h]!.type.dtype)));
-      const expr = L.value(id, sideCoords);
-      sideHeld.push(id);
-      return { ref: { kind: 'value', id } as const, dtype: g.nodes[id]!.type.dtype, expr };
-    });
+    const sideExtras = furtherOutputs(g, L, side.root, side.extras ?? [], sideCoords, slot0 + 1, 'w');
     body = { ...body, side: { output: { kind: 'value', id: side.root }, dtype: g.nodes[side.root]!.type.dtype, finalize, extras: sideExtras } };
   }
   const nodes = new Set([root, cid, ...extraIds, ...sideIds, ...(side ? [side.contraction] : []), ...L.inlined]);

@@ -244,12 +244,13 @@ export function grid(groups: number, limits: CodegenLimits): [number, number, nu
 
 const numel = (s: readonly number[]) => s.reduce((p, q) => p * q, 1);
 const vars = (n: number, p: string) => Array.from({ length: n }, (_, i) => ivar(`${p}${i}`));
-const coordLets = (l: Lines, index: string, shape: readonly number[], p: string) =>
+/** `let <p><first + i>` for each coordinate of flat `index` in `shape`. */
+const coordLets = (l: Lines, index: string, shape: readonly number[], p: string, first = 0) =>
   delinearize(ivar(index), shape).forEach((c, i) => {
-    const em = new ExprEmitter(() => internal('no loads in coordinates'), `${p}t${i}_`);
+    const em = new ExprEmitter(() => internal('no loads in coordinates'), `${p}t${first + i}_`);
     const v = em.emit(c);
     for (const s of em.lets) l.line(s);
-    l.line(`let ${p}${i}: i32 = ${v};`);
+    l.line(`let ${p}${first + i}: i32 = ${v};`);
   });
 const combineText = (c: Combine, a: string, b: string) => (c === 'sum' ? `${a} + ${b}` : `max(${a}, ${b})`);
 const initText = (c: Combine, t: ScalarType) =>
@@ -459,13 +460,7 @@ function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], 
   coordLets(l, 'row', outerShape, 'o');
   const first = serial ? '0i' : 'i32(lid)';
   const stride = serial ? '1i' : `${ROW_WG}i`;
-  const innerCoords = (index: string) =>
-    delinearize(ivar(index), innerShape).forEach((c, i) => {
-      const em = new ExprEmitter(() => internal('no loads in coordinates'), `ct${i}_`);
-      const v = em.emit(c);
-      for (const x of em.lets) l.line(x);
-      l.line(`let ${oNames[body.outer + i]}: i32 = ${v};`);
-    });
+  const innerCoords = (index: string) => coordLets(l, index, innerShape, 'o', body.outer);
   let storeIndex = 1 + k.extras.length;
   body.stages.forEach((st, j) => {
     const earlier = sNames.slice(0, j);

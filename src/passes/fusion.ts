@@ -84,9 +84,7 @@ export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[]):
   for (const u of g.updates) {
     const target = g.nodes.findIndex((n) => (n.op === 'param' || n.op === 'state') && n.attrs.name === u.target);
     if (target < 0 || isSourceOp(g.nodes[u.value]!.op) || out.has(u.value) || taken.has(target)) continue;
-    const after = new Set<ValueId>([u.value]);
-    const stack = [u.value];
-    while (stack.length) for (const x of uses[stack.pop()!]!) if (!after.has(x)) (after.add(x), stack.push(x));
+    const after = readyAfter(g, uses, [], [u.value]);
     if (uses[target]!.some((r) => r !== u.value && after.has(r))) continue;
     out.set(u.value, target);
     taken.add(target);
@@ -97,8 +95,7 @@ export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[]):
 /** Plans the kernels of a graph. */
 export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
   const fuse = opts.fuse ?? true;
-  const uses: ValueId[][] = g.nodes.map(() => []);
-  g.nodes.forEach((n, i) => n.inputs.forEach((x) => uses[x]!.push(i)));
+  const uses = usesOf(g);
   const inPlace = opts.inPlace === false ? new Map<ValueId, ValueId>() : inPlaceUpdates(g, uses);
   const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
   const forced = new Set<ValueId>();
@@ -190,9 +187,9 @@ export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
     }
     if (!fixed) continue;
     if (!fuse) return { materialized: mat, kernels, inPlace };
-    const rows = formRows(g, kernels, mat, must, opts.maxBindings, inPlace);
+    const rows = formRows(g, kernels, mat, must, uses, opts.maxBindings, inPlace);
     const merged = mergeSiblings(g, rows, mat, uses, opts.maxBindings, inPlace);
-    return { materialized: mat, kernels: absorbColumnSums(g, merged, mat, opts.maxBindings, inPlace), inPlace };
+    return { materialized: mat, kernels: absorbColumnSums(g, merged, mat, uses, opts.maxBindings, inPlace), inPlace };
   }
 }
 
@@ -253,8 +250,8 @@ const ROW_REDUCTIONS = new Set(['reduce_sum', 'reduce_max', 'reduce_mean']);
  * per-row values between them (log of the sum). A stage another kernel reads is still stored.
  */
 function formRows(
-  g: Graph, kernels: readonly KernelGroup[], mat: Set<ValueId>, must: ReadonlySet<ValueId>, maxBindings: number,
-  inPlace: ReadonlyMap<ValueId, ValueId>,
+  g: Graph, kernels: readonly KernelGroup[], mat: Set<ValueId>, must: ReadonlySet<ValueId>, uses: readonly (readonly ValueId[])[],
+  maxBindings: number, inPlace: ReadonlyMap<ValueId, ValueId>,
 ): KernelGroup[] {
   const shape = (id: ValueId) => g.nodes[id]!.type.shape;
   const result: KernelGroup[] = [...kernels];
@@ -266,7 +263,7 @@ function formRows(
   /** The number of outer axes when group `k` reduces a value of shape `s` over its trailing axes. */
   const reduceStage = (k: KernelGroup, s: readonly number[]): number | undefined => {
     const c = g.nodes[k.contraction ?? k.root]!;
-    if (k.extras?.length || !ROW_REDUCTIONS.has(c.op) || c.op === 'input') return undefined;
+    if (k.extras?.length || !ROW_REDUCTIONS.has(c.op)) return undefined;
     if (shape(c.inputs[0]!).join() !== s.join()) return undefined;
     const axes = [...(c.attrs as { axes: readonly number[] }).axes].sort((a, b) => a - b);
     const outer = s.length - axes.length;
@@ -323,7 +320,7 @@ function formRows(
     if (!kernel || kernel.inputs.length + kernelOutputs(kernel).length > maxBindings) return;
     // Every value the row kernel reads must be ready before it: none may come from its own stages.
     const produced = new Set<ValueId>(plan.stages.map((st) => st.root));
-    const after = readyAfter(g, usesOf(g), result.filter((_, i) => !absorbed.has(i)), [...produced, m.root]);
+    const after = readyAfter(g, uses, result.filter((_, i) => !absorbed.has(i)), [...produced, m.root]);
     if (kernel.inputs.some((r) => r.kind === 'value' && after.has(r.id))) return;
     const { root, ...rows } = plan;
     result[mi] = { root, rows };
@@ -339,10 +336,10 @@ function formRows(
  * loads every element of dy: one kernel instead of two, with the bias update as its epilogue.
  */
 function absorbColumnSums(
-  g: Graph, kernels: readonly KernelGroup[], mat: ReadonlySet<ValueId>, maxBindings: number, inPlace: ReadonlyMap<ValueId, ValueId>,
+  g: Graph, kernels: readonly KernelGroup[], mat: ReadonlySet<ValueId>, uses: readonly (readonly ValueId[])[], maxBindings: number,
+  inPlace: ReadonlyMap<ValueId, ValueId>,
 ): KernelGroup[] {
   const result: (KernelGroup | undefined)[] = [...kernels];
-  const uses = usesOf(g);
   const matmulOf = (k: KernelGroup) => {
     const c = g.nodes[k.contraction ?? k.root]!;
     return c.op === 'matmul' && c.type.shape.length === 2 && !k.side && !k.rows ? c : undefined;
