@@ -85,6 +85,8 @@ export function arith(op: ArithOp, a: Expr, b: Expr): Expr {
   if (op === 'mul' && isConst(a, 1)) return b;
   if (t === 'i32' && op === 'mul' && (isConst(a, 0) || isConst(b, 0))) return int(0);
   if (t === 'i32' && op === 'mod' && isConst(b, 1)) return int(0);
+  // (x * c1) * c2 = x * (c1 * c2) on indices (strides of strides).
+  if (t === 'i32' && op === 'mul' && isConst(b) && a.k === 'arith' && a.op === 'mul' && isConst(a.b)) return arith('mul', a.a, int(Math.imul(a.b.v, b.v)));
   if (t === 'i32' && op === 'div' && isConst(a, 0)) return int(0);
   return { k: 'arith', t, op, a, b };
 }

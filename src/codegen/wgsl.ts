@@ -13,6 +13,7 @@ import { assertNever, internal } from '../ir/errors.js';
 import type { Expr, ScalarType } from './expr.js';
 import { bindingsRead, delinearize, int, invariantsOf, ivar, keyOf, linearIndex, load, substitute, tvar } from './expr.js';
 import type { BufferRef, Combine, Kernel } from './kernel.js';
+import { simplifyKernel } from './ranges.js';
 
 /** The device limits codegen must respect. */
 export interface CodegenLimits {
@@ -296,6 +297,7 @@ export function emitKernel(
   scratch: (bytes: number) => number,
   label: string,
 ): Dispatch[] {
+  k = simplifyKernel(k);
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   const body = k.body;
   switch (body.kind) {

@@ -10,21 +10,20 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 400i;
   let t1: i32 = o1 * 25i;
   let t2: i32 = o2 * 5i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = t3 + o3;
   let t5: i32 = t0 + t4;
-  let t6: i32 = t5 / 400i;
-  let t7: i32 = t6 * 400i;
-  let t8: i32 = t5 % 400i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: f32 = in1[t5];
-  let t12: bool = t11 != 0.0;
-  let t13: f32 = select(0.0, t10, t12);
-  let t14: f32 = in0[t5];
-  let t15: bool = t14 != 0.0;
-  let t16: f32 = select(t13, 0.0, t15);
-  return t16;
+  let t6: f32 = in2[t5];
+  let t7: i32 = t2 + o3;
+  let t8: i32 = t1 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = in1[t9];
+  let t11: bool = t10 != 0.0;
+  let t12: f32 = select(0.0, t6, t11);
+  let t13: f32 = in0[t9];
+  let t14: bool = t13 != 0.0;
+  let t15: f32 = select(t12, 0.0, t14);
+  return t15;
 }
 
 @compute @workgroup_size(64)

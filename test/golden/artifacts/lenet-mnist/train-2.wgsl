@@ -11,20 +11,19 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
   let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 2i;
-  let t3: i32 = t2 * 28i;
-  let t4: i32 = o3 * 2i;
-  let t5: i32 = t3 + t4;
-  let t6: i32 = t1 + t5;
-  let t7: i32 = t0 + t6;
-  let t8: f32 = in0[t7];
-  let t9: i32 = 1i + t4;
-  let t10: i32 = t3 + t9;
-  let t11: i32 = t1 + t10;
-  let t12: i32 = t0 + t11;
-  let t13: f32 = in0[t12];
-  let t14: f32 = max(t8, t13);
-  return t14;
+  let t2: i32 = o2 * 56i;
+  let t3: i32 = o3 * 2i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t1 + t4;
+  let t6: i32 = t0 + t5;
+  let t7: f32 = in0[t6];
+  let t8: i32 = 1i + t3;
+  let t9: i32 = t2 + t8;
+  let t10: i32 = t1 + t9;
+  let t11: i32 = t0 + t10;
+  let t12: f32 = in0[t11];
+  let t13: f32 = max(t7, t12);
+  return t13;
 }
 
 fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
