@@ -20,12 +20,12 @@ export type Ranges = ReadonlyMap<string, Range>;
 const isInt = (e: Expr, v?: number): e is Extract<Expr, { k: 'const' }> => e.k === 'const' && e.t === 'i32' && (v === undefined || e.v === v);
 
 /** A sum of `coef * atom` terms and a constant; atoms are the non-linear parts (vars, /, %, min, …). */
-interface Linear {
+export interface Linear {
   readonly terms: Map<string, { readonly atom: Expr; coef: number }>;
   c: number;
 }
 
-function linearOf(e: Expr): Linear {
+export function linearOf(e: Expr): Linear {
   const out: Linear = { terms: new Map(), c: 0 };
   const walk = (x: Expr, s: number): void => {
     if (isInt(x)) out.c += s * x.v;

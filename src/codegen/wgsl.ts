@@ -13,7 +13,7 @@ import { assertNever, internal } from '../ir/errors.js';
 import type { Expr, ScalarType } from './expr.js';
 import { bindingsRead, delinearize, int, invariantsOf, ivar, keyOf, linearIndex, load, substitute, tvar } from './expr.js';
 import type { BufferRef, Combine, Kernel } from './kernel.js';
-import { simplifyKernel } from './ranges.js';
+import { linearOf, simplifyKernel } from './ranges.js';
 
 /** The device limits codegen must respect. */
 export interface CodegenLimits {
@@ -107,11 +107,16 @@ class ExprEmitter {
   private readonly names = new Map<string, string>();
   usesPow = false;
 
-  /** With `outer`, every subexpression that one bound is known here by its name (it is in scope). */
+  /**
+   * With `outer`, every subexpression that one bound is known here by its name (it is in scope).
+   * Input bindings in `vec4` are declared as arrays of vec4<f32> (a matmul reads them four at a
+   * time); a scalar load from one picks its component.
+   */
   constructor(
     private readonly binding: (i: number) => string,
     private readonly prefix = 't',
     outer?: ExprEmitter,
+    readonly vec4: ReadonlySet<number> = outer?.vec4 ?? new Set(),
   ) {
     if (outer) for (const [key, name] of outer.names) this.names.set(key, name);
   }
@@ -131,7 +136,10 @@ class ExprEmitter {
 
   private compound(e: Exclude<Expr, { k: 'const' } | { k: 'var' }>): string {
     switch (e.k) {
-      case 'load': return `${this.binding(e.binding)}[${this.emit(e.index)}]`;
+      case 'load': {
+        const i = this.emit(e.index);
+        return this.vec4.has(e.binding) ? `${this.binding(e.binding)}[${i} >> 2u][${i} & 3i]` : `${this.binding(e.binding)}[${i}]`;
+      }
       case 'unary': {
         const a = this.emit(e.a);
         const zero = e.t === 'i32' ? '0i' : '0.0';
@@ -206,11 +214,13 @@ interface Module {
   readonly fns: string[];
   readonly bindingNames: (i: number) => string;
   usesPow: boolean;
+  /** Input bindings declared as array<vec4<f32>> (see ExprEmitter). */
+  vec4?: ReadonlySet<number>;
 }
 
 /** Adds `fn <name>(<params>) -> <t> { … return e; }` to the module. */
 function addFn(mod: Module, name: string, params: readonly Expr[], e: Expr): void {
-  const em = new ExprEmitter(mod.bindingNames);
+  const em = new ExprEmitter(mod.bindingNames, 't', undefined, mod.vec4);
   const ret = em.emit(e);
   mod.usesPow ||= em.usesPow;
   const ps = params.map((p) => (p.k === 'var' ? `${p.name}: ${wgslType(p.t)}` : internal('fn param must be a variable'))).join(', ');
@@ -226,7 +236,7 @@ function header(mod: Module, inputs: readonly ScalarType[], out: ScalarType, ext
   l.line('var<private> inf_bits: u32 = 0x7f800000u;').line('var<private> nan_bits: u32 = 0x7fc00000u;');
   // Every binding is read_write: temporaries share one arena buffer, and WebGPU refuses a buffer
   // bound both read-only and writable in one dispatch (disjoint writable ranges are fine).
-  inputs.forEach((t, i) => l.line(`@group(0) @binding(${i}) var<storage, read_write> in${i}: array<${wgslType(t)}>;`));
+  inputs.forEach((t, i) => l.line(`@group(0) @binding(${i}) var<storage, read_write> in${i}: array<${mod.vec4?.has(i) ? 'vec4<f32>' : wgslType(t)}>;`));
   l.line(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${wgslType(out)}>;`);
   extras.forEach((t, i) => l.line(`@group(0) @binding(${inputs.length + 1 + i}) var<storage, read_write> out${i + 1}: array<${wgslType(t)}>;`));
   if (mod.usesPow) l.line(POW_FN);
@@ -296,6 +306,8 @@ export function emitKernel(
   limits: CodegenLimits,
   scratch: (bytes: number) => number,
   label: string,
+  /** Elements of each input binding (NaN for scratch); without them no operand is vectorized. */
+  inputSizes?: readonly number[],
 ): Dispatch[] {
   k = simplifyKernel(k);
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
@@ -316,7 +328,7 @@ export function emitKernel(
     case 'reduce':
       return emitReduce(k, body, inputTypes, limits, scratch, label);
     case 'matmul':
-      return emitMatmul(k, body, inputTypes, limits, scratch, label);
+      return emitMatmul(k, body, inputTypes, limits, scratch, label, inputSizes);
     case 'rows':
       return [emitRows(k, body, inputTypes, limits, label)];
     default:
@@ -545,7 +557,8 @@ export function planMatmul(body: Pick<MatmulBody, 'm' | 'n' | 'k' | 'batch'>, li
   let splits = 1;
   if (canSplit && threads < SPLIT_THREADS && k >= SPLIT_K) splits = Math.min(Math.ceil(SPLIT_THREADS / threads), Math.floor(k / MIN_CHUNK));
   splits = Math.max(1, Math.min(splits, Math.floor(limits.maxComputeWorkgroupsPerDimension / numel(body.batch))));
-  const chunk = Math.ceil(Math.ceil(k / splits) / UNROLL) * UNROLL;
+  // Chunks are multiples of 4 (a vectorized operand reads four steps of K at a time).
+  const chunk = Math.ceil(Math.ceil(k / splits) / 4) * 4;
   return { tm, tn, wx, wy, splits: Math.ceil(k / chunk), chunk };
 }
 
@@ -591,6 +604,34 @@ function epilogueReads(k: Kernel, body: MatmulBody): number[] {
   return [...bindingsRead([body.finalize, ...k.extras.map((x) => x.expr), ...side])].sort((p, q) => p - q);
 }
 
+const loadBinding = (e: Expr): number => (e.k === 'load' ? e.binding : internal('not a load'));
+const loadIndex = (e: Expr): Expr => (e.k === 'load' ? e.index : internal('not a load'));
+
+/**
+ * Whether a matmul operand can be read as vec4s: a plain f32 load (no arithmetic around it) whose
+ * index is linear in the row variable `rv` (mi or ni), `ki` and batch coordinates, in a tensor of
+ * a multiple of 4 elements, with K a multiple of 4. 'k': contiguous along k (a row-major A, a
+ * transposed B) with rows starting at multiples of 4, so one vec4 holds four steps of K of one
+ * row; 'r': contiguous along the rows (a transposed A, a row-major B), four rows per vec4, with
+ * whole groups of four rows in every tile.
+ */
+function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, sizes: readonly number[] | undefined): 'k' | 'r' | undefined {
+  if (!sizes || e.k !== 'load' || e.t !== 'f32' || e.binding < 0 || k % 4 !== 0) return undefined;
+  if ((sizes[e.binding] ?? 1) % 4 !== 0) return undefined;
+  const lin = linearOf(e.index);
+  if (lin.c % 4 !== 0) return undefined;
+  let [sr, sk] = [0, 0];
+  for (const t of lin.terms.values()) {
+    if (t.atom.k !== 'var') return undefined;
+    if (t.atom.name === rv) sr = t.coef;
+    else if (t.atom.name === 'ki') sk = t.coef;
+    else if (!/^z\d+$/.test(t.atom.name) || t.coef % 4 !== 0) return undefined;
+  }
+  if (sk === 1 && sr % 4 === 0) return 'k';
+  if (sr === 1 && sk % 4 === 0 && rows % 4 === 0 && tile % 4 === 0) return 'r';
+  return undefined;
+}
+
 /**
  * The register-tiled matmul: each thread keeps a tm x tn tile of accumulators and walks K (or its
  * chunk of K), unrolled by UNROLL (2 measured as fast as 4, with half the shader to compile).
@@ -604,7 +645,7 @@ function epilogueReads(k: Kernel, body: MatmulBody): number[] {
  */
 function emitMatmul(
   k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits,
-  scratch: (bytes: number) => number, label: string,
+  scratch: (bytes: number) => number, label: string, inputSizes?: readonly number[],
 ): Dispatch[] {
   const { m, n, k: kk, batch, side } = body;
   // The second kernel of a split binds the inputs its epilogue reads, the partials and every output.
@@ -614,7 +655,11 @@ function emitMatmul(
   const split = splits > 1;
   const total = numel(batch) * m * n;
   const bNames = vars(batch.length, 'z').map((v) => (v as { name: string }).name);
-  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
+  // Operands read four elements at a time (a plain row-major or transposed tensor with aligned rows).
+  const va = vectorAxis(body.lhs, 'mi', m, tm, kk, inputSizes);
+  const vb = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
+  const vec4 = new Set([...(va ? [loadBinding(body.lhs)] : []), ...(vb ? [loadBinding(body.rhs)] : [])]);
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false, vec4 };
   if (!split) matmulEpilogue(mod, k, body);
 
   const l = new Lines().line(`@compute @workgroup_size(${plan.wx}, ${plan.wy})`);
@@ -626,10 +671,17 @@ function emitMatmul(
   coordLets(l, 'bz', batch, 'z');
   for (let i = 0; i < tm; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
   for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
-  // Operands per row and per column; what does not depend on ki is computed here, once.
-  const rows = Array.from({ length: tm }, (_, i) => substitute(body.lhs, new Map([['mi', ivar(`mr${i}`)]])));
-  const cols = Array.from({ length: tn }, (_, j) => substitute(body.rhs, new Map([['ni', ivar(`nc${j}`)]])));
-  const hoisted = new ExprEmitter(mod.bindingNames, 'h');
+  if (va === 'r') for (let g = 0; g < tm / 4; g++) l.line(`let mg${g} = min(m0 + ${4 * g}i, ${m - 4}i);`);
+  if (vb === 'r') for (let g = 0; g < tn / 4; g++) l.line(`let ng${g} = min(n0 + ${4 * g}i, ${n - 4}i);`);
+  // Operands per row and per column; what does not depend on ki is computed here, once. A
+  // vectorized operand is its index: per row (along k) or per group of four rows (along rows).
+  const operand = (e: Expr, v: 'k' | 'r' | undefined, rv: string, count: number, name: (i: number) => string, group: (g: number) => string) =>
+    v === 'r'
+      ? Array.from({ length: count / 4 }, (_, g) => substitute(loadIndex(e), new Map([[rv, ivar(group(g))]])))
+      : Array.from({ length: count }, (_, i) => substitute(v ? loadIndex(e) : e, new Map([[rv, ivar(name(i))]])));
+  const rows = operand(body.lhs, va, 'mi', tm, (i) => `mr${i}`, (g) => `mg${g}`);
+  const cols = operand(body.rhs, vb, 'ni', tn, (j) => `nc${j}`, (g) => `ng${g}`);
+  const hoisted = new ExprEmitter(mod.bindingNames, 'h', undefined, vec4);
   for (const e of [...rows, ...cols]) for (const inv of invariantsOf(e, 'ki')) hoisted.emit(inv);
   for (const s of hoisted.lets) l.line(s);
   mod.usesPow ||= hoisted.usesPow;
@@ -649,9 +701,43 @@ function emitMatmul(
   // The K loop, unrolled by UNROLL, then the remainder (chunks are multiples of UNROLL: only the end has one).
   const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
   if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
+  if (va || vb) {
+    // Four steps of K per iteration (K and the chunks are multiples of 4): a vectorized operand
+    // is one vec4 per row (along k) or per group of four rows and step.
+    l.open(`for (var kb = ${from}; kb < ${to}; kb += 4i)`);
+    for (let u = 0; u < 4; u++) l.line(`let ku${u} = kb + ${u}i;`);
+    const em = new ExprEmitter(mod.bindingNames, 'tv_', hoisted);
+    const at = (kv: string) => new Map([['ki', ivar(kv)]]);
+    const loads: string[] = [];
+    const fetch = (e: Expr, kv: string, name: string, binding: number): void => {
+      loads.push(`let ${name} = ${bindingName(binding)}[${em.emit(substitute(e, at(kv)))} >> 2u];`);
+    };
+    const C = 'xyzw';
+    const side4 = (v: 'k' | 'r' | undefined, list: readonly Expr[], p: string, binding: number): ((i: number, u: number) => string) => {
+      if (v === 'k') {
+        list.forEach((e, i) => fetch(e, 'kb', `${p}${i}`, binding));
+        return (i, u) => `${p}${i}.${C[u]}`;
+      }
+      if (v === 'r') {
+        for (let u = 0; u < 4; u++) list.forEach((e, g) => fetch(e, `ku${u}`, `${p}${u}_${g}`, binding));
+        return (i, u) => `${p}${u}_${i >> 2}.${C[i & 3]}`;
+      }
+      const vals = Array.from({ length: 4 }, (_, u) => list.map((e) => em.emit(substitute(e, at(`ku${u}`)))));
+      return (i, u) => vals[u]![i]!;
+    };
+    const a = side4(va, rows, 'av', va ? loadBinding(body.lhs) : -1);
+    const b = side4(vb, cols, 'bv', vb ? loadBinding(body.rhs) : -1);
+    mod.usesPow ||= em.usesPow;
+    for (const s of [...em.lets, ...loads]) l.line(s);
+    for (let u = 0; u < 4; u++) {
+      if (side) for (let j = 0; j < tn; j++) l.line(`cs${j} += ${b(j, u)};`);
+      for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
+    }
+    l.close();
+  }
   const main = split ? 'kmain' : `${kk - (kk % UNROLL)}i`;
-  if (split) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
-  if (kk >= UNROLL) {
+  if (split && !(va || vb)) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
+  if (kk >= UNROLL && !(va || vb)) {
     l.open(`for (var kb = ${from}; kb < ${main}; kb += ${UNROLL}i)`);
     for (let u = 0; u < UNROLL; u++) {
       l.line(`let ku${u} = kb + ${u}i;`);
@@ -659,7 +745,7 @@ function emitMatmul(
     }
     l.close();
   }
-  if (kk % UNROLL) {
+  if (kk % UNROLL && !(va || vb)) {
     l.open(`for (var ki = ${kk >= UNROLL ? main : from}; ki < ${to}; ki++)`);
     step('ki', 'r');
     l.close();

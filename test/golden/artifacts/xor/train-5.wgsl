@@ -2,7 +2,7 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 
@@ -36,27 +36,44 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c0_0: f32 = 0.0;
   var c1_0: f32 = 0.0;
   var cs0: f32 = 0.0;
-  for (var kb = 0i; kb < 4i; kb += 2i) {
+  for (var kb = 0i; kb < 4i; kb += 4i) {
     let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 * 2i;
-    let t0_1: i32 = t0_0 + mr0;
-    let t0_2: f32 = in0[t0_1];
-    let t0_3: i32 = t0_0 + mr1;
-    let t0_4: f32 = in0[t0_3];
-    let t0_5: f32 = in1[ku0];
-    cs0 += t0_5;
-    c0_0 = fma(t0_2, t0_5, c0_0);
-    c1_0 = fma(t0_4, t0_5, c1_0);
     let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 * 2i;
-    let t1_1: i32 = t1_0 + mr0;
-    let t1_2: f32 = in0[t1_1];
-    let t1_3: i32 = t1_0 + mr1;
-    let t1_4: f32 = in0[t1_3];
-    let t1_5: f32 = in1[ku1];
-    cs0 += t1_5;
-    c0_0 = fma(t1_2, t1_5, c0_0);
-    c1_0 = fma(t1_4, t1_5, c1_0);
+    let ku2 = kb + 2i;
+    let ku3 = kb + 3i;
+    let tv_0: i32 = ku0 * 2i;
+    let tv_1: i32 = tv_0 + mr0;
+    let tv_2: f32 = in0[tv_1];
+    let tv_3: i32 = tv_0 + mr1;
+    let tv_4: f32 = in0[tv_3];
+    let tv_5: i32 = ku1 * 2i;
+    let tv_6: i32 = tv_5 + mr0;
+    let tv_7: f32 = in0[tv_6];
+    let tv_8: i32 = tv_5 + mr1;
+    let tv_9: f32 = in0[tv_8];
+    let tv_10: i32 = ku2 * 2i;
+    let tv_11: i32 = tv_10 + mr0;
+    let tv_12: f32 = in0[tv_11];
+    let tv_13: i32 = tv_10 + mr1;
+    let tv_14: f32 = in0[tv_13];
+    let tv_15: i32 = ku3 * 2i;
+    let tv_16: i32 = tv_15 + mr0;
+    let tv_17: f32 = in0[tv_16];
+    let tv_18: i32 = tv_15 + mr1;
+    let tv_19: f32 = in0[tv_18];
+    let bv0 = in1[kb >> 2u];
+    cs0 += bv0.x;
+    c0_0 = fma(tv_2, bv0.x, c0_0);
+    c1_0 = fma(tv_4, bv0.x, c1_0);
+    cs0 += bv0.y;
+    c0_0 = fma(tv_7, bv0.y, c0_0);
+    c1_0 = fma(tv_9, bv0.y, c1_0);
+    cs0 += bv0.z;
+    c0_0 = fma(tv_12, bv0.z, c0_0);
+    c1_0 = fma(tv_14, bv0.z, c1_0);
+    cs0 += bv0.w;
+    c0_0 = fma(tv_17, bv0.w, c0_0);
+    c1_0 = fma(tv_19, bv0.w, c1_0);
   }
   if (m0 == 0i) {
     var cs = array<f32, 1>(cs0);
