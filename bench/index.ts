@@ -13,7 +13,8 @@
  * unfused (models.ts).
  *
  * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each),
- * BENCH_FUSION=0 (no models table).
+ * BENCH_FUSION=0 (no models table), BENCH_AGREE=1 (every library to step 50 on every workload,
+ * short timing, no kernel tables; writes agree.md: `npm run bench:agree`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { getDevice } from '../src/runtime/device.js';
@@ -42,29 +43,44 @@ interface Schedule {
   /** Phase B: reps x k steps, loss read on the last step of each rep, timed per rep. */
   readonly repsBatch: number;
   readonly syncEvery: number;
+  /**
+   * Then, untimed, these libraries (by name) run on to step CHECK_STEP and read its loss; the
+   * others stop after timing (on the big workloads 50 TF.js steps would take most of the budget).
+   */
+  readonly carry: 'all' | readonly string[];
 }
 
 /**
  * The big workloads take seconds per step in TF.js on SwiftShader, so they run fewer reps (never a
  * smaller model) to keep a full run under 15 minutes on a 2-core machine.
  */
+const FAST_PEERS = ['adjoint', 'jax-js'];
 const FULL: { readonly [id: string]: Schedule } = {
-  mlp: { warmup: 3, repsEach: 5, stepsEach: 10, repsBatch: 3, syncEvery: 10 },
-  'mlp-wide': { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
-  lenet: { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
-  transformer: { warmup: 1, repsEach: 3, stepsEach: 2, repsBatch: 1, syncEvery: 5 },
+  mlp: { warmup: 3, repsEach: 5, stepsEach: 10, repsBatch: 3, syncEvery: 10, carry: 'all' },
+  'mlp-wide': { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5, carry: FAST_PEERS },
+  lenet: { warmup: 1, repsEach: 2, stepsEach: 2, repsBatch: 1, syncEvery: 5, carry: FAST_PEERS },
+  transformer: { warmup: 1, repsEach: 3, stepsEach: 2, repsBatch: 1, syncEvery: 5, carry: FAST_PEERS },
 };
-const QUICK: Schedule = { warmup: 1, repsEach: 1, stepsEach: 3, repsBatch: 1, syncEvery: 3 };
+const QUICK: Schedule = { warmup: 1, repsEach: 1, stepsEach: 3, repsBatch: 1, syncEvery: 3, carry: [] };
+/**
+ * BENCH_AGREE=1 (`npm run bench:agree`): every library trains every workload to step 50, with a
+ * short timing schedule and no kernel tables, for the 50-step agreement of all three libraries
+ * (TF.js alone needs most of 15 minutes for it on SwiftShader).
+ */
+const AGREE: Schedule = { warmup: 1, repsEach: 1, stepsEach: 2, repsBatch: 1, syncEvery: 3, carry: 'all' };
 const CHECK_STEP = 50;
+const BENCH_AGREE = process.env.BENCH_AGREE === '1';
 /** BENCH_FUSION=0 leaves out the fused-vs-unfused table of the models. */
 const BENCH_FUSION = process.env.BENCH_FUSION !== '0';
 
 function scheduleFor(w: Workload, quick: boolean): Schedule {
-  return quick ? QUICK : (FULL[w.id] ?? FULL['mlp-wide']!);
+  return quick ? QUICK : BENCH_AGREE ? AGREE : (FULL[w.id] ?? FULL['mlp-wide']!);
 }
 
 function describe(s: Schedule): string {
-  return `warm-up ${s.warmup}, ${s.repsEach}x${s.stepsEach} steps reading every loss, ${s.repsBatch}x${s.syncEvery} steps reading every ${s.syncEvery} steps`;
+  const carry = s.carry === 'all' ? 'every library' : s.carry.length ? s.carry.join(' and ') : '';
+  return `warm-up ${s.warmup}, ${s.repsEach}x${s.stepsEach} steps reading every loss, ${s.repsBatch}x${s.syncEvery} steps reading every ${s.syncEvery} steps` +
+    (carry ? `, then ${carry} on to step ${CHECK_STEP} (untimed)` : '');
 }
 
 const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
@@ -212,12 +228,22 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       }
     }
   }
+  // Untimed: on to step CHECK_STEP for the agreement check, reading only its loss.
+  for (const run of live()) {
+    if (sched.carry !== 'all' && !sched.carry.includes(run.lib.name)) continue;
+    try {
+      while (run.step < CHECK_STEP) await run.runStep(run.step + 1 === CHECK_STEP);
+    } catch (e) {
+      await run.fail(e);
+    }
+  }
   for (const run of runs) await run.dispose();
   log(`${w.id}: done`);
 
   const ok = runs.filter((r) => r.failed === null);
   const readByAll = [...(ok[0]?.losses.keys() ?? [])].filter((s) => s <= CHECK_STEP && ok.every((r) => r.losses.has(s)));
   const checkStep = Math.max(0, ...readByAll);
+  const at50 = ok.filter((r) => r.losses.has(CHECK_STEP));
   const adjointRun = ok.find((r) => r.lib === adjoint);
   const adjointEach = adjointRun ? median(adjointRun.msEach) : undefined;
   const adjointBatch = adjointRun ? median(adjointRun.msBatch) : undefined;
@@ -245,6 +271,7 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       steps: run.step,
       loss1: run.losses.get(1),
       lossCheck: run.losses.get(checkStep),
+      loss50: run.losses.get(CHECK_STEP),
       samples: { syncEach: run.msEach, syncBatch: run.msBatch },
     });
   }
@@ -258,14 +285,19 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
           maxRelDiffStep1: Math.max(...ok.map((r) => maxRelDiff([reference, r.losses.get(1) ?? NaN]))),
           checkStep,
           maxRelDiff: maxRelDiff(ok.map((r) => r.losses.get(checkStep) ?? NaN)),
+          ...(checkStep < CHECK_STEP && at50.length > 1
+            ? { at50: { libraries: at50.map((r) => r.lib.name), maxRelDiff: maxRelDiff(at50.map((r) => r.losses.get(CHECK_STEP)!)) } }
+            : {}),
         };
   return { results, agreement, skipped };
 }
 
 function commandLine(): string {
-  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS', 'BENCH_FUSION'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS', 'BENCH_FUSION', 'BENCH_AGREE'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
   const script = relative(process.cwd(), process.argv[1] ?? 'dist/bench/index.js');
-  const cmd = process.env.npm_lifecycle_event === 'bench' ? 'npm run bench' : ['node', script, ...process.argv.slice(2)].join(' ');
+  const npm = process.env.npm_lifecycle_event;
+  if (npm === 'bench:agree') return 'npm run bench:agree';
+  const cmd = npm === 'bench' ? 'npm run bench' : ['node', script, ...process.argv.slice(2)].join(' ');
   return [...knobs, cmd].join(' ');
 }
 
@@ -282,10 +314,10 @@ async function main(): Promise<void> {
 
   // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.
   const mmDevice = await getDevice({ quiet: true });
-  const mm = await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
-  log(matmulTable(mm));
+  const mm = BENCH_AGREE ? [] : await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
+  if (mm.length) log(matmulTable(mm));
   // What fusion buys on each model of models/: fused against one kernel per op.
-  const fusion = BENCH_FUSION ? await benchFusion(mmDevice, quick, log) : [];
+  const fusion = BENCH_FUSION && !BENCH_AGREE ? await benchFusion(mmDevice, quick, log) : [];
   mmDevice.destroy();
 
   const results: Result[] = [];
@@ -318,17 +350,18 @@ async function main(): Promise<void> {
     cpu: `${cpu.length} x ${cpu[0]?.model ?? 'unknown'}`,
     node: process.versions.node,
     quick,
-    schedule: quick ? describe(QUICK) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; '),
+    schedule: quick ? describe(QUICK) : BENCH_AGREE ? describe(AGREE) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; '),
     totalSeconds: (performance.now() - start) / 1000,
     notes: [...notes],
   };
   const dir = new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
-  writeFileSync(new URL('latest.jsonl', dir), jsonl.join('\n') + '\n');
-  const md = markdown(meta, results, agreements) + '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n'
+  const name = BENCH_AGREE ? 'agree' : 'latest';
+  writeFileSync(new URL(`${name}.jsonl`, dir), jsonl.join('\n') + '\n');
+  const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n' : '')
     + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');
-  writeFileSync(new URL('latest.md', dir), md);
+  writeFileSync(new URL(`${name}.md`, dir), md);
   process.stdout.write(md);
 }
 
