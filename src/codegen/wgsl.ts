@@ -353,7 +353,11 @@ function emitReduce(
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod, 'body', [...ov, ...rv], body.body);
   // Split: very large reductions with few outputs go through partial results in scratch.
-  const serial = r <= 128 || outs >= SERIAL_OUTPUTS;
+  // Serial (one thread per output) when rows are short, outputs many, or there are enough outputs
+  // to fill a workgroup and rows of moderate length (a bias or layernorm gradient over a batch:
+  // 128 sums of 512 in 0.4 ms against 5 ms for a workgroup per sum, whose barriers are dear on
+  // SwiftShader).
+  const serial = r <= 128 || outs >= SERIAL_OUTPUTS || (outs >= WG && r <= SERIAL_MAX_INNER);
   const fits = k.inputs.length + 2 + k.extras.length <= limits.maxStorageBuffersPerShaderStage;
   const split = !serial && r >= 65536 && outs < 64 && fits;
   // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
@@ -432,6 +436,8 @@ type RowsBody = Extract<Kernel['body'], { kind: 'rows' }>;
 const ROW_WG = 64;
 /** With this many outputs (or rows), one thread each keeps the device busy without workgroup trees. */
 const SERIAL_OUTPUTS = 2048;
+/** The longest reduction a serial kernel of at least one workgroup's outputs sums per thread. */
+const SERIAL_MAX_INNER = 4096;
 /** Rows at most this long are computed by one thread each (barriers cost more than the loop). */
 const SERIAL_ROW = 128;
 
@@ -460,7 +466,7 @@ function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], 
   addExtras(mod, k, ov);
   // Short rows, or very many rows: one thread per row, no workgroup memory (the reduce kernel's
   // rule); long rows: one workgroup per row.
-  const serial = inner <= SERIAL_ROW || rows >= SERIAL_OUTPUTS;
+  const serial = inner <= SERIAL_ROW || rows >= SERIAL_OUTPUTS || (rows >= ROW_WG && inner <= SERIAL_MAX_INNER);
   const accTypes = serial ? [] : [...new Set(body.stages.flatMap((st) => (st.reduce ? [st.reduce.accType] : [])))];
   const l = new Lines();
   for (const t of accTypes) l.line(`var<workgroup> red_${t}: array<${wgslType(t)}, ${ROW_WG}>;`);
