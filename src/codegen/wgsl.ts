@@ -693,7 +693,6 @@ function emitMatmul(
   mod.usesPow ||= hoisted.usesPow;
   const acc = (i: number, j: number) => `c${i}_${j}`;
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`var ${acc(i, j)}: f32 = 0.0;`);
-  if (side) for (let j = 0; j < tn; j++) l.line(`var cs${j}: f32 = 0.0;`);
   const step = (kv: string, tag: string) => {
     const em = new ExprEmitter(mod.bindingNames, `t${tag}_`, hoisted);
     const to = new Map([['ki', ivar(kv)]]);
@@ -701,7 +700,6 @@ function emitMatmul(
     const v = cols.map((e) => em.emit(substitute(e, to)));
     mod.usesPow ||= em.usesPow;
     for (const s of em.lets) l.line(s);
-    if (side) for (let j = 0; j < tn; j++) l.line(`cs${j} += ${v[j]};`);
     for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a[i]}, ${v[j]}, ${acc(i, j)});`);
   };
   // The K loop, unrolled by UNROLL, then the remainder (chunks are multiples of UNROLL: only the end has one).
@@ -736,7 +734,6 @@ function emitMatmul(
     mod.usesPow ||= em.usesPow;
     for (const s of [...em.lets, ...loads]) l.line(s);
     for (let u = 0; u < 4; u++) {
-      if (side) for (let j = 0; j < tn; j++) l.line(`cs${j} += ${b(j, u)};`);
       for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
     }
     l.close();
@@ -759,9 +756,18 @@ function emitMatmul(
   // The stores: one copy of the epilogue in a loop over the tile (the accumulators copied to an
   // array), not one per element: fused optimizer updates would otherwise be emitted tm x tn times.
   if (side) {
-    // The first row of tiles writes the column sums (every row of tiles computed the same ones);
-    // split, its partial sums go after the partial tiles.
+    // The first row of tiles sums its columns of B over its stretch of K, in a loop of its own
+    // (summed beside the products by every thread, they cost 20% of a weight gradient), and
+    // writes them; split, its partial sums go after the partial tiles.
     l.open('if (m0 == 0i)');
+    for (let j = 0; j < tn; j++) l.line(`var cs${j}: f32 = 0.0;`);
+    l.open(`for (var ks0 = ${from}; ks0 < ${to}; ks0++)`);
+    const em = new ExprEmitter(mod.bindingNames, 'ts_', undefined, vec4);
+    const v = Array.from({ length: tn }, (_, j) => em.emit(substitute(body.rhs, new Map([['ni', ivar(`nc${j}`)], ['ki', ivar('ks0')]]))));
+    mod.usesPow ||= em.usesPow;
+    for (const st of em.lets) l.line(st);
+    for (let j = 0; j < tn; j++) l.line(`cs${j} += ${v[j]};`);
+    l.close();
     l.line(`var cs = array<f32, ${tn}>(${Array.from({ length: tn }, (_, j) => `cs${j}`).join(', ')});`);
     l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (n0 + j < ${n}i)`);
     if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + j] = cs[j];`);

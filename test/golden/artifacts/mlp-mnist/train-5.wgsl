@@ -134,14 +134,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c7_5: f32 = 0.0;
   var c7_6: f32 = 0.0;
   var c7_7: f32 = 0.0;
-  var cs0: f32 = 0.0;
-  var cs1: f32 = 0.0;
-  var cs2: f32 = 0.0;
-  var cs3: f32 = 0.0;
-  var cs4: f32 = 0.0;
-  var cs5: f32 = 0.0;
-  var cs6: f32 = 0.0;
-  var cs7: f32 = 0.0;
   for (var kb = 0i; kb < 128i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
@@ -235,14 +227,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let av2_1 = in0[tv_8 >> 2u];
     let av3_0 = in0[tv_10 >> 2u];
     let av3_1 = in0[tv_11 >> 2u];
-    cs0 += tv_14;
-    cs1 += tv_16;
-    cs2 += tv_18;
-    cs3 += tv_20;
-    cs4 += tv_22;
-    cs5 += tv_24;
-    cs6 += tv_26;
-    cs7 += tv_28;
     c0_0 = fma(av0_0.x, tv_14, c0_0);
     c0_1 = fma(av0_0.x, tv_16, c0_1);
     c0_2 = fma(av0_0.x, tv_18, c0_2);
@@ -307,14 +291,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av0_1.w, tv_24, c7_5);
     c7_6 = fma(av0_1.w, tv_26, c7_6);
     c7_7 = fma(av0_1.w, tv_28, c7_7);
-    cs0 += tv_31;
-    cs1 += tv_33;
-    cs2 += tv_35;
-    cs3 += tv_37;
-    cs4 += tv_39;
-    cs5 += tv_41;
-    cs6 += tv_43;
-    cs7 += tv_45;
     c0_0 = fma(av1_0.x, tv_31, c0_0);
     c0_1 = fma(av1_0.x, tv_33, c0_1);
     c0_2 = fma(av1_0.x, tv_35, c0_2);
@@ -379,14 +355,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av1_1.w, tv_41, c7_5);
     c7_6 = fma(av1_1.w, tv_43, c7_6);
     c7_7 = fma(av1_1.w, tv_45, c7_7);
-    cs0 += tv_48;
-    cs1 += tv_50;
-    cs2 += tv_52;
-    cs3 += tv_54;
-    cs4 += tv_56;
-    cs5 += tv_58;
-    cs6 += tv_60;
-    cs7 += tv_62;
     c0_0 = fma(av2_0.x, tv_48, c0_0);
     c0_1 = fma(av2_0.x, tv_50, c0_1);
     c0_2 = fma(av2_0.x, tv_52, c0_2);
@@ -451,14 +419,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av2_1.w, tv_58, c7_5);
     c7_6 = fma(av2_1.w, tv_60, c7_6);
     c7_7 = fma(av2_1.w, tv_62, c7_7);
-    cs0 += tv_65;
-    cs1 += tv_67;
-    cs2 += tv_69;
-    cs3 += tv_71;
-    cs4 += tv_73;
-    cs5 += tv_75;
-    cs6 += tv_77;
-    cs7 += tv_79;
     c0_0 = fma(av3_0.x, tv_65, c0_0);
     c0_1 = fma(av3_0.x, tv_67, c0_1);
     c0_2 = fma(av3_0.x, tv_69, c0_2);
@@ -525,6 +485,41 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_7 = fma(av3_1.w, tv_79, c7_7);
   }
   if (m0 == 0i) {
+    var cs0: f32 = 0.0;
+    var cs1: f32 = 0.0;
+    var cs2: f32 = 0.0;
+    var cs3: f32 = 0.0;
+    var cs4: f32 = 0.0;
+    var cs5: f32 = 0.0;
+    var cs6: f32 = 0.0;
+    var cs7: f32 = 0.0;
+    for (var ks0 = 0i; ks0 < 128i; ks0++) {
+      let ts_0: i32 = ks0 * 10i;
+      let ts_1: i32 = ts_0 + nc0;
+      let ts_2: f32 = in1[ts_1];
+      let ts_3: i32 = ts_0 + nc1;
+      let ts_4: f32 = in1[ts_3];
+      let ts_5: i32 = ts_0 + nc2;
+      let ts_6: f32 = in1[ts_5];
+      let ts_7: i32 = ts_0 + nc3;
+      let ts_8: f32 = in1[ts_7];
+      let ts_9: i32 = ts_0 + nc4;
+      let ts_10: f32 = in1[ts_9];
+      let ts_11: i32 = ts_0 + nc5;
+      let ts_12: f32 = in1[ts_11];
+      let ts_13: i32 = ts_0 + nc6;
+      let ts_14: f32 = in1[ts_13];
+      let ts_15: i32 = ts_0 + nc7;
+      let ts_16: f32 = in1[ts_15];
+      cs0 += ts_2;
+      cs1 += ts_4;
+      cs2 += ts_6;
+      cs3 += ts_8;
+      cs4 += ts_10;
+      cs5 += ts_12;
+      cs6 += ts_14;
+      cs7 += ts_16;
+    }
     var cs = array<f32, 8>(cs0, cs1, cs2, cs3, cs4, cs5, cs6, cs7);
     for (var j = 0i; j < 8i; j++) {
       if (n0 + j < 10i) {

@@ -136,14 +136,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c7_5: f32 = 0.0;
   var c7_6: f32 = 0.0;
   var c7_7: f32 = 0.0;
-  var cs0: f32 = 0.0;
-  var cs1: f32 = 0.0;
-  var cs2: f32 = 0.0;
-  var cs3: f32 = 0.0;
-  var cs4: f32 = 0.0;
-  var cs5: f32 = 0.0;
-  var cs6: f32 = 0.0;
-  var cs7: f32 = 0.0;
   for (var kb = 0i; kb < 128i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
@@ -189,14 +181,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let bv2_1 = in1[tv_20 >> 2u];
     let bv3_0 = in1[tv_22 >> 2u];
     let bv3_1 = in1[tv_23 >> 2u];
-    cs0 += bv0_0.x;
-    cs1 += bv0_0.y;
-    cs2 += bv0_0.z;
-    cs3 += bv0_0.w;
-    cs4 += bv0_1.x;
-    cs5 += bv0_1.y;
-    cs6 += bv0_1.z;
-    cs7 += bv0_1.w;
     c0_0 = fma(av0_0.x, bv0_0.x, c0_0);
     c0_1 = fma(av0_0.x, bv0_0.y, c0_1);
     c0_2 = fma(av0_0.x, bv0_0.z, c0_2);
@@ -261,14 +245,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av0_1.w, bv0_1.y, c7_5);
     c7_6 = fma(av0_1.w, bv0_1.z, c7_6);
     c7_7 = fma(av0_1.w, bv0_1.w, c7_7);
-    cs0 += bv1_0.x;
-    cs1 += bv1_0.y;
-    cs2 += bv1_0.z;
-    cs3 += bv1_0.w;
-    cs4 += bv1_1.x;
-    cs5 += bv1_1.y;
-    cs6 += bv1_1.z;
-    cs7 += bv1_1.w;
     c0_0 = fma(av1_0.x, bv1_0.x, c0_0);
     c0_1 = fma(av1_0.x, bv1_0.y, c0_1);
     c0_2 = fma(av1_0.x, bv1_0.z, c0_2);
@@ -333,14 +309,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av1_1.w, bv1_1.y, c7_5);
     c7_6 = fma(av1_1.w, bv1_1.z, c7_6);
     c7_7 = fma(av1_1.w, bv1_1.w, c7_7);
-    cs0 += bv2_0.x;
-    cs1 += bv2_0.y;
-    cs2 += bv2_0.z;
-    cs3 += bv2_0.w;
-    cs4 += bv2_1.x;
-    cs5 += bv2_1.y;
-    cs6 += bv2_1.z;
-    cs7 += bv2_1.w;
     c0_0 = fma(av2_0.x, bv2_0.x, c0_0);
     c0_1 = fma(av2_0.x, bv2_0.y, c0_1);
     c0_2 = fma(av2_0.x, bv2_0.z, c0_2);
@@ -405,14 +373,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_5 = fma(av2_1.w, bv2_1.y, c7_5);
     c7_6 = fma(av2_1.w, bv2_1.z, c7_6);
     c7_7 = fma(av2_1.w, bv2_1.w, c7_7);
-    cs0 += bv3_0.x;
-    cs1 += bv3_0.y;
-    cs2 += bv3_0.z;
-    cs3 += bv3_0.w;
-    cs4 += bv3_1.x;
-    cs5 += bv3_1.y;
-    cs6 += bv3_1.z;
-    cs7 += bv3_1.w;
     c0_0 = fma(av3_0.x, bv3_0.x, c0_0);
     c0_1 = fma(av3_0.x, bv3_0.y, c0_1);
     c0_2 = fma(av3_0.x, bv3_0.z, c0_2);
@@ -479,6 +439,41 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c7_7 = fma(av3_1.w, bv3_1.w, c7_7);
   }
   if (m0 == 0i) {
+    var cs0: f32 = 0.0;
+    var cs1: f32 = 0.0;
+    var cs2: f32 = 0.0;
+    var cs3: f32 = 0.0;
+    var cs4: f32 = 0.0;
+    var cs5: f32 = 0.0;
+    var cs6: f32 = 0.0;
+    var cs7: f32 = 0.0;
+    for (var ks0 = 0i; ks0 < 128i; ks0++) {
+      let ts_0: i32 = ks0 * 256i;
+      let ts_1: i32 = ts_0 + nc0;
+      let ts_2: f32 = in1[ts_1 >> 2u][ts_1 & 3i];
+      let ts_3: i32 = ts_0 + nc1;
+      let ts_4: f32 = in1[ts_3 >> 2u][ts_3 & 3i];
+      let ts_5: i32 = ts_0 + nc2;
+      let ts_6: f32 = in1[ts_5 >> 2u][ts_5 & 3i];
+      let ts_7: i32 = ts_0 + nc3;
+      let ts_8: f32 = in1[ts_7 >> 2u][ts_7 & 3i];
+      let ts_9: i32 = ts_0 + nc4;
+      let ts_10: f32 = in1[ts_9 >> 2u][ts_9 & 3i];
+      let ts_11: i32 = ts_0 + nc5;
+      let ts_12: f32 = in1[ts_11 >> 2u][ts_11 & 3i];
+      let ts_13: i32 = ts_0 + nc6;
+      let ts_14: f32 = in1[ts_13 >> 2u][ts_13 & 3i];
+      let ts_15: i32 = ts_0 + nc7;
+      let ts_16: f32 = in1[ts_15 >> 2u][ts_15 & 3i];
+      cs0 += ts_2;
+      cs1 += ts_4;
+      cs2 += ts_6;
+      cs3 += ts_8;
+      cs4 += ts_10;
+      cs5 += ts_12;
+      cs6 += ts_14;
+      cs7 += ts_16;
+    }
     var cs = array<f32, 8>(cs0, cs1, cs2, cs3, cs4, cs5, cs6, cs7);
     for (var j = 0i; j < 8i; j++) {
       if (n0 + j < 256i) {

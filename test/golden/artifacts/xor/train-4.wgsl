@@ -42,8 +42,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c0_1: f32 = 0.0;
   var c1_0: f32 = 0.0;
   var c1_1: f32 = 0.0;
-  var cs0: f32 = 0.0;
-  var cs1: f32 = 0.0;
   for (var kb = 0i; kb < 4i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 * 2i;
@@ -55,8 +53,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_6: f32 = in1[t0_5];
     let t0_7: i32 = t0_0 + nc1;
     let t0_8: f32 = in1[t0_7];
-    cs0 += t0_6;
-    cs1 += t0_8;
     c0_0 = fma(t0_2, t0_6, c0_0);
     c0_1 = fma(t0_2, t0_8, c0_1);
     c1_0 = fma(t0_4, t0_6, c1_0);
@@ -71,14 +67,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_6: f32 = in1[t1_5];
     let t1_7: i32 = t1_0 + nc1;
     let t1_8: f32 = in1[t1_7];
-    cs0 += t1_6;
-    cs1 += t1_8;
     c0_0 = fma(t1_2, t1_6, c0_0);
     c0_1 = fma(t1_2, t1_8, c0_1);
     c1_0 = fma(t1_4, t1_6, c1_0);
     c1_1 = fma(t1_4, t1_8, c1_1);
   }
   if (m0 == 0i) {
+    var cs0: f32 = 0.0;
+    var cs1: f32 = 0.0;
+    for (var ks0 = 0i; ks0 < 4i; ks0++) {
+      let ts_0: i32 = ks0 * 2i;
+      let ts_1: i32 = ts_0 + nc0;
+      let ts_2: f32 = in1[ts_1];
+      let ts_3: i32 = ts_0 + nc1;
+      let ts_4: f32 = in1[ts_3];
+      cs0 += ts_2;
+      cs1 += ts_4;
+    }
     var cs = array<f32, 2>(cs0, cs1);
     for (var j = 0i; j < 2i; j++) {
       if (n0 + j < 2i) {

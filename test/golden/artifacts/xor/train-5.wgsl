@@ -35,7 +35,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let nc0 = min(n0 + 0i, 0i);
   var c0_0: f32 = 0.0;
   var c1_0: f32 = 0.0;
-  var cs0: f32 = 0.0;
   for (var kb = 0i; kb < 4i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
@@ -62,20 +61,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tv_18: i32 = tv_15 + mr1;
     let tv_19: f32 = in0[tv_18];
     let bv0 = in1[kb >> 2u];
-    cs0 += bv0.x;
     c0_0 = fma(tv_2, bv0.x, c0_0);
     c1_0 = fma(tv_4, bv0.x, c1_0);
-    cs0 += bv0.y;
     c0_0 = fma(tv_7, bv0.y, c0_0);
     c1_0 = fma(tv_9, bv0.y, c1_0);
-    cs0 += bv0.z;
     c0_0 = fma(tv_12, bv0.z, c0_0);
     c1_0 = fma(tv_14, bv0.z, c1_0);
-    cs0 += bv0.w;
     c0_0 = fma(tv_17, bv0.w, c0_0);
     c1_0 = fma(tv_19, bv0.w, c1_0);
   }
   if (m0 == 0i) {
+    var cs0: f32 = 0.0;
+    for (var ks0 = 0i; ks0 < 4i; ks0++) {
+      let ts_0: f32 = in1[ks0 >> 2u][ks0 & 3i];
+      cs0 += ts_0;
+    }
     var cs = array<f32, 1>(cs0);
     for (var j = 0i; j < 1i; j++) {
       if (n0 + j < 1i) {
