@@ -144,10 +144,16 @@ const clamp = (e: Expr, lo: number, hi: number): Expr => arith('min', arith('max
 /** lo <= e < hi; from 0, one unsigned comparison. */
 const inRange = (e: Expr, lo: number, hi: number): Expr =>
   lo === 0 ? cmp('ult', e, int(hi)) : and(cmp('ge', e, int(lo)), cmp('lt', e, int(hi)));
-/** A coordinate that may fall outside [0, size): whether it is inside, and the coordinate or 0. */
-const guard = (e: Expr, size: number): { readonly ok: Expr; readonly at: Expr } => {
+/**
+ * A coordinate that may fall outside [0, size): whether it is inside, and the coordinate, clamped
+ * to 0 outside unless `clamp` is false. Implicit-GEMM operands pass false: their loads are masked
+ * by `ok` and WebGPU's robust buffer access makes a read past a binding harmless (it yields a value
+ * of the binding or zero), so an index stays a per-row part plus a per-step part (no selects) and
+ * the K loop does a third less integer work.
+ */
+const guard = (e: Expr, size: number, clamp = true): { readonly ok: Expr; readonly at: Expr } => {
   const ok = inRange(e, 0, size);
-  return { ok, at: select(ok, e, int(0)) };
+  return { ok, at: clamp ? select(ok, e, int(0)) : e };
 };
 
 const elementwise = <K extends Op>(f: (n: NodeOfOp<K>, xs: Expr[]) => Expr): Lower<K> => ({
@@ -206,9 +212,9 @@ const tap = (o: Expr, k: Expr, stride: number, pad: number, dil: number): Expr =
  * Element [b, c, hh, ww] of NCHW value `x`, or 0 where (hh, ww) is off the image (zero padding: a
  * GEMM multiplies it by its weight, as an im2col matrix would).
  */
-const padded = (L: Lowerer, x: ValueId, b: Expr, c: Expr, hh: Expr, ww: Expr): Expr => {
+const padded = (L: Lowerer, x: ValueId, b: Expr, c: Expr, hh: Expr, ww: Expr, clamp = true): Expr => {
   const [, , h, wd] = L.shape(x) as [number, number, number, number];
-  const [gh, gw] = [guard(hh, h), guard(ww, wd)];
+  const [gh, gw] = [guard(hh, h, clamp), guard(ww, wd, clamp)];
   return select(and(gh.ok, gw.ok), L.value(x, [b, c, gh.at, gw.at]), cst(0));
 };
 
@@ -216,10 +222,11 @@ const padded = (L: Lowerer, x: ValueId, b: Expr, c: Expr, hh: Expr, ww: Expr): E
  * The output coordinate that input position `pos` reaches through tap `k` (the inverse of `tap`):
  * (pos + pad - k*dil) / stride, valid when it divides exactly and lands inside the output.
  */
-const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number) => {
+const source = (pos: Expr, k: Expr, st: number, pad: number, dil: number, size: number, clamp = true) => {
   const t = sub(add(pos, int(pad)), mul(k, int(dil)));
   const valid = and(inRange(t, 0, (size - 1) * st + 1), st > 1 ? cmp('eq', mod(t, int(st)), int(0)) : cst(1, 'bool'));
-  return { valid, at: select(valid, div(t, int(st)), int(0)) };
+  const at = div(t, int(st));
+  return { valid, at: clamp ? select(valid, at, int(0)) : at };
 };
 
 export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
@@ -384,7 +391,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         lhs: (_, mi, ki) => {
           const [b, i, j] = pos(mi);
           const [ci, ti, tj] = taps(ki);
-          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]));
+          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]), false);
         },
         rhs: (_, ki, ni) => L.value(w, [ni, ...taps(ki)]),
         place: (_, mi, ni) => {
@@ -427,8 +434,8 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         lhs: (_, mi, ki) => {
           const [b, hh, ww] = pos(mi);
           const [oc, ti, tj] = taps(ki);
-          const r = source(hh!, ti!, s[0], p[0], d[0], oh);
-          const q = source(ww!, tj!, s[1], p[1], d[1], ow);
+          const r = source(hh!, ti!, s[0], p[0], d[0], oh, false);
+          const q = source(ww!, tj!, s[1], p[1], d[1], ow, false);
           return select(and(r.valid, q.valid), L.value(dy, [b!, oc!, r.at, q.at]), cst(0));
         },
         rhs: (_, ki, ni) => {
@@ -481,7 +488,7 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
         rhs: (_, ki, ni) => {
           const [b, i, j] = pos(ki);
           const [ci, ti, tj] = taps(ni);
-          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]));
+          return padded(L, x, b!, ci!, tap(i!, ti!, s[0], p[0], d[0]), tap(j!, tj!, s[1], p[1], d[1]), false);
         },
         place: (_, mi, ni) => [mi, ...taps(ni)],
       };

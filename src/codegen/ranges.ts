@@ -10,7 +10,7 @@
  * against evaluation on every point of random small ranges.
  */
 import { assertNever } from '../ir/errors.js';
-import { add, arith, int, keyOf, mul, type Expr } from './expr.js';
+import { add, arith, childrenOf, int, keyOf, mul, sub, type Expr } from './expr.js';
 import type { Kernel, KernelBody } from './kernel.js';
 
 /** Inclusive bounds of an integer. */
@@ -49,8 +49,11 @@ function build(terms: Iterable<{ readonly atom: Expr; readonly coef: number }>, 
   let e: Expr | undefined;
   for (const { atom, coef } of terms) {
     if (coef === 0) continue;
-    const t = mul(atom, int(coef));
-    e = e ? add(e, t) : t;
+    if (e && coef < 0) e = sub(e, mul(atom, int(-coef)));
+    else {
+      const t = mul(atom, int(coef));
+      e = e ? add(e, t) : t;
+    }
   }
   return e ? add(e, int(c)) : int(c);
 }
@@ -163,7 +166,7 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
     let r: Expr;
     switch (x.k) {
       case 'const': case 'var': r = x; break;
-      case 'load': r = { ...x, index: go(x.index) }; break;
+      case 'load': r = { ...x, index: regroup(go(x.index)) }; break;
       case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
       case 'cmp': case 'logic': r = { ...x, a: go(x.a), b: go(x.b) }; break;
       case 'select': r = { ...x, c: go(x.c), a: go(x.a), b: go(x.b) }; break;
@@ -185,6 +188,37 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
     return r;
   };
   return go(e);
+}
+
+/** The variables an expression reads. */
+function varsOf(e: Expr, memo: Map<Expr, string[]>): string[] {
+  const known = memo.get(e);
+  if (known) return known;
+  const out = e.k === 'var' ? [e.name] : [...new Set(childrenOf(e).flatMap((c) => varsOf(c, memo)))].sort();
+  memo.set(e, out);
+  return out;
+}
+
+/**
+ * A linear index rebuilt as one sum per set of variables its terms read (the constant with the
+ * first): `(y - ty)*10 + (x - tx) + c*100` becomes `(y*10 + x) + (c*100 - ty*10 - tx)`, a part a
+ * loop hoists and a part its rows share.
+ */
+function regroup(e: Expr): Expr {
+  const lin = linearOf(e);
+  if (lin.terms.size < 2) return e;
+  const memo = new Map<Expr, string[]>();
+  const groups = new Map<string, { atom: Expr; coef: number }[]>();
+  for (const t of lin.terms.values()) {
+    if (t.coef === 0) continue;
+    const key = varsOf(t.atom, memo).join(',');
+    const g = groups.get(key);
+    if (g) g.push(t);
+    else groups.set(key, [t]);
+  }
+  if (groups.size < 2) return e;
+  const keys = [...groups.keys()].sort();
+  return keys.map((k, i) => build(groups.get(k)!, i === 0 ? lin.c : 0)).reduce((a, b) => add(a, b));
 }
 
 /** The coefficients of `lin` greater than 1 that divide `d`, largest first. */

@@ -5,7 +5,7 @@
  * point of their variables' ranges, with WGSL's i32 semantics (truncating / and %).
  */
 import { describe, expect, it } from 'vitest';
-import { add, delinearize, int, ivar, linearIndex, mod, mul, div, arith, keyOf, type Expr } from '../../src/codegen/expr.js';
+import { add, arith, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, type Expr } from '../../src/codegen/expr.js';
 import { simplifyIndices, type Range } from '../../src/codegen/ranges.js';
 
 function evalI32(e: Expr, env: ReadonlyMap<string, number>): number {
@@ -104,11 +104,17 @@ describe('index simplification', () => {
       const count = 1 + Math.floor(u() * 3);
       const vars: [string, number][] = Array.from({ length: count }, (_, i) => [`v${i}`, pick(u, [1, 2, 3, 4, 6, 8, 12, 16])]);
       const e = randomIndex(u, vars);
-      const s = simplifyIndices(e, new Map(vars.map(([v, size]) => [v, [0, size - 1] as const])));
+      const ranges = new Map(vars.map(([v, size]) => [v, [0, size - 1] as const]));
+      const s = simplifyIndices(e, ranges);
+      // As a load's index it is also regrouped (one sum per set of variables).
+      const l = simplifyIndices(load(0, e, 'f32'), ranges);
+      if (l.k !== 'load') throw new Error('a load simplified to something else');
       if (keyOf(s) !== keyOf(e)) simplified++;
       for (const p of points(vars)) {
-        const [want, got] = [evalI32(e, p), evalI32(s, p)];
-        if (want !== got) throw new Error(`${keyOf(e)} -> ${keyOf(s)} differs at ${JSON.stringify([...p])}: ${want} vs ${got}`);
+        const want = evalI32(e, p);
+        for (const got of [s, l.index]) {
+          if (want !== evalI32(got, p)) throw new Error(`${keyOf(e)} -> ${keyOf(got)} differs at ${JSON.stringify([...p])}: ${want} vs ${evalI32(got, p)}`);
+        }
       }
     }
     expect(simplified).toBeGreaterThan(100);

@@ -11,7 +11,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 
 fn body(o0: i32, r0: i32) -> f32 {
   let t0: i32 = r0 * 256i;
-  let t1: i32 = t0 + o0;
+  let t1: i32 = o0 + t0;
   let t2: f32 = in0[t1];
   return t2;
 }

@@ -9,21 +9,18 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 400i;
   let t1: i32 = o1 * 25i;
-  let t2: i32 = o2 * 5i;
-  let t3: i32 = t1 + t2;
-  let t4: i32 = t3 + o3;
-  let t5: i32 = t0 + t4;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 5i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
   let t6: f32 = in2[t5];
-  let t7: i32 = t2 + o3;
-  let t8: i32 = t1 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = in1[t9];
+  let t7: f32 = in1[t5];
+  let t8: bool = t7 != 0.0;
+  let t9: f32 = select(0.0, t6, t8);
+  let t10: f32 = in0[t5];
   let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, t6, t11);
-  let t13: f32 = in0[t9];
-  let t14: bool = t13 != 0.0;
-  let t15: f32 = select(t12, 0.0, t14);
-  return t15;
+  let t12: f32 = select(t9, 0.0, t11);
+  return t12;
 }
 
 @compute @workgroup_size(64)

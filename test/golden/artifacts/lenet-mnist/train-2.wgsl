@@ -11,16 +11,16 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
   let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 56i;
-  let t3: i32 = o3 * 2i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 56i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = t0 + t5;
+  let t5: i32 = o3 * 2i;
+  let t6: i32 = t4 + t5;
   let t7: f32 = in0[t6];
-  let t8: i32 = 1i + t3;
-  let t9: i32 = t2 + t8;
-  let t10: i32 = t1 + t9;
-  let t11: i32 = t0 + t10;
+  let t8: i32 = t0 + 1i;
+  let t9: i32 = t8 + t1;
+  let t10: i32 = t9 + t3;
+  let t11: i32 = t10 + t5;
   let t12: f32 = in0[t11];
   let t13: f32 = max(t7, t12);
   return t13;
@@ -28,66 +28,60 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 
 fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 2i;
-  let t3: i32 = 1i + t2;
-  let t4: i32 = t3 * 28i;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: i32 = t1 + t6;
-  let t8: i32 = t0 + t7;
-  let t9: f32 = in0[t8];
-  let t10: f32 = max(v0, t9);
-  return t10;
+  let t1: i32 = t0 + 28i;
+  let t2: i32 = o1 * 784i;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = o2 * 56i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = o3 * 2i;
+  let t7: i32 = t5 + t6;
+  let t8: f32 = in0[t7];
+  let t9: f32 = max(v0, t8);
+  return t9;
 }
 
 fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 2i;
-  let t3: i32 = 1i + t2;
-  let t4: i32 = t3 * 28i;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = 1i + t5;
-  let t7: i32 = t4 + t6;
-  let t8: i32 = t1 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = in0[t9];
-  let t11: f32 = max(v1, t10);
-  return t11;
+  let t1: i32 = t0 + 29i;
+  let t2: i32 = o1 * 784i;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = o2 * 56i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = o3 * 2i;
+  let t7: i32 = t5 + t6;
+  let t8: f32 = in0[t7];
+  let t9: f32 = max(v1, t8);
+  return t9;
 }
 
 fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 2i;
-  let t3: i32 = 1i + t2;
-  let t4: i32 = t3 * 28i;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = 1i + t5;
-  let t7: i32 = t4 + t6;
-  let t8: i32 = t1 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = in0[t9];
-  let t11: bool = v1 >= t10;
-  let t12: f32 = select(0.0, 1.0, t11);
-  return t12;
+  let t1: i32 = t0 + 29i;
+  let t2: i32 = o1 * 784i;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = o2 * 56i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = o3 * 2i;
+  let t7: i32 = t5 + t6;
+  let t8: f32 = in0[t7];
+  let t9: bool = v1 >= t8;
+  let t10: f32 = select(0.0, 1.0, t9);
+  return t10;
 }
 
 fn x4(v0: f32, v1: f32, v2: f32, v3: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 2i;
-  let t3: i32 = 1i + t2;
-  let t4: i32 = t3 * 28i;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: i32 = t1 + t6;
-  let t8: i32 = t0 + t7;
-  let t9: f32 = in0[t8];
-  let t10: bool = v0 >= t9;
-  let t11: f32 = select(0.0, 1.0, t10);
-  return t11;
+  let t1: i32 = t0 + 28i;
+  let t2: i32 = o1 * 784i;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = o2 * 56i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = o3 * 2i;
+  let t7: i32 = t5 + t6;
+  let t8: f32 = in0[t7];
+  let t9: bool = v0 >= t8;
+  let t10: f32 = select(0.0, 1.0, t9);
+  return t10;
 }
 
 @compute @workgroup_size(64)

@@ -10,12 +10,12 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = r0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = r1 * 10i;
-  let t3: i32 = t2 + r2;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
+  let t0: i32 = o1 * 100i;
+  let t1: i32 = r0 * 1600i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = r1 * 10i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
   return t6;
 }

@@ -10,16 +10,16 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
   let t1: i32 = o1 * 784i;
-  let t2: i32 = o2 * 56i;
-  let t3: i32 = o3 * 2i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 56i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = t0 + t5;
+  let t5: i32 = o3 * 2i;
+  let t6: i32 = t4 + t5;
   let t7: f32 = in0[t6];
-  let t8: i32 = 1i + t3;
-  let t9: i32 = t2 + t8;
-  let t10: i32 = t1 + t9;
-  let t11: i32 = t0 + t10;
+  let t8: i32 = t0 + 1i;
+  let t9: i32 = t8 + t1;
+  let t10: i32 = t9 + t3;
+  let t11: i32 = t10 + t5;
   let t12: f32 = in0[t11];
   let t13: bool = t7 >= t12;
   let t14: f32 = select(0.0, 1.0, t13);
@@ -29,10 +29,10 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 1176i;
   let t1: i32 = o1 * 196i;
-  let t2: i32 = o2 * 14i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 14i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
   let t6: f32 = in1[t5];
   let t7: bool = v0 != 0.0;
   let t8: f32 = select(0.0, t6, t7);
@@ -42,10 +42,10 @@ fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 1176i;
   let t1: i32 = o1 * 196i;
-  let t2: i32 = o2 * 14i;
-  let t3: i32 = t2 + o3;
-  let t4: i32 = t1 + t3;
-  let t5: i32 = t0 + t4;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 14i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
   let t6: f32 = in1[t5];
   let t7: bool = v0 != 0.0;
   let t8: f32 = select(t6, 0.0, t7);

@@ -56,13 +56,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c3_0: f32 = 0.0;
   for (var kb = 0i; kb < 2i; kb += 2i) {
     let ku0 = kb + 0i;
-    let t0_0: i32 = h0 + ku0;
+    let t0_0: i32 = ku0 + h0;
     let t0_1: f32 = in0[t0_0];
-    let t0_2: i32 = h1 + ku0;
+    let t0_2: i32 = ku0 + h1;
     let t0_3: f32 = in0[t0_2];
-    let t0_4: i32 = h2 + ku0;
+    let t0_4: i32 = ku0 + h2;
     let t0_5: f32 = in0[t0_4];
-    let t0_6: i32 = h3 + ku0;
+    let t0_6: i32 = ku0 + h3;
     let t0_7: f32 = in0[t0_6];
     let t0_8: f32 = in1[ku0];
     c0_0 = fma(t0_1, t0_8, c0_0);
@@ -70,13 +70,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c2_0 = fma(t0_5, t0_8, c2_0);
     c3_0 = fma(t0_7, t0_8, c3_0);
     let ku1 = kb + 1i;
-    let t1_0: i32 = h0 + ku1;
+    let t1_0: i32 = ku1 + h0;
     let t1_1: f32 = in0[t1_0];
-    let t1_2: i32 = h1 + ku1;
+    let t1_2: i32 = ku1 + h1;
     let t1_3: f32 = in0[t1_2];
-    let t1_4: i32 = h2 + ku1;
+    let t1_4: i32 = ku1 + h2;
     let t1_5: f32 = in0[t1_4];
-    let t1_6: i32 = h3 + ku1;
+    let t1_6: i32 = ku1 + h3;
     let t1_7: f32 = in0[t1_6];
     let t1_8: f32 = in1[ku1];
     c0_0 = fma(t1_1, t1_8, c0_0);
