@@ -10,7 +10,7 @@
  * against evaluation on every point of random small ranges.
  */
 import { assertNever } from '../ir/errors.js';
-import { add, arith, childrenOf, int, keyOf, mul, sub, type Expr } from './expr.js';
+import { add, and, arith, bool, childrenOf, cmp, int, keyOf, mul, select, sub, type CmpOp, type Expr } from './expr.js';
 import type { Kernel, KernelBody } from './kernel.js';
 
 /** Inclusive bounds of an integer. */
@@ -101,10 +101,13 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
         const p = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]];
         return [Math.min(...p), Math.max(...p)];
       }
+      // Truncating division by a positive constant is monotone; a remainder takes the dividend's sign.
       case 'div':
-        return a[0] >= 0 && b[0] === b[1] && b[0] > 0 ? [Math.floor(a[0] / b[0]), Math.floor(a[1] / b[0])] : undefined;
+        return b[0] === b[1] && b[0] > 0 ? [Math.trunc(a[0] / b[0]), Math.trunc(a[1] / b[0])] : undefined;
       case 'mod':
-        return a[0] >= 0 && b[0] === b[1] && b[0] > 0 ? (a[1] < b[0] ? a : [0, b[0] - 1]) : undefined;
+        if (!(b[0] === b[1] && b[0] > 0)) return undefined;
+        if (a[0] >= 0) return a[1] < b[0] ? a : [0, b[0] - 1];
+        return [Math.max(a[0], 1 - b[0]), Math.max(0, Math.min(a[1], b[0] - 1))];
       case 'min': return [Math.min(a[0], b[0]), Math.min(a[1], b[1])];
       case 'max': return [Math.max(a[0], b[0]), Math.max(a[1], b[1])];
       case 'pow': return undefined;
@@ -168,8 +171,22 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
       case 'const': case 'var': r = x; break;
       case 'load': r = { ...x, index: regroup(go(x.index)) }; break;
       case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
-      case 'cmp': case 'logic': r = { ...x, a: go(x.a), b: go(x.b) }; break;
-      case 'select': r = { ...x, c: go(x.c), a: go(x.a), b: go(x.b) }; break;
+      case 'cmp': {
+        const [a, b] = [go(x.a), go(x.b)];
+        const known = decide(x.op, rangeOf(a), rangeOf(b));
+        r = known !== undefined ? bool(known) : a === x.a && b === x.b ? x : cmp(x.op, a, b);
+        break;
+      }
+      case 'logic': {
+        const [a, b] = [go(x.a), go(x.b)];
+        r = a === x.a && b === x.b ? x : x.op === 'and' ? and(a, b) : { ...x, a, b };
+        break;
+      }
+      case 'select': {
+        const [c, a, b] = [go(x.c), go(x.a), go(x.b)];
+        r = c === x.c && a === x.a && b === x.b ? x : select(c, a, b);
+        break;
+      }
       case 'arith': {
         const [a, b] = [go(x.a), go(x.b)];
         if (x.t === 'i32' && (x.op === 'div' || x.op === 'mod') && isInt(b) && b.v > 0 && nonNeg(a)) {
@@ -188,6 +205,26 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
     return r;
   };
   return go(e);
+}
+
+/** A comparison's value when the operands' ranges decide it. */
+function decide(op: CmpOp, a: Range | undefined, b: Range | undefined): boolean | undefined {
+  if (!a || !b) return undefined;
+  const lt = a[1] < b[0] ? true : a[0] >= b[1] ? false : undefined;
+  const le = a[1] <= b[0] ? true : a[0] > b[1] ? false : undefined;
+  switch (op) {
+    case 'lt': return lt;
+    case 'le': return le;
+    case 'gt': return le === undefined ? undefined : !le;
+    case 'ge': return lt === undefined ? undefined : !lt;
+    case 'eq': return a[0] === a[1] && b[0] === b[1] && a[0] === b[0] ? true : lt === true || (le === false) ? false : undefined;
+    case 'ne': return a[0] === a[1] && b[0] === b[1] && a[0] === b[0] ? false : lt === true || (le === false) ? true : undefined;
+    // Unsigned: decided like lt when both are non-negative, or a negative a against a non-negative b.
+    case 'ult':
+      if (a[0] >= 0 && b[0] >= 0) return lt;
+      return a[1] < 0 && b[0] >= 0 ? false : undefined;
+    default: return assertNever(op, 'comparison');
+  }
 }
 
 /** The variables an expression reads. */

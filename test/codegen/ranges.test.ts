@@ -5,7 +5,7 @@
  * point of their variables' ranges, with WGSL's i32 semantics (truncating / and %).
  */
 import { describe, expect, it } from 'vitest';
-import { add, arith, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, type Expr } from '../../src/codegen/expr.js';
+import { add, and, arith, cmp, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, type Expr } from '../../src/codegen/expr.js';
 import { simplifyIndices, type Range } from '../../src/codegen/ranges.js';
 
 function evalI32(e: Expr, env: ReadonlyMap<string, number>): number {
@@ -25,6 +25,13 @@ function evalI32(e: Expr, env: ReadonlyMap<string, number>): number {
         default: throw new Error(`unexpected ${e.op}`);
       }
     }
+    case 'cmp': {
+      const [a, b] = [evalI32(e.a, env), evalI32(e.b, env)];
+      const r = { eq: a === b, ne: a !== b, lt: a < b, le: a <= b, gt: a > b, ge: a >= b, ult: a >>> 0 < b >>> 0 }[e.op];
+      return r ? 1 : 0;
+    }
+    case 'logic': return e.op === 'and' ? evalI32(e.a, env) & evalI32(e.b, env) : evalI32(e.a, env) | evalI32(e.b, env);
+    case 'select': return evalI32(e.c, env) ? evalI32(e.a, env) : evalI32(e.b, env);
     default: throw new Error(`unexpected ${e.k}`);
   }
 }
@@ -60,8 +67,15 @@ function randomIndex(u: () => number, vars: readonly [string, number][]): Expr {
     const perm = shape.map((_, i) => i).sort(() => u() - 0.5);
     lin = linearIndex(perm.map((p) => coords[p]!), perm.map((p) => shape[p]!));
   }
-  const extra = pick(u, ['none', 'scale', 'offset', 'div', 'mod', 'min']);
+  const extra = pick(u, ['none', 'scale', 'offset', 'div', 'mod', 'min', 'guard', 'shifted']);
   switch (extra) {
+    // A pooling or padding gradient: a shifted coordinate, tested for range and parity, then halved.
+    case 'guard': {
+      const t = sub(lin, int(pick(u, [1, 2])));
+      const ok = and(cmp('ult', t, int(Math.max(1, total - pick(u, [0, 1, 2])))), cmp('eq', mod(t, int(2)), int(0)));
+      return select(ok, arith('min', arith('max', div(t, int(2)), int(0)), int(Math.max(0, total / 2 - 1))), int(-1));
+    }
+    case 'shifted': return select(cmp(pick(u, ['lt', 'ge', 'ne', 'le'] as const), lin, int(pick(u, [0, total, total - 1]))), lin, int(7));
     case 'scale': return add(mul(lin, int(pick(u, [2, 4, 3]))), int(pick(u, [0, 1, 5])));
     case 'offset': return add(lin, int(pick(u, [1, 7, 64])));
     case 'div': return div(add(lin, int(pick(u, [0, 3]))), int(pick(u, [2, 4, 6, 16])));
