@@ -18,7 +18,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { getDevice } from '../src/runtime/device.js';
-import { benchMatmul, matmulTable } from './matmul.js';
+import { benchMatmul, fmaCeiling, matmulTable } from './matmul.js';
 import { benchFusion, fusionTable } from './models.js';
 import { cpus } from 'node:os';
 import { relative } from 'node:path';
@@ -315,7 +315,8 @@ async function main(): Promise<void> {
   // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.
   const mmDevice = await getDevice({ quiet: true });
   const mm = BENCH_AGREE ? [] : await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
-  if (mm.length) log(matmulTable(mm));
+  const ceiling = mm.length ? await fmaCeiling(mmDevice) : undefined;
+  if (mm.length) log(matmulTable(mm, ceiling));
   // What fusion buys on each model of models/: fused against one kernel per op.
   const fusion = BENCH_FUSION && !BENCH_AGREE ? await benchFusion(mmDevice, quick, log) : [];
   mmDevice.destroy();
@@ -356,10 +357,10 @@ async function main(): Promise<void> {
   };
   const dir = new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
   const name = BENCH_AGREE ? 'agree' : 'latest';
   writeFileSync(new URL(`${name}.jsonl`, dir), jsonl.join('\n') + '\n');
-  const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm) + '\n' : '')
+  const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm, ceiling) + '\n' : '')
     + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');
   writeFileSync(new URL(`${name}.md`, dir), md);
   process.stdout.write(md);

@@ -1,7 +1,9 @@
 /**
  * @file Matmul benchmark: GFLOP/s of the codegen's register-tiled matmul kernel and of a naive
  * one-thread-per-output kernel (the generic contraction), square sizes 256, 512 and 1024, side by
- * side on the same adapter. Each figure is the median of several timed batches of dispatches.
+ * side on the same adapter, and the adapter's FMA ceiling: the same 8x8 accumulators per thread
+ * and the same count of FMAs as a 512^3 matmul, with no loads in the loop (what no matmul on this
+ * adapter can beat). Each figure is the median of several timed batches of dispatches.
  */
 import { emitArtifact } from '../src/codegen/emit.js';
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -34,6 +36,50 @@ async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number
   return (2 * n * n * n) / (times[1]! * 1e6);
 }
 
+/** GFLOP/s of 8x8 accumulators per thread doing a 512^3 matmul's FMAs on values held in registers. */
+export async function fmaCeiling(device: GPUDevice): Promise<number> {
+  const n = 512;
+  const t = 8;
+  const acc = Array.from({ length: t * t }, (_, e) => `c${e}`);
+  const code = [
+    '@group(0) @binding(0) var<storage, read_write> buf: array<f32>;',
+    '@compute @workgroup_size(8, 8)',
+    'fn main(@builtin(global_invocation_id) gid: vec3<u32>) {',
+    '  let seed = buf[gid.x % 4u];',
+    ...acc.map((c) => `  var ${c}: f32 = 0.0;`),
+    `  for (var k = 0i; k < ${n}i; k++) {`,
+    '    let f = f32(k) * seed;',
+    ...Array.from({ length: t }, (_, i) => `    let x${i} = f + ${i}.0;`),
+    ...Array.from({ length: t }, (_, j) => `    let y${j} = f * ${j + 1}.0;`),
+    ...acc.map((c, e) => `    ${c} = fma(x${Math.floor(e / t)}, y${e % t}, ${c});`),
+    '  }',
+    `  if (${acc.join(' + ')} == 12345.0) { buf[4u + gid.x] = 1.0; }`,
+    '}',
+  ].join('\n');
+  const buf = device.createBuffer({ size: 4 * 1024, usage: GPUBufferUsage.STORAGE });
+  const pipe = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
+  const bind = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
+  const groups = n / t / 8;
+  const run = async (reps: number): Promise<number> => {
+    const t0 = performance.now();
+    const enc = device.createCommandEncoder();
+    for (let r = 0; r < reps; r++) {
+      const pass = enc.beginComputePass();
+      pass.setPipeline(pipe);
+      pass.setBindGroup(0, bind);
+      pass.dispatchWorkgroups(groups, groups);
+      pass.end();
+    }
+    device.queue.submit([enc.finish()]);
+    await device.queue.onSubmittedWorkDone();
+    return (performance.now() - t0) / reps;
+  };
+  await run(1);
+  const times = [await run(3), await run(3), await run(3)].sort((x, y) => x - y);
+  buf.destroy();
+  return (2 * n * n * n) / (times[1]! * 1e6);
+}
+
 export async function benchMatmul(device: GPUDevice, sizes = [256, 512, 1024]): Promise<MatmulRow[]> {
   const rows: MatmulRow[] = [];
   for (const n of sizes) {
@@ -45,10 +91,11 @@ export async function benchMatmul(device: GPUDevice, sizes = [256, 512, 1024]): 
   return rows;
 }
 
-export function matmulTable(rows: readonly MatmulRow[]): string {
+export function matmulTable(rows: readonly MatmulRow[], ceiling?: number): string {
   return [
-    '| matmul n x n | codegen (tiled) GFLOP/s | naive GFLOP/s | ratio |',
-    '|---|---|---|---|',
-    ...rows.map((r) => `| ${r.n} | ${r.tiledGflops.toFixed(2)} | ${r.naiveGflops.toFixed(2)} | ${r.ratio.toFixed(1)}x |`),
+    `| matmul n x n | codegen (tiled) GFLOP/s | naive GFLOP/s | ratio |${ceiling ? ' tiled / FMA ceiling |' : ''}`,
+    `|---|---|---|---|${ceiling ? '---|' : ''}`,
+    ...rows.map((r) => `| ${r.n} | ${r.tiledGflops.toFixed(2)} | ${r.naiveGflops.toFixed(2)} | ${r.ratio.toFixed(1)}x |${ceiling ? ` ${((100 * r.tiledGflops) / ceiling).toFixed(0)}% |` : ''}`),
+    ...(ceiling ? ['', `FMA ceiling of this adapter: ${ceiling.toFixed(2)} GFLOP/s (8x8 accumulators per thread, a 512^3 matmul's FMAs, no loads).`] : []),
   ].join('\n');
 }
