@@ -50,21 +50,30 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const limits: DeviceLimits = { ...SPEC_LIMITS, ...opts.limits };
   const cg: CodegenLimits = { ...DEFAULT_LIMITS, ...limits };
   const fusion = { maxBindings: limits.maxStorageBuffersPerShaderStage, fuse: opts.fuse ?? true };
-  /** Fusion, lowering and the schedule; undefined when the kernels admit no order. */
-  const planned = (inPlace: boolean): { plan: FusionPlan; kernels: Kernel[] } | undefined => {
-    const plan = planFusion(g, { ...fusion, inPlace });
+  /** Fusion, lowering and the schedule; the values of a cycle when the kernels admit no order. */
+  const planned = (inPlace: boolean, outOfPlace: ReadonlySet<ValueId>): { plan: FusionPlan; kernels: Kernel[] } | ScheduleCycle => {
+    const plan = planFusion(g, { ...fusion, inPlace, outOfPlace });
     const lowered = plan.kernels.map((k) => lowerGroup(g, k, plan.materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace: plan.inPlace }));
     try {
       return { plan, kernels: scheduleKernels(g, lowered) };
     } catch (e) {
-      if (e instanceof ScheduleCycle) return undefined;
+      if (e instanceof ScheduleCycle) return e;
       throw e;
     }
   };
   // Kernel boundaries may make a reader of an old value depend on its new value: then fusion is
-  // planned again with no update in place, as kernels joined on the bindings that updates in place
-  // save may not fit without them (found by the gradient fuzzer: Adam on two parameters).
-  const { plan, kernels } = planned(true) ?? planned(false) ?? internal('the kernels read each other\'s outputs: no order exists');
+  // planned again with the updates of the cycle written out of place (the others stay in place),
+  // as kernels joined on the bindings that updates in place save may not fit without them (found
+  // by the gradient fuzzer: Adam on two parameters); as a last resort with none in place.
+  const outOfPlace = new Set<ValueId>();
+  let attempt = planned(true, outOfPlace);
+  while (attempt instanceof ScheduleCycle && attempt.targets.some((t) => !outOfPlace.has(t))) {
+    for (const t of attempt.targets) outOfPlace.add(t);
+    attempt = planned(true, outOfPlace);
+  }
+  if (attempt instanceof ScheduleCycle) attempt = planned(false, outOfPlace);
+  if (attempt instanceof ScheduleCycle) internal('the kernels read each other\'s outputs: no order exists');
+  const { plan, kernels } = attempt;
   const materialized = plan.materialized;
 
   // Dispatches first (a split reduction asks for scratch), buffers placed after.

@@ -48,6 +48,8 @@ export interface FusionOptions {
   readonly fuse?: boolean;
   /** false: no update in place (when the kernels' in-place orderings admit no schedule). */
   readonly inPlace?: boolean;
+  /** Parameters and state whose updates are written out of place (they were in a schedule cycle). */
+  readonly outOfPlace?: ReadonlySet<ValueId>;
 }
 
 const CHEAP = new Set(['full', 'iota', 'stop_gradient']);
@@ -78,12 +80,12 @@ function readsPerElement(g: Graph, reader: ValueId, x: ValueId): number {
  * in place): the new value is computed by a kernel, and nothing that reads the old value depends on
  * the new one, so every reader of the old value can run before the kernel that overwrites it.
  */
-export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[]): Map<ValueId, ValueId> {
+export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[], exclude: ReadonlySet<ValueId> = new Set()): Map<ValueId, ValueId> {
   const out = new Map<ValueId, ValueId>();
   const taken = new Set<ValueId>();
   for (const u of g.updates) {
     const target = g.nodes.findIndex((n) => (n.op === 'param' || n.op === 'state') && n.attrs.name === u.target);
-    if (target < 0 || isSourceOp(g.nodes[u.value]!.op) || out.has(u.value) || taken.has(target)) continue;
+    if (target < 0 || exclude.has(target) || isSourceOp(g.nodes[u.value]!.op) || out.has(u.value) || taken.has(target)) continue;
     const after = readyAfter(g, uses, [], [u.value]);
     if (uses[target]!.some((r) => r !== u.value && after.has(r))) continue;
     out.set(u.value, target);
@@ -96,7 +98,7 @@ export function inPlaceUpdates(g: Graph, uses: readonly (readonly ValueId[])[]):
 export function planFusion(g: Graph, opts: FusionOptions): FusionPlan {
   const fuse = opts.fuse ?? true;
   const uses = usesOf(g);
-  const inPlace = opts.inPlace === false ? new Map<ValueId, ValueId>() : inPlaceUpdates(g, uses);
+  const inPlace = opts.inPlace === false ? new Map<ValueId, ValueId>() : inPlaceUpdates(g, uses, opts.outOfPlace);
   const must = new Set<ValueId>([...g.outputs.map((o) => o.value), ...g.updates.map((u) => u.value)]);
   const forced = new Set<ValueId>();
 

@@ -9,9 +9,13 @@ import { numel } from '../ir/dtype.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
 
-/** The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. */
+/**
+ * The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. `targets`:
+ * the values overwritten in place by the kernels left unscheduled that wait for a reader of the old
+ * value (writing those out of place breaks the cycles).
+ */
 export class ScheduleCycle extends Error {
-  constructor() {
+  constructor(readonly targets: readonly ValueId[]) {
     super('the kernels, with the orderings their in-place updates need, admit no order');
   }
 }
@@ -26,8 +30,15 @@ export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] 
   const reads = kernels.map((k) => [...new Set(k.inputs.filter((r) => r.kind === 'value').map((r) => r.id))]);
   const deps = reads.map((rs) => new Set(rs.map((id) => producer.get(id)).filter((p): p is number => p !== undefined)));
   // A kernel that overwrites a value in place runs after every other kernel that reads the old value.
+  const waitsFor = kernels.map(() => new Map<number, ValueId>());
   kernels.forEach((k, i) => {
-    for (const { target } of k.inPlace ?? []) reads.forEach((rs, j) => j !== i && rs.includes(target) && deps[i]!.add(j));
+    for (const { target } of k.inPlace ?? []) {
+      reads.forEach((rs, j) => {
+        if (j === i || !rs.includes(target)) return;
+        deps[i]!.add(j);
+        waitsFor[i]!.set(j, target);
+      });
+    }
   });
   const pendingReaders = new Map<ValueId, number>();
   for (const rs of reads) for (const id of rs) pendingReaders.set(id, (pendingReaders.get(id) ?? 0) + 1);
@@ -49,7 +60,10 @@ export function scheduleKernels(g: Graph, kernels: readonly Kernel[]): Kernel[] 
         bestScore = score;
       }
     });
-    if (best < 0) throw new ScheduleCycle();
+    if (best < 0) {
+      const left = kernels.map((_, i) => i).filter((i) => !done.has(i));
+      throw new ScheduleCycle([...new Set(left.flatMap((i) => [...waitsFor[i]!].filter(([j]) => !done.has(j)).map(([, t]) => t)))]);
+    }
     done.add(best);
     order.push(kernels[best]!);
     for (const id of reads[best]!) pendingReaders.set(id, pendingReaders.get(id)! - 1);

@@ -123,6 +123,27 @@ describe('fuzzer regressions', () => {
     });
   });
 
+  // The same cycle next to a parameter outside it: only the cycle's updates (x0, x1 and their Adam
+  // state) are written out of place and copied back; x2 and its state stay in place.
+  it('a schedule cycle of in-place updates sends only its own updates out of place', async () => {
+    const b = new GraphBuilder();
+    const x0 = b.param('x0', [1]);
+    const x1 = b.param('x1', []);
+    const x2 = b.param('x2', [3]);
+    const cyclic = b.reduceSum(b.mul(b.mul(x0, x1), b.input('w0', [1])));
+    b.output('loss', b.add_(cyclic, b.reduceSum(b.mul(x2, b.input('w1', [3])))));
+    const model: Model = {
+      name: 'three-params', graph: b.build(), loss: 'loss', optimizer: { kind: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
+    };
+    const { train } = compile(model);
+    const slots = [...train!.params, ...train!.state];
+    const copied = train!.copies.map((c) => slots.find((p) => p.region.arena === c.to.arena && p.region.offset === c.to.offset)?.name);
+    expect(copied.length).toBeGreaterThan(0);
+    expect(copied.every((name) => name !== undefined && !name.includes('x2')), copied.join(', ')).toBe(true);
+    expect(slots.filter((p) => p.name.includes('x2')).length).toBeGreaterThan(1);
+    await expectTrainingStepMatches(model);
+  });
+
   // The same defect through another folding rule: i32 `x * 0` folds to 0 and drops x's load.
   it('an i32 product with the constant 0: the operand is bound but never read', async () => {
     await expectMatches((b) => {
