@@ -89,7 +89,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
     if (bindings > limits.maxStorageBuffersPerShaderStage) {
       throw new DeviceError(`a ${root.op} kernel needs ${bindings} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
-    const inputSizes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.shape.reduce((p, q) => p * q, 1) : NaN));
+    const inputSizes = k.inputs.map((r) => (r.kind === 'value' ? numel(g.nodes[r.id]!.type.shape) : NaN));
     for (const d of emitKernel(k, inputTypes, cg, scratch, kernelLabel(g, k), inputSizes)) {
       let s = shaderIndex.get(d.wgsl);
       if (s === undefined) {

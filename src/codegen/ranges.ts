@@ -120,6 +120,17 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
     return r !== undefined && r[0] >= 0 && r[1] < d;
   };
 
+  /** x = g*W + R with 0 <= R < g, for the largest coefficient g of x that divides d and allows it. */
+  const factor = (lin: Linear, d: number): { g: number; w: Expr; r: Expr } | undefined => {
+    for (const g of divisorsAmong(lin, d)) {
+      const qc = Math.floor(lin.c / g);
+      const s = splitBy(lin, g);
+      const r = build(s.rest, lin.c - qc * g);
+      if (s.whole.length > 0 && within(r, g)) return { g, w: build(s.whole, qc), r };
+    }
+    return undefined;
+  };
+
   /** x / d for x >= 0 and a constant d > 0. */
   const divide = (x: Expr, d: number): Expr => {
     if (within(x, d)) return int(0);
@@ -134,13 +145,8 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
       return add(build(a.whole, q), tail);
     }
     // x = g*W + R with g dividing d and 0 <= R < g: x / d = W / (d/g).
-    for (const g of divisorsAmong(lin, d)) {
-      const qc = Math.floor(lin.c / g);
-      const s = splitBy(lin, g);
-      const rest = build(s.rest, lin.c - qc * g);
-      if (s.whole.length > 0 && within(rest, g)) return divide(build(s.whole, qc), d / g);
-    }
-    return arith('div', x, int(d));
+    const f = factor(lin, d);
+    return f ? divide(f.w, d / f.g) : arith('div', x, int(d));
   };
 
   /** x % d for x >= 0 and a constant d > 0. */
@@ -154,13 +160,8 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
     const restA = build(a.rest, c);
     if ((a.whole.length > 0 || lin.c >= d) && nonNeg(restA)) return within(restA, d) ? restA : arith('mod', restA, int(d));
     // x = g*W + R with g dividing d and 0 <= R < g: x % d = g * (W % (d/g)) + R.
-    for (const g of divisorsAmong(lin, d)) {
-      const qc = Math.floor(lin.c / g);
-      const s = splitBy(lin, g);
-      const rest = build(s.rest, lin.c - qc * g);
-      if (s.whole.length > 0 && within(rest, g)) return add(mul(remainder(build(s.whole, qc), d / g), int(g)), rest);
-    }
-    return arith('mod', x, int(d));
+    const f = factor(lin, d);
+    return f ? add(mul(remainder(f.w, d / f.g), int(f.g)), f.r) : arith('mod', x, int(d));
   };
 
   const go = (x: Expr): Expr => {
@@ -173,8 +174,8 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
       case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
       case 'cmp': {
         const [a, b] = [go(x.a), go(x.b)];
-        const known = decide(x.op, rangeOf(a), rangeOf(b));
-        r = known !== undefined ? bool(known) : a === x.a && b === x.b ? x : cmp(x.op, a, b);
+        const decided = decide(x.op, rangeOf(a), rangeOf(b));
+        r = decided !== undefined ? bool(decided) : a === x.a && b === x.b ? x : cmp(x.op, a, b);
         break;
       }
       case 'logic': {

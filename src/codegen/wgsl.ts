@@ -353,11 +353,7 @@ function emitReduce(
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
   addFn(mod, 'body', [...ov, ...rv], body.body);
   // Split: very large reductions with few outputs go through partial results in scratch.
-  // Serial (one thread per output) when rows are short, outputs many, or there are enough outputs
-  // to fill a workgroup and rows of moderate length (a bias or layernorm gradient over a batch:
-  // 128 sums of 512 in 0.4 ms against 5 ms for a workgroup per sum, whose barriers are dear on
-  // SwiftShader).
-  const serial = r <= 128 || outs >= SERIAL_OUTPUTS || (outs >= WG && r <= SERIAL_MAX_INNER);
+  const serial = serialSums(outs, r);
   const fits = k.inputs.length + 2 + k.extras.length <= limits.maxStorageBuffersPerShaderStage;
   const split = !serial && r >= 65536 && outs < 64 && fits;
   // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
@@ -442,6 +438,15 @@ const SERIAL_MAX_INNER = 4096;
 const SERIAL_ROW = 128;
 
 /**
+ * Whether `outputs` sums (or rows) of `terms` each are computed one thread per output, not one
+ * workgroup tree each: when rows are short, outputs many, or there are a workgroup's worth of
+ * outputs of moderate length (a bias or layernorm gradient over a batch: 128 sums of 512 take
+ * 0.4 ms against 5 ms for a workgroup per sum, whose barriers are dear on SwiftShader).
+ */
+const serialSums = (outputs: number, terms: number): boolean =>
+  terms <= SERIAL_ROW || outputs >= SERIAL_OUTPUTS || (outputs >= ROW_WG && terms <= SERIAL_MAX_INNER);
+
+/**
  * One workgroup per row: each stage strides its threads over the row and combines them with a tree
  * in workgroup memory (every thread then holds the stage's value), then the threads stride over the
  * row again to write each element. Stage values other kernels read are stored by thread 0.
@@ -466,7 +471,7 @@ function emitRows(k: Kernel, body: RowsBody, inputTypes: readonly ScalarType[], 
   addExtras(mod, k, ov);
   // Short rows, or very many rows: one thread per row, no workgroup memory (the reduce kernel's
   // rule); long rows: one workgroup per row.
-  const serial = inner <= SERIAL_ROW || rows >= SERIAL_OUTPUTS || (rows >= ROW_WG && inner <= SERIAL_MAX_INNER);
+  const serial = serialSums(rows, inner);
   const accTypes = serial ? [] : [...new Set(body.stages.flatMap((st) => (st.reduce ? [st.reduce.accType] : [])))];
   const l = new Lines();
   for (const t of accTypes) l.line(`var<workgroup> red_${t}: array<${wgslType(t)}, ${ROW_WG}>;`);
@@ -702,7 +707,6 @@ function emitMatmul(
     for (const s of em.lets) l.line(s);
     for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a[i]}, ${v[j]}, ${acc(i, j)});`);
   };
-  // The K loop, unrolled by UNROLL, then the remainder (chunks are multiples of UNROLL: only the end has one).
   const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
   if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
   if (va || vb) {
@@ -737,21 +741,24 @@ function emitMatmul(
       for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
     }
     l.close();
-  }
-  const main = split ? 'kmain' : `${kk - (kk % UNROLL)}i`;
-  if (split && !(va || vb)) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
-  if (kk >= UNROLL && !(va || vb)) {
-    l.open(`for (var kb = ${from}; kb < ${main}; kb += ${UNROLL}i)`);
-    for (let u = 0; u < UNROLL; u++) {
-      l.line(`let ku${u} = kb + ${u}i;`);
-      step(`ku${u}`, `${u}`);
+  } else {
+    // Scalar loads: the K loop unrolled by UNROLL, then the remainder (chunks are multiples of 4:
+    // only the end of K has one).
+    const main = split ? 'kmain' : `${kk - (kk % UNROLL)}i`;
+    if (split) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
+    if (kk >= UNROLL) {
+      l.open(`for (var kb = ${from}; kb < ${main}; kb += ${UNROLL}i)`);
+      for (let u = 0; u < UNROLL; u++) {
+        l.line(`let ku${u} = kb + ${u}i;`);
+        step(`ku${u}`, `${u}`);
+      }
+      l.close();
     }
-    l.close();
-  }
-  if (kk % UNROLL && !(va || vb)) {
-    l.open(`for (var ki = ${kk >= UNROLL ? main : from}; ki < ${to}; ki++)`);
-    step('ki', 'r');
-    l.close();
+    if (kk % UNROLL) {
+      l.open(`for (var ki = ${kk >= UNROLL ? main : from}; ki < ${to}; ki++)`);
+      step('ki', 'r');
+      l.close();
+    }
   }
   // The stores: one copy of the epilogue in a loop over the tile (the accumulators copied to an
   // array), not one per element: fused optimizer updates would otherwise be emitted tm x tn times.
@@ -762,7 +769,7 @@ function emitMatmul(
     l.open('if (m0 == 0i)');
     for (let j = 0; j < tn; j++) l.line(`var cs${j}: f32 = 0.0;`);
     l.open(`for (var ks0 = ${from}; ks0 < ${to}; ks0++)`);
-    const em = new ExprEmitter(mod.bindingNames, 'ts_', undefined, vec4);
+    const em = new ExprEmitter(mod.bindingNames, 'ts_', hoisted);
     const v = Array.from({ length: tn }, (_, j) => em.emit(substitute(body.rhs, new Map([['ni', ivar(`nc${j}`)], ['ki', ivar('ks0')]]))));
     mod.usesPow ||= em.usesPow;
     for (const st of em.lets) l.line(st);
