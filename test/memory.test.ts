@@ -63,6 +63,26 @@ describe('memory plan', () => {
     }
   });
 
+  it('reads consistently: naive >= planned >= lower bound, in one arena and in several', () => {
+    const u = rng(7);
+    for (let t = 0; t < 200; t++) {
+      const n = 1 + Math.floor(u() * 30);
+      const bufs: Lifetime[] = Array.from({ length: n }, (_, i) => {
+        const start = Math.floor(u() * 20);
+        return { key: `b${i}`, bytes: 4 * (1 + Math.floor(u() * 3000)), start, end: start + Math.floor(u() * 8) };
+      });
+      // Every other case with a small maxBufferSize, so that the plan opens several arenas.
+      const plan = planMemory(bufs, { alignment: 256, maxBufferSize: t % 2 ? 1 << 30 : 12_288 });
+      const what = `case ${t}: naive ${plan.naiveBytes}, planned ${plan.plannedBytes}, bound ${plan.lowerBound}, ${plan.arenas.length} arenas`;
+      expect(plan.naiveBytes, what).toBeGreaterThanOrEqual(plan.plannedBytes);
+      expect(plan.plannedBytes, what).toBeGreaterThanOrEqual(plan.lowerBound);
+    }
+    // Tiny buffers all live at once: padding dominates, and still naive >= planned >= bound.
+    const tiny: Lifetime[] = [0, 1, 2].map((i) => ({ key: `t${i}`, bytes: 8, start: 0, end: 0 }));
+    const p = planMemory(tiny, { alignment: 256, maxBufferSize: 1 << 30 });
+    expect([p.naiveBytes, p.plannedBytes, p.lowerBound]).toEqual([768, 520, 520]);
+  });
+
   it('opens a new arena instead of exceeding maxBufferSize', () => {
     const bufs: Lifetime[] = [0, 1, 2].map((i) => ({ key: `b${i}`, bytes: 600, start: 0, end: 1 }));
     const plan = planMemory(bufs, { alignment: 4, maxBufferSize: 1300 });

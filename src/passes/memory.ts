@@ -6,9 +6,13 @@
  * copied out after the last dispatch). Buffers are placed by decreasing size at the lowest offset
  * that overlaps no buffer live at the same time (XLA's heap simulator, best fit), aligned to the
  * device's `minStorageBufferOffsetAlignment`; a buffer that would end past `maxBufferSize` opens
- * a new arena. Reported: the naive bytes (every buffer its own), the lower bound (the largest sum
- * of live bytes at any dispatch, sizes rounded up to the alignment but for one) and the planned
- * bytes.
+ * a new arena. Reported, so that naive >= planned >= lower bound always holds:
+ * - naive: every buffer its own bytes, laid end to end at aligned offsets (the sizes rounded up to
+ *   the alignment, summed): what no reuse at all costs;
+ * - planned: the sum of the arenas' sizes;
+ * - lower bound: at the busiest dispatch, the live buffers' sizes rounded up to the alignment, less
+ *   the padding of the topmost buffer of each arena (an offset must be aligned, the arena's end
+ *   need not be): no placement of those buffers in that many arenas takes less.
  */
 import { internal } from '../ir/errors.js';
 
@@ -109,20 +113,22 @@ function place(order: readonly Lifetime[], buffers: readonly Lifetime[], opts: M
     placed.push({ l, p: done });
     placements.set(l.key, done);
   }
-  // The lower bound: at the busiest dispatch, every live buffer but the topmost takes at least its
-  // size rounded up to the alignment (an offset must be aligned).
+  // The lower bound: at the busiest dispatch, every live buffer takes at least its size rounded up
+  // to the alignment (the next offset must be aligned), but the topmost one of each arena, whose
+  // padding need not exist: so subtract the largest paddings, one per arena.
   const steps = Math.max(0, ...buffers.map((b) => b.end + 1));
   let lowerBound = 0;
   for (let t = 0; t < steps; t++) {
     const liveNow = buffers.filter((b) => b.start <= t && t <= b.end);
     const padded = liveNow.reduce((s, b) => s + alignUp(b.bytes, opts.alignment), 0);
-    const slack = Math.max(0, ...liveNow.map((b) => alignUp(b.bytes, opts.alignment) - b.bytes));
+    const slacks = liveNow.map((b) => alignUp(b.bytes, opts.alignment) - b.bytes).sort((a, b) => b - a);
+    const slack = slacks.slice(0, Math.max(1, arenas.length)).reduce((s, x) => s + x, 0);
     lowerBound = Math.max(lowerBound, padded - slack);
   }
   return {
     placements,
     arenas,
-    naiveBytes: buffers.reduce((s, b) => s + b.bytes, 0),
+    naiveBytes: buffers.reduce((s, b) => s + alignUp(b.bytes, opts.alignment), 0),
     lowerBound,
     plannedBytes: arenas.reduce((s, a) => s + a, 0),
   };
