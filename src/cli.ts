@@ -1,20 +1,25 @@
 /**
- * @file The `adjoint` command line: `compile` a model to an artifact directory, `inspect` a
- * model's IR after each pass and its compiled figures, `train` a model or an artifact on MNIST.
- * Every user error prints one line and exits with code 2; nothing prints a stack trace unless
- * ADJOINT_DEBUG=1.
+ * @file The `adjoint` command line. One table, {@link COMMANDS}, holds every command: its one-line
+ * summary, its usage and description, its flags (node:util `parseArgs` options, each with its
+ * help text) and its handler; `adjoint --help`, `adjoint <command> --help` and the flag checks are
+ * all made from it, so a new command or flag is one entry. Commands: `compile` a model to an
+ * artifact directory, `inspect` a model's IR after each pass and the compiled figures of a model
+ * or an artifact, `train` a model or an artifact on MNIST or text. Exit codes: 0 ok, 1 failure
+ * (no adapter, a lost device, an I/O error, a bug), 2 usage or model error. Every error prints one
+ * line; nothing prints a stack trace unless ADJOINT_DEBUG=1.
  */
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve, extname } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { compile } from './compile.js';
-import { AdjointError } from './ir/errors.js';
+import { AdjointError, DeviceError } from './ir/errors.js';
 import type { Model } from './ir/model.js';
 import { loadModel, modelSizeProblem } from './ir/schema.js';
 import { printGraph } from './ir/printer.js';
-import { bundleFiles, parseBundle, type Bundle } from './runtime/bundle.js';
+import { bundleFiles, MANIFEST, parseBundle, type Bundle } from './runtime/bundle.js';
 import { getDevice, deviceLimits, adapterInfo } from './runtime/device.js';
-import type { Artifact } from './runtime/artifact.js';
+import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
@@ -24,44 +29,65 @@ class UsageError extends AdjointError {
   override name = 'UsageError';
 }
 
-const USAGE = `usage:
-  adjoint compile <model.json|model.ts> -o <dir>    write an artifact (manifest.json + WGSL)
-  adjoint inspect <model> [--dump <pass>]            kernels, dispatches and bytes; IR after a pass
-  adjoint train <model|artifact-dir> --data mnist --epochs N
-        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]`;
-
-interface Args {
-  readonly positional: string[];
-  readonly flags: Map<string, string>;
+/** One flag of a command: a node:util `parseArgs` option and its help line. */
+interface Flag {
+  readonly type: 'string' | 'boolean';
+  readonly short?: string;
+  /** The value's name in help, e.g. `<dir>` (string flags). */
+  readonly arg?: string;
+  readonly help: string;
 }
 
-function parseArgs(argv: readonly string[], known: Record<string, 'value' | 'bool'>): Args {
-  const positional: string[] = [];
-  const flags = new Map<string, string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('-') || a === '-') {
-      positional.push(a);
-      continue;
-    }
-    const [key, inline] = a.replace(/^--?/, '').split('=', 2) as [string, string | undefined];
-    const kind = known[key];
-    if (!kind) throw new UsageError(`unknown flag ${a}`);
-    if (kind === 'bool') flags.set(key, 'true');
-    else {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new UsageError(`flag ${a} needs a value`);
-      flags.set(key, v);
-    }
+/** What a handler gets: the positional arguments and the flags given (strings, or true). */
+interface Parsed {
+  readonly positionals: readonly string[];
+  readonly values: Readonly<Record<string, string | boolean | undefined>>;
+}
+
+interface Command {
+  /** One line for `adjoint --help`. */
+  readonly summary: string;
+  /** What follows `adjoint ` in the usage line. */
+  readonly usage: string;
+  /** Paragraphs for `adjoint <command> --help`. */
+  readonly description: string;
+  readonly flags: Readonly<Record<string, Flag>>;
+  readonly run: (args: Parsed) => Promise<void>;
+}
+
+const EXIT_CODES = 'exit codes: 0 ok; 1 failure (no WebGPU adapter, a lost device, an I/O error); 2 usage or model error (a bad flag, file, model or artifact). Errors print one line on stderr.';
+
+/** This package's version, from the package.json above this file (in src/ or dist/src/). */
+function version(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++, dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (!existsSync(p)) continue;
+    const pkg = JSON.parse(readFileSync(p, 'utf8')) as { name?: string; version?: string };
+    if (pkg.name === 'adjoint' && pkg.version) return pkg.version;
   }
-  return { positional, flags };
+  return 'unknown';
 }
 
-function intFlag(args: Args, key: string, dflt?: number): number | undefined {
-  const v = args.flags.get(key);
+/** A string flag's value (undefined when not given). */
+function str(args: Parsed, key: string): string | undefined {
+  const v = args.values[key];
+  return typeof v === 'string' ? v : undefined;
+}
+
+function intFlag(args: Parsed, key: string, dflt?: number): number | undefined {
+  const v = str(args, key);
   if (v === undefined) return dflt;
   if (!/^\d+$/.test(v)) throw new UsageError(`--${key} takes a whole number, got "${v}"`);
   return Number(v);
+}
+
+/** The one positional argument a command takes. */
+function onePath(cmd: string, args: Parsed, what: string): string {
+  const [path, ...extra] = args.positionals;
+  if (!path) throw new UsageError(`${cmd} needs ${what} (adjoint ${cmd} --help)`);
+  if (extra.length) throw new UsageError(`${cmd} takes one ${what.replace(/^an? /, '')}, got also "${extra[0]}"`);
+  return path;
 }
 
 /** A model from a .json file, or a .ts/.js module whose default export is a Model (or returns one). */
@@ -104,44 +130,121 @@ async function modelFromModule(mod: { default?: unknown }, path: string): Promis
 }
 
 function loadBundleDir(dir: string): Bundle {
+  if (!existsSync(join(dir, MANIFEST))) throw new UsageError(`${dir} is a directory, not a model file or an artifact directory (no ${MANIFEST})`);
   return parseBundle((f) => {
     const p = join(dir, f);
     return existsSync(p) ? readFileSync(p, 'utf8') : undefined;
   }, dir);
 }
 
+/** The memory figures' definitions, shared by `inspect --help` and docs. */
+const MEMORY_HELP = `Memory figures (bytes of temporaries: values a step computes and then drops; parameters,
+optimizer state and inputs are listed apart), so that naive >= planned >= lower bound:
+  naive        every temporary its own bytes, laid end to end: each size rounded up to the
+               device's storage-offset alignment (256 B by default), summed. No reuse at all.
+  planned      what the memory plan allocates: the sum of its arenas' sizes, temporaries
+               sharing bytes when their lifetimes do not overlap.
+  lower bound  at the busiest dispatch, the sizes of the live temporaries rounded up to the
+               alignment, less the padding of the topmost one in each arena: no plan of
+               those lifetimes in that many arenas is smaller. "x bound" is planned / bound.`;
+
 function figures(name: string, a: Artifact): string {
   const kinds = new Map<string, number>();
   for (const d of a.dispatches) kinds.set(d.label, (kinds.get(d.label) ?? 0) + 1);
   const bytes = (role: string) => a.arenas.filter((x) => x.role === role).reduce((s, x) => s + x.bytes, 0);
+  const m = a.memory;
   return [
     `${name}: ${a.dispatches.length} dispatches per step, ${a.shaders.length} shaders, 1 submit per step`,
     `  buffers: ${a.arenas.length}; params ${bytes('param')} B, state ${bytes('state')} B, inputs ${bytes('input')} B`,
-    `  temporaries: naive ${a.memory.naiveBytes} B, lower bound ${a.memory.lowerBound} B, planned ${a.memory.plannedBytes} B (${(a.memory.plannedBytes / Math.max(1, a.memory.lowerBound)).toFixed(3)} x bound)`,
+    `  temporaries: naive ${m.naiveBytes} B >= planned ${m.plannedBytes} B >= lower bound ${m.lowerBound} B (planned ${(m.plannedBytes / Math.max(1, m.lowerBound)).toFixed(3)} x bound)`,
     ...a.dispatches.map((d, i) => `  k${i}: ${d.label}  grid ${d.workgroups.join('x')}`),
   ].join('\n');
 }
 
-async function cmdCompile(argv: readonly string[]): Promise<void> {
-  const args = parseArgs(argv, { o: 'value', out: 'value', 'device-limits': 'bool' });
-  const [path] = args.positional;
-  const out = args.flags.get('o') ?? args.flags.get('out');
-  if (!path || !out) throw new UsageError('compile needs a model and -o <dir>');
-  const model = await loadModelFile(path);
-  const limits = args.flags.has('device-limits') ? deviceLimits(await getDevice({ quiet: true })) : undefined;
-  const c = compile(model, limits ? { limits } : {});
-  mkdirSync(out, { recursive: true });
-  for (const [f, text] of bundleFiles({ name: model.name, forward: c.forward, ...(c.train ? { train: c.train } : {}) })) writeFileSync(join(out, f), text);
-  for (const d of c.diagnostics) process.stderr.write(`note: ${d}\n`);
-  process.stdout.write(`wrote ${out}/manifest.json (${c.train ? 'train + forward' : 'forward'}; ${(c.train ?? c.forward).dispatches.length} dispatches per step)\n`);
+/** The files an artifact directory may hold: its manifest and its programs' shaders. */
+const ARTIFACT_FILE = /^(manifest\.json|[a-z]+-\d+\.wgsl)$/;
+
+/**
+ * Refuses an output directory `compile -o` must not replace: one that exists and is not an
+ * adjoint artifact (not a directory; files without an adjoint manifest; files an artifact has not).
+ */
+function checkReplaceable(out: string): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) throw new UsageError(`-o ${out}: exists and is not a directory`);
+  const entries = readdirSync(out);
+  if (entries.length === 0) return;
+  const refuse = (why: string) => new UsageError(`-o ${out}: ${why}, so it is not replaced (remove it or choose another directory)`);
+  if (!entries.includes(MANIFEST)) throw refuse(`holds files and no ${MANIFEST}: not an adjoint artifact`);
+  let format: unknown;
+  try {
+    format = (JSON.parse(readFileSync(join(out, MANIFEST), 'utf8')) as { format?: unknown })?.format;
+  } catch {
+    format = undefined;
+  }
+  if (format !== ARTIFACT_FORMAT) throw refuse(`its ${MANIFEST} is not an adjoint artifact's`);
+  const other = entries.find((f) => !ARTIFACT_FILE.test(f) || !statSync(join(out, f)).isFile());
+  if (other !== undefined) throw refuse(`"${other}" there is not part of an adjoint artifact`);
 }
 
-async function cmdInspect(argv: readonly string[]): Promise<void> {
-  const args = parseArgs(argv, { dump: 'value' });
-  const [path] = args.positional;
-  if (!path) throw new UsageError('inspect needs a model');
+/**
+ * Writes `files` as the directory `out`, holding exactly them: into a fresh directory beside it,
+ * then renamed over it (the old one is renamed aside first and removed after), so a reader never
+ * sees old and new files mixed; a crash in between leaves the old artifact as a hidden sibling.
+ */
+function writeArtifactDir(out: string, files: ReadonlyMap<string, string>): void {
+  const abs = resolve(out);
+  mkdirSync(dirname(abs), { recursive: true });
+  const tmp = join(dirname(abs), `.${basename(abs)}.adjoint-new-${process.pid}`);
+  const old = join(dirname(abs), `.${basename(abs)}.adjoint-old-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  try {
+    mkdirSync(tmp);
+    for (const [f, text] of files) writeFileSync(join(tmp, f), text);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  if (!existsSync(abs)) {
+    renameSync(tmp, abs);
+    return;
+  }
+  renameSync(abs, old);
+  try {
+    renameSync(tmp, abs);
+  } catch (e) {
+    renameSync(old, abs);
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  rmSync(old, { recursive: true, force: true });
+}
+
+async function runCompile(args: Parsed): Promise<void> {
+  const path = onePath('compile', args, 'a model file');
+  const out = str(args, 'out');
+  if (!out) throw new UsageError('compile needs -o <dir> (adjoint compile --help)');
+  checkReplaceable(out);
   const model = await loadModelFile(path);
-  const want = args.flags.get('dump');
+  const limits = args.values['device-limits'] ? deviceLimits(await getDevice({ quiet: true })) : undefined;
+  const c = compile(model, limits ? { limits } : {});
+  const files = bundleFiles({ name: model.name, forward: c.forward, ...(c.train ? { train: c.train } : {}) });
+  writeArtifactDir(out, files);
+  for (const d of c.diagnostics) process.stderr.write(`note: ${d}\n`);
+  process.stdout.write(`wrote ${out}/manifest.json and ${files.size - 1} shaders (${c.train ? 'train + forward' : 'forward'}; ${(c.train ?? c.forward).dispatches.length} dispatches per step)\n`);
+}
+
+async function runInspect(args: Parsed): Promise<void> {
+  const path = onePath('inspect', args, 'a model file or an artifact directory');
+  const want = str(args, 'dump');
+  if (existsSync(path) && statSync(path).isDirectory()) {
+    if (want !== undefined) throw new UsageError(`--dump needs a model file: the artifact ${path} holds compiled programs, not IR`);
+    const b = loadBundleDir(path);
+    process.stdout.write(`artifact ${b.name} (${path})\n`);
+    if (b.train) process.stdout.write(figures('train step', b.train) + '\n');
+    process.stdout.write(figures('forward', b.forward) + '\n');
+    return;
+  }
+  const model = await loadModelFile(path);
   const seen: string[] = [];
   const c = compile(model, {
     dump: (pass, g) => {
@@ -155,11 +258,9 @@ async function cmdInspect(argv: readonly string[]): Promise<void> {
   process.stdout.write(figures('forward', c.forward) + '\n');
 }
 
-async function cmdTrain(argv: readonly string[]): Promise<void> {
-  const args = parseArgs(argv, { data: 'value', epochs: 'value', checkpoint: 'value', plot: 'value', seed: 'value', 'steps-per-epoch': 'value', 'read-every': 'value' });
-  const [path] = args.positional;
-  if (!path) throw new UsageError('train needs a model or an artifact directory');
-  const dataName = args.flags.get('data') ?? 'mnist';
+async function runTrain(args: Parsed): Promise<void> {
+  const path = onePath('train', args, 'a model file or an artifact directory');
+  const dataName = str(args, 'data') ?? 'mnist';
   const sources: Record<string, () => DataSource> = { mnist: () => mnistSource(), text: () => textSource() };
   const makeSource = Object.hasOwn(sources, dataName) ? sources[dataName] : undefined;
   if (!makeSource) throw new UsageError(`--data: "${dataName}" is not a data set (mnist, text)`);
@@ -175,15 +276,16 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     programs = { name: model.name, train: c.train, forward: c.forward };
   }
   if (!programs.train) throw new UsageError(`${path}: the artifact has no training program`);
+  const plot = str(args, 'plot') ?? `${programs.name}-loss.png`;
   const device = await getDevice({ quiet: true });
   process.stderr.write(`device: ${adapterInfo(device)}\n`);
   const r = await train(device, { train: programs.train, forward: programs.forward }, makeSource(), {
     epochs,
     seed: intFlag(args, 'seed', 0)!,
-    ...(args.flags.has('steps-per-epoch') ? { maxStepsPerEpoch: intFlag(args, 'steps-per-epoch')! } : {}),
-    ...(args.flags.has('read-every') ? { readEvery: intFlag(args, 'read-every')! } : {}),
-    ...(args.flags.has('checkpoint') ? { checkpoint: args.flags.get('checkpoint')! } : {}),
-    plot: args.flags.get('plot') ?? `${programs.name}-loss.png`,
+    ...(args.values['steps-per-epoch'] !== undefined ? { maxStepsPerEpoch: intFlag(args, 'steps-per-epoch')! } : {}),
+    ...(args.values['read-every'] !== undefined ? { readEvery: intFlag(args, 'read-every')! } : {}),
+    ...(str(args, 'checkpoint') !== undefined ? { checkpoint: str(args, 'checkpoint')! } : {}),
+    plot,
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
@@ -199,27 +301,134 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     const loss = programs.train.loss ?? 'loss';
     process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)} (the "${loss}" output, the mean over ${r.testLossItems} held-out digits: the full batches)\n`);
   }
-  process.stdout.write(`loss plot: ${args.flags.get('plot') ?? `${programs.name}-loss.png`}\n`);
+  process.stdout.write(`loss plot: ${plot}\n`);
 }
 
+// ---- The command table: one entry per command (summary, usage, description, flags, handler). ----
+const COMMANDS: Readonly<Record<string, Command>> = {
+  compile: {
+    summary: 'compile a model to an artifact directory (manifest.json + WGSL)',
+    usage: 'compile <model.json|model.ts|model.js> -o <dir> [flags]',
+    description: `Compiles a model (the JSON format of docs/model-format.md, or a module whose default export
+is a Model) to an artifact directory: manifest.json and one .wgsl file per shader, loadable
+by \`adjoint train\` and by the runtime alone (adjoint/runtime). The directory ends up holding
+exactly the new artifact: it is written beside <dir> and renamed over it. An existing <dir>
+that holds anything but an adjoint artifact is refused (exit 2), never overwritten.`,
+    flags: {
+      out: { type: 'string', short: 'o', arg: '<dir>', help: 'the artifact directory to write (required)' },
+      'device-limits': { type: 'boolean', help: "compile for this machine's adapter limits instead of WebGPU's defaults" },
+    },
+    run: runCompile,
+  },
+  inspect: {
+    summary: "print a model's or an artifact's kernels, dispatches and memory; the IR after a pass",
+    usage: 'inspect <model file | artifact dir> [--dump <pass>|all]',
+    description: `Compiles a model file (or reads an artifact directory written by \`adjoint compile\`) and
+prints, for the training step and the forward program: dispatches per step, shaders,
+buffer sizes, the memory figures below, and each kernel with its grid.
+
+${MEMORY_HELP}`,
+    flags: {
+      dump: { type: 'string', arg: '<pass>', help: 'print the IR after that compiler pass ("all": after every pass); model files only' },
+    },
+    run: runInspect,
+  },
+  train: {
+    summary: 'train a model file or an artifact on MNIST or text on the WebGPU adapter',
+    usage: 'train <model file | artifact dir> [--data mnist|text] [--epochs N] [flags]',
+    description: `Trains on this machine's WebGPU adapter (one queue.submit per step), then prints the
+held-out loss and accuracy and writes a loss plot. MNIST: the fixed 8,000/2,000 split of
+the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held out.`,
+    flags: {
+      data: { type: 'string', arg: '<name>', help: 'the data set: mnist (default) or text' },
+      epochs: { type: 'string', arg: '<N>', help: 'passes over the training set (default 1)' },
+      seed: { type: 'string', arg: '<N>', help: 'seed of the initial weights and the shuffling (default 0)' },
+      'steps-per-epoch': { type: 'string', arg: '<N>', help: 'stop each epoch after N steps' },
+      'read-every': { type: 'string', arg: '<N>', help: 'read the loss back every N steps' },
+      checkpoint: { type: 'string', arg: '<file>', help: 'resume from this checkpoint if it exists; save to it after each epoch' },
+      plot: { type: 'string', arg: '<file.png>', help: 'where to write the loss plot (default <model>-loss.png)' },
+    },
+    run: runTrain,
+  },
+};
+
+function mainHelp(): string {
+  const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  return [
+    `adjoint ${version()}: compiles static model graphs to fused WGSL training pipelines on WebGPU`,
+    '',
+    'usage: adjoint <command> [flags]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(w)}  ${c.summary}`),
+    '',
+    'adjoint <command> --help   the command\'s flags',
+    'adjoint --version          the version',
+    '',
+    EXIT_CODES,
+  ].join('\n') + '\n';
+}
+
+function commandHelp(name: string, c: Command): string {
+  const rows = Object.entries(c.flags).map(([k, f]) => [`${f.short ? `-${f.short}, ` : '    '}--${k}${f.arg ? ` ${f.arg}` : ''}`, f.help] as const);
+  rows.push(['-h, --help', 'this help']);
+  const w = Math.max(...rows.map((r) => r[0].length));
+  return [`usage: adjoint ${c.usage}`, '', c.description, '', 'flags:', ...rows.map(([a, h]) => `  ${a.padEnd(w)}  ${h}`), '', EXIT_CODES].join('\n') + '\n';
+}
+
+/** Parses a command's flags with node:util's parseArgs; a bad flag is one line naming it. */
+function parseFlags(name: string, c: Command, argv: readonly string[]): Parsed {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [k, f] of Object.entries(c.flags)) options[k] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  // strict: false so that the tokens come back and each problem gets its own line below.
+  const { values, positionals, tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    const spec = Object.hasOwn(options, t.name) ? options[t.name] : undefined;
+    if (!spec) throw new UsageError(`unknown flag ${t.rawName} for ${name} (adjoint ${name} --help)`);
+    const missing = t.value === undefined || (!t.inlineValue && t.value.startsWith('-') && t.value !== '-');
+    if (spec.type === 'string' && missing) throw new UsageError(`flag ${t.rawName} needs a value`);
+    if (spec.type === 'boolean' && t.value !== undefined) throw new UsageError(`flag ${t.rawName} takes no value`);
+  }
+  return { positionals, values };
+}
+
+/** The exit code of an error: 2 for usage and model errors, 1 for failures (see EXIT_CODES). */
+function exitCode(e: unknown): 1 | 2 {
+  if (!(e instanceof AdjointError) || e instanceof DeviceError || e.message.startsWith('internal:')) return 1;
+  return 2;
+}
+
+/** Runs the command line `argv` (without `node adjoint`); returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   try {
-    switch (cmd) {
-      case 'compile': await cmdCompile(rest); break;
-      case 'inspect': await cmdInspect(rest); break;
-      case 'train': await cmdTrain(rest); break;
-      case undefined: case 'help': case '--help': case '-h':
-        process.stdout.write(USAGE + '\n');
-        return cmd === undefined ? 2 : 0;
-      default: throw new UsageError(`unknown command "${cmd}"\n${USAGE}`);
+    if (cmd === undefined) {
+      process.stderr.write(mainHelp());
+      return 2;
     }
+    if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
+      const sub = rest[0] !== undefined && Object.hasOwn(COMMANDS, rest[0]) ? rest[0] : undefined;
+      process.stdout.write(sub ? commandHelp(sub, COMMANDS[sub]!) : mainHelp());
+      return 0;
+    }
+    if (cmd === '--version' || cmd === '-v') {
+      process.stdout.write(`${version()}\n`);
+      return 0;
+    }
+    const c = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+    if (!c) throw new UsageError(`unknown command "${cmd}" (commands: ${Object.keys(COMMANDS).join(', ')}; adjoint --help)`);
+    const args = parseFlags(cmd, c, rest);
+    if (args.values.help) {
+      process.stdout.write(commandHelp(cmd, c));
+      return 0;
+    }
+    await c.run(args);
     return 0;
   } catch (e) {
     if (process.env.ADJOINT_DEBUG) throw e;
     const msg = e instanceof Error ? e.message : String(e);
-    const line = e instanceof UsageError && msg.includes('\n') ? msg : msg.split('\n')[0];
-    process.stderr.write(`adjoint: ${line}\n`);
-    return e instanceof AdjointError ? 2 : 1;
+    process.stderr.write(`adjoint: ${msg.split('\n')[0]}\n`);
+    return exitCode(e);
   }
 }
