@@ -2,6 +2,8 @@
  * @file The runtime's public surface (`adjoint/runtime`): getting a WebGPU device in Node or a
  * browser. The runtime needs none of the compiler, so a browser bundle can import only this.
  */
+// The declarations use WebGPU's types (GPUDevice, …): a package consumer gets them from here.
+/// <reference types="@webgpu/types" preserve="true" />
 export {
   getDevice,
   deviceLimits,
