@@ -5,7 +5,8 @@
  * retry needs a fresh process). When there is none and this process can install packages (root
  * or password-less sudo, with apt-get), it runs scripts/setup-vulkan.sh, the same install
  * `.ci/run` does, and asks again; otherwise it prints one line saying what to run. Exit 0 when an
- * adapter is there, 1 when not. Needs the build (dist/).
+ * adapter is there, 1 when not. Needs the build (dist/). ADJOINT_NO_INSTALL=1: never install,
+ * print the line instead.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -26,6 +27,7 @@ function probe() {
 }
 
 const canInstall = () => {
+  if (process.env.ADJOINT_NO_INSTALL === '1') return false;
   if (process.platform !== 'linux' || spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status !== 0) return false;
   if (process.getuid?.() === 0) return true;
   return spawnSync('sudo', ['-n', 'true'], { stdio: 'ignore' }).status === 0;

