@@ -55,7 +55,11 @@ interface Command {
   readonly run: (args: Parsed) => Promise<void>;
 }
 
-const EXIT_CODES = 'exit codes: 0 ok; 1 failure (no WebGPU adapter, a lost device, an I/O error); 2 usage or model error (a bad flag, file, model or artifact). Errors print one line on stderr.';
+const EXIT_CODES = `exit codes:
+  0  ok
+  1  failure: no WebGPU adapter, a lost device, an I/O error
+  2  usage or model error: a bad flag, file, model or artifact
+Every error is one line on stderr (ADJOINT_DEBUG=1 shows the stack).`;
 
 /** This package's version, from the package.json above this file (in src/ or dist/src/). */
 function version(): string {

@@ -105,7 +105,7 @@ describe('adjoint CLI conventions', () => {
     const h = await run('--help');
     expect(h.code).toBe(0);
     for (const cmd of ['compile', 'inspect', 'train']) expect(h.out).toMatch(new RegExp(`^  ${cmd} +\\S`, 'm'));
-    expect(h.out).toContain('exit codes: 0 ok; 1 failure');
+    expect(h.out).toContain('exit codes:\n  0  ok\n  1  failure: ');
     const flags: Record<string, string[]> = {
       compile: ['-o, --out <dir>', '--device-limits'],
       inspect: ['--dump <pass>'],
@@ -116,7 +116,7 @@ describe('adjoint CLI conventions', () => {
       expect(r.code, cmd).toBe(0);
       expect(r.out.startsWith(`usage: adjoint ${cmd} `), cmd).toBe(true);
       for (const f of [...list, '-h, --help']) expect(r.out, `${cmd} ${f}`).toContain(f);
-      expect(r.out).toContain('2 usage or model error');
+      expect(r.out).toContain('\n  2  usage or model error: ');
       expect((await run('help', cmd)).out).toBe(r.out);
       expect((await run(cmd, '-h')).out).toBe(r.out);
     }
