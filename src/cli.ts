@@ -356,6 +356,12 @@ the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held o
   },
 };
 
+/**
+ * Flags every command takes (listed in each command's help); `apply` runs with the flag's value
+ * before the command does (e.g. choosing the WebGPU adapter). Empty until one is needed.
+ */
+const GLOBAL_FLAGS: Readonly<Record<string, Flag & { readonly apply: (value: string | boolean) => void }>> = {};
+
 function mainHelp(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
   return [
@@ -374,7 +380,7 @@ function mainHelp(): string {
 }
 
 function commandHelp(name: string, c: Command): string {
-  const rows = Object.entries(c.flags).map(([k, f]) => [`${f.short ? `-${f.short}, ` : '    '}--${k}${f.arg ? ` ${f.arg}` : ''}`, f.help] as const);
+  const rows = Object.entries({ ...c.flags, ...GLOBAL_FLAGS }).map(([k, f]) => [`${f.short ? `-${f.short}, ` : '    '}--${k}${f.arg ? ` ${f.arg}` : ''}`, f.help] as const);
   rows.push(['-h, --help', 'this help']);
   const w = Math.max(...rows.map((r) => r[0].length));
   return [`usage: adjoint ${c.usage}`, '', c.description, '', 'flags:', ...rows.map(([a, h]) => `  ${a.padEnd(w)}  ${h}`), '', EXIT_CODES].join('\n') + '\n';
@@ -383,7 +389,7 @@ function commandHelp(name: string, c: Command): string {
 /** Parses a command's flags with node:util's parseArgs; a bad flag is one line naming it. */
 function parseFlags(name: string, c: Command, argv: readonly string[]): Parsed {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [k, f] of Object.entries(c.flags)) options[k] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  for (const [k, f] of Object.entries({ ...c.flags, ...GLOBAL_FLAGS })) options[k] = f.short ? { type: f.type, short: f.short } : { type: f.type };
   // strict: false so that the tokens come back and each problem gets its own line below.
   const { values, positionals, tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
   for (const t of tokens) {
@@ -426,6 +432,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (args.values.help) {
       process.stdout.write(commandHelp(cmd, c));
       return 0;
+    }
+    for (const [k, f] of Object.entries(GLOBAL_FLAGS)) {
+      const v = args.values[k];
+      if (v !== undefined) f.apply(v);
     }
     await c.run(args);
     return 0;

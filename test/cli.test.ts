@@ -193,6 +193,14 @@ describe('adjoint compile -o', () => {
     const r = await run('compile', 'models/xor.json', '-o', file);
     expect([r.code, r.err]).toEqual([2, `adjoint: -o ${file}: exists and is not a directory\n`]);
   });
+
+  it('a directory that cannot be made is a failure, not a usage error: one line, exit code 1', async () => {
+    const file = join(tmp, 'not-a-folder');
+    writeFileSync(file, 'x');
+    const r = await run('compile', 'models/xor.json', '-o', join(file, 'out'));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^adjoint: E[A-Z]+: [^\n]*'[^']*not-a-folder[^']*'\n$/);
+  });
 });
 
 describe('adjoint inspect', () => {
