@@ -1,6 +1,7 @@
 /**
  * @file The `adjoint` command line: `compile` a model to an artifact directory, `inspect` a
- * model's IR after each pass and its compiled figures, `train` a model or an artifact on MNIST.
+ * model's IR after each pass and its compiled figures, `train` a model or an artifact on MNIST,
+ * `export` the weights of a checkpoint (or a model's initial ones) as a safetensors file.
  * Every user error prints one line and exits with code 2; nothing prints a stack trace unless
  * ADJOINT_DEBUG=1.
  */
@@ -18,7 +19,11 @@ import type { Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
-import { train } from './train/trainer.js';
+import { train, optimizerOf } from './train/trainer.js';
+import { writeReport } from './train/report.js';
+import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
+import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
+import { initValues } from './runtime/init.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -28,7 +33,10 @@ const USAGE = `usage:
   adjoint compile <model.json|model.ts> -o <dir>    write an artifact (manifest.json + WGSL)
   adjoint inspect <model> [--dump <pass>]            kernels, dispatches and bytes; IR after a pass
   adjoint train <model|artifact-dir> --data mnist --epochs N
-        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]`;
+        [--checkpoint <file.safetensors>] [--init <weights.safetensors>] [--report <file.html>]
+        [--seed N] [--steps-per-epoch N]
+  adjoint export <checkpoint|model|artifact-dir> -o <weights.safetensors> [--model <model|artifact-dir>] [--seed N]
+                                                     the parameters as safetensors (a model's: its initial ones)`;
 
 interface Args {
   readonly positional: string[];
@@ -156,7 +164,7 @@ async function cmdInspect(argv: readonly string[]): Promise<void> {
 }
 
 async function cmdTrain(argv: readonly string[]): Promise<void> {
-  const args = parseArgs(argv, { data: 'value', epochs: 'value', checkpoint: 'value', plot: 'value', seed: 'value', 'steps-per-epoch': 'value', 'read-every': 'value' });
+  const args = parseArgs(argv, { data: 'value', epochs: 'value', checkpoint: 'value', init: 'value', report: 'value', seed: 'value', 'steps-per-epoch': 'value', 'read-every': 'value' });
   const [path] = args.positional;
   if (!path) throw new UsageError('train needs a model or an artifact directory');
   const dataName = args.flags.get('data') ?? 'mnist';
@@ -183,7 +191,8 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     ...(args.flags.has('steps-per-epoch') ? { maxStepsPerEpoch: intFlag(args, 'steps-per-epoch')! } : {}),
     ...(args.flags.has('read-every') ? { readEvery: intFlag(args, 'read-every')! } : {}),
     ...(args.flags.has('checkpoint') ? { checkpoint: args.flags.get('checkpoint')! } : {}),
-    plot: args.flags.get('plot') ?? `${programs.name}-loss.png`,
+    ...(args.flags.has('init') ? { init: args.flags.get('init')! } : {}),
+    evalEachEpoch: args.flags.has('report'),
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
@@ -199,8 +208,61 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     const loss = programs.train.loss ?? 'loss';
     process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)} (the "${loss}" output, the mean over ${r.testLossItems} held-out digits: the full batches)\n`);
   }
-  process.stdout.write(`loss plot: ${args.flags.get('plot') ?? `${programs.name}-loss.png`}\n`);
+  const report = args.flags.get('report');
+  if (report) {
+    const flag = (k: string, dflt: string) => args.flags.get(k) ?? dflt;
+    writeReport(report, {
+      model: programs.name, createdAt: new Date().toISOString(), adapter: adapterInfo(device), result: r, train: programs.train, forward: programs.forward,
+      ...(r.accuracy !== undefined ? { accuracyOf: dataName === 'mnist' ? `${loadMnist().test.n.toLocaleString('en-US')} held-out digits` : 'the next character, top 1' } : {}),
+      ...(dataName === 'text' ? { notes: [`Held-out cross-entropy ${r.testLoss.toFixed(4)} nats/char; the unigram baseline is ${unigramBaseline(loadText()).toFixed(4)}.`] } : {}),
+      settings: [
+        ['model', path], ['data', dataName], ['epochs', String(epochs)], ['steps per epoch', flag('steps-per-epoch', 'all batches')],
+        ['batch', String(programs.train.inputs[0]?.shape[0] ?? '?')], ['optimizer', optimizerOf(programs.train)], ['seed', flag('seed', '0')],
+        ['loss read back every', `${flag('read-every', '10')} steps`], ['initial weights', flag('init', `seeded initialization`)],
+        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', 'train', ...argv].join(' ')], ['Node.js', process.version],
+      ],
+    });
+    process.stdout.write(`report: ${report}\n`);
+  }
 }
+
+// ---- export: the weights of a checkpoint, or a model's initial ones, as safetensors ----
+async function cmdExport(argv: readonly string[]): Promise<void> {
+  const args = parseArgs(argv, { o: 'value', out: 'value', model: 'value', seed: 'value' });
+  const [path] = args.positional;
+  const out = args.flags.get('o') ?? args.flags.get('out');
+  if (!path || !out) throw new UsageError('export needs a checkpoint, model or artifact directory and -o <weights.safetensors>');
+  if (!existsSync(path)) throw new UsageError(`${path}: no such file or directory`);
+  /** The training program of a model file or artifact directory: its parameters' names, shapes and inits. */
+  const trainOf = async (p: string): Promise<Artifact> => {
+    if (!existsSync(p)) throw new UsageError(`${p}: no such file or directory`);
+    const t = statSync(p).isDirectory() ? loadBundleDir(p).train : compile(await loadModelFile(p)).train;
+    if (!t) throw new UsageError(`${p}: the model has no training program, so no parameters to export`);
+    return t;
+  };
+  let w: CheckpointData;
+  if (statSync(path).isDirectory() || ['.json', '.ts', '.js', '.mjs'].includes(extname(path))) {
+    const a = await trainOf(path);
+    const seed = intFlag(args, 'seed', 0)!;
+    w = { step: 0, model: a.name, params: a.params.map((p) => p.name), shapes: new Map(a.params.map((p) => [p.name, p.shape])),
+      tensors: new Map(a.params.map((p) => [p.name, p.dtype === 'i32' ? Int32Array.from(initValues(p.init, p.shape, seed, p.name)) : initValues(p.init, p.shape, seed, p.name)])) };
+  } else {
+    const file = loadWeightsFile(path);
+    const model = args.flags.get('model');
+    if (model) {
+      // Checked against the model, and shaped by it (an old ADJCKPT1 file has no shapes).
+      const a = await trainOf(model);
+      const { params: _all, ...rest } = weightsOf(file);
+      w = { ...rest, params: a.params.map((p) => p.name), tensors: matchTensors(file, a.params, path), shapes: new Map(a.params.map((p) => [p.name, p.shape])) };
+    } else if (file.kind === 'adjckpt1') {
+      throw new UsageError(`${path}: an old ADJCKPT1 checkpoint has no shapes: add --model <model|artifact-dir> to export it (resuming training from it with --checkpoint also rewrites it as safetensors)`);
+    } else w = weightsOf(file);
+  }
+  saveCheckpointFile(out, w, 'weights');
+  const values = [...w.tensors.values()].reduce((n, t) => n + t.length, 0);
+  process.stdout.write(`wrote ${out}: ${w.tensors.size} tensors, ${values.toLocaleString('en-US')} values (${w.model ?? 'weights'}, step ${w.step})\n`);
+}
+// ---- end export ----
 
 export async function main(argv: readonly string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -209,6 +271,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'compile': await cmdCompile(rest); break;
       case 'inspect': await cmdInspect(rest); break;
       case 'train': await cmdTrain(rest); break;
+      case 'export': await cmdExport(rest); break;
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;
