@@ -218,8 +218,8 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
       settings: [
         ['model', path], ['data', dataName], ['epochs', String(epochs)], ['steps per epoch', flag('steps-per-epoch', 'all batches')],
         ['batch', String(programs.train.inputs[0]?.shape[0] ?? '?')], ['optimizer', optimizerOf(programs.train)], ['seed', flag('seed', '0')],
-        ['loss read back every', `${flag('read-every', '10')} steps`], ['initial weights', flag('init', `seeded initialization`)],
-        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', 'train', ...argv].join(' ')], ['Node.js', process.version],
+        ['loss read back', `every ${flag('read-every', '10')} steps`], ['initial weights', flag('init', `seeded initialization`)],
+        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', 'train', ...argv].map((a) => (/^[\w./@:=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')], ['Node.js', process.version],
       ],
     });
     process.stdout.write(`report: ${report}\n`);

@@ -93,7 +93,8 @@ function kernels(a: Artifact): string {
 export function reportHtml(r: ReportInput, lib: ChartLibrary): string {
   const res = r.result;
   const losses = res.losses.filter((l) => Number.isFinite(l.loss));
-  const weight = losses.length > 200 ? 0.95 : losses.length > 40 ? 0.9 : 0.6;
+  // TensorBoard's default weight for a short curve; more smoothing as points get denser.
+  const weight = losses.length > 2000 ? 0.95 : losses.length > 500 ? 0.9 : losses.length > 100 ? 0.8 : 0.6;
   const data = {
     steps: losses.map((l) => l.step),
     loss: losses.map((l) => l.loss),
@@ -199,6 +200,11 @@ const CLIENT = String.raw`
     opts.width = width(el);
     opts.height = height;
     var u = new uPlot(opts, data, el);
+    // The legend shows the last point's values until the pointer is over the chart.
+    var lastIdx = data[0].length - 1;
+    var showLast = function () { u.setLegend({ idx: lastIdx }); };
+    setTimeout(showLast, 0); // after uPlot's own first cursor update, which clears the legend
+    u.over.addEventListener('mouseleave', function () { setTimeout(showLast, 0); });
     charts.push([u, el]);
     return u;
   }
@@ -218,8 +224,8 @@ const CLIENT = String.raw`
     legend: { live: true },
     series: [
       { label: 'step', value: function (u, v) { return v == null ? '–' : String(v); } },
-      { label: 'training loss (raw)', stroke: 'rgba(31,119,180,0.35)', width: 1, value: fmt(4), spanGaps: true },
-      { label: 'training loss (smoothed, EMA ' + d.weight + ')', stroke: '#1f77b4', width: 2.5, value: fmt(4), spanGaps: true },
+      { label: 'training loss (raw)', stroke: 'rgba(31,119,180,0.35)', width: 1, value: fmt(4), spanGaps: true, points: { show: false } },
+      { label: 'training loss (smoothed, EMA ' + d.weight + ')', stroke: '#1f77b4', width: 2.5, value: fmt(4), spanGaps: true, points: { show: false } },
       { label: 'held-out loss (per epoch)', stroke: '#e8590c', width: 2, value: fmt(4), spanGaps: true, points: { show: true, size: 8, fill: '#e8590c' } }
     ]
   }, [xs, raw, sm, ho]);
@@ -243,6 +249,6 @@ const CLIENT = String.raw`
     ]
   }, [ep, d.epochs.map(function (e) { return e.stepsPerSecond; })]);
   window.addEventListener('resize', function () { charts.forEach(function (c) { c[0].setSize({ width: width(c[1]), height: c[0].height }); }); });
-  window.__reportCharts = charts.length;
+  setTimeout(function () { window.__reportCharts = charts.length; }, 0);
 })();
 `;
