@@ -12,7 +12,8 @@
  *   checksum        "crc32:" and 8 hex digits: the CRC-32 (zlib's) of the whole file as written
  *                   with those 8 digits as "00000000", so a flipped bit anywhere is caught
  * plus any free-form keys (`meta`, e.g. the epoch). A truncated or corrupted file is refused with
- * one line naming the file and the fault. Old `ADJCKPT1` checkpoints are still read.
+ * one line naming the file and the fault. Old `ADJCKPT1` checkpoints are read in Node only
+ * (src/train/legacy-checkpoint.ts), which keeps the browser runtime small.
  */
 import { CheckpointError, decodeSafetensors, encodeSafetensors, safetensorsHeader, type NamedTensor, type TensorData } from './safetensors.js';
 import type { TensorSlot } from './artifact.js';
@@ -100,7 +101,7 @@ export function encodeCheckpoint(c: CheckpointData, kind: CheckpointKind = 'chec
 
 /** Whether the bytes are an old `ADJCKPT1` checkpoint. */
 export function isLegacyCheckpoint(bytes: Uint8Array): boolean {
-  return bytes.length >= 8 && new TextDecoder().decode(bytes.subarray(0, 8)) === LEGACY_MAGIC;
+  return bytes.length >= 8 && String.fromCharCode(...bytes.subarray(0, 8)) === LEGACY_MAGIC;
 }
 
 /**
@@ -108,8 +109,8 @@ export function isLegacyCheckpoint(bytes: Uint8Array): boolean {
  * from other tools have none), and every tensor's place. `kind` says what the file claims to be
  * ("foreign": made by another tool).
  */
-export function decodeWeightsFile(bytes: Uint8Array, where: string): CheckpointData & { readonly kind: CheckpointKind | 'foreign' | 'adjckpt1' } {
-  if (isLegacyCheckpoint(bytes)) return { ...decodeLegacyCheckpoint(bytes, where), kind: 'adjckpt1' };
+export function decodeWeightsFile(bytes: Uint8Array, where: string): CheckpointData & { readonly kind: CheckpointKind | 'foreign' } {
+  if (isLegacyCheckpoint(bytes)) throw new CheckpointError(`${where}: an old ADJCKPT1 checkpoint: load it with loadCheckpointFile (Node), which still reads that format`);
   const fail = (why: string): never => {
     throw new CheckpointError(`${where}: ${why}`);
   };
@@ -150,7 +151,7 @@ export function decodeWeightsFile(bytes: Uint8Array, where: string): CheckpointD
   };
 }
 
-/** A checkpoint: an adjoint safetensors checkpoint (checksum required) or an old ADJCKPT1 file. */
+/** An adjoint safetensors checkpoint (checksum required). Old ADJCKPT1 files: src/train/legacy-checkpoint.ts. */
 export function decodeCheckpoint(bytes: Uint8Array, where = 'checkpoint'): CheckpointData {
   const { kind, ...c } = decodeWeightsFile(bytes, where);
   if (kind === 'weights') throw new CheckpointError(`${where}: a weights file (parameters only), not a checkpoint: start from it with --init`);
@@ -195,47 +196,5 @@ export function weightsOf(c: CheckpointData): CheckpointData {
     params: names,
     ...(c.model !== undefined ? { model: c.model } : {}),
     ...(c.optimizer !== undefined ? { optimizer: c.optimizer } : {}),
-  };
-}
-
-interface LegacyHeader {
-  step: number;
-  meta: Record<string, string | number>;
-  tensors: { name: string; dtype: 'f32' | 'i32'; length: number; offset: number }[];
-}
-
-/**
- * An old `ADJCKPT1` checkpoint: the magic, a JSON header (step, meta, each tensor's name, dtype,
- * length and byte offset), the tensors' bytes, and a CRC-32 of everything before it. It has no
- * shapes and does not say which tensors are parameters (optimizer state names hold an `@`).
- */
-export function decodeLegacyCheckpoint(bytes: Uint8Array, where = 'checkpoint'): CheckpointData {
-  const fail = (why: string): never => {
-    throw new CheckpointError(`${where}: old ADJCKPT1 checkpoint: ${why}`);
-  };
-  if (bytes.length < 16) fail(`truncated (${bytes.length} bytes)`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (crc32(bytes.subarray(0, bytes.length - 4)) !== view.getUint32(bytes.length - 4, true)) fail('checksum mismatch: the file is truncated or corrupted');
-  const hlen = view.getUint32(8, true);
-  if (12 + hlen > bytes.length - 4) fail('truncated header');
-  let header: LegacyHeader;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(12, 12 + hlen))) as LegacyHeader;
-  } catch {
-    return fail('unreadable header');
-  }
-  const base = 12 + Math.ceil(hlen / 4) * 4;
-  const tensors = new Map<string, TensorData>();
-  for (const t of header.tensors) {
-    const start = base + t.offset;
-    if (start + t.length * 4 > bytes.length - 4) fail(`tensor "${t.name}" runs past the end`);
-    const copy = new Uint8Array(bytes.subarray(start, start + t.length * 4));
-    tensors.set(t.name, t.dtype === 'i32' ? new Int32Array(copy.buffer) : new Float32Array(copy.buffer));
-  }
-  const { model, ...meta } = header.meta;
-  return {
-    step: header.step, tensors, meta,
-    params: [...tensors.keys()].filter((n) => !n.includes('@')),
-    ...(model !== undefined ? { model: String(model) } : {}),
   };
 }

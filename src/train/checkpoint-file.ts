@@ -6,7 +6,8 @@
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { decodeCheckpoint, decodeWeightsFile, encodeCheckpoint, CheckpointError, type CheckpointData, type CheckpointKind } from '../runtime/checkpoint.js';
+import { decodeCheckpoint, decodeWeightsFile, encodeCheckpoint, isLegacyCheckpoint, CheckpointError, type CheckpointData, type CheckpointKind } from '../runtime/checkpoint.js';
+import { decodeLegacyCheckpoint } from './legacy-checkpoint.js';
 
 /** Writes a checkpoint (or, with `kind` "weights", a weights file) atomically. */
 export function saveCheckpointFile(path: string, c: CheckpointData, kind: CheckpointKind = 'checkpoint'): void {
@@ -43,10 +44,12 @@ function readBytes(path: string): Uint8Array {
 
 /** A checkpoint written by `saveCheckpointFile` (or an old ADJCKPT1 one), verified. */
 export function loadCheckpointFile(path: string): CheckpointData {
-  return decodeCheckpoint(readBytes(path), path);
+  const bytes = readBytes(path);
+  return isLegacyCheckpoint(bytes) ? decodeLegacyCheckpoint(bytes, path) : decodeCheckpoint(bytes, path);
 }
 
 /** Any safetensors file (ours or another tool's) or old checkpoint, verified where it carries a checksum. */
-export function loadWeightsFile(path: string): ReturnType<typeof decodeWeightsFile> {
-  return decodeWeightsFile(readBytes(path), path);
+export function loadWeightsFile(path: string): CheckpointData & { readonly kind: ReturnType<typeof decodeWeightsFile>['kind'] | 'adjckpt1' } {
+  const bytes = readBytes(path);
+  return isLegacyCheckpoint(bytes) ? { ...decodeLegacyCheckpoint(bytes, path), kind: 'adjckpt1' } : decodeWeightsFile(bytes, path);
 }
