@@ -1,6 +1,6 @@
 /**
  * @file Weights in and out of `adjoint train` through the command line, on a real adapter, bit for
- * bit: a trained checkpoint exported (`adjoint export`) holds exactly its parameters; those weights
+ * bit (the first run also writes the HTML report): a trained checkpoint exported (`adjoint export`) holds exactly its parameters; those weights
  * given to `train --init` are exactly what the program starts from (a run of 0 steps checkpoints
  * them back); weights written by the Python `safetensors` package (test/fixtures/safetensors) go
  * in and come back out unchanged; a model's exported initial weights are the seeded ones the
@@ -51,7 +51,13 @@ async function refused(...argv: string[]): Promise<string> {
 
 describe('adjoint export and train --init round-trip exactly', () => {
   it('checkpoint -> export -> --init -> checkpoint: the parameters bit for bit, the optimizer state fresh', async () => {
-    await ok('train', 'models/mlp-mnist.json', '--epochs', '1', '--steps-per-epoch', '5', '--checkpoint', at('a.safetensors'));
+    const trained = await ok('train', 'models/mlp-mnist.json', '--epochs', '1', '--steps-per-epoch', '5', '--checkpoint', at('a.safetensors'), '--report', at('a.html'));
+    // The CLI's report (rendered in a browser by test/gpu/report.test.ts): the run's settings and figures.
+    expect(trained).toContain(`report: ${at('a.html')}`);
+    const html = readFileSync(at('a.html'), 'utf8');
+    expect(html).toContain('<title>mlp-mnist: training report</title>');
+    expect(html).toContain(`adjoint train models/mlp-mnist.json --epochs 1 --steps-per-epoch 5 --checkpoint ${at('a.safetensors')}`);
+    expect(html).toContain('<th>optimizer</th><td>sgd+momentum</td>');
     const a = loadCheckpointFile(at('a.safetensors'));
     expect(a.step).toBe(5);
     expect(a.params).toEqual(['w1', 'b1', 'w2', 'b2']);
