@@ -150,12 +150,13 @@ async function trainOn(
   const prog = await Program.load(device, programs.train, { seed });
   const pending: Promise<void>[] = [];
   const epochs: EpochRecord[] = [];
-  const evaluator = await Evaluator.open(device, programs.forward, data, lossName, seed);
+  let evaluator: Evaluator | undefined;
   let ev: Awaited<ReturnType<Evaluator['run']>> | undefined;
   let step: number;
   const t0 = performance.now();
   let trainSeconds = 0;
   try {
+    evaluator = await Evaluator.open(device, programs.forward, data, lossName, seed);
     const bound = data.bind(programs.train, seed);
     const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
 
@@ -222,7 +223,7 @@ async function trainOn(
     // After a failure, let in-flight reads settle (they reject on a lost device) before freeing.
     await Promise.allSettled(pending.splice(0));
     prog.destroy();
-    evaluator.destroy();
+    evaluator?.destroy();
   }
   const seconds = (performance.now() - t0) / 1000;
   losses.sort((a, b) => a.step - b.step);
