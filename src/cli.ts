@@ -23,7 +23,11 @@ import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
-import { train } from './train/trainer.js';
+import { train, optimizerOf } from './train/trainer.js';
+import { writeReport } from './train/report.js';
+import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
+import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
+import { initValues } from './runtime/init.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -280,7 +284,6 @@ async function runTrain(args: Parsed): Promise<void> {
     programs = { name: model.name, train: c.train, forward: c.forward };
   }
   if (!programs.train) throw new UsageError(`${path}: the artifact has no training program`);
-  const plot = str(args, 'plot') ?? `${programs.name}-loss.png`;
   const device = await getDevice({ quiet: true });
   process.stderr.write(`device: ${adapterInfo(device)}\n`);
   const r = await train(device, { train: programs.train, forward: programs.forward }, makeSource(), {
@@ -289,7 +292,8 @@ async function runTrain(args: Parsed): Promise<void> {
     ...(args.values['steps-per-epoch'] !== undefined ? { maxStepsPerEpoch: intFlag(args, 'steps-per-epoch')! } : {}),
     ...(args.values['read-every'] !== undefined ? { readEvery: intFlag(args, 'read-every')! } : {}),
     ...(str(args, 'checkpoint') !== undefined ? { checkpoint: str(args, 'checkpoint')! } : {}),
-    plot,
+    ...(str(args, 'init') !== undefined ? { init: str(args, 'init')! } : {}),
+    evalEachEpoch: str(args, 'report') !== undefined,
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
@@ -305,7 +309,58 @@ async function runTrain(args: Parsed): Promise<void> {
     const loss = programs.train.loss ?? 'loss';
     process.stdout.write(`held-out loss: ${r.testLoss.toFixed(4)} (the "${loss}" output, the mean over ${r.testLossItems} held-out digits: the full batches)\n`);
   }
-  process.stdout.write(`loss plot: ${plot}\n`);
+  const report = str(args, 'report');
+  if (report) {
+    const flag = (k: string, dflt: string) => str(args, k) ?? dflt;
+    writeReport(report, {
+      model: programs.name, createdAt: new Date().toISOString(), adapter: adapterInfo(device), result: r, train: programs.train, forward: programs.forward,
+      ...(r.accuracy !== undefined ? { accuracyOf: dataName === 'mnist' ? `${loadMnist().test.n.toLocaleString('en-US')} held-out digits` : 'the next character, top 1' } : {}),
+      ...(dataName === 'text' ? { notes: [`Held-out cross-entropy ${r.testLoss.toFixed(4)} nats/char; the unigram baseline is ${unigramBaseline(loadText()).toFixed(4)}.`] } : {}),
+      settings: [
+        ['model', path], ['data', dataName], ['epochs', String(epochs)], ['steps per epoch', flag('steps-per-epoch', 'all batches')],
+        ['batch', String(programs.train.inputs[0]?.shape[0] ?? '?')], ['optimizer', optimizerOf(programs.train)], ['seed', flag('seed', '0')],
+        ['loss read back', `every ${flag('read-every', '10')} steps`], ['initial weights', flag('init', `seeded initialization`)],
+        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', 'train', ...process.argv.slice(3)].map((a) => (/^[\w./@:=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')], ['Node.js', process.version],
+      ],
+    });
+    process.stdout.write(`report: ${report}\n`);
+  }
+}
+
+/** export: the weights of a checkpoint, or a model's initial ones, as safetensors. */
+async function runExport(args: Parsed): Promise<void> {
+  const path = onePath('export', args, 'a checkpoint, a model file or an artifact directory');
+  const out = str(args, 'out');
+  if (!out) throw new UsageError('export needs a checkpoint, model or artifact directory and -o <weights.safetensors>');
+  if (!existsSync(path)) throw new UsageError(`${path}: no such file or directory`);
+  /** The training program of a model file or artifact directory: its parameters' names, shapes and inits. */
+  const trainOf = async (p: string): Promise<Artifact> => {
+    if (!existsSync(p)) throw new UsageError(`${p}: no such file or directory`);
+    const t = statSync(p).isDirectory() ? loadBundleDir(p).train : compile(await loadModelFile(p)).train;
+    if (!t) throw new UsageError(`${p}: the model has no training program, so no parameters to export`);
+    return t;
+  };
+  let w: CheckpointData;
+  if (statSync(path).isDirectory() || ['.json', '.ts', '.js', '.mjs'].includes(extname(path))) {
+    const a = await trainOf(path);
+    const seed = intFlag(args, 'seed', 0)!;
+    w = { step: 0, model: a.name, params: a.params.map((p) => p.name), shapes: new Map(a.params.map((p) => [p.name, p.shape])),
+      tensors: new Map(a.params.map((p) => [p.name, p.dtype === 'i32' ? Int32Array.from(initValues(p.init, p.shape, seed, p.name)) : initValues(p.init, p.shape, seed, p.name)])) };
+  } else {
+    const file = loadWeightsFile(path);
+    const model = str(args, 'model');
+    if (model) {
+      // Checked against the model, and shaped by it (an old ADJCKPT1 file has no shapes).
+      const a = await trainOf(model);
+      const { params: _all, ...rest } = weightsOf(file);
+      w = { ...rest, params: a.params.map((p) => p.name), tensors: matchTensors(file, a.params, path), shapes: new Map(a.params.map((p) => [p.name, p.shape])) };
+    } else if (file.kind === 'adjckpt1') {
+      throw new UsageError(`${path}: an old ADJCKPT1 checkpoint has no shapes: add --model <model|artifact-dir> to export it (resuming training from it with --checkpoint also rewrites it as safetensors)`);
+    } else w = weightsOf(file);
+  }
+  saveCheckpointFile(out, w, 'weights');
+  const values = [...w.tensors.values()].reduce((n, t) => n + t.length, 0);
+  process.stdout.write(`wrote ${out}: ${w.tensors.size} tensors, ${values.toLocaleString('en-US')} values (${w.model ?? 'weights'}, step ${w.step})\n`);
 }
 
 // ---- The command table: one entry per command (summary, usage, description, flags, handler). ----
@@ -341,7 +396,8 @@ ${MEMORY_HELP}`,
     summary: 'train a model file or an artifact on MNIST or text on the WebGPU adapter',
     usage: 'train <model file | artifact dir> [--data mnist|text] [--epochs N] [flags]',
     description: `Trains on this machine's WebGPU adapter (one queue.submit per step), then prints the
-held-out loss and accuracy and writes a loss plot. MNIST: the fixed 8,000/2,000 split of
+held-out loss and accuracy (evaluated with the forward program, the eval mode) and, with
+--report, writes a self-contained HTML training report. MNIST: the fixed 8,000/2,000 split of
 the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held out.`,
     flags: {
       data: { type: 'string', arg: '<name>', help: 'the data set: mnist (default) or text' },
@@ -349,10 +405,24 @@ the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held o
       seed: { type: 'string', arg: '<N>', help: 'seed of the initial weights and the shuffling (default 0)' },
       'steps-per-epoch': { type: 'string', arg: '<N>', help: 'stop each epoch after N steps' },
       'read-every': { type: 'string', arg: '<N>', help: 'read the loss back every N steps' },
-      checkpoint: { type: 'string', arg: '<file>', help: 'resume from this checkpoint if it exists; save to it after each epoch' },
-      plot: { type: 'string', arg: '<file.png>', help: 'where to write the loss plot (default <model>-loss.png)' },
+      checkpoint: { type: 'string', arg: '<file.safetensors>', help: 'resume from this checkpoint if it exists; save to it after each epoch (safetensors)' },
+      init: { type: 'string', arg: '<weights.safetensors>', help: 'start from these weights (names and shapes checked against the model)' },
+      report: { type: 'string', arg: '<file.html>', help: 'write a self-contained HTML training report (losses, accuracy, speed, kernels, settings)' },
     },
     run: runTrain,
+  },
+  export: {
+    summary: 'write the weights of a checkpoint (or a model\'s initial ones) as a safetensors file',
+    usage: 'export <checkpoint | model file | artifact dir> -o <weights.safetensors> [flags]',
+    description: `Writes the parameters as a safetensors file that PyTorch, Hugging Face safetensors, candle
+and others read. From a checkpoint: its trained weights (an old ADJCKPT1 checkpoint needs
+--model for the shapes). From a model file or an artifact directory: its seeded initial weights.`,
+    flags: {
+      out: { type: 'string', short: 'o', arg: '<weights.safetensors>', help: 'the file to write (required)' },
+      model: { type: 'string', arg: '<model|artifact-dir>', help: 'check (and shape) the checkpoint\'s tensors against this model' },
+      seed: { type: 'string', arg: '<N>', help: 'seed of the initial weights, for a model or artifact (default 0)' },
+    },
+    run: runExport,
   },
 };
 

@@ -12,5 +12,6 @@ export { train, evaluate as evaluateProgram, type TrainOptions, type TrainResult
 export { mnistSource, textSource, type DataSource } from './data/source.js';
 export { loadMnist } from './data/mnist.js';
 export { loadText, unigramBaseline } from './data/text.js';
-export { saveCheckpointFile, loadCheckpointFile } from './train/checkpoint-file.js';
+export { saveCheckpointFile, loadCheckpointFile, loadWeightsFile } from './train/checkpoint-file.js';
+export { writeReport, reportHtml, type ReportInput } from './train/report.js';
 export { getDevice, loadArtifact, Program, parseBundle, bundleFiles } from './runtime/index.js';

@@ -104,12 +104,13 @@ describe('adjoint CLI conventions', () => {
   it('--help lists every command; each command\'s --help lists its flags and the exit codes', async () => {
     const h = await run('--help');
     expect(h.code).toBe(0);
-    for (const cmd of ['compile', 'inspect', 'train']) expect(h.out).toMatch(new RegExp(`^  ${cmd} +\\S`, 'm'));
+    for (const cmd of ['compile', 'inspect', 'train', 'export']) expect(h.out).toMatch(new RegExp(`^  ${cmd} +\\S`, 'm'));
     expect(h.out).toContain('exit codes:\n  0  ok\n  1  failure: ');
     const flags: Record<string, string[]> = {
       compile: ['-o, --out <dir>', '--device-limits'],
       inspect: ['--dump <pass>'],
-      train: ['--data <name>', '--epochs <N>', '--seed <N>', '--steps-per-epoch <N>', '--read-every <N>', '--checkpoint <file>', '--plot <file.png>'],
+      train: ['--data <name>', '--epochs <N>', '--seed <N>', '--steps-per-epoch <N>', '--read-every <N>', '--checkpoint <file.safetensors>', '--init <weights.safetensors>', '--report <file.html>'],
+      export: ['-o, --out <weights.safetensors>', '--model <model|artifact-dir>', '--seed <N>'],
     };
     for (const [cmd, list] of Object.entries(flags)) {
       const r = await run(cmd, '--help');

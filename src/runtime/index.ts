@@ -20,7 +20,10 @@ export type { HostArray, LoadOptions } from './program.js';
 export type { Artifact, TensorSlot, PersistentSlot, DispatchSpec, Region } from './artifact.js';
 export { parseBundle, bundleFiles, ArtifactError, MANIFEST } from './bundle.js';
 export type { Bundle } from './bundle.js';
-export { encodeCheckpoint, decodeCheckpoint, CheckpointError } from './checkpoint.js';
+export { encodeCheckpoint, decodeCheckpoint, decodeWeightsFile, CheckpointError } from './checkpoint.js';
+export type { CheckpointData, CheckpointKind } from './checkpoint.js';
+export { encodeSafetensors, decodeSafetensors } from './safetensors.js';
+export type { NamedTensor, SafetensorsFile, TensorData } from './safetensors.js';
 export { initValues } from './init.js';
 
 import type { Artifact } from './artifact.js';

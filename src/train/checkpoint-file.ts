@@ -1,17 +1,20 @@
 /**
  * @file Checkpoint files in Node, written atomically: the bytes go to a temporary file in the
  * same directory, are flushed to disk, and the file is renamed over the old one, so a crash at
- * any moment leaves either the previous checkpoint or the new one, never a torn file.
+ * any moment leaves either the previous checkpoint or the new one, never a torn file. Both
+ * checkpoints and weights files are safetensors files (src/runtime/checkpoint.ts).
  */
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
-import { decodeCheckpoint, encodeCheckpoint, CheckpointError, type CheckpointData } from '../runtime/checkpoint.js';
+import { decodeCheckpoint, decodeWeightsFile, encodeCheckpoint, isLegacyCheckpoint, CheckpointError, type CheckpointData, type CheckpointKind } from '../runtime/checkpoint.js';
+import { decodeLegacyCheckpoint } from './legacy-checkpoint.js';
 
-export function saveCheckpointFile(path: string, c: CheckpointData): void {
+/** Writes a checkpoint (or, with `kind` "weights", a weights file) atomically. */
+export function saveCheckpointFile(path: string, c: CheckpointData, kind: CheckpointKind = 'checkpoint'): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
-  const bytes = encodeCheckpoint(c);
+  const bytes = encodeCheckpoint(c, kind);
   const fd = openSync(tmp, 'w');
   try {
     let off = 0;
@@ -31,12 +34,22 @@ export function saveCheckpointFile(path: string, c: CheckpointData): void {
   } catch { /* directories cannot be fsynced on some platforms */ }
 }
 
-export function loadCheckpointFile(path: string): CheckpointData {
-  let bytes: Uint8Array;
+function readBytes(path: string): Uint8Array {
   try {
-    bytes = readFileSync(path);
+    return readFileSync(path);
   } catch (e) {
     throw new CheckpointError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
-  return decodeCheckpoint(bytes, path);
+}
+
+/** A checkpoint written by `saveCheckpointFile` (or an old ADJCKPT1 one), verified. */
+export function loadCheckpointFile(path: string): CheckpointData {
+  const bytes = readBytes(path);
+  return isLegacyCheckpoint(bytes) ? decodeLegacyCheckpoint(bytes, path) : decodeCheckpoint(bytes, path);
+}
+
+/** Any safetensors file (ours or another tool's) or old checkpoint, verified where it carries a checksum. */
+export function loadWeightsFile(path: string): CheckpointData & { readonly kind: ReturnType<typeof decodeWeightsFile>['kind'] | 'adjckpt1' } {
+  const bytes = readBytes(path);
+  return isLegacyCheckpoint(bytes) ? { ...decodeLegacyCheckpoint(bytes, path), kind: 'adjckpt1' } : decodeWeightsFile(bytes, path);
 }

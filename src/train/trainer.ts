@@ -1,19 +1,20 @@
 /**
  * @file The trainer: runs a compiled training program over a data set for some epochs on a real
  * device, with a progress line (steps/s, loss, ETA), the loss read back every few steps without
- * stalling the GPU, checkpoints written atomically, a loss-curve PNG, and a held-out evaluation
- * (accuracy when the model has a `logits` output, and the mean held-out loss). With `recover`, a
+ * stalling the GPU, checkpoints (safetensors) written atomically, a start from given weights
+ * (`init`), and a held-out evaluation (accuracy when the model has a `logits` output, and the mean
+ * held-out loss) at the end, or after every epoch for the training report. With `recover`, a
  * lost device (driver reset, `device.destroy()`) does not end the run: the trainer gets a new
  * device, reloads the last checkpoint and continues, so the result is the uninterrupted run's.
  */
-import { writeFileSync, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { AdjointError, DeviceError } from '../ir/errors.js';
 import type { Artifact } from '../runtime/artifact.js';
 import { deviceHealth } from '../runtime/device.js';
 import { Program, type HostArray } from '../runtime/program.js';
 import type { DataSource } from '../data/source.js';
-import { loadCheckpointFile, saveCheckpointFile } from './checkpoint-file.js';
-import { lossPlotPng } from './plot.js';
+import { matchTensors, type TensorData } from '../runtime/checkpoint.js';
+import { loadCheckpointFile, loadWeightsFile, saveCheckpointFile } from './checkpoint-file.js';
 
 export interface TrainOptions {
   readonly epochs: number;
@@ -24,8 +25,10 @@ export interface TrainOptions {
   readonly readEvery?: number;
   /** Write a checkpoint here after every epoch, and resume from it if it exists. */
   readonly checkpoint?: string;
-  /** Write the loss curve here as a PNG. */
-  readonly plot?: string;
+  /** Start from these weights (a safetensors file: ours or another tool's), not the seed's initialization. */
+  readonly init?: string;
+  /** Evaluate on the held-out set after every epoch (`TrainResult.epochs`), not only at the end. */
+  readonly evalEachEpoch?: boolean;
   /** Where progress lines go (default: stderr, redrawn in place on a terminal). */
   readonly log?: (line: string, final: boolean) => void;
   /**
@@ -50,6 +53,30 @@ export interface TrainResult {
   readonly testLossItems: number;
   /** How many times a lost device was replaced (see `recover`). */
   readonly recoveries: number;
+  /** One record per epoch trained in this run (a resumed run starts at its checkpoint's epoch). */
+  readonly epochs: readonly EpochRecord[];
+}
+
+export interface EpochRecord {
+  /** 1-based. */
+  readonly epoch: number;
+  /** The step count at the epoch's end. */
+  readonly step: number;
+  /** Steps taken in this epoch. */
+  readonly steps: number;
+  /** Seconds from the start of the run to the epoch's end (training only, not evaluation). */
+  readonly seconds: number;
+  /** Steps per second over this epoch. */
+  readonly stepsPerSecond: number;
+  /** Held-out loss and accuracy after this epoch (with `evalEachEpoch`, and after the last). */
+  readonly testLoss?: number;
+  readonly accuracy?: number;
+}
+
+/** The optimizer, as its state shows it (Adam keeps a step counter, momentum a buffer per parameter). */
+export function optimizerOf(a: Artifact): string {
+  if (a.state.some((s) => s.name === '@step')) return 'adam';
+  return a.state.some((s) => s.name.endsWith('@m')) ? 'sgd+momentum' : 'sgd';
 }
 
 function defaultLog(): (line: string, final: boolean) => void {
@@ -74,10 +101,12 @@ export async function train(device: GPUDevice, programs: { train: Artifact; forw
   if (opts.recover && !opts.checkpoint) throw new AdjointError('recover needs a checkpoint file to resume from (the checkpoint option)');
   const log = opts.log ?? defaultLog();
   const losses: { step: number; loss: number }[] = [];
+  // Checked before any device work: a wrong file is refused at once, naming the mismatch.
+  const init = opts.init ? matchTensors(loadWeightsFile(opts.init), programs.train.params, opts.init) : undefined;
   let recoveries = 0;
   for (let dev = device; ;) {
     try {
-      return { ...(await trainOn(dev, programs, data, { ...opts, log }, losses)), recoveries };
+      return { ...(await trainOn(dev, programs, data, { ...opts, log }, losses, init)), recoveries };
     } catch (e) {
       if (!opts.recover || recoveries >= (opts.recover.attempts ?? 3) || !(e instanceof DeviceError) || !(await isLost(dev))) throw e;
       recoveries++;
@@ -85,6 +114,13 @@ export async function train(device: GPUDevice, programs: { train: Artifact; forw
       dev = await opts.recover.getDevice();
     }
   }
+}
+
+/** The parameters alone, read back one after another (reads share a staging buffer). */
+async function paramsOf(prog: Program, a: Artifact): Promise<Map<string, HostArray>> {
+  const out = new Map<string, HostArray>();
+  for (const p of a.params) out.set(p.name, await prog.read(p.name));
+  return out;
 }
 
 /** Whether the device is lost; its `lost` promise settles just after a loss, so wait a moment for it. */
@@ -104,6 +140,7 @@ async function isLost(device: GPUDevice): Promise<boolean> {
 async function trainOn(
   device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: DataSource,
   opts: TrainOptions & { readonly log: (line: string, final: boolean) => void }, losses: { step: number; loss: number }[],
+  init: ReadonlyMap<string, TensorData> | undefined,
 ): Promise<Omit<TrainResult, 'recoveries'>> {
   const seed = opts.seed ?? 0;
   const log = opts.log;
@@ -112,19 +149,26 @@ async function trainOn(
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
   const prog = await Program.load(device, programs.train, { seed });
   const pending: Promise<void>[] = [];
-  let params: Map<string, HostArray>;
+  const epochs: EpochRecord[] = [];
+  let evaluator: Evaluator | undefined;
+  let ev: Awaited<ReturnType<Evaluator['run']>> | undefined;
   let step: number;
   const t0 = performance.now();
+  let trainSeconds = 0;
   try {
+    evaluator = await Evaluator.open(device, programs.forward, data, lossName, seed);
     const bound = data.bind(programs.train, seed);
     const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
 
     let startEpoch = 0;
     if (opts.checkpoint && existsSync(opts.checkpoint)) {
-      const c = loadCheckpointFile(opts.checkpoint);
-      for (const [name, t] of c.tensors) prog.write(name, t);
+      const { params: _params, ...c } = loadCheckpointFile(opts.checkpoint);
+      // Every parameter and state tensor, by name and shape; nothing else.
+      for (const [name, t] of matchTensors(c, [...programs.train.params, ...programs.train.state], opts.checkpoint, 'parameter or state')) prog.write(name, t);
       startEpoch = Number(c.meta?.epoch ?? 0);
       log(`resumed from ${opts.checkpoint} at epoch ${startEpoch}`, true);
+    } else if (init) {
+      for (const [name, t] of init) prog.write(name, t);
     }
 
     step = startEpoch * stepsPerEpoch;
@@ -133,6 +177,8 @@ async function trainOn(
     const total = opts.epochs * stepsPerEpoch;
     let lastLoss = NaN;
     for (let epoch = startEpoch; epoch < opts.epochs; epoch++) {
+      const epochStart = performance.now();
+      const epochStep = step;
       for (let s = 0; s < stepsPerEpoch; s++) {
         const feeds = bound.trainFeeds(epoch, s);
         const read = (step + 1) % readEvery === 0 || s === stepsPerEpoch - 1;
@@ -156,21 +202,32 @@ async function trainOn(
       }
       await Promise.all(pending.splice(0));
       if (!losses.every((l) => Number.isFinite(l.loss))) throw new AdjointError(`training diverged: the loss became ${losses.find((l) => !Number.isFinite(l.loss))!.loss} (lower the learning rate)`);
+      const epochSeconds = (performance.now() - epochStart) / 1000;
+      trainSeconds += epochSeconds;
       if (opts.checkpoint) {
-        saveCheckpointFile(opts.checkpoint, { step, tensors: await prog.snapshot(), meta: { epoch: epoch + 1, model: programs.train.name } });
+        const a = programs.train;
+        saveCheckpointFile(opts.checkpoint, {
+          step, tensors: await prog.snapshot(), shapes: new Map([...a.params, ...a.state].map((x) => [x.name, x.shape])),
+          model: a.name, optimizer: optimizerOf(a), params: a.params.map((x) => x.name), meta: { epoch: epoch + 1 },
+        });
       }
+      ev = opts.evalEachEpoch || epoch === opts.epochs - 1 ? await evaluator.run(await paramsOf(prog, programs.train)) : undefined;
+      epochs.push({
+        epoch: epoch + 1, step, steps: step - epochStep, seconds: trainSeconds, stepsPerSecond: (step - epochStep) / Math.max(epochSeconds, 1e-9),
+        ...(ev ? { testLoss: ev.testLoss } : {}), ...(ev?.accuracy !== undefined ? { accuracy: ev.accuracy } : {}),
+      });
     }
-    params = await prog.snapshot();
+    // A run resumed after its last epoch trains nothing, and is still evaluated.
+    ev ??= await evaluator.run(await paramsOf(prog, programs.train));
   } finally {
     // After a failure, let in-flight reads settle (they reject on a lost device) before freeing.
     await Promise.allSettled(pending.splice(0));
     prog.destroy();
+    evaluator?.destroy();
   }
   const seconds = (performance.now() - t0) / 1000;
   losses.sort((a, b) => a.step - b.step);
-  if (opts.plot) writeFileSync(opts.plot, lossPlotPng(losses));
-  const ev = await evaluate(device, programs.forward, params, data, lossName, seed);
-  return { losses: [...losses], steps: step, seconds, ...ev };
+  return { losses: [...losses], steps: step, seconds, epochs, ...ev };
 }
 
 /**
@@ -180,13 +237,33 @@ async function trainOn(
 export async function evaluate(
   device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0,
 ): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
-  const prog = await Program.load(device, forward);
+  const ev = await Evaluator.open(device, forward, data, lossName, seed);
   try {
+    return await ev.run(params);
+  } finally {
+    ev.destroy();
+  }
+}
+
+/** The forward program loaded once, evaluated on the held-out set for each set of parameters given. */
+class Evaluator {
+  private constructor(private readonly prog: Program, private readonly forward: Artifact, private readonly data: DataSource, private readonly lossName: string, private readonly seed: number) {}
+
+  static async open(device: GPUDevice, forward: Artifact, data: DataSource, lossName: string, seed: number): Promise<Evaluator> {
+    return new Evaluator(await Program.load(device, forward), forward, data, lossName, seed);
+  }
+
+  destroy(): void {
+    this.prog.destroy();
+  }
+
+  async run(params: ReadonlyMap<string, HostArray>): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
+    const { prog, forward, lossName } = this;
     for (const p of forward.params) {
       const v = params.get(p.name);
       if (v) prog.write(p.name, v);
     }
-    const bound = data.bind(forward, seed);
+    const bound = this.data.bind(forward, this.seed);
     const logits = forward.outputs.find((o) => o.name === 'logits');
     const hasLoss = forward.outputs.some((o) => o.name === lossName);
     let correct = 0;
@@ -216,7 +293,5 @@ export async function evaluate(
       }
     }
     return { ...(scored ? { accuracy: correct / scored } : {}), testLoss: lossCount ? lossSum / lossCount : NaN, testLossItems: lossItems };
-  } finally {
-    prog.destroy();
   }
 }
