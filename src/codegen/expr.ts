@@ -10,7 +10,11 @@ import type { UnaryOp } from '../ir/ops.js';
 
 export type ScalarType = 'f32' | 'i32' | 'bool';
 
-export type ArithOp = 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'max' | 'min' | 'pow';
+/**
+ * `xor`, `shl` (shift left) and `shr` (logical shift right) are i32-only bit operations on the
+ * 32-bit pattern, with a constant shift in [1, 31] (the random number generator, src/ir/random.ts).
+ */
+export type ArithOp = 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'max' | 'min' | 'pow' | 'xor' | 'shl' | 'shr';
 /** `ult`: a < b with both read as unsigned 32-bit integers (0 <= a < b in one test, for b >= 0). */
 export type CmpOp = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'ult';
 export type LogicOp = 'and' | 'or';
@@ -69,6 +73,9 @@ function foldArith(op: ArithOp, x: number, y: number, t: 'f32' | 'i32'): number 
     case 'max': return Math.max(x, y);
     case 'min': return Math.min(x, y);
     case 'pow': return Math.pow(x, y);
+    case 'xor': return x ^ y;
+    case 'shl': return x << y;
+    case 'shr': return (x >>> y) | 0;
   }
 }
 

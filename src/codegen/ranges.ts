@@ -110,7 +110,7 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
         return [Math.max(a[0], 1 - b[0]), Math.max(0, Math.min(a[1], b[0] - 1))];
       case 'min': return [Math.min(a[0], b[0]), Math.min(a[1], b[1])];
       case 'max': return [Math.max(a[0], b[0]), Math.max(a[1], b[1])];
-      case 'pow': return undefined;
+      case 'pow': case 'xor': case 'shl': case 'shr': return undefined;
       default: return assertNever(op, 'arith op');
     }
   };

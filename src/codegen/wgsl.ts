@@ -177,6 +177,10 @@ class ExprEmitter {
           case 'pow':
             this.usesPow = true;
             return e.t === 'i32' ? `i32(pow_f(f32(${a}), f32(${b})))` : `pow_f(${a}, ${b})`;
+          // Bit operations on i32 (the random number generator): shifts by a constant in [1, 31].
+          case 'xor': return `${a} ^ ${b}`;
+          case 'shl': return `${a} << ${shiftOf(e.b)}`;
+          case 'shr': return `bitcast<i32>(bitcast<u32>(${a}) >> ${shiftOf(e.b)})`;
           default: return assertNever(op, 'arith op');
         }
       }
@@ -195,6 +199,10 @@ class ExprEmitter {
     }
   }
 }
+
+/** A constant shift amount as a u32 literal. */
+const shiftOf = (b: Expr): string =>
+  b.k === 'const' && Number.isInteger(b.v) && b.v >= 1 && b.v <= 31 ? `${b.v}u` : internal('a shift must be by a constant in [1, 31]');
 
 /** pow with the sign rules of Math.pow for negative bases and integer exponents. */
 const POW_FN = `fn pow_f(x: f32, y: f32) -> f32 {

@@ -174,7 +174,8 @@ async function trainOn(
 }
 
 /**
- * Runs the forward program over the held-out batches: the mean of the loss output over full
+ * Runs the forward program (the eval mode) over the held-out batches, with the parameters and
+ * state in `params` (a training program's snapshot): the mean of the loss output over full
  * batches (a padded last batch would count its padding), and the accuracy of the `logits` output's argmax against the batch labels.
  */
 export async function evaluate(
@@ -182,7 +183,9 @@ export async function evaluate(
 ): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
   const prog = await Program.load(device, forward);
   try {
-    for (const p of forward.params) {
+    // Parameters and state (batch norm's running statistics) come from the training program: the
+    // forward program is its eval mode and reads what training left.
+    for (const p of [...forward.params, ...forward.state]) {
       const v = params.get(p.name);
       if (v) prog.write(p.name, v);
     }
