@@ -10,11 +10,7 @@ import type { UnaryOp } from '../ir/ops.js';
 
 export type ScalarType = 'f32' | 'i32' | 'bool';
 
-/**
- * `xor`, `shl` (shift left) and `shr` (logical shift right) are i32-only bit operations on the
- * 32-bit pattern, with a constant shift in [1, 31] (the random number generator, src/ir/random.ts).
- */
-export type ArithOp = 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'max' | 'min' | 'pow' | 'xor' | 'shl' | 'shr';
+export type ArithOp = 'add' | 'sub' | 'mul' | 'div' | 'mod' | 'max' | 'min' | 'pow';
 /** `ult`: a < b with both read as unsigned 32-bit integers (0 <= a < b in one test, for b >= 0). */
 export type CmpOp = 'eq' | 'ne' | 'lt' | 'le' | 'gt' | 'ge' | 'ult';
 export type LogicOp = 'and' | 'or';
@@ -31,7 +27,12 @@ export type Expr =
   | { readonly k: 'logic'; readonly t: 'bool'; readonly op: LogicOp; readonly a: Expr; readonly b: Expr }
   /** c ? a : b */
   | { readonly k: 'select'; readonly t: ScalarType; readonly c: Expr; readonly a: Expr; readonly b: Expr }
-  | { readonly k: 'cast'; readonly t: ScalarType; readonly a: Expr };
+  | { readonly k: 'cast'; readonly t: ScalarType; readonly a: Expr }
+  /**
+   * The random_uniform value of element `index` (i32) under key (`seed`, `stream`) at step
+   * `counter` (src/ir/random.ts); emitted as a call of the generator's WGSL function.
+   */
+  | { readonly k: 'random'; readonly t: 'f32'; readonly seed: Expr; readonly stream: number; readonly index: Expr; readonly counter: Expr };
 
 const fround = Math.fround;
 
@@ -73,9 +74,6 @@ function foldArith(op: ArithOp, x: number, y: number, t: 'f32' | 'i32'): number 
     case 'max': return Math.max(x, y);
     case 'min': return Math.min(x, y);
     case 'pow': return Math.pow(x, y);
-    case 'xor': return x ^ y;
-    case 'shl': return x << y;
-    case 'shr': return (x >>> y) | 0;
   }
 }
 
@@ -144,6 +142,7 @@ export function keyOf(e: Expr): string {
     case 'arith': case 'cmp': case 'logic': return `${e.op}(${keyOf(e.a)},${keyOf(e.b)})`;
     case 'select': return `sel(${keyOf(e.c)},${keyOf(e.a)},${keyOf(e.b)})`;
     case 'cast': return `${e.t}(${keyOf(e.a)})`;
+    case 'random': return `rng(${keyOf(e.seed)},${e.stream},${keyOf(e.index)},${keyOf(e.counter)})`;
   }
 }
 
@@ -181,6 +180,7 @@ export function childrenOf(e: Expr): readonly Expr[] {
     case 'unary': case 'cast': return [e.a];
     case 'arith': case 'cmp': case 'logic': return [e.a, e.b];
     case 'select': return [e.c, e.a, e.b];
+    case 'random': return [e.seed, e.index, e.counter];
   }
 }
 
@@ -198,6 +198,7 @@ export function substitute(e: Expr, to: ReadonlyMap<string, Expr>): Expr {
       case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
       case 'arith': case 'cmp': case 'logic': r = { ...x, a: go(x.a), b: go(x.b) }; break;
       case 'select': r = { ...x, c: go(x.c), a: go(x.a), b: go(x.b) }; break;
+      case 'random': r = { ...x, seed: go(x.seed), index: go(x.index), counter: go(x.counter) }; break;
     }
     memo.set(x, r);
     return r;

@@ -17,15 +17,6 @@ import {
   type Expr,
 } from './expr.js';
 import type { BufferRef, Combine, ExtraOutput, Kernel, KernelBody, RowStage } from './kernel.js';
-import { threefry2x32, UNIT, type WordOps } from '../ir/random.js';
-
-/** Threefry's 32-bit words as i32 expressions (WGSL's i32 + wraps modulo 2^32, as the words do). */
-const EXPR_WORDS: WordOps<Expr> = {
-  word: (v) => int(v | 0),
-  add: (a, b) => add(a, b),
-  xor: (a, b) => arith('xor', a, b),
-  rotl: (a, r) => arith('xor', arith('shl', a, int(r)), arith('shr', a, int(32 - r))),
-};
 
 /** The expression of a contraction: combine over `rshape` of `body(out, red)`, then `finalize`. */
 export interface Contraction {
@@ -505,13 +496,12 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
   },
   // ---- issue 16: random numbers and train/eval mode ----
   // Element i: Threefry-2x32-20 of counter (i, counter) under key (seed, stream), as in the
-  // interpreter (the same text, src/ir/random.ts); 24 bits as a float: (x0 >>> 8) * 2^-24.
+  // interpreter (wgsl.ts emits the same text of src/ir/random.ts); elementwise on the index.
   random_uniform: {
     kind: 'inline',
     expr: (n, out, L) => {
       const [seed, counter] = [L.value(n.inputs[0]!, []), L.value(n.inputs[1]!, [])];
-      const [x0] = threefry2x32(EXPR_WORDS, seed, int(n.attrs.stream), linearIndex(out, n.type.shape), counter);
-      return mul(cast(arith('shr', x0, int(8)), 'f32'), cst(UNIT));
+      return { k: 'random', t: 'f32', seed, stream: n.attrs.stream, index: linearIndex(out, n.type.shape), counter };
     },
   },
   // The mode pass (passes/mode.ts) replaces every is_training with a constant before lowering.

@@ -110,7 +110,7 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
         return [Math.max(a[0], 1 - b[0]), Math.max(0, Math.min(a[1], b[0] - 1))];
       case 'min': return [Math.min(a[0], b[0]), Math.min(a[1], b[1])];
       case 'max': return [Math.max(a[0], b[0]), Math.max(a[1], b[1])];
-      case 'pow': case 'xor': case 'shl': case 'shr': return undefined;
+      case 'pow': return undefined;
       default: return assertNever(op, 'arith op');
     }
   };
@@ -200,6 +200,7 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
         } else r = a === x.a && b === x.b ? x : arith(x.op, a, b);
         break;
       }
+      case 'random': r = { ...x, seed: go(x.seed), index: go(x.index), counter: go(x.counter) }; break;
       default: return assertNever(x, 'expression');
     }
     memo.set(x, r);
