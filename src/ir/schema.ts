@@ -441,6 +441,9 @@ export function modelFromJson(json: unknown): Model {
   m.inputs.forEach((x, i) => guard(`inputs[${i}] ("${x.name}")`, 'input', '', () => define(x.name, `inputs[${i}]`, () => b.input(x.name, x.shape, x.dtype))));
   m.params.forEach((x, i) => guard(`params[${i}] ("${x.name}")`, 'param', '', () => define(x.name, `params[${i}]`, () => b.param(x.name, x.shape, x.init))));
   m.state.forEach((x, i) => guard(`state[${i}] ("${x.name}")`, 'state', '', () => define(x.name, `state[${i}]`, () => b.state(x.name, x.shape, x.init, x.dtype))));
+  // issue 16: the random number key's state comes right after the declared state, so a model
+  // written back by modelToJson (which lists it there) loads as the same graph.
+  if (m.nodes.some((n) => n.op === 'dropout')) guard('nodes', 'dropout', '', () => b.rngKey());
 
   // Topological order over the node list, so nodes may be written in any order.
   const nodeByName = new Map<string, number>();
