@@ -18,6 +18,7 @@ import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { verify } from '../../src/ir/verify.js';
 import { grad } from '../../src/passes/autodiff.js';
 import { specializeMode } from '../../src/passes/mode.js';
+import { emitArtifact } from '../../src/codegen/emit.js';
 import { trainingGraph } from '../../src/passes/training.js';
 import { checkGrads, randomEnv, relError, uniform } from './gradcheck.js';
 
@@ -202,4 +203,29 @@ describe('batch normalization', () => {
       expect(e.updates.size).toBe(0);
     });
   }
+});
+
+describe('fusion', () => {
+  const labels = (g: Graph) => emitArtifact(g).dispatches.map((d) => d.label);
+
+  it('dropout is elementwise on its index: the mask is computed inside its consumer\'s kernel', () => {
+    const b = new GraphBuilder();
+    b.output('y', b.relu(b.dropout(b.input('x', [64, 84]), 0.5)));
+    // one kernel for the output, one for the counter's update
+    expect(labels(specializeMode(b.build(), 'train'))).toEqual(['random_uniform+ge+mul+mul+relu map', 'add map']);
+  });
+
+  it('batch norm: eval is a per-channel kernel and one map; training reduces each statistic in one kernel', () => {
+    const b = new GraphBuilder();
+    const x = b.input('x', [16, 6, 12, 12]);
+    b.output('y', b.relu(b.batchNorm(x, b.param('g', [6]), b.param('h', [6]), b.state('m', [6]), b.state('v', [6]))));
+    const g = b.build();
+    expect(labels(specializeMode(g, 'eval'))).toEqual(['reshape+add+rsqrt map', 'reshape+sub+mul+reshape+mul+reshape+add+relu map']);
+    const train = labels(specializeMode(g, 'train'));
+    // mean; variance with (x - mean)^2 in its body and rsqrt(var + eps) after it; the normalization,
+    // affine and relu in one map; one map per running statistic
+    expect(train.filter((l) => l.includes('reduce'))).toEqual(['reduce_mean reduce(workgroup)', 'sub+mul+reduce_mean+add+rsqrt reduce(workgroup)']);
+    expect(train).toContain('sub+mul+reshape+mul+reshape+add+relu map');
+    expect(train).toHaveLength(5);
+  });
 });
