@@ -88,6 +88,13 @@ describe('the mode pass', () => {
     expect(r.updates.get(RNG_STEP)!.data[0]).toBe(1);
   });
 
+  it('the seed init is refused where it makes no sense, in one line naming the place', () => {
+    const file = (state: object, params: object[] = []) => JSON.stringify({ version: 1, params, state: [state], nodes: [], outputs: {} });
+    expect(() => loadModel(file({ name: 's', shape: [], init: { kind: 'seed' } }), 'm.json')).toThrow(/^m\.json: state\[0\]\.init: the "seed" init needs dtype "i32"$/);
+    expect(() => loadModel(file({ name: 's', shape: [], dtype: 'i32', init: { kind: 'seed' } }, [{ name: 'p', shape: [2], init: { kind: 'seed' } }]), 'm.json'))
+      .toThrow(/^m\.json: params\[0\]\.init: the "seed" init is for i32 state only$/);
+  });
+
   it('a model file with dropout and batch_norm compiles to both programs', () => {
     const m = loadModel(readFileSync('models/lenet-bn-mnist.json', 'utf8'), 'lenet-bn-mnist.json');
     const t = trainingGraph(m, { verify: true });
