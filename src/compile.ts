@@ -10,6 +10,7 @@ import type { Model } from './ir/model.js';
 import type { Artifact } from './runtime/artifact.js';
 import { trainingGraph } from './passes/training.js';
 import { simplify } from './passes/simplify.js';
+import { specializeMode } from './passes/mode.js';
 
 export interface CompileOptions {
   /** Limits of the device the artifacts must run on; default: the WebGPU spec defaults. */
@@ -24,7 +25,7 @@ export interface Compiled {
   readonly model: Model;
   /** The one training program: forward, loss, backward, optimizer update. */
   readonly train?: Artifact;
-  /** Forward only: every output of the model, no updates. */
+  /** Forward only (the eval mode: no dropout, batch norm's running statistics): every output of the model. */
   readonly forward: Artifact;
   /** Notes for the user (e.g. a parameter the loss does not depend on). */
   readonly diagnostics: readonly string[];
@@ -32,7 +33,8 @@ export interface Compiled {
 
 export function compile(model: Model, opts: CompileOptions = {}): Compiled {
   const limits = { ...SPEC_LIMITS, ...opts.limits };
-  const fwdGraph = simplify(model.graph);
+  // The forward program is the eval mode: is_training -> 0 (no dropout, running statistics).
+  const fwdGraph = simplify(specializeMode(model.graph, 'eval'));
   opts.dump?.('forward', fwdGraph);
   const fuse = opts.fuse ?? true;
   const forward = emitArtifact(fwdGraph, { name: model.name, limits, fuse });

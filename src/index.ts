@@ -7,6 +7,7 @@ export { compile, type CompileOptions, type Compiled } from './compile.js';
 export { grad, type GradOptions, type GradResult } from './passes/autodiff.js';
 export { simplify } from './passes/simplify.js';
 export { trainingGraph } from './passes/training.js';
+export { specializeMode, modePass } from './passes/mode.js'; // issue 16: train/eval mode
 export { emitArtifact, SPEC_LIMITS, type EmitOptions } from './codegen/emit.js';
 export { train, evaluate as evaluateProgram, type TrainOptions, type TrainResult } from './train/trainer.js';
 export { mnistSource, textSource, type DataSource } from './data/source.js';

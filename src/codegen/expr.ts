@@ -27,7 +27,12 @@ export type Expr =
   | { readonly k: 'logic'; readonly t: 'bool'; readonly op: LogicOp; readonly a: Expr; readonly b: Expr }
   /** c ? a : b */
   | { readonly k: 'select'; readonly t: ScalarType; readonly c: Expr; readonly a: Expr; readonly b: Expr }
-  | { readonly k: 'cast'; readonly t: ScalarType; readonly a: Expr };
+  | { readonly k: 'cast'; readonly t: ScalarType; readonly a: Expr }
+  /**
+   * The random_uniform value of element `index` (i32) under key (`seed`, `stream`) at step
+   * `counter` (src/ir/random.ts); emitted as a call of the generator's WGSL function.
+   */
+  | { readonly k: 'random'; readonly t: 'f32'; readonly seed: Expr; readonly stream: number; readonly index: Expr; readonly counter: Expr };
 
 const fround = Math.fround;
 
@@ -137,6 +142,7 @@ export function keyOf(e: Expr): string {
     case 'arith': case 'cmp': case 'logic': return `${e.op}(${keyOf(e.a)},${keyOf(e.b)})`;
     case 'select': return `sel(${keyOf(e.c)},${keyOf(e.a)},${keyOf(e.b)})`;
     case 'cast': return `${e.t}(${keyOf(e.a)})`;
+    case 'random': return `rng(${keyOf(e.seed)},${e.stream},${keyOf(e.index)},${keyOf(e.counter)})`;
   }
 }
 
@@ -174,6 +180,7 @@ export function childrenOf(e: Expr): readonly Expr[] {
     case 'unary': case 'cast': return [e.a];
     case 'arith': case 'cmp': case 'logic': return [e.a, e.b];
     case 'select': return [e.c, e.a, e.b];
+    case 'random': return [e.seed, e.index, e.counter];
   }
 }
 
@@ -191,6 +198,7 @@ export function substitute(e: Expr, to: ReadonlyMap<string, Expr>): Expr {
       case 'unary': case 'cast': r = { ...x, a: go(x.a) }; break;
       case 'arith': case 'cmp': case 'logic': r = { ...x, a: go(x.a), b: go(x.b) }; break;
       case 'select': r = { ...x, c: go(x.c), a: go(x.a), b: go(x.b) }; break;
+      case 'random': r = { ...x, seed: go(x.seed), index: go(x.index), counter: go(x.counter) }; break;
     }
     memo.set(x, r);
     return r;

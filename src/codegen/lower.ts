@@ -494,6 +494,19 @@ export const LOWER_RULES: { readonly [K in Op]: Lower<K> } = {
       };
     },
   },
+  // ---- issue 16: random numbers and train/eval mode ----
+  // Element i: Threefry-2x32-20 of counter (i, counter) under key (seed, stream), as in the
+  // interpreter (wgsl.ts emits the same text of src/ir/random.ts); elementwise on the index.
+  random_uniform: {
+    kind: 'inline',
+    expr: (n, out, L) => {
+      const [seed, counter] = [L.value(n.inputs[0]!, []), L.value(n.inputs[1]!, [])];
+      return { k: 'random', t: 'f32', seed, stream: n.attrs.stream, index: linearIndex(out, n.type.shape), counter };
+    },
+  },
+  // The mode pass (passes/mode.ts) replaces every is_training with a constant before lowering.
+  is_training: { kind: 'inline', expr: () => internal('is_training reached lowering: run the mode pass (passes/mode.ts) first') },
+  // ---- end issue 16 ----
 };
 
 export const outVars = (rank: number, prefix = 'o'): Expr[] => Array.from({ length: rank }, (_, i) => ivar(`${prefix}${i}`));

@@ -200,6 +200,7 @@ export function simplifyIndices(e: Expr, ranges: Ranges): Expr {
         } else r = a === x.a && b === x.b ? x : arith(x.op, a, b);
         break;
       }
+      case 'random': r = { ...x, seed: go(x.seed), index: go(x.index), counter: go(x.counter) }; break;
       default: return assertNever(x, 'expression');
     }
     memo.set(x, r);

@@ -14,6 +14,7 @@ import type { Expr, ScalarType } from './expr.js';
 import { bindingsRead, delinearize, int, invariantsOf, ivar, keyOf, linearIndex, load, substitute, tvar } from './expr.js';
 import type { BufferRef, Combine, Kernel } from './kernel.js';
 import { linearOf, simplifyKernel } from './ranges.js';
+import { threefry2x32, UNIT, type WordOps } from '../ir/random.js';
 
 /** The device limits codegen must respect. */
 export interface CodegenLimits {
@@ -106,6 +107,8 @@ class ExprEmitter {
   readonly lets: string[] = [];
   private readonly names = new Map<string, string>();
   usesPow = false;
+  /** Whether the body calls the random number generator (RNG_FN). */
+  usesRng = false;
 
   /**
    * With `outer`, every subexpression that one bound is known here by its name (it is in scope).
@@ -191,10 +194,36 @@ class ExprEmitter {
         if (e.t === 'bool') return `${a} != ${e.a.t === 'f32' ? '0.0' : '0i'}`;
         return `${wgslType(e.t)}(${a})`;
       }
+      case 'random':
+        this.usesRng = true;
+        return `rng_uniform(bitcast<u32>(${this.emit(e.seed)}), ${e.stream}u, bitcast<u32>(${this.emit(e.index)}), bitcast<u32>(${this.emit(e.counter)}))`;
       default: return assertNever(e, 'expression');
     }
   }
 }
+
+/**
+ * The random number generator of random_uniform: the Threefry-2x32-20 of src/ir/random.ts (the
+ * interpreter's text, run here over WGSL words: every step a `let`), then (x0 >> 8) * 2^-24.
+ */
+const RNG_FN = ((): string => {
+  const l = new Lines().open('fn rng_uniform(k0: u32, k1: u32, c0: u32, c1: u32) -> f32');
+  let n = 0;
+  const bind = (e: string): string => {
+    const v = `w${n++}`;
+    l.line(`let ${v}: u32 = ${e};`);
+    return v;
+  };
+  const words: WordOps<string> = {
+    word: (v) => `${v >>> 0}u`,
+    add: (a, b) => bind(`${a} + ${b}`),
+    xor: (a, b) => bind(`${a} ^ ${b}`),
+    rotl: (a, r) => bind(`(${a} << ${r}u) | (${a} >> ${32 - r}u)`),
+  };
+  const [x0] = threefry2x32(words, 'k0', 'k1', 'c0', 'c1');
+  l.line(`return f32(${x0} >> 8u) * ${literal(UNIT, 'f32')};`).close();
+  return l.text();
+})();
 
 /** pow with the sign rules of Math.pow for negative bases and integer exponents. */
 const POW_FN = `fn pow_f(x: f32, y: f32) -> f32 {
@@ -214,6 +243,8 @@ interface Module {
   readonly fns: string[];
   readonly bindingNames: (i: number) => string;
   usesPow: boolean;
+  /** Whether some body calls the random number generator (RNG_FN). */
+  usesRng?: boolean;
   /** Input bindings declared as array<vec4<f32>> (see ExprEmitter). */
   vec4?: ReadonlySet<number>;
 }
@@ -223,6 +254,7 @@ function addFn(mod: Module, name: string, params: readonly Expr[], e: Expr): voi
   const em = new ExprEmitter(mod.bindingNames, 't', undefined, mod.vec4);
   const ret = em.emit(e);
   mod.usesPow ||= em.usesPow;
+  mod.usesRng ||= em.usesRng;
   const ps = params.map((p) => (p.k === 'var' ? `${p.name}: ${wgslType(p.t)}` : internal('fn param must be a variable'))).join(', ');
   const l = new Lines().open(`fn ${name}(${ps}) -> ${wgslType(e.t)}`);
   for (const s of em.lets) l.line(s);
@@ -240,6 +272,7 @@ function header(mod: Module, inputs: readonly ScalarType[], out: ScalarType, ext
   l.line(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${wgslType(out)}>;`);
   extras.forEach((t, i) => l.line(`@group(0) @binding(${inputs.length + 1 + i}) var<storage, read_write> out${i + 1}: array<${wgslType(t)}>;`));
   if (mod.usesPow) l.line(POW_FN);
+  if (mod.usesRng) l.line(RNG_FN);
   return l.text() + '\n' + mod.fns.join('\n');
 }
 
@@ -696,6 +729,7 @@ function emitMatmul(
   for (const e of [...rows, ...cols]) for (const inv of invariantsOf(e, 'ki')) hoisted.emit(inv);
   for (const s of hoisted.lets) l.line(s);
   mod.usesPow ||= hoisted.usesPow;
+  mod.usesRng ||= hoisted.usesRng;
   const acc = (i: number, j: number) => `c${i}_${j}`;
   for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`var ${acc(i, j)}: f32 = 0.0;`);
   const step = (kv: string, tag: string) => {
@@ -704,6 +738,7 @@ function emitMatmul(
     const a = rows.map((e) => em.emit(substitute(e, to)));
     const v = cols.map((e) => em.emit(substitute(e, to)));
     mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
     for (const s of em.lets) l.line(s);
     for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a[i]}, ${v[j]}, ${acc(i, j)});`);
   };
@@ -736,6 +771,7 @@ function emitMatmul(
     const a = side4(va, rows, 'av', va ? loadBinding(body.lhs) : -1);
     const b = side4(vb, cols, 'bv', vb ? loadBinding(body.rhs) : -1);
     mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
     for (const s of [...em.lets, ...loads]) l.line(s);
     for (let u = 0; u < 4; u++) {
       for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
@@ -772,6 +808,7 @@ function emitMatmul(
     const em = new ExprEmitter(mod.bindingNames, 'ts_', hoisted);
     const v = Array.from({ length: tn }, (_, j) => em.emit(substitute(body.rhs, new Map([['ni', ivar(`nc${j}`)], ['ki', ivar('ks0')]]))));
     mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
     for (const st of em.lets) l.line(st);
     for (let j = 0; j < tn; j++) l.line(`cs${j} += ${v[j]};`);
     l.close();

@@ -5,7 +5,7 @@
  * autodiff covers them for free and fusion wins their speed back. The JSON loader and every pass
  * build graphs through this class.
  */
-import { normAxis, type DType, type Shape, type TensorType } from './dtype.js';
+import { normAxis, numel, type DType, type Shape, type TensorType } from './dtype.js';
 import { AdjointError, ShapeError } from './errors.js';
 import type { Graph, Node, Output, Update, ValueId } from './graph.js';
 import type { Init, Op, OpAttrs, ReduceOp, UnaryOp, BinaryOp, CompareOp, Conv2dAttrs } from './ops.js';
@@ -299,6 +299,112 @@ export class GraphBuilder {
   maxPool2d = (x: Value, opts: PoolOptions) => this.pool(x, opts, 'max');
   /** Average pooling; zero padding counts toward the mean. */
   avgPool2d = (x: Value, opts: PoolOptions) => this.pool(x, opts, 'avg');
+
+  // ---- issue 16: train/eval mode, random numbers, dropout, batch normalization ---------------
+
+  /** 1 in the training program, 0 in the forward (eval) program (passes/mode.ts). */
+  isTraining(): Value {
+    return this.add('is_training', {}, []);
+  }
+
+  /**
+   * The key of random_uniform: state `rng:seed` (the program's seed, written at load) and state
+   * `rng:step` (a step counter the training program advances by one per step; the forward
+   * program leaves it). Created on first use, or found when the graph already has them.
+   */
+  rngKey(): readonly [Value, Value] {
+    const find = (name: string) => this.nodes.findIndex((n) => n.op === 'state' && n.attrs.name === name);
+    const [si, ci] = [find(RNG_SEED), find(RNG_STEP)];
+    if (si >= 0 && ci >= 0) return [this.value(si), this.value(ci)];
+    const seed = this.state(RNG_SEED, [], { kind: 'seed' }, 'i32');
+    const step = this.state(RNG_STEP, [], { kind: 'zeros' }, 'i32');
+    // step' = step + 1 in training; in the forward program step' = step, an update the mode pass drops
+    this.update(RNG_STEP, this.where(this.isTraining(), this.add_(step, 1), step));
+    return [seed, step];
+  }
+
+  /**
+   * Uniform [0, 1) values of `shape`, new every training step, the same on every adapter and in
+   * the interpreter for the same seed and step (src/ir/random.ts). Each call draws from its own
+   * stream (the next unused one) unless `stream` is given.
+   */
+  randomUniform(shape: Shape, stream?: number): Value {
+    const used = this.nodes.flatMap((n) => (n.op === 'random_uniform' ? [n.attrs.stream] : []));
+    const [seed, step] = this.rngKey();
+    return this.add('random_uniform', { shape, stream: stream ?? (used.length ? Math.max(...used) + 1 : 0) }, [seed, step]);
+  }
+
+  /**
+   * Inverted dropout: in training, each element is zeroed with probability `rate` and the others
+   * scaled by 1 / (1 - rate), so the expectation is x; in the forward (eval) program, x itself.
+   */
+  dropout(x: Value, rate: number): Value {
+    if (!(rate >= 0 && rate < 1)) throw new ShapeError(`dropout: rate must be >= 0 and < 1, got ${rate}`);
+    if (x.type.dtype !== 'f32') throw new ShapeError(`dropout needs an f32 operand, got ${fmtType(x.type)}`);
+    if (rate === 0) return x;
+    // keep = [u >= rate], 1 with probability 1 - rate; y = x * keep / (1 - rate)
+    const keep = this.ge(this.randomUniform(x.type.shape), rate);
+    return this.where(this.isTraining(), this.mul(x, this.mul(keep, 1 / (1 - rate))), x);
+  }
+
+  /**
+   * Batch normalization over every axis but 1 (N,H,W of NCHW; the batch of [N, F]), PyTorch's
+   * convention: in training, y = (x - mean) / sqrt(var + eps) * gamma + beta with the batch's mean
+   * and biased variance, and each running statistic that is a `state` is updated in the step,
+   * running = (1 - momentum) running + momentum batch (the variance unbiased: times n / (n - 1));
+   * in the forward (eval) program, the running statistics normalize and nothing is updated.
+   * gamma, beta, runningMean and runningVar are f32[C].
+   */
+  batchNorm(x: Value, gamma: Value, beta: Value, runningMean: Value, runningVar: Value, opts: BatchNormOptions = {}): Value {
+    const momentum = opts.momentum ?? 0.1;
+    const eps = opts.eps ?? 1e-5;
+    const shape = x.type.shape;
+    if (shape.length < 2 || x.type.dtype !== 'f32') throw new ShapeError(`batch_norm needs an f32 x [N, C, ...], got ${fmtType(x.type)}`);
+    if (!(momentum >= 0 && momentum <= 1)) throw new ShapeError(`batch_norm: momentum must be in [0, 1], got ${momentum}`);
+    if (!(eps >= 0)) throw new ShapeError(`batch_norm: eps must be >= 0, got ${eps}`);
+    const c = shape[1]!;
+    const named = { gamma, beta, running_mean: runningMean, running_var: runningVar };
+    for (const [what, v] of Object.entries(named)) {
+      if (v.type.dtype !== 'f32' || v.type.shape.length !== 1 || v.type.shape[0] !== c) {
+        throw new ShapeError(`batch_norm: ${what} must be f32[${c}] (x has ${c} channels), got ${fmtType(v.type)}`);
+      }
+    }
+    const axes = shape.flatMap((_, i) => (i === 1 ? [] : [i]));
+    const col = (v: Value) => this.reshape(v, shape.map((d, i) => (i === 1 ? d : 1)));
+    const training = this.isTraining();
+    // training: the batch's statistics
+    const mean = this.reduceMean(x, axes, true);
+    const xc = this.sub(x, mean);
+    const variance = this.reduceMean(this.square(xc), axes, true);
+    const yTrain = this.mul(xc, this.rsqrt(this.add_(variance, eps)));
+    // eval: the running statistics
+    const yEval = this.mul(this.sub(x, col(runningMean)), this.rsqrt(this.add_(col(runningVar), eps)));
+    const y = this.add_(this.mul(this.where(training, yTrain, yEval), col(gamma)), col(beta));
+    const n = numel(shape) / c;
+    const stats: [Value, Value, number][] = [[runningMean, mean, 1], [runningVar, variance, n / Math.max(1, n - 1)]];
+    for (const [running, batch, correction] of stats) {
+      const node = this.node(running.id);
+      if (node.op !== 'state') continue;
+      const target = node.attrs.name;
+      if (this.upds.some((u) => u.target === target)) throw new ShapeError(`batch_norm: state "${target}" already has an update (each batch_norm needs running statistics of its own)`);
+      // running' = (1 - momentum) running + momentum * batch (* n / (n - 1) for the variance)
+      const next = this.add_(this.mul(running, 1 - momentum), this.mul(this.reshape(batch, [c]), momentum * correction));
+      this.update(target, this.where(training, next, running));
+    }
+    return y;
+  }
+  // ---- end issue 16 ----
+}
+
+/** The names of the random number generator's key state (see GraphBuilder.rngKey). */
+export const RNG_SEED = 'rng:seed';
+export const RNG_STEP = 'rng:step';
+
+export interface BatchNormOptions {
+  /** Weight of the batch statistic in the running one (PyTorch's momentum; default 0.1). */
+  readonly momentum?: number;
+  /** Added to the variance (default 1e-5). */
+  readonly eps?: number;
 }
 
 export function convAttrs(opts: Partial<Conv2dAttrs>): Conv2dAttrs {

@@ -15,3 +15,5 @@ export * from './printer.js';
 export * from './verify.js';
 export * from './tensor.js';
 export * from './interp.js';
+// issue 16: the random number generator (Threefry-2x32-20)
+export { threefry2x32, uniformAt, NUMBER_WORDS, type WordOps } from './random.js';

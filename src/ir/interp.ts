@@ -10,9 +10,15 @@ import type { Graph, Node, NodeOfOp, ValueId } from './graph.js';
 import type { BinaryOp, CompareOp, Op, UnaryOp, Conv2dAttrs } from './ops.js';
 import { printNode } from './printer.js';
 import { allocData, type Precision, type Tensor } from './tensor.js';
+import { uniformAt } from './random.js';
+
+/** The training program ('train') or the forward program ('eval'); see passes/mode.ts. */
+export type Mode = 'train' | 'eval';
 
 interface Ctx {
   readonly precision: Precision;
+  /** Which program the graph stands for: `is_training` is 1 in 'train', 0 in 'eval'. */
+  readonly mode: Mode;
   /** Inputs, params and state by name. */
   readonly env: ReadonlyMap<string, Tensor>;
 }
@@ -332,6 +338,19 @@ export const INTERP_RULES: { readonly [K in Op]: Rule<K> } = {
     return accumulate(n, ctx, (acc) =>
       convTaps(n.attrs, x.type.shape, n.type.shape, dy.type.shape, (xi, wi, yi) => (acc[wi]! += x.data[xi]! * dy.data[yi]!)));
   },
+  // ---- issue 16: random numbers and train/eval mode ----
+  random_uniform: (n, xs, ctx) => {
+    const [seed, counter] = [arg(xs, 0).data[0]!, arg(xs, 1).data[0]!];
+    const out = alloc(n.type, ctx);
+    for (let i = 0; i < out.data.length; i++) out.data[i] = uniformAt(seed, n.attrs.stream, i, counter);
+    return out;
+  },
+  is_training: (n, _, ctx) => {
+    const out = alloc(n.type, ctx);
+    out.data[0] = ctx.mode === 'train' ? 1 : 0;
+    return out;
+  },
+  // ---- end issue 16 ----
 };
 
 function remapFlat(n: Node, x: Tensor, ctx: Ctx, src: (i: number) => number): Tensor {
@@ -360,9 +379,12 @@ export interface EvalResult {
   readonly updates: ReadonlyMap<string, Tensor>;
 }
 
-/** Evaluates every node in order. `env` holds inputs, params and state by name. */
-export function evaluate(g: Graph, env: ReadonlyMap<string, Tensor>, precision: Precision = 'f32'): EvalResult {
-  const ctx: Ctx = { precision, env };
+/**
+ * Evaluates every node in order. `env` holds inputs, params and state by name. `mode` is the
+ * value of `is_training` (default 'eval': the model's graph as written is its forward program).
+ */
+export function evaluate(g: Graph, env: ReadonlyMap<string, Tensor>, precision: Precision = 'f32', mode: Mode = 'eval'): EvalResult {
+  const ctx: Ctx = { precision, env, mode };
   const values: Tensor[] = [];
   g.nodes.forEach((n, i) => {
     const rule = INTERP_RULES[n.op] as Rule<typeof n.op>;

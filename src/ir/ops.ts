@@ -40,6 +40,14 @@ export const OPS = [
   'conv2d',
   'conv2d_input_grad',
   'conv2d_filter_grad',
+  // ---- random numbers and train/eval mode (issue 16) ----
+  // random_uniform(seed i32[], counter i32[]) -> f32[shape]: Threefry-2x32-20, a pure function of
+  // (seed, stream) as key and (element index, counter) as counter (src/ir/random.ts)
+  'random_uniform',
+  // is_training: f32 scalar, 1 in the training program and 0 in the forward (eval) program; the
+  // `mode` pass (src/passes/mode.ts) replaces it with a constant before anything else runs
+  'is_training',
+  // ---- end issue 16 ----
 ] as const;
 
 export type Op = (typeof OPS)[number];
@@ -80,7 +88,9 @@ export type Init =
   /** U(-l, l) with l = sqrt(6 / (fanIn + fanOut)); fans from the last two dims (times receptive field). */
   | { readonly kind: 'glorot_uniform' }
   /** N(0, 2 / fanIn). */
-  | { readonly kind: 'he_normal' };
+  | { readonly kind: 'he_normal' }
+  /** The program's seed itself (i32 state only): the key of random_uniform, set at load. */
+  | { readonly kind: 'seed' };
 
 export interface SourceAttrs {
   readonly name: string;
@@ -150,6 +160,13 @@ export interface OpAttrs {
   conv2d_input_grad: Conv2dAttrs & { readonly size: readonly [number, number] };
   /** The filter gradient of conv2d: (x [N,C,H,W], dy [N,O,OH,OW]) -> [O,C,KH,KW], KH,KW = `kernel`. */
   conv2d_filter_grad: Conv2dAttrs & { readonly kernel: readonly [number, number] };
+  /**
+   * random_uniform(seed i32[], counter i32[]) -> f32[shape] in [0, 1): element i is
+   * (x0 >> 8) * 2^-24 with (x0, x1) = Threefry-2x32-20(key = (seed, stream), counter = (i, counter)).
+   */
+  random_uniform: { readonly shape: Shape; readonly stream: number };
+  /** 1 in the training program, 0 in the forward (eval) program (an f32 scalar). */
+  is_training: Empty;
 }
 
 /** How many inputs each op takes; `variadic` means one or more. */
@@ -163,4 +180,5 @@ export const ARITY: { readonly [K in Op]: number | 'variadic' } = {
   reshape: 1, transpose: 1, broadcast_to: 1, slice: 1, pad: 1, concat: 'variadic',
   matmul: 2, gather: 2, scatter_add: 2, one_hot: 1,
   conv2d: 2, conv2d_input_grad: 2, conv2d_filter_grad: 2,
+  random_uniform: 2, is_training: 0,
 };

@@ -20,7 +20,7 @@ export function valueName(id: ValueId): string {
 
 function fmtInit(i: Init): string {
   switch (i.kind) {
-    case 'zeros': case 'ones': case 'glorot_uniform': case 'he_normal': return i.kind;
+    case 'zeros': case 'ones': case 'glorot_uniform': case 'he_normal': case 'seed': return i.kind;
     case 'constant': return `constant(${i.value})`;
     case 'uniform': return `uniform(${i.low},${i.high})`;
     case 'normal': return `normal(${i.std})`;

@@ -55,6 +55,7 @@ const init = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('normal'), std: nonNegative }),
   z.strictObject({ kind: z.literal('glorot_uniform') }),
   z.strictObject({ kind: z.literal('he_normal') }),
+  z.strictObject({ kind: z.literal('seed') }),
 ]);
 
 const optimizer = z.discriminatedUnion('kind', [
@@ -85,8 +86,12 @@ export const modelSchema = z.strictObject({
   version: z.literal(MODEL_FORMAT_VERSION),
   name: modelName.default('model'),
   inputs: z.array(z.strictObject({ name, shape, dtype: dtype.default('f32') })).default([]),
-  params: z.array(z.strictObject({ name, shape, init: init.default({ kind: 'glorot_uniform' }) })).default([]),
-  state: z.array(z.strictObject({ name, shape, dtype: dtype.default('f32'), init: init.default({ kind: 'zeros' }) })).default([]),
+  params: z.array(z.strictObject({
+    name, shape,
+    init: init.refine((i) => i.kind !== 'seed', 'the "seed" init is for i32 state only').default({ kind: 'glorot_uniform' }),
+  })).default([]),
+  state: z.array(z.strictObject({ name, shape, dtype: dtype.default('f32'), init: init.default({ kind: 'zeros' }) })
+    .refine((x) => x.init.kind !== 'seed' || x.dtype === 'i32', { message: 'the "seed" init needs dtype "i32"', path: ['init'] })).default([]),
   nodes: z.array(node),
   outputs: z.record(name, name),
   updates: z.array(z.strictObject({ target: name, value: name })).default([]),
@@ -180,6 +185,23 @@ const OP_SPECS = {
   attention: spec({ attrs: z.strictObject({ causal: z.boolean().default(false) }), arity: 3, build: (b, xs, a) => b.attention(at(xs, 0), at(xs, 1), at(xs, 2), a.causal) }),
   max_pool2d: spec({ attrs: poolSpec, arity: 1, build: (b, xs, a) => b.maxPool2d(at(xs, 0), a) }),
   avg_pool2d: spec({ attrs: poolSpec, arity: 1, build: (b, xs, a) => b.avgPool2d(at(xs, 0), a) }),
+  // ---- issue 16: random numbers, train/eval mode, dropout, batch normalization ----
+  random_uniform: spec({
+    attrs: z.strictObject({ shape, stream: nat.max(2 ** 31 - 1, 'must be < 2^31') }),
+    arity: 2,
+    build: (b, xs, a) => b.add('random_uniform', { shape: a.shape, stream: a.stream }, xs),
+  }),
+  is_training: spec({ attrs: none, arity: 0, build: (b) => b.isTraining() }),
+  dropout: spec({ attrs: z.strictObject({ rate }), arity: 1, build: (b, xs, a) => b.dropout(at(xs, 0), a.rate) }),
+  batch_norm: spec({
+    attrs: z.strictObject({
+      momentum: finite.refine((v) => v >= 0 && v <= 1, 'must be >= 0 and <= 1').default(0.1),
+      eps: nonNegative.default(1e-5),
+    }),
+    arity: 5,
+    build: (b, xs, a) => b.batchNorm(at(xs, 0), at(xs, 1), at(xs, 2), at(xs, 3), at(xs, 4), a),
+  }),
+  // ---- end issue 16 ----
 };
 
 /** Every primitive but the three source kinds must be writable as a node: checked by the compiler. */
@@ -419,6 +441,9 @@ export function modelFromJson(json: unknown): Model {
   m.inputs.forEach((x, i) => guard(`inputs[${i}] ("${x.name}")`, 'input', '', () => define(x.name, `inputs[${i}]`, () => b.input(x.name, x.shape, x.dtype))));
   m.params.forEach((x, i) => guard(`params[${i}] ("${x.name}")`, 'param', '', () => define(x.name, `params[${i}]`, () => b.param(x.name, x.shape, x.init))));
   m.state.forEach((x, i) => guard(`state[${i}] ("${x.name}")`, 'state', '', () => define(x.name, `state[${i}]`, () => b.state(x.name, x.shape, x.init, x.dtype))));
+  // issue 16: the random number key's state comes right after the declared state, so a model
+  // written back by modelToJson (which lists it there) loads as the same graph.
+  if (m.nodes.some((n) => n.op === 'dropout')) guard('nodes', 'dropout', '', () => b.rngKey());
 
   // Topological order over the node list, so nodes may be written in any order.
   const nodeByName = new Map<string, number>();

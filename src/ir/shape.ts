@@ -263,6 +263,17 @@ export const SHAPE_RULES: { readonly [K in Op]: ShapeRule<K> } = {
     expectShape(dy.shape, conv2dShape(a, x.shape, w), 'conv2d_filter_grad: dy');
     return { dtype: 'f32', shape: w };
   },
+  // ---- issue 16: random numbers and train/eval mode ----
+  random_uniform: (a, xs) => {
+    checkShape(a.shape);
+    if (!Number.isInteger(a.stream) || a.stream < 0 || a.stream > MAX_DIM) throw new ShapeError(`random_uniform: stream must be an integer in [0, 2^31), got ${a.stream}`);
+    xs.forEach((t, i) => {
+      if (t.dtype !== 'i32' || t.shape.length !== 0) throw new ShapeError(`random_uniform: the ${i === 0 ? 'seed' : 'counter'} must be an i32 scalar, got ${fmtType(t)}`);
+    });
+    return { dtype: 'f32', shape: a.shape };
+  },
+  is_training: () => ({ dtype: 'f32', shape: [] }),
+  // ---- end issue 16 ----
 };
 
 /** Runs the shape rule of `op`, checking arity first. */

@@ -219,6 +219,11 @@ export const VJP_RULES: { readonly [K in Op]: VjpRule<K> } = {
   conv2d_input_grad: (n, c) => [() => conv(c, n.attrs, c.g, x1(c)), () => convFG(c, n.attrs, c.g, x0(c), x1(c))],
   // z = FG(x, dy): <zbar, z> = T(x, zbar, dy), so dx = IG(dy, zbar), d dy = conv2d(x, zbar)
   conv2d_filter_grad: (n, c) => [() => convIG(c, n.attrs, x1(c), c.g, x0(c)), () => conv(c, n.attrs, x0(c), c.g)],
+  // ---- issue 16: random numbers are constants of the step (their operands are integers); the
+  // mode flag is a source ----
+  random_uniform: zeroGrad,
+  is_training: zeroGrad,
+  // ---- end issue 16 ----
 };
 
 /** Which values carry an adjoint: f32, needed by the loss, and depending on a requested parameter. */

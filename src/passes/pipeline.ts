@@ -9,6 +9,7 @@ import type { Graph } from '../ir/graph.js';
 import type { OptimizerConfig } from '../ir/model.js';
 import { verify } from '../ir/verify.js';
 import { grad } from './autodiff.js';
+import { modePass } from './mode.js';
 import { optimizerPass } from './optimizer.js';
 import { simplifyPass } from './simplify.js';
 
@@ -41,6 +42,7 @@ export function runPipeline(g: Graph, passes: readonly Pass[], opts: PipelineOpt
  */
 export function trainingPasses(loss: string, optimizer: OptimizerConfig, onDiagnostics: (notes: readonly string[]) => void): Pass[] {
   return [
+    modePass('train'), // first: is_training -> 1 (random masks, batch statistics, running-statistic updates)
     { ...simplifyPass, name: 'simplify-forward' }, // before autodiff, so no adjoint is built for x*1, dead code, …
     {
       name: 'autodiff', // adds the outputs grad:<param>

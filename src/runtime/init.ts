@@ -57,6 +57,8 @@ export function initValues(init: Init, shape: readonly number[], seed: number, n
       for (let i = 0; i < n; i++) out[i] = (2 * u() - 1) * l;
       break;
     }
+    // The seed itself (an i32 state: initData in program.ts writes it exactly; here, as a float).
+    case 'seed': out.fill(seed >>> 0); break;
     case 'he_normal': {
       const s = Math.sqrt(2 / fanIn);
       for (let i = 0; i < n; i++) out[i] = s * normal();

@@ -20,6 +20,7 @@ const init = z.union([
   z.object({ kind: z.literal('normal'), std: z.number() }),
   z.object({ kind: z.literal('glorot_uniform') }),
   z.object({ kind: z.literal('he_normal') }),
+  z.object({ kind: z.literal('seed') }),
 ]);
 const slot = z.object({ name: z.string(), dtype, shape: z.array(pos), region });
 const persistent = z.object({ name: z.string(), dtype, shape: z.array(pos), region, init });

@@ -388,6 +388,8 @@ export class Program {
 }
 
 function initData(s: PersistentSlot, seed: number): HostArray {
+  // The random number generator's key (src/ir/random.ts): the seed's 32 bits, exactly.
+  if (s.init.kind === 'seed') return new Int32Array(s.shape.reduce((p, q) => p * q, 1)).fill(seed | 0);
   const v = initValues(s.init, s.shape, seed, s.name);
   return s.dtype === 'i32' ? Int32Array.from(v) : v;
 }

@@ -116,10 +116,14 @@ export async function train(device: GPUDevice, programs: { train: Artifact; forw
   }
 }
 
-/** The parameters alone, read back one after another (reads share a staging buffer). */
-async function paramsOf(prog: Program, a: Artifact): Promise<Map<string, HostArray>> {
+/**
+ * The parameters, and the state the forward program also has (batch norm's running statistics),
+ * read back one after another (reads share a staging buffer); optimizer state is not read.
+ */
+async function paramsOf(prog: Program, a: Artifact, forward: Artifact): Promise<Map<string, HostArray>> {
   const out = new Map<string, HostArray>();
-  for (const p of a.params) out.set(p.name, await prog.read(p.name));
+  const inForward = new Set(forward.state.map((s) => s.name));
+  for (const p of [...a.params, ...a.state.filter((s) => inForward.has(s.name))]) out.set(p.name, await prog.read(p.name));
   return out;
 }
 
@@ -211,14 +215,14 @@ async function trainOn(
           model: a.name, optimizer: optimizerOf(a), params: a.params.map((x) => x.name), meta: { epoch: epoch + 1 },
         });
       }
-      ev = opts.evalEachEpoch || epoch === opts.epochs - 1 ? await evaluator.run(await paramsOf(prog, programs.train)) : undefined;
+      ev = opts.evalEachEpoch || epoch === opts.epochs - 1 ? await evaluator.run(await paramsOf(prog, programs.train, programs.forward)) : undefined;
       epochs.push({
         epoch: epoch + 1, step, steps: step - epochStep, seconds: trainSeconds, stepsPerSecond: (step - epochStep) / Math.max(epochSeconds, 1e-9),
         ...(ev ? { testLoss: ev.testLoss } : {}), ...(ev?.accuracy !== undefined ? { accuracy: ev.accuracy } : {}),
       });
     }
     // A run resumed after its last epoch trains nothing, and is still evaluated.
-    ev ??= await evaluator.run(await paramsOf(prog, programs.train));
+    ev ??= await evaluator.run(await paramsOf(prog, programs.train, programs.forward));
   } finally {
     // After a failure, let in-flight reads settle (they reject on a lost device) before freeing.
     await Promise.allSettled(pending.splice(0));
@@ -231,7 +235,8 @@ async function trainOn(
 }
 
 /**
- * Runs the forward program over the held-out batches: the mean of the loss output over full
+ * Runs the forward program (the eval mode) over the held-out batches, with the parameters and
+ * state in `params` (a training program's snapshot): the mean of the loss output over full
  * batches (a padded last batch would count its padding), and the accuracy of the `logits` output's argmax against the batch labels.
  */
 export async function evaluate(
@@ -259,7 +264,9 @@ class Evaluator {
 
   async run(params: ReadonlyMap<string, HostArray>): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
     const { prog, forward, lossName } = this;
-    for (const p of forward.params) {
+    // Parameters and state (batch norm's running statistics) come from the training program: the
+    // forward program is its eval mode and reads what training left.
+    for (const p of [...forward.params, ...forward.state]) {
       const v = params.get(p.name);
       if (v) prog.write(p.name, v);
     }

@@ -74,6 +74,16 @@ describe('models/ trained briefly on real data reach a lower bar', () => {
     expect(r.accuracy!).toBeGreaterThanOrEqual(0.5);
   });
 
+  // issue 16: batch norm after the convolutions, dropout before the last layer; the held-out
+  // accuracy is the forward program's (eval mode: running statistics, no dropout)
+  it('lenet-bn-mnist: 20 steps, the loss under half its start, >= 50% on 512 held-out digits in eval mode', async () => {
+    const r = await run(modelFile('lenet-bn-mnist'), mnist(512), { epochs: 1, steps: 20, readEvery: 1 });
+    const first = r.losses[0]!.loss;
+    const last = r.losses.at(-1)!.loss;
+    expect(last, `loss ${first} -> ${last}`).toBeLessThan(0.5 * first);
+    expect(r.accuracy!).toBeGreaterThanOrEqual(0.5);
+  }, 300_000); // lenet-mnist's run takes as long: both needed ~110 s with 7 sessions sharing 2 cores
+
   it('transformer-lm (batch 8, window 32): 30 steps, held-out cross-entropy below the unigram baseline', async () => {
     // The first 4,096 held-out characters, and the baseline on the same characters.
     const full = loadText();

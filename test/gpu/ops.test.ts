@@ -78,6 +78,12 @@ const CASES: Case[] = [
       const x = f(b, 'x', [2, 3, 7, 7]);
       return [b.attention(q, k, v), b.attention(q, b.slice(k, [0, 0, 0], [2, 5, 4]), b.slice(v, [0, 0, 0], [2, 5, 3]), true),
         b.maxPool2d(x, { kernel: [3, 3], stride: [2, 2], padding: [1, 1] }), b.avgPool2d(x, { kernel: [2, 2] })]; } },
+  // issue 16: the generator's values are bit-identical to the interpreter's (tolerance 0), read
+  // straight, through a transpose (another element order) and fused into a product
+  { name: 'random_uniform: bit-identical, read straight, transposed and fused', covers: ['random_uniform'], tol: 0,
+    build: (b) => { const s = b.input('s', [], 'i32'); const k = b.input('k', [], 'i32'); const x = f(b, 'x', [129, 7]);
+      const r = b.add('random_uniform', { shape: [7, 129], stream: 3 }, [s, k]);
+      return [r, b.mul(x, b.transpose(r)), b.add('random_uniform', { shape: [1000], stream: 0 }, [k, s])]; } },
   { name: 'softmax and log_softmax stay finite for logits of magnitude 1e4', covers: [],
     build: (b) => { const x = b.mul(f(b, 'x', [4, 9]), 1e4); return [b.softmax(x), b.logSoftmax(x)]; } },
 ];
@@ -85,7 +91,8 @@ const CASES: Case[] = [
 describe('every op on the GPU matches the interpreter', () => {
   it('covers every primitive op', () => {
     const covered = new Set(CASES.flatMap((c) => c.covers));
-    const sources = new Set(['input', 'param', 'state']);
+    // is_training never reaches a kernel: the mode pass makes it a constant (test/gpu/random.test.ts runs both modes)
+    const sources = new Set(['input', 'param', 'state', 'is_training']);
     expect(OPS.filter((op) => !covered.has(op) && !sources.has(op))).toEqual([]);
   });
 

@@ -237,6 +237,25 @@ describe('printer', () => {
     expect(printNode(g.nodes[2]!, 27)).toBe('ab:f32[2,2] = matmul a b');
   });
 
+  it('random_uniform shows its shape and stream; is_training takes nothing', () => {
+    const b = new GraphBuilder();
+    b.output('y', b.mul(b.randomUniform([2, 3]), b.isTraining()));
+    expect(show(b)).toMatchInlineSnapshot(`
+      "a:i32[] = state[name="rng:seed",init=seed]
+      b:i32[] = state[name="rng:step",init=zeros]
+      c:f32[] = is_training
+      d:i32[] = full[value=1]
+      e:i32[] = add b d
+      f:i32[] = where c e b
+      g:f32[2,3] = random_uniform[shape=[2,3],stream=0] a b
+      h:f32[] = is_training
+      i:f32[2,3] = mul g h
+      outputs y=i
+      update "rng:step" <- f
+      "
+    `);
+  });
+
   it('every op was printed by some test above', () => {
     expect(OPS.filter((op) => !printed.has(op))).toEqual([]);
   });

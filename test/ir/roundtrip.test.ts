@@ -159,7 +159,28 @@ const everything: ModelJson = {
   updates: [{ target: 'step', value: 'next' }, { target: 'avg', value: 'avg2' }],
 };
 
-const MODELS: Readonly<Record<string, ModelJson>> = { mlp, cnn, block, everything };
+/** Issue 16: dropout, batch norm, and the primitives they are made of, written directly. */
+const modes: ModelJson = {
+  version: 1,
+  name: 'modes',
+  inputs: [{ name: 'x', shape: [4, 3, 2, 2] }, { name: 'k', shape: [], dtype: 'i32' }],
+  params: [{ name: 'g', shape: [3], init: { kind: 'ones' } }, { name: 'h', shape: [3], init: { kind: 'zeros' } }],
+  state: [
+    { name: 'm', shape: [3] }, { name: 'v', shape: [3], init: { kind: 'ones' } },
+    { name: 'seed', shape: [], dtype: 'i32', init: { kind: 'seed' } },
+  ],
+  nodes: [
+    { name: 'bn', op: 'batch_norm', inputs: ['x', 'g', 'h', 'm', 'v'], attrs: { momentum: 0.2, eps: 1e-3 } },
+    { name: 'drop', op: 'dropout', inputs: ['bn'], attrs: { rate: 0.25 } },
+    { name: 'noise', op: 'random_uniform', inputs: ['seed', 'k'], attrs: { shape: [4, 3, 2, 2], stream: 7 } },
+    { name: 'mode', op: 'is_training' },
+    { name: 'jitter', op: 'mul', inputs: ['noise', 'mode'] },
+    { name: 'out', op: 'add', inputs: ['drop', 'jitter'] },
+  ],
+  outputs: { out: 'out' },
+};
+
+const MODELS: Readonly<Record<string, ModelJson>> = { mlp, cnn, block, everything, modes };
 
 const DOC = readFileSync(new URL('../../docs/model-format.md', import.meta.url), 'utf8');
 /** The ```json block under the "A complete example" heading of docs/model-format.md. */

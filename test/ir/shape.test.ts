@@ -325,6 +325,19 @@ const RULES: { readonly [K in Op]: Rows<OpAttrs[K]> } = {
       { attrs: { ...conv(1, 0, 1), kernel: [9, 9] }, inputs: [f32(1, 1, 4, 4), f32(1, 1, 1, 1)], error: /conv2d: kernel 9x9 does not fit input 4x4/ },
     ],
   },
+  random_uniform: {
+    ok: [{ attrs: { shape: [2, 3], stream: 0 }, inputs: [i32(), i32()], want: f32(2, 3) }],
+    bad: [
+      { attrs: { shape: [2, 3], stream: 0 }, inputs: [f32(), i32()], error: /random_uniform: the seed must be an i32 scalar, got f32\[\]/ },
+      { attrs: { shape: [2, 3], stream: 0 }, inputs: [i32(), i32(2)], error: /random_uniform: the counter must be an i32 scalar, got i32\[2\]/ },
+      { attrs: { shape: [2, 3], stream: -1 }, inputs: [i32(), i32()], error: /random_uniform: stream must be an integer in \[0, 2\^31\), got -1/ },
+      { attrs: { shape: [0], stream: 0 }, inputs: [i32(), i32()], error: /shape \[0\]: every dimension must be an integer >= 1/ },
+    ],
+  },
+  is_training: {
+    ok: [{ attrs: {}, inputs: [], want: f32() }],
+    bad: [{ attrs: {}, inputs: [f32()], error: /is_training takes 0 inputs, got 1/ }],
+  },
 };
 
 const rowsOf = (op: Op): Rows<unknown> => RULES[op];
