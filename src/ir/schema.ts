@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { DTYPES, fmtType, typeEq } from './dtype.js';
-import { GraphBuilder, convAttrs, type Value } from './builder.js';
+import { GraphBuilder, convAttrs, type RecurrentWeights, type Value } from './builder.js';
 import { AdjointError, ModelFormatError } from './errors.js';
 import { MODEL_FORMAT_VERSION, type Model, type OptimizerConfig } from './model.js';
 import { OPS, UNARY_OPS, BINARY_OPS, COMPARE_OPS, REDUCE_OPS, type Op, type SourceOp } from './ops.js';
@@ -132,6 +132,11 @@ const poolSpec = z.strictObject({
   padding: pair(nat, 'an integer >= 0').default([0, 0]),
 });
 
+/** lstm and gru operands after x: weight_ih, weight_hh, then the optional biases (issue 16). */
+const recurrentWeights = (xs: readonly Value[]): RecurrentWeights => ({
+  weightIh: at(xs, 1), weightHh: at(xs, 2), ...(xs[3] ? { biasIh: xs[3] } : {}), ...(xs[4] ? { biasHh: xs[4] } : {}),
+});
+
 /** Every primitive (but the sources that have their own sections) and every composite. */
 const OP_SPECS = {
   ...elementwise,
@@ -180,6 +185,9 @@ const OP_SPECS = {
   attention: spec({ attrs: z.strictObject({ causal: z.boolean().default(false) }), arity: 3, build: (b, xs, a) => b.attention(at(xs, 0), at(xs, 1), at(xs, 2), a.causal) }),
   max_pool2d: spec({ attrs: poolSpec, arity: 1, build: (b, xs, a) => b.maxPool2d(at(xs, 0), a) }),
   avg_pool2d: spec({ attrs: poolSpec, arity: 1, build: (b, xs, a) => b.avgPool2d(at(xs, 0), a) }),
+  // ---- recurrent layers (issue 16): inputs x [B,T,I], weight_ih, weight_hh[, bias_ih[, bias_hh]] -> y [B,T,H]
+  lstm: spec({ attrs: none, arity: [3, 5], build: (b, xs) => b.lstm(at(xs, 0), recurrentWeights(xs)).y }),
+  gru: spec({ attrs: none, arity: [3, 5], build: (b, xs) => b.gru(at(xs, 0), recurrentWeights(xs)).y }),
 };
 
 /** Every primitive but the three source kinds must be writable as a node: checked by the compiler. */
