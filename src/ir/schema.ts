@@ -57,12 +57,28 @@ const init = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('he_normal') }),
 ]);
 
+// ---- issue 16: the optimizer recipe (schedule, clipping, accumulation) that every kind accepts ----
+const fraction = finite.refine((v) => v >= 0 && v <= 1, 'must be >= 0 and <= 1');
+const schedule = z.strictObject({
+  warmupSteps: nat.default(0),
+  warmupInit: fraction.default(0),
+  decay: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('cosine'), steps: pos, alpha: fraction.default(0) }),
+      z.strictObject({ kind: z.literal('step'), every: pos, gamma: positive.default(0.1) }),
+    ])
+    .optional(),
+});
+const recipe = { schedule: schedule.optional(), clipNorm: positive.optional(), accumulate: pos.optional() };
+// ---- end of the recipe ----
+
 const optimizer = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
     lr: positive,
     momentum: rate.default(0),
     weightDecay: nonNegative.default(0),
+    ...recipe,
   }),
   z.strictObject({
     kind: z.literal('adam'),
@@ -71,6 +87,25 @@ const optimizer = z.discriminatedUnion('kind', [
     beta2: rate.default(0.999),
     eps: positive.default(1e-8),
     weightDecay: nonNegative.default(0),
+    ...recipe,
+  }),
+  // issue 16: RMSprop and Adagrad, PyTorch's defaults
+  z.strictObject({
+    kind: z.literal('rmsprop'),
+    lr: positive,
+    alpha: rate.default(0.99),
+    eps: positive.default(1e-8),
+    momentum: rate.default(0),
+    weightDecay: nonNegative.default(0),
+    ...recipe,
+  }),
+  z.strictObject({
+    kind: z.literal('adagrad'),
+    lr: positive,
+    eps: positive.default(1e-10),
+    initialAccumulator: nonNegative.default(0),
+    weightDecay: nonNegative.default(0),
+    ...recipe,
   }),
 ]);
 
