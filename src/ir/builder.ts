@@ -394,6 +394,118 @@ export class GraphBuilder {
     return y;
   }
   // ---- end issue 16 ----
+
+  // ---- recurrent layers (issue 16): LSTM and GRU unrolled over the static sequence length -----
+
+  /**
+   * An LSTM over x [B, T, I] (batch first), PyTorch's `torch.nn.LSTM` for one layer: weights
+   * weightIh [4H, I], weightHh [4H, H], biases [4H], gates in the order i, f, g, o:
+   *   i = σ(W_ii x + b_ii + W_hi h + b_hi)   f = σ(W_if x + b_if + W_hf h + b_hf)
+   *   g = tanh(W_ig x + b_ig + W_hg h + b_hg) o = σ(W_io x + b_io + W_ho h + b_ho)
+   *   c' = f c + i g                        h' = o tanh(c')
+   * Unrolled over T (each step is ordinary IR, so autodiff gives backpropagation through time and
+   * fusion, memory planning and the interpreter need nothing new). The input projection of all
+   * steps is one matmul; h0 and c0 default to zeros. Returns the hidden state of every step
+   * y [B, T, H] and the last h, c [B, H].
+   */
+  lstm(x: Value, w: RecurrentWeights, h0?: Value, c0?: Value): { y: Value; h: Value; c: Value } {
+    const r = this.recurrentShapes('lstm', x, w, 4, h0, c0);
+    const { H } = r;
+    const xp = this.recurrentInput(x, w, true);
+    const whh = this.transpose(w.weightHh);
+    let h = h0;
+    let c = c0;
+    const hs: Value[] = [];
+    for (let t = 0; t < r.T; t++) {
+      // gates = (x W_ih^T + b_ih + b_hh)[t] + h W_hh^T; the h term vanishes while h is the zero state.
+      const xt = this.reshape(this.slice(xp, [0, t, 0], [r.B, t + 1, 4 * H]), [r.B, 4 * H]);
+      const gates = h ? this.add_(xt, this.matmul(h, whh)) : xt;
+      const gate = (k: number) => this.slice(gates, [0, k * H], [r.B, (k + 1) * H]);
+      const [i, f, g, o] = [this.sigmoid(gate(0)), this.sigmoid(gate(1)), this.tanh(gate(2)), this.sigmoid(gate(3))];
+      c = c ? this.add_(this.mul(f, c), this.mul(i, g)) : this.mul(i, g);
+      h = this.mul(o, this.tanh(c));
+      hs.push(h);
+    }
+    return { y: this.stackSteps(hs), h: h!, c: c! };
+  }
+
+  /**
+   * A GRU over x [B, T, I] (batch first), PyTorch's `torch.nn.GRU` for one layer: weights
+   * weightIh [3H, I], weightHh [3H, H], biases [3H], gates in the order r, z, n:
+   *   r = σ(W_ir x + b_ir + W_hr h + b_hr)   z = σ(W_iz x + b_iz + W_hz h + b_hz)
+   *   n = tanh(W_in x + b_in + r (W_hn h + b_hn))
+   *   h' = (1 - z) n + z h
+   * Unrolled over T like lstm; h0 defaults to zeros. Returns y [B, T, H] and the last h [B, H].
+   */
+  gru(x: Value, w: RecurrentWeights, h0?: Value): { y: Value; h: Value } {
+    const r = this.recurrentShapes('gru', x, w, 3, h0);
+    const { H, B } = r;
+    const xp = this.recurrentInput(x, w, false);
+    const whh = this.transpose(w.weightHh);
+    let h = h0;
+    const hs: Value[] = [];
+    for (let t = 0; t < r.T; t++) {
+      const xt = this.reshape(this.slice(xp, [0, t, 0], [B, t + 1, 3 * H]), [B, 3 * H]);
+      // hp = h W_hh^T + b_hh (just b_hh, or nothing, while h is the zero state)
+      let hp: Value | undefined = h ? this.matmul(h, whh) : undefined;
+      if (w.biasHh) hp = hp ? this.add_(hp, w.biasHh) : this.broadcastTo(w.biasHh, [B, 3 * H]);
+      const part = (v: Value, k: number) => this.slice(v, [0, k * H], [B, (k + 1) * H]);
+      const pre = (k: number) => (hp ? this.add_(part(xt, k), part(hp, k)) : part(xt, k));
+      const rg = this.sigmoid(pre(0));
+      const z = this.sigmoid(pre(1));
+      const n = this.tanh(hp ? this.add_(part(xt, 2), this.mul(rg, part(hp, 2))) : part(xt, 2));
+      // h' = (1 - z) n + z h = n + z (h - n)
+      h = h ? this.add_(n, this.mul(z, this.sub(h, n))) : this.sub(n, this.mul(z, n));
+      hs.push(h);
+    }
+    return { y: this.stackSteps(hs), h: h! };
+  }
+
+  /** Checks a recurrent layer's operands; G is the number of gates. */
+  private recurrentShapes(op: string, x: Value, w: RecurrentWeights, G: number, h0?: Value, c0?: Value): { B: number; T: number; H: number } {
+    const sh = (v: Value) => v.type.shape;
+    if (sh(x).length !== 3 || x.type.dtype !== 'f32') throw new ShapeError(`${op} needs x f32[B,T,I] (batch first), got ${fmtType(x.type)}`);
+    const [B, T, I] = sh(x) as [number, number, number];
+    const gh = sh(w.weightHh)[0] ?? 0;
+    const H = gh / G;
+    const want = (what: string, v: Value | undefined, shape: readonly number[]) => {
+      if (v && sh(v).join() !== shape.join()) throw new ShapeError(`${op}: ${what} must be [${shape.join(',')}] (${G} gates of hidden size ${H}), got ${fmtType(v.type)}`);
+    };
+    if (sh(w.weightHh).length !== 2 || !Number.isInteger(H) || H < 1 || sh(w.weightHh)[1] !== H) {
+      throw new ShapeError(`${op}: weight_hh must be [${G}*H, H], got ${fmtType(w.weightHh.type)}`);
+    }
+    want('weight_ih', w.weightIh, [G * H, I]);
+    want('bias_ih', w.biasIh, [G * H]);
+    want('bias_hh', w.biasHh, [G * H]);
+    want('h0', h0, [B, H]);
+    want('c0', c0, [B, H]);
+    return { B, T, H };
+  }
+
+  /** x W_ih^T + b_ih (+ b_hh when `bothBiases`) for every step at once: [B, T, G*H]. */
+  private recurrentInput(x: Value, w: RecurrentWeights, bothBiases: boolean): Value {
+    let xp = this.matmul(x, this.transpose(w.weightIh));
+    if (w.biasIh) xp = this.add_(xp, w.biasIh);
+    if (bothBiases && w.biasHh) xp = this.add_(xp, w.biasHh);
+    return xp;
+  }
+
+  /**
+   * [B, H] per step -> [B, T, H], as a tree of concats of at most 4 operands each, so that no
+   * kernel has to read T buffers (the device allows 8 storage buffers per stage).
+   */
+  private stackSteps(hs: readonly Value[]): Value {
+    let level = hs.map((h) => this.reshape(h, [h.type.shape[0]!, 1, h.type.shape[1]!]));
+    while (level.length > 1) {
+      const next: Value[] = [];
+      for (let i = 0; i < level.length; i += 4) {
+        const group = level.slice(i, i + 4);
+        next.push(group.length === 1 ? group[0]! : this.concat(group, 1));
+      }
+      level = next;
+    }
+    return level[0]!;
+  }
 }
 
 /** The names of the random number generator's key state (see GraphBuilder.rngKey). */
@@ -405,6 +517,14 @@ export interface BatchNormOptions {
   readonly momentum?: number;
   /** Added to the variance (default 1e-5). */
   readonly eps?: number;
+}
+
+/** The weights of an LSTM or GRU layer, in PyTorch's layout ([G*H, I], [G*H, H], [G*H]). */
+export interface RecurrentWeights {
+  readonly weightIh: Value;
+  readonly weightHh: Value;
+  readonly biasIh?: Value;
+  readonly biasHh?: Value;
 }
 
 export function convAttrs(opts: Partial<Conv2dAttrs>): Conv2dAttrs {

@@ -7,7 +7,7 @@
  */
 import { z } from 'zod';
 import { DTYPES, fmtType, typeEq } from './dtype.js';
-import { GraphBuilder, convAttrs, type Value } from './builder.js';
+import { GraphBuilder, convAttrs, type RecurrentWeights, type Value } from './builder.js';
 import { AdjointError, ModelFormatError } from './errors.js';
 import { MODEL_FORMAT_VERSION, type Model, type OptimizerConfig } from './model.js';
 import { OPS, UNARY_OPS, BINARY_OPS, COMPARE_OPS, REDUCE_OPS, type Op, type SourceOp } from './ops.js';
@@ -58,12 +58,28 @@ const init = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('seed') }),
 ]);
 
+// ---- issue 16: the optimizer recipe (schedule, clipping, accumulation) that every kind accepts ----
+const fraction = finite.refine((v) => v >= 0 && v <= 1, 'must be >= 0 and <= 1');
+const schedule = z.strictObject({
+  warmupSteps: nat.default(0),
+  warmupInit: fraction.default(0),
+  decay: z
+    .discriminatedUnion('kind', [
+      z.strictObject({ kind: z.literal('cosine'), steps: pos, alpha: fraction.default(0) }),
+      z.strictObject({ kind: z.literal('step'), every: pos, gamma: positive.default(0.1) }),
+    ])
+    .optional(),
+});
+const recipe = { schedule: schedule.optional(), clipNorm: positive.optional(), accumulate: pos.optional() };
+// ---- end of the recipe ----
+
 const optimizer = z.discriminatedUnion('kind', [
   z.strictObject({
     kind: z.literal('sgd'),
     lr: positive,
     momentum: rate.default(0),
     weightDecay: nonNegative.default(0),
+    ...recipe,
   }),
   z.strictObject({
     kind: z.literal('adam'),
@@ -72,6 +88,25 @@ const optimizer = z.discriminatedUnion('kind', [
     beta2: rate.default(0.999),
     eps: positive.default(1e-8),
     weightDecay: nonNegative.default(0),
+    ...recipe,
+  }),
+  // issue 16: RMSprop and Adagrad, PyTorch's defaults
+  z.strictObject({
+    kind: z.literal('rmsprop'),
+    lr: positive,
+    alpha: rate.default(0.99),
+    eps: positive.default(1e-8),
+    momentum: rate.default(0),
+    weightDecay: nonNegative.default(0),
+    ...recipe,
+  }),
+  z.strictObject({
+    kind: z.literal('adagrad'),
+    lr: positive,
+    eps: positive.default(1e-10),
+    initialAccumulator: nonNegative.default(0),
+    weightDecay: nonNegative.default(0),
+    ...recipe,
   }),
 ]);
 
@@ -135,6 +170,11 @@ const poolSpec = z.strictObject({
   kernel: pair(pos, 'an integer >= 1'),
   stride: pair(pos, 'an integer >= 1').optional(),
   padding: pair(nat, 'an integer >= 0').default([0, 0]),
+});
+
+/** lstm and gru operands after x: weight_ih, weight_hh, then the optional biases (issue 16). */
+const recurrentWeights = (xs: readonly Value[]): RecurrentWeights => ({
+  weightIh: at(xs, 1), weightHh: at(xs, 2), ...(xs[3] ? { biasIh: xs[3] } : {}), ...(xs[4] ? { biasHh: xs[4] } : {}),
 });
 
 /** Every primitive (but the sources that have their own sections) and every composite. */
@@ -202,6 +242,9 @@ const OP_SPECS = {
     build: (b, xs, a) => b.batchNorm(at(xs, 0), at(xs, 1), at(xs, 2), at(xs, 3), at(xs, 4), a),
   }),
   // ---- end issue 16 ----
+  // ---- recurrent layers (issue 16): inputs x [B,T,I], weight_ih, weight_hh[, bias_ih[, bias_hh]] -> y [B,T,H]
+  lstm: spec({ attrs: none, arity: [3, 5], build: (b, xs) => b.lstm(at(xs, 0), recurrentWeights(xs)).y }),
+  gru: spec({ attrs: none, arity: [3, 5], build: (b, xs) => b.gru(at(xs, 0), recurrentWeights(xs)).y }),
 };
 
 /** Every primitive but the three source kinds must be writable as a node: checked by the compiler. */

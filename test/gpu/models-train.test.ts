@@ -6,7 +6,7 @@
  * below that of always answering the mean training digit; LeNet (its step is the slowest): a few
  * dozen steps, the loss well below its start and accuracy far above chance; the transformer LM
  * (the same builder at a smaller batch and window): a held-out cross-entropy below the unigram
- * baseline. xor trains in its own file. The full runs are the `npm run train:*` scripts (README).
+ * baseline, and so does the LSTM LM. xor trains in its own file. The full runs are the `npm run train:*` scripts (README).
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import { loadModel } from '../../src/ir/schema.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { train, type TrainResult } from '../../src/train/trainer.js';
 import { DEFAULT_LM, transformerLm } from '../../models/transformer-lm.js';
+import { DEFAULT_LSTM_LM, lstmLm } from '../../models/lstm-lm.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });
@@ -91,4 +92,12 @@ describe('models/ trained briefly on real data reach a lower bar', () => {
     const r = await run(transformerLm({ ...DEFAULT_LM, batch: 8, seq: 32 }), textSource(corpus), { epochs: 1, steps: 30 });
     expect(r.testLoss).toBeLessThan(unigramBaseline(corpus));
   });
+
+  // issue 16: the LSTM LM (backpropagation through time over the unrolled window), smaller and faster.
+  it('lstm-lm (batch 16, window 8, hidden 64): 80 steps, held-out cross-entropy below the unigram baseline', async () => {
+    const full = loadText();
+    const corpus = { ...full, test: full.test.subarray(0, 4096) };
+    const r = await run(lstmLm({ ...DEFAULT_LSTM_LM, batch: 16, seq: 8, embed: 16, hidden: 64, lr: 1e-2 }), textSource(corpus), { epochs: 1, steps: 80 });
+    expect(r.testLoss).toBeLessThan(unigramBaseline(corpus));
+  }, 300_000);
 });

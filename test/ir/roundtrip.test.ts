@@ -180,7 +180,26 @@ const modes: ModelJson = {
   outputs: { out: 'out' },
 };
 
-const MODELS: Readonly<Record<string, ModelJson>> = { mlp, cnn, block, everything, modes };
+// ---- issue 16: recurrent layers and the optimizer recipe ----
+const recurrent: ModelJson = {
+  version: 1,
+  name: 'recurrent',
+  inputs: [{ name: 'seq', shape: [2, 3, 4] }, { name: 'next', shape: [2, 3], dtype: 'i32' }],
+  params: [
+    { name: 'l.wih', shape: [20, 4] }, { name: 'l.whh', shape: [20, 5] }, { name: 'l.bih', shape: [20], init: { kind: 'zeros' } },
+    { name: 'g.wih', shape: [9, 5] }, { name: 'g.whh', shape: [9, 3] }, { name: 'g.bih', shape: [9], init: { kind: 'zeros' } }, { name: 'g.bhh', shape: [9], init: { kind: 'ones' } },
+  ],
+  nodes: [
+    { name: 'h1', op: 'lstm', inputs: ['seq', 'l.wih', 'l.whh', 'l.bih'] },
+    { name: 'h2', op: 'gru', inputs: ['h1', 'g.wih', 'g.whh', 'g.bih', 'g.bhh'] },
+    { name: 'loss', op: 'softmax_cross_entropy', inputs: ['h2', 'next'] },
+  ],
+  outputs: { loss: 'loss' },
+  loss: 'loss',
+  optimizer: { kind: 'rmsprop', lr: 0.01, clipNorm: 1, accumulate: 2, schedule: { warmupSteps: 10, decay: { kind: 'step', every: 100, gamma: 0.5 } } },
+};
+
+const MODELS: Readonly<Record<string, ModelJson>> = { mlp, cnn, block, everything, modes, recurrent };
 
 const DOC = readFileSync(new URL('../../docs/model-format.md', import.meta.url), 'utf8');
 /** The ```json block under the "A complete example" heading of docs/model-format.md. */

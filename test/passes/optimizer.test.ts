@@ -40,7 +40,7 @@ function referenceStep(cfg: OptimizerConfig, params: Map<string, Vec>, grads: Re
         d = buf;
       }
       for (let i = 0; i < p.length; i++) p[i] = p[i]! - cfg.lr * d[i]!;
-    } else {
+    } else if (cfg.kind === 'adam') {
       // torch.optim.AdamW: p *= 1 - lr wd; m, v moving averages; bias-corrected step
       const m = st.m.get(name) ?? g.map(() => 0);
       const v = st.v.get(name) ?? g.map(() => 0);
@@ -54,6 +54,24 @@ function referenceStep(cfg: OptimizerConfig, params: Map<string, Vec>, grads: Re
       }
       st.m.set(name, m);
       st.v.set(name, v);
+    } else if (cfg.kind === 'rmsprop') {
+      // torch.optim.RMSprop (centered=False): grad += wd p; square_avg = alpha sa + (1 - alpha) grad²;
+      // avg = sqrt(sa) + eps; buf = momentum buf + grad / avg, p -= lr buf (or p -= lr grad / avg)
+      const d = g.map((gi, i) => gi + cfg.weightDecay * p[i]!);
+      const sa = (st.v.get(name) ?? g.map(() => 0)).map((x, i) => cfg.alpha * x + (1 - cfg.alpha) * d[i]! * d[i]!);
+      st.v.set(name, sa);
+      let u = d.map((di, i) => di / (Math.sqrt(sa[i]!) + cfg.eps));
+      if (cfg.momentum > 0) {
+        u = (st.m.get(name) ?? g.map(() => 0)).map((bi, i) => cfg.momentum * bi + u[i]!);
+        st.m.set(name, u);
+      }
+      for (let i = 0; i < p.length; i++) p[i] = p[i]! - cfg.lr * u[i]!;
+    } else {
+      // torch.optim.Adagrad (lr_decay 0): grad += wd p; state_sum += grad²; p -= lr grad / (sqrt(state_sum) + eps)
+      const d = g.map((gi, i) => gi + cfg.weightDecay * p[i]!);
+      const sum = (st.v.get(name) ?? g.map(() => cfg.initialAccumulator)).map((x, i) => x + d[i]! * d[i]!);
+      st.v.set(name, sum);
+      for (let i = 0; i < p.length; i++) p[i] = p[i]! - (cfg.lr * d[i]!) / (Math.sqrt(sum[i]!) + cfg.eps);
     }
   }
 }
@@ -64,16 +82,25 @@ const CONFIGS: readonly (readonly [string, OptimizerConfig])[] = [
   ['SGD with momentum and weight decay', { kind: 'sgd', lr: 0.05, momentum: 0.9, weightDecay: 0.01 }],
   ['Adam', { kind: 'adam', lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }],
   ['AdamW', { kind: 'adam', lr: 0.02, beta1: 0.8, beta2: 0.99, eps: 1e-3, weightDecay: 0.1 }],
+  ['RMSprop', { kind: 'rmsprop', lr: 0.01, alpha: 0.99, eps: 1e-8, momentum: 0, weightDecay: 0 }],
+  ['RMSprop with momentum and weight decay', { kind: 'rmsprop', lr: 0.005, alpha: 0.9, eps: 1e-6, momentum: 0.8, weightDecay: 0.02 }],
+  ['Adagrad', { kind: 'adagrad', lr: 0.1, eps: 1e-10, initialAccumulator: 0, weightDecay: 0 }],
+  ['Adagrad with an initial accumulator and weight decay', { kind: 'adagrad', lr: 0.2, eps: 1e-6, initialAccumulator: 0.1, weightDecay: 0.03 }],
 ];
 
 // ---- running a program for several steps ------------------------------------------------------
 
 const f64 = (shape: readonly number[], data: readonly number[]) => tensor(shape, data, 'f32', 'f64');
 
-/** The environment of the first step: the given inputs and params; every state at zero (its init). */
+/** The environment of the first step: the given inputs and params; every state at its init (zeros or a constant). */
 function firstEnv(g: Graph, given: ReadonlyMap<string, Tensor>): Map<string, Tensor> {
   const env = new Map(given);
-  for (const n of g.nodes) if (n.op === 'state') env.set(n.attrs.name, zeros(n.type, 'f64'));
+  for (const n of g.nodes) {
+    if (n.op !== 'state') continue;
+    const t = zeros(n.type, 'f64');
+    if (n.attrs.init.kind === 'constant') t.data.fill(n.attrs.init.value);
+    env.set(n.attrs.name, t);
+  }
   return env;
 }
 
