@@ -1,0 +1,237 @@
+/**
+ * @file Choosing kernel variants by measurement. A dispatch of an artifact may come in several
+ * variants (same bindings, other WGSL and grid: a register-tiled or a workgroup-memory tiled
+ * matmul, a serial or a workgroup-tree reduction). The tuner times them on the device at hand —
+ * timestamp queries where the device has `timestamp-query`, else the wall clock over a batch of
+ * dispatches ended by `onSubmittedWorkDone` — drops a variant once it is clearly slower, and
+ * keeps the fastest. Choices are cached under a key made of the adapter's identity and limits, the
+ * compiler's version and the kernel's signature (a hash of every variant's WGSL and grid), so a
+ * second load tunes nothing: a JSON file in Node (`ADJOINT_TUNE_CACHE`, else
+ * `$XDG_CACHE_HOME/adjoint/tune.json` or `~/.cache/adjoint/tune.json`), IndexedDB in a browser.
+ */
+import { DeviceError } from '../ir/errors.js';
+import type { Artifact, DispatchSpec } from './artifact.js';
+import { adapterInfo } from './device.js';
+
+/** What the tuner measured for one kernel and what it chose. */
+export interface TuneEntry {
+  /** The chosen variant's name. */
+  readonly choice: string;
+  /** Milliseconds per dispatch of each variant timed (a variant dropped early has its first figure). */
+  readonly times: Readonly<Record<string, number>>;
+  /** How the times were taken. */
+  readonly timer: 'timestamp' | 'wall';
+}
+
+/** Where choices are kept between loads. */
+export interface TuneCache {
+  get(key: string): Promise<TuneEntry | undefined>;
+  set(key: string, entry: TuneEntry): Promise<void>;
+  /** A line for humans: where the cache lives. */
+  readonly where: string;
+}
+
+/** A cache for this process only. */
+export function memoryTuneCache(): TuneCache {
+  const m = new Map<string, TuneEntry>();
+  return { where: 'memory', get: async (k) => m.get(k), set: async (k, e) => void m.set(k, e) };
+}
+
+/** A cache in a JSON file (Node): read when first needed, rewritten (to a temporary file, renamed) on every change. */
+export function fileTuneCache(path?: string): TuneCache {
+  let file = path;
+  let data: Record<string, TuneEntry> | undefined;
+  const load = async (): Promise<Record<string, TuneEntry>> => {
+    if (data) return data;
+    const fs = await nodeImport<typeof import('node:fs')>('node:fs');
+    file ??= await defaultCachePath();
+    try {
+      const parsed: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
+      data = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, TuneEntry>) : {};
+    } catch {
+      data = {};
+    }
+    return data;
+  };
+  return {
+    get where() {
+      return file ?? 'the default tuning cache file';
+    },
+    get: async (k) => {
+      const e = (await load())[k];
+      return e && typeof e.choice === 'string' ? e : undefined;
+    },
+    set: async (k, e) => {
+      const d = await load();
+      d[k] = e;
+      const fs = await nodeImport<typeof import('node:fs')>('node:fs');
+      const p = await nodeImport<typeof import('node:path')>('node:path');
+      fs.mkdirSync(p.dirname(file!), { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      fs.writeFileSync(tmp, JSON.stringify(d, null, 1) + '\n');
+      fs.renameSync(tmp, file!);
+    },
+  };
+}
+
+/** `ADJOINT_TUNE_CACHE`, else `$XDG_CACHE_HOME/adjoint/tune.json`, else `~/.cache/adjoint/tune.json`. */
+export async function defaultCachePath(): Promise<string> {
+  const os = await nodeImport<typeof import('node:os')>('node:os');
+  const p = await nodeImport<typeof import('node:path')>('node:path');
+  const env = process.env;
+  if (env.ADJOINT_TUNE_CACHE) return env.ADJOINT_TUNE_CACHE;
+  return p.join(env.XDG_CACHE_HOME || p.join(os.homedir(), '.cache'), 'adjoint', 'tune.json');
+}
+
+/** A cache in the browser's IndexedDB (database `adjoint-tune`, store `choices`). */
+export function indexedDbTuneCache(name = 'adjoint-tune'): TuneCache {
+  const open = (): Promise<IDBDatabase> =>
+    new Promise((resolve, reject) => {
+      const req = indexedDB.open(name, 1);
+      req.onupgradeneeded = () => req.result.createObjectStore('choices');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const run = async <T>(mode: IDBTransactionMode, f: (s: IDBObjectStore) => IDBRequest): Promise<T> => {
+    const db = await open();
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        const req = f(db.transaction('choices', mode).objectStore('choices'));
+        req.onsuccess = () => resolve(req.result as T);
+        req.onerror = () => reject(req.error);
+      });
+    } finally {
+      db.close();
+    }
+  };
+  return {
+    where: `IndexedDB "${name}"`,
+    get: (k) => run<TuneEntry | undefined>('readonly', (s) => s.get(k)),
+    set: async (k, e) => void (await run('readwrite', (s) => s.put(e, k))),
+  };
+}
+
+let processCache: TuneCache | undefined;
+
+/** The default cache: IndexedDB in a browser, the JSON file in Node, else memory. */
+export function defaultTuneCache(): TuneCache {
+  if (processCache) return processCache;
+  const node = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
+  processCache = node ? fileTuneCache() : typeof indexedDB !== 'undefined' ? indexedDbTuneCache() : memoryTuneCache();
+  return processCache;
+}
+
+async function nodeImport<T>(specifier: string): Promise<T> {
+  return (await import(/* @vite-ignore */ specifier)) as T;
+}
+
+/** FNV-1a (64 bits as two 32-bit halves) of a string, as 16 hex digits. */
+export function hash(s: string): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0xcbf29ce4;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193) >>> 0;
+    h2 = Math.imul(h2 ^ c ^ (h1 >>> 7), 0x01000193) >>> 0;
+  }
+  return h1.toString(16).padStart(8, '0') + h2.toString(16).padStart(8, '0');
+}
+
+/** The adapter's identity and limits (from getDevice's record, or the device's own adapter info and limits). */
+export function deviceKey(device: GPUDevice): string {
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const id = info ? [info.vendor, info.architecture, info.device, info.description].join('/') : '';
+  const l = device.limits;
+  const limits = [l.maxComputeWorkgroupStorageSize, l.maxComputeInvocationsPerWorkgroup, l.maxStorageBuffersPerShaderStage, l.maxComputeWorkgroupsPerDimension].join(',');
+  return `${id}|${adapterInfo(device)}|${limits}`;
+}
+
+/** The cache key of one dispatch's variants on a device. */
+export function kernelKey(device: GPUDevice, a: Artifact, d: DispatchSpec): string {
+  const sig = (d.variants ?? []).map((v) => `${v.name}:${v.workgroups.join('x')}:${hash(a.shaders[v.shader]!)}`).join(';');
+  return `${hash(deviceKey(device))}:${hash(a.compiler ?? 'unknown compiler')}:${hash(sig)}`;
+}
+
+/** A clearly slower variant: this many times the best one's first figure. */
+const DROP = 1.5;
+/** Aim for this many milliseconds per timed batch (so the timer's resolution and submit cost wash out). */
+const BATCH_MS = 4;
+
+/** Times dispatches of one pipeline and bind group; returns milliseconds per dispatch. */
+export class Timer {
+  readonly kind: 'timestamp' | 'wall';
+  private readonly query?: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
+
+  constructor(private readonly device: GPUDevice) {
+    this.kind = device.features.has('timestamp-query') ? 'timestamp' : 'wall';
+    if (this.kind === 'timestamp') {
+      this.query = {
+        set: device.createQuerySet({ type: 'timestamp', count: 2 }),
+        resolve: device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+        read: device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+      };
+    }
+  }
+
+  async time(pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: readonly [number, number, number], reps: number): Promise<number> {
+    const enc = this.device.createCommandEncoder();
+    const q = this.query;
+    const pass = enc.beginComputePass(q ? { timestampWrites: { querySet: q.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
+    pass.end();
+    if (q) {
+      enc.resolveQuerySet(q.set, 0, 2, q.resolve, 0);
+      enc.copyBufferToBuffer(q.resolve, 0, q.read, 0, 16);
+    }
+    const t0 = performance.now();
+    this.device.queue.submit([enc.finish()]);
+    await this.device.queue.onSubmittedWorkDone();
+    const wall = (performance.now() - t0) / reps;
+    if (!q) return wall;
+    await q.read.mapAsync(GPUMapMode.READ);
+    const [begin, end] = new BigInt64Array(q.read.getMappedRange().slice(0));
+    q.read.unmap();
+    const ns = Number(end! - begin!);
+    // Timestamps may be quantized (Dawn: 65.536 us) or unusable: the wall clock is then the figure.
+    return ns > 0 ? ns / 1e6 / reps : wall;
+  }
+
+  destroy(): void {
+    this.query?.set.destroy();
+    this.query?.resolve.destroy();
+    this.query?.read.destroy();
+  }
+}
+
+/** One variant to time: its name, pipeline and grid (the bind group is the dispatch's own). */
+export interface Candidate {
+  readonly name: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly workgroups: readonly [number, number, number];
+}
+
+/**
+ * Times the candidates of one dispatch: one warm-up dispatch each, then one timed batch each (its
+ * length from the warm-up, about BATCH_MS); a variant slower than DROP times the best is dropped;
+ * the rest are timed twice more and ranked by their median.
+ */
+export async function tuneDispatch(timer: Timer, group: GPUBindGroup, cands: readonly Candidate[]): Promise<TuneEntry> {
+  if (!cands.length) throw new DeviceError('internal: a dispatch with no variants to tune');
+  const warm: number[] = [];
+  for (const c of cands) warm.push(await timer.time(c.pipeline, group, c.workgroups, 1));
+  const reps = Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, Math.min(...warm)))));
+  const first: number[] = [];
+  for (const c of cands) first.push(await timer.time(c.pipeline, group, c.workgroups, reps));
+  const best = Math.min(...first);
+  const times: Record<string, number> = {};
+  cands.forEach((c, i) => (times[c.name] = first[i]!));
+  const kept = cands.filter((_, i) => first[i]! <= best * DROP);
+  for (const c of kept) {
+    const xs = [times[c.name]!, await timer.time(c.pipeline, group, c.workgroups, reps), await timer.time(c.pipeline, group, c.workgroups, reps)].sort((p, q) => p - q);
+    times[c.name] = xs[1]!;
+  }
+  const choice = kept.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
+  return { choice, times, timer: timer.kind };
+}
