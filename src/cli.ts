@@ -1,6 +1,7 @@
 /**
  * @file The `adjoint` command line: `compile` a model to an artifact directory, `inspect` a
- * model's IR after each pass and its compiled figures, `train` a model or an artifact on MNIST.
+ * model's IR after each pass and its compiled figures (with each kernel's variants), `train` a
+ * model or an artifact on MNIST, `tune` a model's kernel variants on this device ahead of time.
  * Every user error prints one line and exits with code 2; nothing prints a stack trace unless
  * ADJOINT_DEBUG=1.
  */
@@ -19,6 +20,8 @@ import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
 import { train } from './train/trainer.js';
+import { Program } from './runtime/program.js';
+import { fileTuneCache } from './runtime/tune.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -28,7 +31,9 @@ const USAGE = `usage:
   adjoint compile <model.json|model.ts> -o <dir>    write an artifact (manifest.json + WGSL)
   adjoint inspect <model> [--dump <pass>]            kernels, dispatches and bytes; IR after a pass
   adjoint train <model|artifact-dir> --data mnist --epochs N
-        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]`;
+        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N] [--no-tune]
+  adjoint tune <model|artifact-dir> [--cache <file>] [--force]
+                                                     time every kernel's variants on this device, cache the choices`;
 
 interface Args {
   readonly positional: string[];
@@ -118,8 +123,46 @@ function figures(name: string, a: Artifact): string {
     `${name}: ${a.dispatches.length} dispatches per step, ${a.shaders.length} shaders, 1 submit per step`,
     `  buffers: ${a.arenas.length}; params ${bytes('param')} B, state ${bytes('state')} B, inputs ${bytes('input')} B`,
     `  temporaries: naive ${a.memory.naiveBytes} B, lower bound ${a.memory.lowerBound} B, planned ${a.memory.plannedBytes} B (${(a.memory.plannedBytes / Math.max(1, a.memory.lowerBound)).toFixed(3)} x bound)`,
-    ...a.dispatches.map((d, i) => `  k${i}: ${d.label}  grid ${d.workgroups.join('x')}`),
+    ...a.dispatches.map((d, i) => `  k${i}: ${d.label}  grid ${d.workgroups.join('x')}${variantList(d)}`),
   ].join('\n');
+}
+
+/** `  variants: a (default), b, c` when a dispatch has several. */
+function variantList(d: Artifact['dispatches'][number]): string {
+  if (!d.variants || d.variants.length < 2) return '';
+  return `  variants: ${d.variants.map((v, i) => `${v.name}${i === 0 ? ' (default)' : ''}`).join(', ')}`;
+}
+
+// --- adjoint tune (kernel variants chosen by measurement; runtime/tune.ts) ---
+
+/** The programs of a model file or an artifact directory (compiled for the device's limits). */
+async function programsOf(path: string, device: GPUDevice): Promise<Bundle> {
+  if (!existsSync(path)) throw new UsageError(`${path}: no such file or directory`);
+  if (statSync(path).isDirectory()) return loadBundleDir(path);
+  const model = await loadModelFile(path);
+  const c = compile(model, { limits: deviceLimits(device) });
+  return { name: model.name, forward: c.forward, ...(c.train ? { train: c.train } : {}) };
+}
+
+async function cmdTune(argv: readonly string[]): Promise<void> {
+  const args = parseArgs(argv, { cache: 'value', force: 'bool' });
+  const [path] = args.positional;
+  if (!path) throw new UsageError('tune needs a model or an artifact directory');
+  const device = await getDevice({ quiet: true });
+  const cache = fileTuneCache(args.flags.get('cache'));
+  process.stdout.write(`device: ${adapterInfo(device)}\n`);
+  const programs = await programsOf(path, device);
+  for (const [name, a] of [['train', programs.train], ['forward', programs.forward]] as const) {
+    if (!a) continue;
+    const p = await Program.load(device, a, { tuneCache: cache, retune: args.flags.has('force') });
+    p.destroy();
+    process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms, tuning ${p.tuneMs.toFixed(0)} ms, ${p.tuning.length} kernels with variants\n`);
+    for (const k of p.tuning) {
+      const times = k.variants.map((v) => `${v} ${k.times?.[v] !== undefined ? `${k.times[v]!.toFixed(3)} ms` : '-'}`).join(', ');
+      process.stdout.write(`  k${k.dispatch}: ${k.label}: ${times} -> ${k.choice} (${k.source}${k.timer ? `, ${k.timer}` : ''})\n`);
+    }
+  }
+  process.stdout.write(`cache: ${cache.where}\n`);
 }
 
 async function cmdCompile(argv: readonly string[]): Promise<void> {
@@ -156,7 +199,7 @@ async function cmdInspect(argv: readonly string[]): Promise<void> {
 }
 
 async function cmdTrain(argv: readonly string[]): Promise<void> {
-  const args = parseArgs(argv, { data: 'value', epochs: 'value', checkpoint: 'value', plot: 'value', seed: 'value', 'steps-per-epoch': 'value', 'read-every': 'value' });
+  const args = parseArgs(argv, { data: 'value', epochs: 'value', checkpoint: 'value', plot: 'value', seed: 'value', 'steps-per-epoch': 'value', 'read-every': 'value', 'no-tune': 'bool' });
   const [path] = args.positional;
   if (!path) throw new UsageError('train needs a model or an artifact directory');
   const dataName = args.flags.get('data') ?? 'mnist';
@@ -184,6 +227,7 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     ...(args.flags.has('read-every') ? { readEvery: intFlag(args, 'read-every')! } : {}),
     ...(args.flags.has('checkpoint') ? { checkpoint: args.flags.get('checkpoint')! } : {}),
     plot: args.flags.get('plot') ?? `${programs.name}-loss.png`,
+    tune: !args.flags.has('no-tune'),
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
@@ -209,6 +253,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'compile': await cmdCompile(rest); break;
       case 'inspect': await cmdInspect(rest); break;
       case 'train': await cmdTrain(rest); break;
+      case 'tune': await cmdTune(rest); break;
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;

@@ -13,7 +13,7 @@ import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
 import { deviceHealth, deviceLimits } from './device.js';
 import { initValues } from './init.js';
-import { defaultTuneCache, kernelKey, Timer, tuneDispatch, type TuneCache, type TuneEntry } from './tune.js';
+import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneDispatch, type TuneCache, type TuneEntry } from './tune.js';
 
 export type HostArray = Float32Array | Int32Array;
 
@@ -28,9 +28,9 @@ export interface LoadOptions {
    */
   readonly poison?: boolean;
   /**
-   * Time the variants of every kernel that has several and run the fastest (default true); the
-   * choices are kept in `tuneCache`, so a second load times nothing. false: every kernel runs its
-   * default variant.
+   * Time the variants of every kernel that has several and run the fastest; the choices are kept in
+   * `tuneCache`, so a second load times nothing. false: every kernel runs its default variant.
+   * Default: true, unless the environment variable ADJOINT_TUNE is 0 (Node; the test suite sets it).
    */
   readonly tune?: boolean;
   /** Where choices are kept (default: a JSON file in Node, IndexedDB in a browser; see tune.ts). */
@@ -107,7 +107,7 @@ export class Program {
     const p = new Program(device, artifact);
     p.checkDevice('load');
     p.checkLimits();
-    const tune = opts.tune ?? true;
+    const tune = opts.tune ?? tuningByDefault();
     const cache = tune ? opts.tuneCache ?? defaultTuneCache() : undefined;
     /** Per shader or dispatch: a promise of what the device rejected there, if anything. */
     const rejected: Promise<string | undefined>[] = [];

@@ -111,6 +111,11 @@ export function indexedDbTuneCache(name = 'adjoint-tune'): TuneCache {
   };
 }
 
+/** Whether loads tune when not told: yes, unless ADJOINT_TUNE=0 in Node's environment. */
+export function tuningByDefault(): boolean {
+  return !(typeof process !== 'undefined' && process.env?.ADJOINT_TUNE === '0');
+}
+
 let processCache: TuneCache | undefined;
 
 /** The default cache: IndexedDB in a browser, the JSON file in Node, else memory. */
