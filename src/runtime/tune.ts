@@ -220,7 +220,7 @@ export interface Candidate {
 /**
  * Times the candidates of one dispatch: one warm-up dispatch each, then one timed batch each (its
  * length from the warm-up, about BATCH_MS); a variant slower than DROP times the best is dropped;
- * the rest are timed twice more and ranked by their median.
+ * the rest are timed twice more and take their median; the fastest figure wins.
  */
 export async function tuneDispatch(timer: Timer, group: GPUBindGroup, cands: readonly Candidate[]): Promise<TuneEntry> {
   if (!cands.length) throw new DeviceError('internal: a dispatch with no variants to tune');
@@ -237,6 +237,6 @@ export async function tuneDispatch(timer: Timer, group: GPUBindGroup, cands: rea
     const xs = [times[c.name]!, await timer.time(c.pipeline, group, c.workgroups, reps), await timer.time(c.pipeline, group, c.workgroups, reps)].sort((p, q) => p - q);
     times[c.name] = xs[1]!;
   }
-  const choice = kept.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
+  const choice = cands.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
   return { choice, times, timer: timer.kind };
 }

@@ -29,35 +29,44 @@ function graph(build: (b: GraphBuilder) => void): Graph {
 }
 
 const cases: { name: string; g: Graph; tol?: number }[] = [
-  { name: 'partial tiles, bias + relu epilogue: [37,45] x [45,33]', g: graph((b) => b.output('y', b.relu(b.add_(b.matmul(b.input('a', [37, 45]), b.input('b', [45, 33])), b.input('c', [33]))))) },
-  { name: 'batch broadcast: [2,40,24] x [24,36]', g: graph((b) => b.output('y', b.matmul(b.input('a', [2, 40, 24]), b.input('b', [24, 36])))) },
-  { name: 'batched [2,3,33,16] x [2,3,16,34]', g: graph((b) => b.output('y', b.matmul(b.input('a', [2, 3, 33, 16]), b.input('b', [2, 3, 16, 34])))) },
-  { name: 'both transposed: a[24,40]^T x b[36,24]^T', g: graph((b) => b.output('y', b.matmul(b.transpose(b.input('a', [24, 40])), b.transpose(b.input('b', [36, 24]))))) },
-  { name: 'split K: [32,2048] x [2048,32]', tol: 1e-4, g: graph((b) => b.output('y', b.matmul(b.input('a', [32, 2048]), b.input('b', [2048, 32])))) },
-  { name: 'split K, narrow: [4,4096] x [4096,4]', tol: 1e-4, g: graph((b) => b.output('y', b.matmul(b.input('a', [4, 4096]), b.input('b', [4096, 4])))) },
   {
-    name: 'column sums, in-place SGD on weight and bias: x[64,40], dy[64,36]',
+    // One program of several matmuls: each variant's program compiles them at once.
+    name: 'partial tiles with a bias + relu epilogue, batches, broadcast batch, transposed operands, a convolution',
     g: graph((b) => {
-      const [x, dy, w, bias] = [b.input('x', [64, 40]), b.input('dy', [64, 36]), b.param('w', [40, 36]), b.param('bias', [36])];
-      b.update('w', b.sub(w, b.mul(b.matmul(b.transpose(x), dy), 0.1)));
-      b.update('bias', b.sub(bias, b.mul(b.reduceSum(dy, 0), 0.1)));
+      b.output('tiles', b.relu(b.add_(b.matmul(b.input('a', [37, 45]), b.input('b', [45, 33])), b.input('c', [33]))));
+      b.output('bcast', b.matmul(b.input('d', [2, 40, 24]), b.input('e', [24, 36])));
+      b.output('batched', b.matmul(b.transpose(b.input('f', [2, 3, 16, 33]), [0, 1, 3, 2]), b.input('h', [2, 3, 16, 34])));
+      b.output('transposed', b.matmul(b.transpose(b.input('p', [24, 40])), b.transpose(b.input('q', [36, 24]))));
+      b.output('conv', b.relu(b.conv2d(b.input('x', [2, 3, 12, 12]), b.input('w', [40, 3, 3, 3]), { stride: [1, 1], padding: [1, 1], dilation: [1, 1] })));
     }),
   },
   {
-    name: 'column sums with split K: x[1500,40], dy[1500,36]', tol: 1e-4,
+    name: 'split K: [32,2048] x [2048,32] and [4,4096] x [4096,4]', tol: 1e-4,
     g: graph((b) => {
-      const [x, dy, w, bias] = [b.input('x', [1500, 40]), b.input('dy', [1500, 36]), b.param('w', [40, 36]), b.param('bias', [36])];
-      b.update('w', b.sub(w, b.mul(b.matmul(b.transpose(x), dy), 0.1)));
-      b.update('bias', b.sub(bias, b.mul(b.reduceSum(dy, 0), 0.1)));
+      b.output('y', b.matmul(b.input('a', [32, 2048]), b.input('b', [2048, 32])));
+      b.output('z', b.matmul(b.input('c', [4, 4096]), b.input('d', [4096, 4])));
     }),
   },
   {
-    name: 'conv2d (implicit GEMM) with relu: x[2,3,12,12], w[40,3,3,3]',
-    g: graph((b) => b.output('y', b.relu(b.conv2d(b.input('x', [2, 3, 12, 12]), b.input('w', [40, 3, 3, 3]), { stride: [1, 1], padding: [1, 1], dilation: [1, 1] })))),
+    name: 'column sums with in-place SGD on weights and biases, whole K (x[64,40]) and split K (x[1500,40])', tol: 1e-4,
+    g: graph((b) => {
+      for (const [i, batch] of [[1, 64], [2, 1500]] as const) {
+        const [x, dy, w, bias] = [b.input(`x${i}`, [batch, 40]), b.input(`dy${i}`, [batch, 36]), b.param(`w${i}`, [40, 36]), b.param(`bias${i}`, [36])];
+        b.update(`w${i}`, b.sub(w, b.mul(b.matmul(b.transpose(x), dy), 0.1)));
+        b.update(`bias${i}`, b.sub(bias, b.mul(b.reduceSum(dy, 0), 0.1)));
+      }
+    }),
   },
-  { name: 'reductions: sum [8,300] over 1, max [300,10] over 1', g: graph((b) => { const x = b.input('x', [8, 300]); b.output('s', b.reduceSum(x, 1)); b.output('m', b.add('reduce_max', { axes: [1], keepdims: false }, [b.input('z', [300, 10])])); }) },
-  { name: 'split reduction: sum of [70000]', tol: 1e-4, g: graph((b) => b.output('s', b.reduceSum(b.input('x', [70000]), 0))) },
-  { name: 'rows: softmax of [6,200] and [300,10]', g: graph((b) => { b.output('p', b.softmax(b.input('x', [6, 200]), -1)); b.output('q', b.softmax(b.input('z', [300, 10]), -1)); }) },
+  {
+    name: 'reductions (sum [8,300] over 1, max [300,10] over 1, a split sum of [70000]) and rows (softmax of [6,200] and [300,10])', tol: 1e-4,
+    g: graph((b) => {
+      b.output('s', b.reduceSum(b.input('x', [8, 300]), 1));
+      b.output('m', b.add('reduce_max', { axes: [1], keepdims: false }, [b.input('z', [300, 10])]));
+      b.output('t', b.reduceSum(b.input('u', [70000]), 0));
+      b.output('p', b.softmax(b.input('v', [6, 200]), -1));
+      b.output('q', b.softmax(b.input('w', [300, 10]), -1));
+    }),
+  },
 ];
 
 const covered = new Set<string>();
