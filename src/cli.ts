@@ -154,7 +154,7 @@ async function cmdTune(argv: readonly string[]): Promise<void> {
   const programs = await programsOf(path, device);
   for (const [name, a] of [['train', programs.train], ['forward', programs.forward]] as const) {
     if (!a) continue;
-    const p = await Program.load(device, a, { tuneCache: cache, retune: args.flags.has('force') });
+    const p = await Program.load(device, a, { tune: true, tuneCache: cache, retune: args.flags.has('force') });
     p.destroy();
     process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms, tuning ${p.tuneMs.toFixed(0)} ms, ${p.tuning.length} kernels with variants\n`);
     for (const k of p.tuning) {
@@ -227,7 +227,7 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
     ...(args.flags.has('read-every') ? { readEvery: intFlag(args, 'read-every')! } : {}),
     ...(args.flags.has('checkpoint') ? { checkpoint: args.flags.get('checkpoint')! } : {}),
     plot: args.flags.get('plot') ?? `${programs.name}-loss.png`,
-    tune: !args.flags.has('no-tune'),
+    ...(args.flags.has('no-tune') ? { tune: false } : {}),
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);

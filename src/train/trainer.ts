@@ -36,7 +36,7 @@ export interface TrainOptions {
   readonly recover?: { readonly getDevice: () => Promise<GPUDevice>; readonly attempts?: number };
   /** Called after each step is submitted, with its 1-based number and the device (fault-injection tests). */
   readonly afterStep?: (step: number, device: GPUDevice) => void;
-  /** Time kernel variants on load and run the fastest (default true; see runtime/tune.ts). */
+  /** Time kernel variants on load and run the fastest (default: Program.load's; see runtime/tune.ts). */
   readonly tune?: boolean;
 }
 
@@ -112,7 +112,7 @@ async function trainOn(
   const readEvery = Math.max(1, opts.readEvery ?? 10);
   const lossName = programs.train.loss;
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
-  const prog = await Program.load(device, programs.train, { seed, tune: opts.tune ?? true });
+  const prog = await Program.load(device, programs.train, { seed, ...(opts.tune !== undefined ? { tune: opts.tune } : {}) });
   const pending: Promise<void>[] = [];
   let params: Map<string, HostArray>;
   let step: number;
@@ -171,7 +171,7 @@ async function trainOn(
   const seconds = (performance.now() - t0) / 1000;
   losses.sort((a, b) => a.step - b.step);
   if (opts.plot) writeFileSync(opts.plot, lossPlotPng(losses));
-  const ev = await evaluate(device, programs.forward, params, data, lossName, seed, opts.tune ?? true);
+  const ev = await evaluate(device, programs.forward, params, data, lossName, seed, opts.tune);
   return { losses: [...losses], steps: step, seconds, ...ev };
 }
 
@@ -180,9 +180,9 @@ async function trainOn(
  * batches (a padded last batch would count its padding), and the accuracy of the `logits` output's argmax against the batch labels.
  */
 export async function evaluate(
-  device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0, tune = true,
+  device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0, tune?: boolean,
 ): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
-  const prog = await Program.load(device, forward, { tune });
+  const prog = await Program.load(device, forward, tune !== undefined ? { tune } : {});
   try {
     for (const p of forward.params) {
       const v = params.get(p.name);
