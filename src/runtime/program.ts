@@ -253,7 +253,7 @@ export class Program {
         } finally {
           timer.destroy();
         }
-        p.checkDevice('load');
+        p.checkDevice('tune');
       }
       p.tuneMs = performance.now() - t1;
       p.tuning = artifact.dispatches.flatMap((d, i) => {

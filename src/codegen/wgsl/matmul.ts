@@ -94,9 +94,6 @@ export const MATMUL_VARIANTS: VariantTable<'matmul'> = {
     { name: 'reg8x8', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx) },
     { name: 'reg4x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [4, 4], ctx) },
     { name: 'reg8x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 4], ctx) },
-    // Columns wx apart: neighbouring threads read neighbouring elements of B (coalesced on a GPU, one cache line on a CPU's SIMD lanes).
-    { name: 'reg8x8s', fits: (k) => k.body.n > 8, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, true) },
-    { name: 'reg4x4s', fits: (k) => k.body.n > 4, emit: (k, ctx) => emitRegister(k, [4, 4], ctx, true) },
     { name: 'wg32x32', fits: sharedFits(WG32), emit: (k, ctx) => emitShared(k, WG32, ctx) },
     { name: 'wg64x64', fits: sharedFits(WG64), emit: (k, ctx) => emitShared(k, WG64, ctx) },
   ],
@@ -183,16 +180,14 @@ function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, 
  * tiles. Split K: this kernel writes each chunk's partial tiles (and partial side sums) to scratch,
  * and a second kernel sums them and finalizes (splitSum).
  */
-function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, strided = false): Dispatch[] {
+function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext): Dispatch[] {
   const body = k.body;
   const { m, n, k: kk, batch } = body;
   const s = splitPlan(k, ctx.limits);
   const { splits, chunk, split } = s;
   const plan = tilePlan(body, tile);
   const { tm, tn } = plan;
-  // Strided: a thread's columns are wx apart, so neighbouring threads read neighbouring columns.
-  const cs = strided ? plan.wx : 1;
-  const inputSizes = strided ? ctx.inputSizes?.map((x, i) => (k.body.rhs.k === 'load' && k.body.rhs.binding === i ? NaN : x)) : ctx.inputSizes;
+  const inputSizes = ctx.inputSizes;
   // Operands read four elements at a time (a plain row-major or transposed tensor with aligned rows).
   const va = vectorAxis(body.lhs, 'mi', m, tm, kk, inputSizes);
   const vb = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
@@ -201,17 +196,15 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
   if (!split) matmulEpilogue(mod, k, body);
 
   const l = new Lines().line(`@compute @workgroup_size(${plan.wx}, ${plan.wy})`);
-  l.open(`fn main(@builtin(global_invocation_id) gid: vec3<u32>${strided ? ', @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>' : ''})`);
-  if (strided) l.line(`let n0 = i32(wid.x) * ${plan.wx * tn}i + i32(lid3.x);`);
-  else l.line(`let n0 = i32(gid.x) * ${tn}i;`);
-  l.line(`let m0 = i32(gid.y) * ${tm}i;`);
+  l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
+  l.line(`let n0 = i32(gid.x) * ${tn}i;`).line(`let m0 = i32(gid.y) * ${tm}i;`);
   l.line(`if (n0 >= ${n}i || m0 >= ${m}i) { return; }`);
   l.line('let gz = i32(gid.z);');
   if (split) l.line(`let bz = gz / ${splits}i;`).line(`let ks = gz % ${splits}i;`);
   else l.line('let bz = gz;');
   coordLets(l, 'bz', batch, 'z');
   for (let i = 0; i < tm; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
-  for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j * cs}i, ${n - 1}i);`);
+  for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
   if (va === 'r') for (let g = 0; g < tm / 4; g++) l.line(`let mg${g} = min(m0 + ${4 * g}i, ${m - 4}i);`);
   if (vb === 'r') for (let g = 0; g < tn / 4; g++) l.line(`let ng${g} = min(n0 + ${4 * g}i, ${n - 4}i);`);
   // Operands per row and per column; what does not depend on ki is computed here, once. A
@@ -291,7 +284,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     }
   }
   const accOf = (e: number) => acc(Math.floor(e / tn), e % tn);
-  return finish(k, s, mod, l, hoisted, { tm, tn, cs, from, to, accOf }, [Math.ceil(Math.ceil(n / tn) / plan.wx), Math.ceil(Math.ceil(m / tm) / plan.wy)], ctx);
+  return finish(k, s, mod, l, hoisted, { tm, tn, from, to, accOf }, [Math.ceil(Math.ceil(n / tn) / plan.wx), Math.ceil(Math.ceil(m / tm) / plan.wy)], ctx);
 }
 
 /**
@@ -374,7 +367,7 @@ function emitShared(k: MatmulKernel, t: SharedTile, ctx: EmitContext): Dispatch[
   l.line('workgroupBarrier();');
   l.close();
   const accOf = (e: number) => `${acc(Math.floor(e / tn), Math.floor((e % tn) / 4))}.${C[e % 4]}`;
-  return finish(k, s, mod, l, hoisted, { tm, tn, cs: 1, from, to, accOf }, [Math.ceil(n / bn), Math.ceil(m / bm)], ctx);
+  return finish(k, s, mod, l, hoisted, { tm, tn, from, to, accOf }, [Math.ceil(n / bn), Math.ceil(m / bm)], ctx);
 }
 
 /**
@@ -386,13 +379,11 @@ function emitShared(k: MatmulKernel, t: SharedTile, ctx: EmitContext): Dispatch[
  */
 function finish(
   k: MatmulKernel, s: SplitPlan, mod: Module, l: Lines, hoisted: ExprEmitter,
-  tile: { tm: number; tn: number; cs: number; from: string; to: string; accOf: (e: number) => string }, gxy: readonly [number, number], ctx: EmitContext,
+  tile: { tm: number; tn: number; from: string; to: string; accOf: (e: number) => string }, gxy: readonly [number, number], ctx: EmitContext,
 ): Dispatch[] {
   const body = k.body;
   const { m, n, batch, side } = body;
-  const { tm, tn, cs, from, to } = tile;
-  /** Column j of the thread's tile (columns `cs` apart). */
-  const col = (j: string) => (cs === 1 ? `n0 + ${j}` : `n0 + ${j} * ${cs}i`);
+  const { tm, tn, from, to } = tile;
   const { split, splits, total } = s;
   const bNames = vars(batch.length, 'z').map((v) => (v as { name: string }).name);
   if (side) {
@@ -407,14 +398,14 @@ function finish(
     for (let j = 0; j < tn; j++) l.line(`cs${j} += ${v[j]};`);
     l.close();
     l.line(`var cs = array<f32, ${tn}>(${Array.from({ length: tn }, (_, j) => `cs${j}`).join(', ')});`);
-    l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (${col('j')} < ${n}i)`);
-    if (split) l.line(`out[${splits * total}i + ks * ${n}i + ${col('j')}] = cs[j];`);
-    else storeSide(l, k, body, col('j'), 'cs[j]');
+    l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (n0 + j < ${n}i)`);
+    if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + j] = cs[j];`);
+    else storeSide(l, k, body, 'n0 + j', 'cs[j]');
     l.close().close().close();
   }
   l.line(`var cc = array<f32, ${tm * tn}>(${Array.from({ length: tm * tn }, (_, e) => tile.accOf(e)).join(', ')});`);
   l.open(`for (var e = 0i; e < ${tm * tn}i; e++)`);
-  l.line(`let r = m0 + e / ${tn}i;`).line(`let q = ${col(`(e % ${tn}i)`)};`);
+  l.line(`let r = m0 + e / ${tn}i;`).line(`let q = n0 + e % ${tn}i;`);
   l.open(`if (r < ${m}i && q < ${n}i)`);
   const coords = [...bNames, 'r', 'q'];
   if (split) l.line(`out[(gz * ${m}i + r) * ${n}i + q] = cc[e];`);

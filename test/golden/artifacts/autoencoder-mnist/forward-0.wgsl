@@ -417,7 +417,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 64>(c0_0, c0_1, c0_2, c0_3, c0_4, c0_5, c0_6, c0_7, c1_0, c1_1, c1_2, c1_3, c1_4, c1_5, c1_6, c1_7, c2_0, c2_1, c2_2, c2_3, c2_4, c2_5, c2_6, c2_7, c3_0, c3_1, c3_2, c3_3, c3_4, c3_5, c3_6, c3_7, c4_0, c4_1, c4_2, c4_3, c4_4, c4_5, c4_6, c4_7, c5_0, c5_1, c5_2, c5_3, c5_4, c5_5, c5_6, c5_7, c6_0, c6_1, c6_2, c6_3, c6_4, c6_5, c6_6, c6_7, c7_0, c7_1, c7_2, c7_3, c7_4, c7_5, c7_6, c7_7);
   for (var e = 0i; e < 64i; e++) {
     let r = m0 + e / 8i;
-    let q = n0 + (e % 8i);
+    let q = n0 + e % 8i;
     if (r < 128i && q < 256i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -9,12 +9,12 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   let t0: f32 = in2[ni];
   let t1: f32 = acc + t0;
-  let t2: f32 = max(t1, 0.0);
+  let t2: f32 = 1.0 / (1.0 + exp(-t1));
   return t2;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 784i;
   let t1: i32 = t0 + ni;
   return t1;
 }
@@ -22,31 +22,23 @@ fn dst(mi: i32, ni: i32) -> i32 {
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 8i;
-  if (n0 >= 256i || m0 >= 128i) { return; }
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 784i || m0 >= 128i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 127i);
   let mr1 = min(m0 + 1i, 127i);
   let mr2 = min(m0 + 2i, 127i);
   let mr3 = min(m0 + 3i, 127i);
-  let mr4 = min(m0 + 4i, 127i);
-  let mr5 = min(m0 + 5i, 127i);
-  let mr6 = min(m0 + 6i, 127i);
-  let mr7 = min(m0 + 7i, 127i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
-  let ng0 = min(n0 + 0i, 252i);
-  let h0: i32 = mr0 * 32i;
-  let h1: i32 = mr1 * 32i;
-  let h2: i32 = mr2 * 32i;
-  let h3: i32 = mr3 * 32i;
-  let h4: i32 = mr4 * 32i;
-  let h5: i32 = mr5 * 32i;
-  let h6: i32 = mr6 * 32i;
-  let h7: i32 = mr7 * 32i;
+  let nc0 = min(n0 + 0i, 783i);
+  let nc1 = min(n0 + 1i, 783i);
+  let nc2 = min(n0 + 2i, 783i);
+  let nc3 = min(n0 + 3i, 783i);
+  let ng0 = min(n0 + 0i, 780i);
+  let h0: i32 = mr0 * 256i;
+  let h1: i32 = mr1 * 256i;
+  let h2: i32 = mr2 * 256i;
+  let h3: i32 = mr3 * 256i;
   var c0_0: f32 = 0.0;
   var c0_1: f32 = 0.0;
   var c0_2: f32 = 0.0;
@@ -63,23 +55,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c3_1: f32 = 0.0;
   var c3_2: f32 = 0.0;
   var c3_3: f32 = 0.0;
-  var c4_0: f32 = 0.0;
-  var c4_1: f32 = 0.0;
-  var c4_2: f32 = 0.0;
-  var c4_3: f32 = 0.0;
-  var c5_0: f32 = 0.0;
-  var c5_1: f32 = 0.0;
-  var c5_2: f32 = 0.0;
-  var c5_3: f32 = 0.0;
-  var c6_0: f32 = 0.0;
-  var c6_1: f32 = 0.0;
-  var c6_2: f32 = 0.0;
-  var c6_3: f32 = 0.0;
-  var c7_0: f32 = 0.0;
-  var c7_1: f32 = 0.0;
-  var c7_2: f32 = 0.0;
-  var c7_3: f32 = 0.0;
-  for (var kb = 0i; kb < 32i; kb += 4i) {
+  for (var kb = 0i; kb < 256i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
@@ -88,30 +64,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tv_1: i32 = kb + h1;
     let tv_2: i32 = kb + h2;
     let tv_3: i32 = kb + h3;
-    let tv_4: i32 = kb + h4;
-    let tv_5: i32 = kb + h5;
-    let tv_6: i32 = kb + h6;
-    let tv_7: i32 = kb + h7;
-    let tv_8: i32 = ku0 * 256i;
+    let tv_4: i32 = ku0 * 784i;
+    let tv_5: i32 = tv_4 + ng0;
+    let tv_6: i32 = ku1 * 784i;
+    let tv_7: i32 = tv_6 + ng0;
+    let tv_8: i32 = ku2 * 784i;
     let tv_9: i32 = tv_8 + ng0;
-    let tv_10: i32 = ku1 * 256i;
+    let tv_10: i32 = ku3 * 784i;
     let tv_11: i32 = tv_10 + ng0;
-    let tv_12: i32 = ku2 * 256i;
-    let tv_13: i32 = tv_12 + ng0;
-    let tv_14: i32 = ku3 * 256i;
-    let tv_15: i32 = tv_14 + ng0;
     let av0 = in0[tv_0 >> 2u];
     let av1 = in0[tv_1 >> 2u];
     let av2 = in0[tv_2 >> 2u];
     let av3 = in0[tv_3 >> 2u];
-    let av4 = in0[tv_4 >> 2u];
-    let av5 = in0[tv_5 >> 2u];
-    let av6 = in0[tv_6 >> 2u];
-    let av7 = in0[tv_7 >> 2u];
-    let bv0_0 = in1[tv_9 >> 2u];
-    let bv1_0 = in1[tv_11 >> 2u];
-    let bv2_0 = in1[tv_13 >> 2u];
-    let bv3_0 = in1[tv_15 >> 2u];
+    let bv0_0 = in1[tv_5 >> 2u];
+    let bv1_0 = in1[tv_7 >> 2u];
+    let bv2_0 = in1[tv_9 >> 2u];
+    let bv3_0 = in1[tv_11 >> 2u];
     c0_0 = fma(av0.x, bv0_0.x, c0_0);
     c0_1 = fma(av0.x, bv0_0.y, c0_1);
     c0_2 = fma(av0.x, bv0_0.z, c0_2);
@@ -128,22 +96,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.x, bv0_0.y, c3_1);
     c3_2 = fma(av3.x, bv0_0.z, c3_2);
     c3_3 = fma(av3.x, bv0_0.w, c3_3);
-    c4_0 = fma(av4.x, bv0_0.x, c4_0);
-    c4_1 = fma(av4.x, bv0_0.y, c4_1);
-    c4_2 = fma(av4.x, bv0_0.z, c4_2);
-    c4_3 = fma(av4.x, bv0_0.w, c4_3);
-    c5_0 = fma(av5.x, bv0_0.x, c5_0);
-    c5_1 = fma(av5.x, bv0_0.y, c5_1);
-    c5_2 = fma(av5.x, bv0_0.z, c5_2);
-    c5_3 = fma(av5.x, bv0_0.w, c5_3);
-    c6_0 = fma(av6.x, bv0_0.x, c6_0);
-    c6_1 = fma(av6.x, bv0_0.y, c6_1);
-    c6_2 = fma(av6.x, bv0_0.z, c6_2);
-    c6_3 = fma(av6.x, bv0_0.w, c6_3);
-    c7_0 = fma(av7.x, bv0_0.x, c7_0);
-    c7_1 = fma(av7.x, bv0_0.y, c7_1);
-    c7_2 = fma(av7.x, bv0_0.z, c7_2);
-    c7_3 = fma(av7.x, bv0_0.w, c7_3);
     c0_0 = fma(av0.y, bv1_0.x, c0_0);
     c0_1 = fma(av0.y, bv1_0.y, c0_1);
     c0_2 = fma(av0.y, bv1_0.z, c0_2);
@@ -160,22 +112,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.y, bv1_0.y, c3_1);
     c3_2 = fma(av3.y, bv1_0.z, c3_2);
     c3_3 = fma(av3.y, bv1_0.w, c3_3);
-    c4_0 = fma(av4.y, bv1_0.x, c4_0);
-    c4_1 = fma(av4.y, bv1_0.y, c4_1);
-    c4_2 = fma(av4.y, bv1_0.z, c4_2);
-    c4_3 = fma(av4.y, bv1_0.w, c4_3);
-    c5_0 = fma(av5.y, bv1_0.x, c5_0);
-    c5_1 = fma(av5.y, bv1_0.y, c5_1);
-    c5_2 = fma(av5.y, bv1_0.z, c5_2);
-    c5_3 = fma(av5.y, bv1_0.w, c5_3);
-    c6_0 = fma(av6.y, bv1_0.x, c6_0);
-    c6_1 = fma(av6.y, bv1_0.y, c6_1);
-    c6_2 = fma(av6.y, bv1_0.z, c6_2);
-    c6_3 = fma(av6.y, bv1_0.w, c6_3);
-    c7_0 = fma(av7.y, bv1_0.x, c7_0);
-    c7_1 = fma(av7.y, bv1_0.y, c7_1);
-    c7_2 = fma(av7.y, bv1_0.z, c7_2);
-    c7_3 = fma(av7.y, bv1_0.w, c7_3);
     c0_0 = fma(av0.z, bv2_0.x, c0_0);
     c0_1 = fma(av0.z, bv2_0.y, c0_1);
     c0_2 = fma(av0.z, bv2_0.z, c0_2);
@@ -192,22 +128,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.z, bv2_0.y, c3_1);
     c3_2 = fma(av3.z, bv2_0.z, c3_2);
     c3_3 = fma(av3.z, bv2_0.w, c3_3);
-    c4_0 = fma(av4.z, bv2_0.x, c4_0);
-    c4_1 = fma(av4.z, bv2_0.y, c4_1);
-    c4_2 = fma(av4.z, bv2_0.z, c4_2);
-    c4_3 = fma(av4.z, bv2_0.w, c4_3);
-    c5_0 = fma(av5.z, bv2_0.x, c5_0);
-    c5_1 = fma(av5.z, bv2_0.y, c5_1);
-    c5_2 = fma(av5.z, bv2_0.z, c5_2);
-    c5_3 = fma(av5.z, bv2_0.w, c5_3);
-    c6_0 = fma(av6.z, bv2_0.x, c6_0);
-    c6_1 = fma(av6.z, bv2_0.y, c6_1);
-    c6_2 = fma(av6.z, bv2_0.z, c6_2);
-    c6_3 = fma(av6.z, bv2_0.w, c6_3);
-    c7_0 = fma(av7.z, bv2_0.x, c7_0);
-    c7_1 = fma(av7.z, bv2_0.y, c7_1);
-    c7_2 = fma(av7.z, bv2_0.z, c7_2);
-    c7_3 = fma(av7.z, bv2_0.w, c7_3);
     c0_0 = fma(av0.w, bv3_0.x, c0_0);
     c0_1 = fma(av0.w, bv3_0.y, c0_1);
     c0_2 = fma(av0.w, bv3_0.z, c0_2);
@@ -224,28 +144,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.w, bv3_0.y, c3_1);
     c3_2 = fma(av3.w, bv3_0.z, c3_2);
     c3_3 = fma(av3.w, bv3_0.w, c3_3);
-    c4_0 = fma(av4.w, bv3_0.x, c4_0);
-    c4_1 = fma(av4.w, bv3_0.y, c4_1);
-    c4_2 = fma(av4.w, bv3_0.z, c4_2);
-    c4_3 = fma(av4.w, bv3_0.w, c4_3);
-    c5_0 = fma(av5.w, bv3_0.x, c5_0);
-    c5_1 = fma(av5.w, bv3_0.y, c5_1);
-    c5_2 = fma(av5.w, bv3_0.z, c5_2);
-    c5_3 = fma(av5.w, bv3_0.w, c5_3);
-    c6_0 = fma(av6.w, bv3_0.x, c6_0);
-    c6_1 = fma(av6.w, bv3_0.y, c6_1);
-    c6_2 = fma(av6.w, bv3_0.z, c6_2);
-    c6_3 = fma(av6.w, bv3_0.w, c6_3);
-    c7_0 = fma(av7.w, bv3_0.x, c7_0);
-    c7_1 = fma(av7.w, bv3_0.y, c7_1);
-    c7_2 = fma(av7.w, bv3_0.z, c7_2);
-    c7_3 = fma(av7.w, bv3_0.w, c7_3);
   }
-  var cc = array<f32, 32>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3, c4_0, c4_1, c4_2, c4_3, c5_0, c5_1, c5_2, c5_3, c6_0, c6_1, c6_2, c6_3, c7_0, c7_1, c7_2, c7_3);
-  for (var e = 0i; e < 32i; e++) {
+  var cc = array<f32, 16>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3);
+  for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i);
-    if (r < 128i && q < 256i) {
+    let q = n0 + e % 4i;
+    if (r < 128i && q < 784i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
   }

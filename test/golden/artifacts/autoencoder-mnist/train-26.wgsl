@@ -2,62 +2,50 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = in2[ni];
-  let t1: f32 = acc + t0;
-  let t2: f32 = 1.0 / (1.0 + exp(-t1));
-  return t2;
+  let t0: i32 = mi * 256i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
+  return t6;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 784i;
+  let t0: i32 = mi * 256i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 784i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in3[t1];
-  let t3: f32 = v0 - t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = 0.000009964923265215475 * v1;
-  let t1: f32 = t0 + t0;
-  let t2: f32 = 1.0 - v0;
-  let t3: f32 = v0 * t2;
-  let t4: f32 = t1 * t3;
-  return t4;
-}
-
 @compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-  let n0 = i32(wid.x) * 32i + i32(lid3.x);
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 784i || m0 >= 128i) { return; }
+  if (n0 >= 256i || m0 >= 128i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 127i);
   let mr1 = min(m0 + 1i, 127i);
   let mr2 = min(m0 + 2i, 127i);
   let mr3 = min(m0 + 3i, 127i);
-  let nc0 = min(n0 + 0i, 783i);
-  let nc1 = min(n0 + 8i, 783i);
-  let nc2 = min(n0 + 16i, 783i);
-  let nc3 = min(n0 + 24i, 783i);
-  let h0: i32 = mr0 * 256i;
-  let h1: i32 = mr1 * 256i;
-  let h2: i32 = mr2 * 256i;
-  let h3: i32 = mr3 * 256i;
+  let nc0 = min(n0 + 0i, 255i);
+  let nc1 = min(n0 + 1i, 255i);
+  let nc2 = min(n0 + 2i, 255i);
+  let nc3 = min(n0 + 3i, 255i);
+  let h0: i32 = mr0 * 784i;
+  let h1: i32 = mr1 * 784i;
+  let h2: i32 = mr2 * 784i;
+  let h3: i32 = mr3 * 784i;
+  let h4: i32 = nc0 * 784i;
+  let h5: i32 = nc1 * 784i;
+  let h6: i32 = nc2 * 784i;
+  let h7: i32 = nc3 * 784i;
   var c0_0: f32 = 0.0;
   var c0_1: f32 = 0.0;
   var c0_2: f32 = 0.0;
@@ -74,7 +62,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
   var c3_1: f32 = 0.0;
   var c3_2: f32 = 0.0;
   var c3_3: f32 = 0.0;
-  for (var kb = 0i; kb < 256i; kb += 4i) {
+  for (var kb = 0i; kb < 784i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
@@ -83,125 +71,89 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let tv_1: i32 = kb + h1;
     let tv_2: i32 = kb + h2;
     let tv_3: i32 = kb + h3;
-    let tv_4: i32 = ku0 * 784i;
-    let tv_5: i32 = tv_4 + nc0;
-    let tv_6: f32 = in1[tv_5];
-    let tv_7: i32 = tv_4 + nc1;
-    let tv_8: f32 = in1[tv_7];
-    let tv_9: i32 = tv_4 + nc2;
-    let tv_10: f32 = in1[tv_9];
-    let tv_11: i32 = tv_4 + nc3;
-    let tv_12: f32 = in1[tv_11];
-    let tv_13: i32 = ku1 * 784i;
-    let tv_14: i32 = tv_13 + nc0;
-    let tv_15: f32 = in1[tv_14];
-    let tv_16: i32 = tv_13 + nc1;
-    let tv_17: f32 = in1[tv_16];
-    let tv_18: i32 = tv_13 + nc2;
-    let tv_19: f32 = in1[tv_18];
-    let tv_20: i32 = tv_13 + nc3;
-    let tv_21: f32 = in1[tv_20];
-    let tv_22: i32 = ku2 * 784i;
-    let tv_23: i32 = tv_22 + nc0;
-    let tv_24: f32 = in1[tv_23];
-    let tv_25: i32 = tv_22 + nc1;
-    let tv_26: f32 = in1[tv_25];
-    let tv_27: i32 = tv_22 + nc2;
-    let tv_28: f32 = in1[tv_27];
-    let tv_29: i32 = tv_22 + nc3;
-    let tv_30: f32 = in1[tv_29];
-    let tv_31: i32 = ku3 * 784i;
-    let tv_32: i32 = tv_31 + nc0;
-    let tv_33: f32 = in1[tv_32];
-    let tv_34: i32 = tv_31 + nc1;
-    let tv_35: f32 = in1[tv_34];
-    let tv_36: i32 = tv_31 + nc2;
-    let tv_37: f32 = in1[tv_36];
-    let tv_38: i32 = tv_31 + nc3;
-    let tv_39: f32 = in1[tv_38];
+    let tv_4: i32 = kb + h4;
+    let tv_5: i32 = kb + h5;
+    let tv_6: i32 = kb + h6;
+    let tv_7: i32 = kb + h7;
     let av0 = in0[tv_0 >> 2u];
     let av1 = in0[tv_1 >> 2u];
     let av2 = in0[tv_2 >> 2u];
     let av3 = in0[tv_3 >> 2u];
-    c0_0 = fma(av0.x, tv_6, c0_0);
-    c0_1 = fma(av0.x, tv_8, c0_1);
-    c0_2 = fma(av0.x, tv_10, c0_2);
-    c0_3 = fma(av0.x, tv_12, c0_3);
-    c1_0 = fma(av1.x, tv_6, c1_0);
-    c1_1 = fma(av1.x, tv_8, c1_1);
-    c1_2 = fma(av1.x, tv_10, c1_2);
-    c1_3 = fma(av1.x, tv_12, c1_3);
-    c2_0 = fma(av2.x, tv_6, c2_0);
-    c2_1 = fma(av2.x, tv_8, c2_1);
-    c2_2 = fma(av2.x, tv_10, c2_2);
-    c2_3 = fma(av2.x, tv_12, c2_3);
-    c3_0 = fma(av3.x, tv_6, c3_0);
-    c3_1 = fma(av3.x, tv_8, c3_1);
-    c3_2 = fma(av3.x, tv_10, c3_2);
-    c3_3 = fma(av3.x, tv_12, c3_3);
-    c0_0 = fma(av0.y, tv_15, c0_0);
-    c0_1 = fma(av0.y, tv_17, c0_1);
-    c0_2 = fma(av0.y, tv_19, c0_2);
-    c0_3 = fma(av0.y, tv_21, c0_3);
-    c1_0 = fma(av1.y, tv_15, c1_0);
-    c1_1 = fma(av1.y, tv_17, c1_1);
-    c1_2 = fma(av1.y, tv_19, c1_2);
-    c1_3 = fma(av1.y, tv_21, c1_3);
-    c2_0 = fma(av2.y, tv_15, c2_0);
-    c2_1 = fma(av2.y, tv_17, c2_1);
-    c2_2 = fma(av2.y, tv_19, c2_2);
-    c2_3 = fma(av2.y, tv_21, c2_3);
-    c3_0 = fma(av3.y, tv_15, c3_0);
-    c3_1 = fma(av3.y, tv_17, c3_1);
-    c3_2 = fma(av3.y, tv_19, c3_2);
-    c3_3 = fma(av3.y, tv_21, c3_3);
-    c0_0 = fma(av0.z, tv_24, c0_0);
-    c0_1 = fma(av0.z, tv_26, c0_1);
-    c0_2 = fma(av0.z, tv_28, c0_2);
-    c0_3 = fma(av0.z, tv_30, c0_3);
-    c1_0 = fma(av1.z, tv_24, c1_0);
-    c1_1 = fma(av1.z, tv_26, c1_1);
-    c1_2 = fma(av1.z, tv_28, c1_2);
-    c1_3 = fma(av1.z, tv_30, c1_3);
-    c2_0 = fma(av2.z, tv_24, c2_0);
-    c2_1 = fma(av2.z, tv_26, c2_1);
-    c2_2 = fma(av2.z, tv_28, c2_2);
-    c2_3 = fma(av2.z, tv_30, c2_3);
-    c3_0 = fma(av3.z, tv_24, c3_0);
-    c3_1 = fma(av3.z, tv_26, c3_1);
-    c3_2 = fma(av3.z, tv_28, c3_2);
-    c3_3 = fma(av3.z, tv_30, c3_3);
-    c0_0 = fma(av0.w, tv_33, c0_0);
-    c0_1 = fma(av0.w, tv_35, c0_1);
-    c0_2 = fma(av0.w, tv_37, c0_2);
-    c0_3 = fma(av0.w, tv_39, c0_3);
-    c1_0 = fma(av1.w, tv_33, c1_0);
-    c1_1 = fma(av1.w, tv_35, c1_1);
-    c1_2 = fma(av1.w, tv_37, c1_2);
-    c1_3 = fma(av1.w, tv_39, c1_3);
-    c2_0 = fma(av2.w, tv_33, c2_0);
-    c2_1 = fma(av2.w, tv_35, c2_1);
-    c2_2 = fma(av2.w, tv_37, c2_2);
-    c2_3 = fma(av2.w, tv_39, c2_3);
-    c3_0 = fma(av3.w, tv_33, c3_0);
-    c3_1 = fma(av3.w, tv_35, c3_1);
-    c3_2 = fma(av3.w, tv_37, c3_2);
-    c3_3 = fma(av3.w, tv_39, c3_3);
+    let bv0 = in1[tv_4 >> 2u];
+    let bv1 = in1[tv_5 >> 2u];
+    let bv2 = in1[tv_6 >> 2u];
+    let bv3 = in1[tv_7 >> 2u];
+    c0_0 = fma(av0.x, bv0.x, c0_0);
+    c0_1 = fma(av0.x, bv1.x, c0_1);
+    c0_2 = fma(av0.x, bv2.x, c0_2);
+    c0_3 = fma(av0.x, bv3.x, c0_3);
+    c1_0 = fma(av1.x, bv0.x, c1_0);
+    c1_1 = fma(av1.x, bv1.x, c1_1);
+    c1_2 = fma(av1.x, bv2.x, c1_2);
+    c1_3 = fma(av1.x, bv3.x, c1_3);
+    c2_0 = fma(av2.x, bv0.x, c2_0);
+    c2_1 = fma(av2.x, bv1.x, c2_1);
+    c2_2 = fma(av2.x, bv2.x, c2_2);
+    c2_3 = fma(av2.x, bv3.x, c2_3);
+    c3_0 = fma(av3.x, bv0.x, c3_0);
+    c3_1 = fma(av3.x, bv1.x, c3_1);
+    c3_2 = fma(av3.x, bv2.x, c3_2);
+    c3_3 = fma(av3.x, bv3.x, c3_3);
+    c0_0 = fma(av0.y, bv0.y, c0_0);
+    c0_1 = fma(av0.y, bv1.y, c0_1);
+    c0_2 = fma(av0.y, bv2.y, c0_2);
+    c0_3 = fma(av0.y, bv3.y, c0_3);
+    c1_0 = fma(av1.y, bv0.y, c1_0);
+    c1_1 = fma(av1.y, bv1.y, c1_1);
+    c1_2 = fma(av1.y, bv2.y, c1_2);
+    c1_3 = fma(av1.y, bv3.y, c1_3);
+    c2_0 = fma(av2.y, bv0.y, c2_0);
+    c2_1 = fma(av2.y, bv1.y, c2_1);
+    c2_2 = fma(av2.y, bv2.y, c2_2);
+    c2_3 = fma(av2.y, bv3.y, c2_3);
+    c3_0 = fma(av3.y, bv0.y, c3_0);
+    c3_1 = fma(av3.y, bv1.y, c3_1);
+    c3_2 = fma(av3.y, bv2.y, c3_2);
+    c3_3 = fma(av3.y, bv3.y, c3_3);
+    c0_0 = fma(av0.z, bv0.z, c0_0);
+    c0_1 = fma(av0.z, bv1.z, c0_1);
+    c0_2 = fma(av0.z, bv2.z, c0_2);
+    c0_3 = fma(av0.z, bv3.z, c0_3);
+    c1_0 = fma(av1.z, bv0.z, c1_0);
+    c1_1 = fma(av1.z, bv1.z, c1_1);
+    c1_2 = fma(av1.z, bv2.z, c1_2);
+    c1_3 = fma(av1.z, bv3.z, c1_3);
+    c2_0 = fma(av2.z, bv0.z, c2_0);
+    c2_1 = fma(av2.z, bv1.z, c2_1);
+    c2_2 = fma(av2.z, bv2.z, c2_2);
+    c2_3 = fma(av2.z, bv3.z, c2_3);
+    c3_0 = fma(av3.z, bv0.z, c3_0);
+    c3_1 = fma(av3.z, bv1.z, c3_1);
+    c3_2 = fma(av3.z, bv2.z, c3_2);
+    c3_3 = fma(av3.z, bv3.z, c3_3);
+    c0_0 = fma(av0.w, bv0.w, c0_0);
+    c0_1 = fma(av0.w, bv1.w, c0_1);
+    c0_2 = fma(av0.w, bv2.w, c0_2);
+    c0_3 = fma(av0.w, bv3.w, c0_3);
+    c1_0 = fma(av1.w, bv0.w, c1_0);
+    c1_1 = fma(av1.w, bv1.w, c1_1);
+    c1_2 = fma(av1.w, bv2.w, c1_2);
+    c1_3 = fma(av1.w, bv3.w, c1_3);
+    c2_0 = fma(av2.w, bv0.w, c2_0);
+    c2_1 = fma(av2.w, bv1.w, c2_1);
+    c2_2 = fma(av2.w, bv2.w, c2_2);
+    c2_3 = fma(av2.w, bv3.w, c2_3);
+    c3_0 = fma(av3.w, bv0.w, c3_0);
+    c3_1 = fma(av3.w, bv1.w, c3_1);
+    c3_2 = fma(av3.w, bv2.w, c3_2);
+    c3_3 = fma(av3.w, bv3.w, c3_3);
   }
   var cc = array<f32, 16>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3);
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i) * 8i;
-    if (r < 128i && q < 784i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-      }
+    let q = n0 + e % 4i;
+    if (r < 128i && q < 256i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

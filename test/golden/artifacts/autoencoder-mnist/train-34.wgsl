@@ -3,22 +3,14 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
-  let t3: bool = t2 > 0.0;
-  let t4: f32 = select(0.0, 1.0, t3);
-  let t5: bool = t4 != 0.0;
-  let t6: f32 = select(0.0, acc, t5);
-  return t6;
+  return acc;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   return t1;
 }
@@ -26,26 +18,34 @@ fn dst(mi: i32, ni: i32) -> i32 {
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 256i || m0 >= 128i) { return; }
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 32i || m0 >= 128i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 127i);
   let mr1 = min(m0 + 1i, 127i);
   let mr2 = min(m0 + 2i, 127i);
   let mr3 = min(m0 + 3i, 127i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
-  let h0: i32 = mr0 * 784i;
-  let h1: i32 = mr1 * 784i;
-  let h2: i32 = mr2 * 784i;
-  let h3: i32 = mr3 * 784i;
-  let h4: i32 = nc0 * 784i;
-  let h5: i32 = nc1 * 784i;
-  let h6: i32 = nc2 * 784i;
-  let h7: i32 = nc3 * 784i;
+  let mr4 = min(m0 + 4i, 127i);
+  let mr5 = min(m0 + 5i, 127i);
+  let mr6 = min(m0 + 6i, 127i);
+  let mr7 = min(m0 + 7i, 127i);
+  let nc0 = min(n0 + 0i, 31i);
+  let nc1 = min(n0 + 1i, 31i);
+  let nc2 = min(n0 + 2i, 31i);
+  let nc3 = min(n0 + 3i, 31i);
+  let h0: i32 = mr0 * 256i;
+  let h1: i32 = mr1 * 256i;
+  let h2: i32 = mr2 * 256i;
+  let h3: i32 = mr3 * 256i;
+  let h4: i32 = mr4 * 256i;
+  let h5: i32 = mr5 * 256i;
+  let h6: i32 = mr6 * 256i;
+  let h7: i32 = mr7 * 256i;
+  let h8: i32 = nc0 * 256i;
+  let h9: i32 = nc1 * 256i;
+  let h10: i32 = nc2 * 256i;
+  let h11: i32 = nc3 * 256i;
   var c0_0: f32 = 0.0;
   var c0_1: f32 = 0.0;
   var c0_2: f32 = 0.0;
@@ -62,7 +62,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c3_1: f32 = 0.0;
   var c3_2: f32 = 0.0;
   var c3_3: f32 = 0.0;
-  for (var kb = 0i; kb < 784i; kb += 4i) {
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  for (var kb = 0i; kb < 256i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
@@ -75,14 +91,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tv_5: i32 = kb + h5;
     let tv_6: i32 = kb + h6;
     let tv_7: i32 = kb + h7;
+    let tv_8: i32 = kb + h8;
+    let tv_9: i32 = kb + h9;
+    let tv_10: i32 = kb + h10;
+    let tv_11: i32 = kb + h11;
     let av0 = in0[tv_0 >> 2u];
     let av1 = in0[tv_1 >> 2u];
     let av2 = in0[tv_2 >> 2u];
     let av3 = in0[tv_3 >> 2u];
-    let bv0 = in1[tv_4 >> 2u];
-    let bv1 = in1[tv_5 >> 2u];
-    let bv2 = in1[tv_6 >> 2u];
-    let bv3 = in1[tv_7 >> 2u];
+    let av4 = in0[tv_4 >> 2u];
+    let av5 = in0[tv_5 >> 2u];
+    let av6 = in0[tv_6 >> 2u];
+    let av7 = in0[tv_7 >> 2u];
+    let bv0 = in1[tv_8 >> 2u];
+    let bv1 = in1[tv_9 >> 2u];
+    let bv2 = in1[tv_10 >> 2u];
+    let bv3 = in1[tv_11 >> 2u];
     c0_0 = fma(av0.x, bv0.x, c0_0);
     c0_1 = fma(av0.x, bv1.x, c0_1);
     c0_2 = fma(av0.x, bv2.x, c0_2);
@@ -99,6 +123,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.x, bv1.x, c3_1);
     c3_2 = fma(av3.x, bv2.x, c3_2);
     c3_3 = fma(av3.x, bv3.x, c3_3);
+    c4_0 = fma(av4.x, bv0.x, c4_0);
+    c4_1 = fma(av4.x, bv1.x, c4_1);
+    c4_2 = fma(av4.x, bv2.x, c4_2);
+    c4_3 = fma(av4.x, bv3.x, c4_3);
+    c5_0 = fma(av5.x, bv0.x, c5_0);
+    c5_1 = fma(av5.x, bv1.x, c5_1);
+    c5_2 = fma(av5.x, bv2.x, c5_2);
+    c5_3 = fma(av5.x, bv3.x, c5_3);
+    c6_0 = fma(av6.x, bv0.x, c6_0);
+    c6_1 = fma(av6.x, bv1.x, c6_1);
+    c6_2 = fma(av6.x, bv2.x, c6_2);
+    c6_3 = fma(av6.x, bv3.x, c6_3);
+    c7_0 = fma(av7.x, bv0.x, c7_0);
+    c7_1 = fma(av7.x, bv1.x, c7_1);
+    c7_2 = fma(av7.x, bv2.x, c7_2);
+    c7_3 = fma(av7.x, bv3.x, c7_3);
     c0_0 = fma(av0.y, bv0.y, c0_0);
     c0_1 = fma(av0.y, bv1.y, c0_1);
     c0_2 = fma(av0.y, bv2.y, c0_2);
@@ -115,6 +155,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.y, bv1.y, c3_1);
     c3_2 = fma(av3.y, bv2.y, c3_2);
     c3_3 = fma(av3.y, bv3.y, c3_3);
+    c4_0 = fma(av4.y, bv0.y, c4_0);
+    c4_1 = fma(av4.y, bv1.y, c4_1);
+    c4_2 = fma(av4.y, bv2.y, c4_2);
+    c4_3 = fma(av4.y, bv3.y, c4_3);
+    c5_0 = fma(av5.y, bv0.y, c5_0);
+    c5_1 = fma(av5.y, bv1.y, c5_1);
+    c5_2 = fma(av5.y, bv2.y, c5_2);
+    c5_3 = fma(av5.y, bv3.y, c5_3);
+    c6_0 = fma(av6.y, bv0.y, c6_0);
+    c6_1 = fma(av6.y, bv1.y, c6_1);
+    c6_2 = fma(av6.y, bv2.y, c6_2);
+    c6_3 = fma(av6.y, bv3.y, c6_3);
+    c7_0 = fma(av7.y, bv0.y, c7_0);
+    c7_1 = fma(av7.y, bv1.y, c7_1);
+    c7_2 = fma(av7.y, bv2.y, c7_2);
+    c7_3 = fma(av7.y, bv3.y, c7_3);
     c0_0 = fma(av0.z, bv0.z, c0_0);
     c0_1 = fma(av0.z, bv1.z, c0_1);
     c0_2 = fma(av0.z, bv2.z, c0_2);
@@ -131,6 +187,22 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.z, bv1.z, c3_1);
     c3_2 = fma(av3.z, bv2.z, c3_2);
     c3_3 = fma(av3.z, bv3.z, c3_3);
+    c4_0 = fma(av4.z, bv0.z, c4_0);
+    c4_1 = fma(av4.z, bv1.z, c4_1);
+    c4_2 = fma(av4.z, bv2.z, c4_2);
+    c4_3 = fma(av4.z, bv3.z, c4_3);
+    c5_0 = fma(av5.z, bv0.z, c5_0);
+    c5_1 = fma(av5.z, bv1.z, c5_1);
+    c5_2 = fma(av5.z, bv2.z, c5_2);
+    c5_3 = fma(av5.z, bv3.z, c5_3);
+    c6_0 = fma(av6.z, bv0.z, c6_0);
+    c6_1 = fma(av6.z, bv1.z, c6_1);
+    c6_2 = fma(av6.z, bv2.z, c6_2);
+    c6_3 = fma(av6.z, bv3.z, c6_3);
+    c7_0 = fma(av7.z, bv0.z, c7_0);
+    c7_1 = fma(av7.z, bv1.z, c7_1);
+    c7_2 = fma(av7.z, bv2.z, c7_2);
+    c7_3 = fma(av7.z, bv3.z, c7_3);
     c0_0 = fma(av0.w, bv0.w, c0_0);
     c0_1 = fma(av0.w, bv1.w, c0_1);
     c0_2 = fma(av0.w, bv2.w, c0_2);
@@ -147,12 +219,28 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c3_1 = fma(av3.w, bv1.w, c3_1);
     c3_2 = fma(av3.w, bv2.w, c3_2);
     c3_3 = fma(av3.w, bv3.w, c3_3);
+    c4_0 = fma(av4.w, bv0.w, c4_0);
+    c4_1 = fma(av4.w, bv1.w, c4_1);
+    c4_2 = fma(av4.w, bv2.w, c4_2);
+    c4_3 = fma(av4.w, bv3.w, c4_3);
+    c5_0 = fma(av5.w, bv0.w, c5_0);
+    c5_1 = fma(av5.w, bv1.w, c5_1);
+    c5_2 = fma(av5.w, bv2.w, c5_2);
+    c5_3 = fma(av5.w, bv3.w, c5_3);
+    c6_0 = fma(av6.w, bv0.w, c6_0);
+    c6_1 = fma(av6.w, bv1.w, c6_1);
+    c6_2 = fma(av6.w, bv2.w, c6_2);
+    c6_3 = fma(av6.w, bv3.w, c6_3);
+    c7_0 = fma(av7.w, bv0.w, c7_0);
+    c7_1 = fma(av7.w, bv1.w, c7_1);
+    c7_2 = fma(av7.w, bv2.w, c7_2);
+    c7_3 = fma(av7.w, bv3.w, c7_3);
   }
-  var cc = array<f32, 16>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3);
-  for (var e = 0i; e < 16i; e++) {
+  var cc = array<f32, 32>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3, c4_0, c4_1, c4_2, c4_3, c5_0, c5_1, c5_2, c5_3, c6_0, c6_1, c6_2, c6_3, c7_0, c7_1, c7_2, c7_3);
+  for (var e = 0i; e < 32i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i);
-    if (r < 128i && q < 256i) {
+    let q = n0 + e % 4i;
+    if (r < 128i && q < 32i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
   }

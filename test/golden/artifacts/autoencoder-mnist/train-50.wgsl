@@ -15,13 +15,13 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out1[t1];
   let t3: f32 = 0.8999999761581421 * t2;
@@ -31,7 +31,7 @@ fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out2[t1];
   let t3: f32 = 0.9990000128746033 * t2;
@@ -42,7 +42,7 @@ fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out3[t1];
   let t3: f32 = in2[0i];
@@ -61,19 +61,19 @@ fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 256i || m0 >= 32i) { return; }
+  if (n0 >= 32i || m0 >= 256i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 31i);
-  let mr1 = min(m0 + 1i, 31i);
-  let mr2 = min(m0 + 2i, 31i);
-  let mr3 = min(m0 + 3i, 31i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
-  let mg0 = min(m0 + 0i, 28i);
-  let ng0 = min(n0 + 0i, 252i);
+  let mr0 = min(m0 + 0i, 255i);
+  let mr1 = min(m0 + 1i, 255i);
+  let mr2 = min(m0 + 2i, 255i);
+  let mr3 = min(m0 + 3i, 255i);
+  let nc0 = min(n0 + 0i, 31i);
+  let nc1 = min(n0 + 1i, 31i);
+  let nc2 = min(n0 + 2i, 31i);
+  let nc3 = min(n0 + 3i, 31i);
+  let mg0 = min(m0 + 0i, 252i);
+  let ng0 = min(n0 + 0i, 28i);
   var c0_0: f32 = 0.0;
   var c0_1: f32 = 0.0;
   var c0_2: f32 = 0.0;
@@ -95,21 +95,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
     let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 32i;
+    let tv_0: i32 = ku0 * 256i;
     let tv_1: i32 = tv_0 + mg0;
-    let tv_2: i32 = ku1 * 32i;
+    let tv_2: i32 = ku1 * 256i;
     let tv_3: i32 = tv_2 + mg0;
-    let tv_4: i32 = ku2 * 32i;
+    let tv_4: i32 = ku2 * 256i;
     let tv_5: i32 = tv_4 + mg0;
-    let tv_6: i32 = ku3 * 32i;
+    let tv_6: i32 = ku3 * 256i;
     let tv_7: i32 = tv_6 + mg0;
-    let tv_8: i32 = ku0 * 256i;
+    let tv_8: i32 = ku0 * 32i;
     let tv_9: i32 = tv_8 + ng0;
-    let tv_10: i32 = ku1 * 256i;
+    let tv_10: i32 = ku1 * 32i;
     let tv_11: i32 = tv_10 + ng0;
-    let tv_12: i32 = ku2 * 256i;
+    let tv_12: i32 = ku2 * 32i;
     let tv_13: i32 = tv_12 + ng0;
-    let tv_14: i32 = ku3 * 256i;
+    let tv_14: i32 = ku3 * 32i;
     let tv_15: i32 = tv_14 + ng0;
     let av0_0 = in0[tv_1 >> 2u];
     let av1_0 = in0[tv_3 >> 2u];
@@ -187,8 +187,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 16>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3);
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i);
-    if (r < 32i && q < 256i) {
+    let q = n0 + e % 4i;
+    if (r < 256i && q < 32i) {
        {
         let at = dst(r, q);
         let v0 = fin(cc[e], r, q);

@@ -504,7 +504,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 32>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3, c4_0, c4_1, c4_2, c4_3, c5_0, c5_1, c5_2, c5_3, c6_0, c6_1, c6_2, c6_3, c7_0, c7_1, c7_2, c7_3);
   for (var e = 0i; e < 32i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i);
+    let q = n0 + e % 4i;
     if (r < 50176i && q < 6i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -300,7 +300,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 16>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3);
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
-    let q = n0 + (e % 4i);
+    let q = n0 + e % 4i;
     if (r < 50176i && q < 6i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -93,7 +93,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);
   for (var e = 0i; e < 8i; e++) {
     let r = m0 + e / 2i;
-    let q = n0 + (e % 2i);
+    let q = n0 + e % 2i;
     if (r < 4i && q < 2i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -88,7 +88,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 4>(c0_0, c1_0, c2_0, c3_0);
   for (var e = 0i; e < 4i; e++) {
     let r = m0 + e / 1i;
-    let q = n0 + (e % 1i);
+    let q = n0 + e % 1i;
     if (r < 4i && q < 1i) {
        {
         let at = dst(r, q);

@@ -97,7 +97,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 4>(c0_0, c0_1, c1_0, c1_1);
   for (var e = 0i; e < 4i; e++) {
     let r = m0 + e / 2i;
-    let q = n0 + (e % 2i);
+    let q = n0 + e % 2i;
     if (r < 2i && q < 2i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -89,7 +89,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var cc = array<f32, 2>(c0_0, c1_0);
   for (var e = 0i; e < 2i; e++) {
     let r = m0 + e / 1i;
-    let q = n0 + (e % 1i);
+    let q = n0 + e % 1i;
     if (r < 2i && q < 1i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
