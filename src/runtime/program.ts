@@ -253,7 +253,7 @@ export class Program {
         } finally {
           timer.destroy();
         }
-        p.checkDevice('tune');
+        p.checkDevice('load');
       }
       p.tuneMs = performance.now() - t1;
       p.tuning = artifact.dispatches.flatMap((d, i) => {
