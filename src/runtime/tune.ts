@@ -219,22 +219,23 @@ export interface Candidate {
 
 /**
  * Times the candidates of one dispatch: one warm-up dispatch each, then one timed batch each (its
- * length from the warm-up, about BATCH_MS); a variant slower than DROP times the best is dropped;
+ * length from its own warm-up: about BATCH_MS); a variant slower than DROP times the best is dropped;
  * the rest are timed twice more and take their median; the fastest figure wins.
  */
 export async function tuneDispatch(timer: Timer, group: GPUBindGroup, cands: readonly Candidate[]): Promise<TuneEntry> {
   if (!cands.length) throw new DeviceError('internal: a dispatch with no variants to tune');
   const warm: number[] = [];
   for (const c of cands) warm.push(await timer.time(c.pipeline, group, c.workgroups, 1));
-  const reps = Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, Math.min(...warm)))));
+  // Each variant's batch from its own warm-up: about BATCH_MS each, however slow the variant.
+  const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
   const first: number[] = [];
-  for (const c of cands) first.push(await timer.time(c.pipeline, group, c.workgroups, reps));
+  for (const [i, c] of cands.entries()) first.push(await timer.time(c.pipeline, group, c.workgroups, reps[i]!));
   const best = Math.min(...first);
   const times: Record<string, number> = {};
   cands.forEach((c, i) => (times[c.name] = first[i]!));
-  const kept = cands.filter((_, i) => first[i]! <= best * DROP);
-  for (const c of kept) {
-    const xs = [times[c.name]!, await timer.time(c.pipeline, group, c.workgroups, reps), await timer.time(c.pipeline, group, c.workgroups, reps)].sort((p, q) => p - q);
+  for (const [i, c] of cands.entries()) {
+    if (first[i]! > best * DROP) continue;
+    const xs = [first[i]!, await timer.time(c.pipeline, group, c.workgroups, reps[i]!), await timer.time(c.pipeline, group, c.workgroups, reps[i]!)].sort((p, q) => p - q);
     times[c.name] = xs[1]!;
   }
   const choice = cands.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
