@@ -13,7 +13,7 @@ import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
 import { deviceHealth, deviceLimits } from './device.js';
 import { initValues } from './init.js';
-import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneDispatch, type TuneCache, type TuneEntry } from './tune.js';
+import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
 
 export type HostArray = Float32Array | Int32Array;
 
@@ -237,19 +237,19 @@ export class Program {
       const t1 = performance.now();
       const tuned = new Map<string, TuneEntry>();
       if (toTune.length) {
+        // One job per distinct kernel (identical kernels share a key), all timed together.
+        const first = new Map<string, number>();
+        for (const i of toTune) if (!first.has(keys[i]!)) first.set(keys[i]!, i);
         const timer = new Timer(device);
         try {
-          for (const i of toTune) {
-            const key = keys[i]!;
-            const d = artifact.dispatches[i]!;
-            let e = tuned.get(key);
-            if (!e) {
-              e = await tuneDispatch(timer, p.bindGroups[i]!, d.variants!.map((v) => ({ name: v.name, pipeline: p.pipelines.get(v.shader)!, workgroups: v.workgroups })));
-              tuned.set(key, e);
-              await cache!.set(key, e);
-            }
-            p.choice[i] = Math.max(0, d.variants!.findIndex((v) => v.name === e!.choice));
-          }
+          const jobs = [...first.values()].map((i) => ({
+            group: p.bindGroups[i]!,
+            cands: artifact.dispatches[i]!.variants!.map((v) => ({ name: v.name, pipeline: p.pipelines.get(v.shader)!, workgroups: v.workgroups })),
+          }));
+          const entries = await tuneJobs(timer, jobs);
+          [...first.keys()].forEach((key, j) => tuned.set(key, entries[j]!));
+          for (const [key, e] of tuned) await cache!.set(key, e);
+          for (const i of toTune) p.choice[i] = Math.max(0, artifact.dispatches[i]!.variants!.findIndex((v) => v.name === tuned.get(keys[i]!)!.choice));
         } finally {
           timer.destroy();
         }

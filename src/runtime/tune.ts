@@ -162,7 +162,23 @@ const DROP = 1.5;
 /** Aim for this many milliseconds per timed batch (so the timer's resolution and submit cost wash out). */
 const BATCH_MS = 4;
 
-/** Times dispatches of one pipeline and bind group; returns milliseconds per dispatch. */
+/** One batch to time: `reps` dispatches of one pipeline with one bind group. */
+export interface Batch {
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+  readonly reps: number;
+}
+
+/** Timestamp pairs per submit (a query set holds at most 4096 queries). */
+const PAIRS = 1024;
+
+/**
+ * Times batches of dispatches; returns milliseconds per dispatch of each. With timestamp queries
+ * every batch is its own compute pass with timestamp writes, all in one submit (one readback for
+ * hundreds of batches); with the wall clock, each batch is its own submit, timed to
+ * `onSubmittedWorkDone`.
+ */
 export class Timer {
   readonly kind: 'timestamp' | 'wall';
   private readonly query?: { set: GPUQuerySet; resolve: GPUBuffer; read: GPUBuffer };
@@ -171,36 +187,46 @@ export class Timer {
     this.kind = device.features.has('timestamp-query') ? 'timestamp' : 'wall';
     if (this.kind === 'timestamp') {
       this.query = {
-        set: device.createQuerySet({ type: 'timestamp', count: 2 }),
-        resolve: device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
-        read: device.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+        set: device.createQuerySet({ type: 'timestamp', count: 2 * PAIRS }),
+        resolve: device.createBuffer({ size: 16 * PAIRS, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC }),
+        read: device.createBuffer({ size: 16 * PAIRS, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
       };
     }
   }
 
-  async time(pipeline: GPUComputePipeline, group: GPUBindGroup, workgroups: readonly [number, number, number], reps: number): Promise<number> {
-    const enc = this.device.createCommandEncoder();
-    const q = this.query;
-    const pass = enc.beginComputePass(q ? { timestampWrites: { querySet: q.set, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } } : {});
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    for (let r = 0; r < reps; r++) pass.dispatchWorkgroups(workgroups[0], workgroups[1], workgroups[2]);
-    pass.end();
-    if (q) {
-      enc.resolveQuerySet(q.set, 0, 2, q.resolve, 0);
-      enc.copyBufferToBuffer(q.resolve, 0, q.read, 0, 16);
+  async time(batches: readonly Batch[]): Promise<number[]> {
+    const out: number[] = [];
+    if (!this.query) {
+      for (const b of batches) {
+        const enc = this.device.createCommandEncoder();
+        encode(enc.beginComputePass(), b);
+        const t0 = performance.now();
+        this.device.queue.submit([enc.finish()]);
+        await this.device.queue.onSubmittedWorkDone();
+        out.push((performance.now() - t0) / b.reps);
+      }
+      return out;
     }
-    const t0 = performance.now();
-    this.device.queue.submit([enc.finish()]);
-    await this.device.queue.onSubmittedWorkDone();
-    const wall = (performance.now() - t0) / reps;
-    if (!q) return wall;
-    await q.read.mapAsync(GPUMapMode.READ);
-    const [begin, end] = new BigInt64Array(q.read.getMappedRange().slice(0));
-    q.read.unmap();
-    const ns = Number(end! - begin!);
-    // Timestamps may be quantized (Dawn: 65.536 us) or unusable: the wall clock is then the figure.
-    return ns > 0 ? ns / 1e6 / reps : wall;
+    const q = this.query;
+    for (let at = 0; at < batches.length; at += PAIRS) {
+      const part = batches.slice(at, at + PAIRS);
+      const enc = this.device.createCommandEncoder();
+      part.forEach((b, i) => encode(enc.beginComputePass({ timestampWrites: { querySet: q.set, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 } }), b));
+      enc.resolveQuerySet(q.set, 0, 2 * part.length, q.resolve, 0);
+      enc.copyBufferToBuffer(q.resolve, 0, q.read, 0, 16 * part.length);
+      const t0 = performance.now();
+      this.device.queue.submit([enc.finish()]);
+      await q.read.mapAsync(GPUMapMode.READ, 0, 16 * part.length);
+      const wall = (performance.now() - t0) / part.reduce((n, b) => n + b.reps, 0);
+      const stamps = new BigInt64Array(q.read.getMappedRange(0, 16 * part.length).slice(0));
+      q.read.unmap();
+      // Timestamps may be quantized (Dawn: 65.536 us) or unusable: the batch's share of the wall clock then.
+      part.forEach((b, i) => {
+        const ns = Number(stamps[2 * i + 1]! - stamps[2 * i]!);
+        out.push(ns > 0 ? ns / 1e6 / b.reps : wall);
+      });
+    }
+    return out;
   }
 
   destroy(): void {
@@ -210,34 +236,50 @@ export class Timer {
   }
 }
 
-/** One variant to time: its name, pipeline and grid (the bind group is the dispatch's own). */
+function encode(pass: GPUComputePassEncoder, b: Batch): void {
+  pass.setPipeline(b.pipeline);
+  pass.setBindGroup(0, b.group);
+  for (let r = 0; r < b.reps; r++) pass.dispatchWorkgroups(b.workgroups[0], b.workgroups[1], b.workgroups[2]);
+  pass.end();
+}
+
+/** One variant to time: its name, pipeline and grid. */
 export interface Candidate {
   readonly name: string;
   readonly pipeline: GPUComputePipeline;
   readonly workgroups: readonly [number, number, number];
 }
 
+/** A kernel to tune: its bind group (the dispatch's own) and its variants. */
+export interface TuneJob {
+  readonly group: GPUBindGroup;
+  readonly cands: readonly Candidate[];
+}
+
 /**
- * Times the candidates of one dispatch: one warm-up dispatch each, then one timed batch each (its
- * length from its own warm-up: about BATCH_MS); a variant slower than DROP times the best is dropped;
- * the rest are timed twice more and take their median; the fastest figure wins.
+ * Times the variants of every job, all jobs together round by round (with timestamps, one submit
+ * per round): a warm-up dispatch each; one timed batch each, its length from its own warm-up
+ * (about BATCH_MS); a variant slower than DROP times its job's best is dropped; the rest are timed
+ * twice more and take their median. The fastest figure of each job wins.
  */
-export async function tuneDispatch(timer: Timer, group: GPUBindGroup, cands: readonly Candidate[]): Promise<TuneEntry> {
-  if (!cands.length) throw new DeviceError('internal: a dispatch with no variants to tune');
-  const warm: number[] = [];
-  for (const c of cands) warm.push(await timer.time(c.pipeline, group, c.workgroups, 1));
-  // Each variant's batch from its own warm-up: about BATCH_MS each, however slow the variant.
+export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[]): Promise<TuneEntry[]> {
+  const items = jobs.flatMap((j, ji) => j.cands.map((c) => ({ ji, c, group: j.group })));
+  if (jobs.some((j) => !j.cands.length)) throw new DeviceError('internal: a dispatch with no variants to tune');
+  const batch = (x: (typeof items)[number], reps: number): Batch => ({ pipeline: x.c.pipeline, group: x.group, workgroups: x.c.workgroups, reps });
+  const warm = await timer.time(items.map((x) => batch(x, 1)));
   const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
-  const first: number[] = [];
-  for (const [i, c] of cands.entries()) first.push(await timer.time(c.pipeline, group, c.workgroups, reps[i]!));
-  const best = Math.min(...first);
-  const times: Record<string, number> = {};
-  cands.forEach((c, i) => (times[c.name] = first[i]!));
-  for (const [i, c] of cands.entries()) {
-    if (first[i]! > best * DROP) continue;
-    const xs = [first[i]!, await timer.time(c.pipeline, group, c.workgroups, reps[i]!), await timer.time(c.pipeline, group, c.workgroups, reps[i]!)].sort((p, q) => p - q);
-    times[c.name] = xs[1]!;
-  }
-  const choice = cands.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
-  return { choice, times, timer: timer.kind };
+  const first = await timer.time(items.map((x, i) => batch(x, reps[i]!)));
+  const best = jobs.map((_, ji) => Math.min(...first.filter((__, i) => items[i]!.ji === ji)));
+  const kept = items.flatMap((x, i) => (first[i]! <= best[x.ji]! * DROP ? [i] : []));
+  const again = [await timer.time(kept.map((i) => batch(items[i]!, reps[i]!))), await timer.time(kept.map((i) => batch(items[i]!, reps[i]!)))];
+  const figure = [...first];
+  kept.forEach((i, q) => (figure[i] = [first[i]!, again[0]![q]!, again[1]![q]!].sort((p, r) => p - r)[1]!));
+  return jobs.map((j, ji) => {
+    const times: Record<string, number> = {};
+    items.forEach((x, i) => {
+      if (x.ji === ji) times[x.c.name] = figure[i]!;
+    });
+    const choice = j.cands.reduce((p, c) => (times[c.name]! < times[p.name]! ? c : p)).name;
+    return { choice, times, timer: timer.kind };
+  });
 }

@@ -18,6 +18,8 @@ import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { fileTuneCache, memoryTuneCache } from '../../src/runtime/tune.js';
 import { maxRelError, randomEnv } from './harness.js';
+import { vi } from 'vitest';
+import { main } from '../../src/cli.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });
@@ -94,6 +96,35 @@ describe('tuning kernel variants', () => {
       b.destroy();
       expect(b.tuning.every((k) => k.source === 'cache')).toBe(true);
       expect(b.tuning.map((k) => k.choice)).toEqual(a.tuning.map((k) => k.choice));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('adjoint tune prints every kernel\'s variants, times and choice and fills the cache; a second run reads it; inspect lists the variants', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'adjoint-tune-cli-'));
+    const run = async (...argv: string[]) => {
+      let out = '';
+      const o = vi.spyOn(process.stdout, 'write').mockImplementation((x) => ((out += String(x)), true));
+      const e = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+      try {
+        return { code: await main(argv), out };
+      } finally {
+        o.mockRestore();
+        e.mockRestore();
+      }
+    };
+    try {
+      const cache = join(dir, 'tune.json');
+      const first = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
+      expect(first.code).toBe(0);
+      expect(first.out).toMatch(/^train: load \d+ ms, tuning \d+ ms, \d+ kernels with variants$/m);
+      expect(first.out).toMatch(/^ {2}k\d+: .*matmul.*: reg8x8 [\d.]+ ms, reg4x4 [\d.]+ ms.* -> reg\dx\d \(tuned, (timestamp|wall)\)$/m);
+      const second = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
+      expect(second.out).not.toMatch(/\(tuned/);
+      expect(second.out).toMatch(/\(cache, /);
+      const inspect = await run('inspect', 'models/logreg-mnist.json');
+      expect(inspect.out).toMatch(/matmul.* variants: reg8x8 \(default\), reg4x4, reg8x4/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
