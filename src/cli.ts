@@ -21,7 +21,7 @@ import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
 import { train } from './train/trainer.js';
 import { Program } from './runtime/program.js';
-import { fileTuneCache } from './runtime/tune.js';
+import { fileTuneCache } from './runtime/tune-file.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';

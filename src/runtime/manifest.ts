@@ -85,7 +85,7 @@ export function validateProgram(json: unknown, where: string): Artifact {
     if (d.variants) {
       const v0 = d.variants[0];
       if (!v0) fail(`dispatches[${i}].variants`, 'is empty');
-      else if (v0.shader !== d.shader || v0.workgroups.some((w, j) => w !== d.workgroups[j])) fail(`dispatches[${i}].variants[0]`, 'is not the dispatch\'s own shader and grid');
+      else if (v0.shader !== d.shader || v0.workgroups.some((w, j) => w !== d.workgroups[j])) fail(`dispatches[${i}].variants[0]`, 'is not the default');
       const names = new Set<string>();
       d.variants.forEach((v, j) => {
         if (v.shader >= a.shaders.length) fail(`dispatches[${i}].variants[${j}].shader`, `shader ${v.shader} does not exist`);

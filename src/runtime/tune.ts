@@ -6,10 +6,8 @@
  * dispatches ended by `onSubmittedWorkDone` — drops a variant once it is clearly slower, and
  * keeps the fastest. Choices are cached under a key made of the adapter's identity and limits, the
  * compiler's version and the kernel's signature (a hash of every variant's WGSL and grid), so a
- * second load tunes nothing: a JSON file in Node (`ADJOINT_TUNE_CACHE`, else
- * `$XDG_CACHE_HOME/adjoint/tune.json` or `~/.cache/adjoint/tune.json`), IndexedDB in a browser.
+ * second load tunes nothing: a JSON file in Node (tune-file.ts), IndexedDB in a browser.
  */
-import { DeviceError } from '../ir/errors.js';
 import type { Artifact, DispatchSpec } from './artifact.js';
 import { adapterInfo } from './device.js';
 
@@ -35,52 +33,6 @@ export interface TuneCache {
 export function memoryTuneCache(): TuneCache {
   const m = new Map<string, TuneEntry>();
   return { where: 'memory', get: async (k) => m.get(k), set: async (k, e) => void m.set(k, e) };
-}
-
-/** A cache in a JSON file (Node): read when first needed, rewritten (to a temporary file, renamed) on every change. */
-export function fileTuneCache(path?: string): TuneCache {
-  let file = path;
-  let data: Record<string, TuneEntry> | undefined;
-  const load = async (): Promise<Record<string, TuneEntry>> => {
-    if (data) return data;
-    const fs = await nodeImport<typeof import('node:fs')>('node:fs');
-    file ??= await defaultCachePath();
-    try {
-      const parsed: unknown = JSON.parse(fs.readFileSync(file, 'utf8'));
-      data = parsed && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, TuneEntry>) : {};
-    } catch {
-      data = {};
-    }
-    return data;
-  };
-  return {
-    get where() {
-      return file ?? 'the default tuning cache file';
-    },
-    get: async (k) => {
-      const e = (await load())[k];
-      return e && typeof e.choice === 'string' ? e : undefined;
-    },
-    set: async (k, e) => {
-      const d = await load();
-      d[k] = e;
-      const fs = await nodeImport<typeof import('node:fs')>('node:fs');
-      const p = await nodeImport<typeof import('node:path')>('node:path');
-      fs.mkdirSync(p.dirname(file!), { recursive: true });
-      const tmp = `${file}.${process.pid}.tmp`;
-      fs.writeFileSync(tmp, JSON.stringify(d, null, 1) + '\n');
-      fs.renameSync(tmp, file!);
-    },
-  };
-}
-
-/** `ADJOINT_TUNE_CACHE`, else `$XDG_CACHE_HOME/adjoint/tune.json`, else `~/.cache/adjoint/tune.json`. */
-export async function defaultCachePath(): Promise<string> {
-  const os = await nodeImport<typeof import('node:os')>('node:os');
-  const p = await nodeImport<typeof import('node:path')>('node:path');
-  const env = process.env;
-  if (env.ADJOINT_TUNE_CACHE) return env.ADJOINT_TUNE_CACHE;
-  return p.join(env.XDG_CACHE_HOME || p.join(os.homedir(), '.cache'), 'adjoint', 'tune.json');
 }
 
 /** A cache in the browser's IndexedDB (database `adjoint-tune`, store `choices`). */
@@ -122,8 +74,24 @@ let processCache: TuneCache | undefined;
 export function defaultTuneCache(): TuneCache {
   if (processCache) return processCache;
   const node = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
-  processCache = node ? fileTuneCache() : typeof indexedDB !== 'undefined' ? indexedDbTuneCache() : memoryTuneCache();
+  processCache = node ? lazyCache(nodeFileCache) : typeof indexedDB !== 'undefined' ? indexedDbTuneCache() : memoryTuneCache();
   return processCache;
+}
+
+/** The JSON file cache of tune-file.ts, imported only in Node (it stays out of the browser bundle). */
+async function nodeFileCache(): Promise<TuneCache> {
+  type FileModule = { fileTuneCache: () => TuneCache };
+  // Built: tune-file.js beside this file; from the TypeScript sources (tests): tune-file.ts.
+  const mod = await nodeImport<FileModule>(new URL('./tune-file.js', import.meta.url).href)
+    .catch(() => nodeImport<FileModule>(new URL('./tune-file.ts', import.meta.url).href));
+  return mod.fileTuneCache();
+}
+
+/** A cache made on first use. */
+function lazyCache(make: () => Promise<TuneCache>): TuneCache {
+  let cache: Promise<TuneCache> | undefined;
+  const get = () => (cache ??= make());
+  return { where: 'default', get: async (k) => (await get()).get(k), set: async (k, e) => (await get()).set(k, e) };
 }
 
 async function nodeImport<T>(specifier: string): Promise<T> {
@@ -264,7 +232,6 @@ export interface TuneJob {
  */
 export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[]): Promise<TuneEntry[]> {
   const items = jobs.flatMap((j, ji) => j.cands.map((c) => ({ ji, c, group: j.group })));
-  if (jobs.some((j) => !j.cands.length)) throw new DeviceError('internal: a dispatch with no variants to tune');
   const batch = (x: (typeof items)[number], reps: number): Batch => ({ pipeline: x.c.pipeline, group: x.group, workgroups: x.c.workgroups, reps });
   const warm = await timer.time(items.map((x) => batch(x, 1)));
   const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
