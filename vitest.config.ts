@@ -18,5 +18,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Programs load with each kernel's default variant (no tuning: compiling every variant of every
+    // kernel would slow every GPU test); test/gpu/variants.test.ts and tune.test.ts tune explicitly.
+    env: { ADJOINT_TUNE: '0' },
   },
 });

@@ -8,6 +8,8 @@
 import { emitArtifact } from '../src/codegen/emit.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { Program } from '../src/runtime/program.js';
+import { memoryTuneCache } from '../src/runtime/tune.js';
+import { VARIANTS } from '../src/codegen/wgsl.js';
 
 export interface MatmulRow {
   readonly n: number;
@@ -19,7 +21,7 @@ export interface MatmulRow {
 async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
   const b = new GraphBuilder();
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
-  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive }));
+  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive }), { tuneCache: memoryTuneCache() });
   const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   prog.write('a', data);
   prog.write('b', data);
@@ -36,11 +38,21 @@ async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number
   return (2 * n * n * n) / (times[1]! * 1e6);
 }
 
-/** GFLOP/s of 8x8 accumulators per thread doing a 512^3 matmul's FMAs on values held in registers. */
+/**
+ * The adapter's FMA ceiling: the best of fmaKernel over 4x4, 8x4 and 8x8 accumulators per thread
+ * (64 accumulators may spill on an adapter with few registers, so one shape alone may measure the
+ * kernel rather than the adapter).
+ */
 export async function fmaCeiling(device: GPUDevice): Promise<number> {
+  let best = 0;
+  for (const [tm, tn] of [[4, 4], [8, 4], [8, 8]] as const) best = Math.max(best, await fmaKernel(device, tm, tn));
+  return best;
+}
+
+/** GFLOP/s of tm x tn accumulators per thread doing a 512^3 matmul's FMAs on values held in registers. */
+async function fmaKernel(device: GPUDevice, tm: number, tn: number): Promise<number> {
   const n = 512;
-  const t = 8;
-  const acc = Array.from({ length: t * t }, (_, e) => `c${e}`);
+  const acc = Array.from({ length: tm * tn }, (_, e) => `c${e}`);
   const code = [
     '@group(0) @binding(0) var<storage, read_write> buf: array<f32>;',
     '@compute @workgroup_size(8, 8)',
@@ -49,9 +61,9 @@ export async function fmaCeiling(device: GPUDevice): Promise<number> {
     ...acc.map((c) => `  var ${c}: f32 = 0.0;`),
     `  for (var k = 0i; k < ${n}i; k++) {`,
     '    let f = f32(k) * seed;',
-    ...Array.from({ length: t }, (_, i) => `    let x${i} = f + ${i}.0;`),
-    ...Array.from({ length: t }, (_, j) => `    let y${j} = f * ${j + 1}.0;`),
-    ...acc.map((c, e) => `    ${c} = fma(x${Math.floor(e / t)}, y${e % t}, ${c});`),
+    ...Array.from({ length: tm }, (_, i) => `    let x${i} = f + ${i}.0;`),
+    ...Array.from({ length: tn }, (_, j) => `    let y${j} = f * ${j + 1}.0;`),
+    ...acc.map((c, e) => `    ${c} = fma(x${Math.floor(e / tn)}, y${e % tn}, ${c});`),
     '  }',
     `  if (${acc.join(' + ')} == 12345.0) { buf[4u + gid.x] = 1.0; }`,
     '}',
@@ -59,7 +71,7 @@ export async function fmaCeiling(device: GPUDevice): Promise<number> {
   const buf = device.createBuffer({ size: 4 * 1024, usage: GPUBufferUsage.STORAGE });
   const pipe = device.createComputePipeline({ layout: 'auto', compute: { module: device.createShaderModule({ code }), entryPoint: 'main' } });
   const bind = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
-  const groups = n / t / 8;
+  const [gx, gy] = [n / tn / 8, n / tm / 8];
   const run = async (reps: number): Promise<number> => {
     const t0 = performance.now();
     const enc = device.createCommandEncoder();
@@ -67,7 +79,7 @@ export async function fmaCeiling(device: GPUDevice): Promise<number> {
       const pass = enc.beginComputePass();
       pass.setPipeline(pipe);
       pass.setBindGroup(0, bind);
-      pass.dispatchWorkgroups(groups, groups);
+      pass.dispatchWorkgroups(gx, gy);
       pass.end();
     }
     device.queue.submit([enc.finish()]);
@@ -97,5 +109,46 @@ export function matmulTable(rows: readonly MatmulRow[], ceiling?: number): strin
     `|---|---|---|---|${ceiling ? '---|' : ''}`,
     ...rows.map((r) => `| ${r.n} | ${r.tiledGflops.toFixed(2)} | ${r.naiveGflops.toFixed(2)} | ${r.ratio.toFixed(1)}x |${ceiling ? ` ${((100 * r.tiledGflops) / ceiling).toFixed(0)}% |` : ''}`),
     ...(ceiling ? ['', `FMA ceiling of this adapter: ${ceiling.toFixed(2)} GFLOP/s (8x8 accumulators per thread, a 512^3 matmul's FMAs, no loads).`] : []),
+  ].join('\n');
+}
+
+/** One matmul variant at one size: its GFLOP/s, and how long its program took to load (pipeline compilation). */
+export interface VariantRow {
+  readonly n: number;
+  readonly variant: string;
+  readonly gflops: number;
+  readonly loadMs: number;
+}
+
+/** Every matmul variant on an n x n x n matmul, each compiled alone and run untuned. */
+export async function benchVariants(device: GPUDevice, n = 512, reps = 3): Promise<VariantRow[]> {
+  const b = new GraphBuilder();
+  b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
+  const g = b.build();
+  const rows: VariantRow[] = [];
+  for (const v of VARIANTS.matmul.variants) {
+    const prog = await Program.load(device, emitArtifact(g, { variants: [v.name] }), { tune: false });
+    const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
+    prog.write('a', data);
+    prog.write('b', data);
+    await prog.step({}, ['c']);
+    const times: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < reps - 1; i++) prog.step();
+      await prog.step({}, ['c']);
+      times.push((performance.now() - t0) / reps);
+    }
+    rows.push({ n, variant: v.name, gflops: (2 * n * n * n) / (times.sort((x, y) => x - y)[1]! * 1e6), loadMs: prog.loadMs });
+    prog.destroy();
+  }
+  return rows;
+}
+
+export function variantTable(rows: readonly VariantRow[], ceiling?: number): string {
+  return [
+    `| matmul n^3 | variant | GFLOP/s |${ceiling ? ' / FMA ceiling |' : ''} load (compile) ms |`,
+    `|---|---|---|${ceiling ? '---|' : ''}---|`,
+    ...rows.map((r) => `| ${r.n} | ${r.variant} | ${r.gflops.toFixed(2)} |${ceiling ? ` ${((100 * r.gflops) / ceiling).toFixed(0)}% |` : ''} ${r.loadMs.toFixed(0)} |`),
   ].join('\n');
 }

@@ -28,6 +28,8 @@ import { writeReport } from './train/report.js';
 import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
 import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
 import { initValues } from './runtime/init.js';
+import { Program } from './runtime/program.js';
+import { fileTuneCache } from './runtime/tune-file.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -165,8 +167,43 @@ function figures(name: string, a: Artifact): string {
     `${name}: ${a.dispatches.length} dispatches per step, ${a.shaders.length} shaders, 1 submit per step`,
     `  buffers: ${a.arenas.length}; params ${bytes('param')} B, state ${bytes('state')} B, inputs ${bytes('input')} B`,
     `  temporaries: naive ${m.naiveBytes} B >= planned ${m.plannedBytes} B >= lower bound ${m.lowerBound} B (planned ${(m.plannedBytes / Math.max(1, m.lowerBound)).toFixed(3)} x bound)`,
-    ...a.dispatches.map((d, i) => `  k${i}: ${d.label}  grid ${d.workgroups.join('x')}`),
+    ...a.dispatches.map((d, i) => `  k${i}: ${d.label}  grid ${d.workgroups.join('x')}${variantList(d)}`),
   ].join('\n');
+}
+
+/** `  variants: a (default), b, c` when a dispatch has several. */
+function variantList(d: Artifact['dispatches'][number]): string {
+  if (!d.variants || d.variants.length < 2) return '';
+  return `  variants: ${d.variants.map((v, i) => `${v.name}${i === 0 ? ' (default)' : ''}`).join(', ')}`;
+}
+
+/** The programs of a model file or an artifact directory (compiled for the device's limits). */
+async function programsOf(path: string, device: GPUDevice): Promise<Bundle> {
+  if (!existsSync(path)) throw new UsageError(`${path}: no such file or directory`);
+  if (statSync(path).isDirectory()) return loadBundleDir(path);
+  const model = await loadModelFile(path);
+  const c = compile(model, { limits: deviceLimits(device) });
+  return { name: model.name, forward: c.forward, ...(c.train ? { train: c.train } : {}) };
+}
+
+/** tune: kernel variants chosen by measurement on this device, the choices cached (runtime/tune.ts). */
+async function runTune(args: Parsed): Promise<void> {
+  const path = onePath('tune', args, 'a model file or an artifact directory');
+  const device = await getDevice({ quiet: true });
+  const cache = fileTuneCache(str(args, 'cache'));
+  process.stdout.write(`device: ${adapterInfo(device)}\n`);
+  const programs = await programsOf(path, device);
+  for (const [name, a] of [['train', programs.train], ['forward', programs.forward]] as const) {
+    if (!a) continue;
+    const p = await Program.load(device, a, { tune: true, tuneCache: cache, retune: args.values.force === true });
+    p.destroy();
+    process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms, tuning ${p.tuneMs.toFixed(0)} ms, ${p.tuning.length} kernels with variants\n`);
+    for (const k of p.tuning) {
+      const times = k.variants.map((v) => `${v} ${k.times?.[v] !== undefined ? `${k.times[v]!.toFixed(3)} ms` : '-'}`).join(', ');
+      process.stdout.write(`  k${k.dispatch}: ${k.label}: ${times} -> ${k.choice} (${k.source}${k.timer ? `, ${k.timer}` : ''})\n`);
+    }
+  }
+  process.stdout.write(`cache: ${cache.where}\n`);
 }
 
 /** The files an artifact directory may hold: its manifest and its programs' shaders. */
@@ -294,6 +331,7 @@ async function runTrain(args: Parsed): Promise<void> {
     ...(str(args, 'checkpoint') !== undefined ? { checkpoint: str(args, 'checkpoint')! } : {}),
     ...(str(args, 'init') !== undefined ? { init: str(args, 'init')! } : {}),
     evalEachEpoch: str(args, 'report') !== undefined,
+    ...(args.values['no-tune'] === true ? { tune: false } : {}),
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
@@ -408,8 +446,24 @@ the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held o
       checkpoint: { type: 'string', arg: '<file.safetensors>', help: 'resume from this checkpoint if it exists; save to it after each epoch (safetensors)' },
       init: { type: 'string', arg: '<weights.safetensors>', help: 'start from these weights (names and shapes checked against the model)' },
       report: { type: 'string', arg: '<file.html>', help: 'write a self-contained HTML training report (losses, accuracy, speed, kernels, settings)' },
+      'no-tune': { type: 'boolean', help: "run every kernel's default variant (no timing on load, no tuning cache)" },
     },
     run: runTrain,
+  },
+  tune: {
+    summary: "time every kernel's variants on this device and cache the choices",
+    usage: 'tune <model file | artifact dir> [--cache <file>] [--force]',
+    description: `Loads the programs of a model (compiled for this adapter's limits) or an artifact directory,
+times each kernel's variants on this adapter (timestamp queries where offered, else the wall
+clock) and stores the choices in the tuning cache, keyed by the adapter, its limits, the
+compiler version and the kernel, so a later load does no tuning. Prints per kernel the variants,
+their times and the choice. The cache: --cache, else ADJOINT_TUNE_CACHE, else
+$XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json.`,
+    flags: {
+      cache: { type: 'string', arg: '<file>', help: 'the tuning cache file to fill' },
+      force: { type: 'boolean', help: 'time again even the kernels the cache knows' },
+    },
+    run: runTune,
   },
   export: {
     summary: 'write the weights of a checkpoint (or a model\'s initial ones) as a safetensors file',

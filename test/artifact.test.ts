@@ -38,6 +38,10 @@ describe('artifact files', () => {
     ['a missing shader file', (() => { const fs = new Map(files); fs.delete('train-0.wgsl'); return fs; })(), 'out: missing shader file train-0.wgsl'],
     ['a truncated manifest', (() => { const fs = new Map(files); fs.set('manifest.json', files.get('manifest.json')!.slice(0, 100)); return fs; })(), 'out/manifest.json: invalid JSON'],
     ['no manifest', new Map(), 'out: no manifest.json'],
+    // Kernel variants (runtime/tune.ts): the default first, every shader present, names unique.
+    ['a variant naming no shader', tampered((m) => { (m.programs.train.dispatches[0] as unknown as { variants: { shader: number }[] }).variants[1]!.shader = 999; }), 'out/manifest.json: programs.train.dispatches[0].variants[1].shader: shader 999 does not exist'],
+    ['variants not led by the default', tampered((m) => { const v = (m.programs.train.dispatches[0] as unknown as { variants: unknown[] }).variants; v.reverse(); }), "out/manifest.json: programs.train.dispatches[0].variants[0]: is not the default"],
+    ['a variant named twice', tampered((m) => { const v = (m.programs.train.dispatches[0] as unknown as { variants: { name: string }[] }).variants; v[1]!.name = v[0]!.name; }), 'out/manifest.json: programs.train.dispatches[0].variants[1].name: "reg8x8" appears twice'],
   ];
   for (const [what, fs, message] of cases) {
     it(`refuses ${what}`, () => {

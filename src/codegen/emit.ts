@@ -9,7 +9,7 @@ import { numel } from '../ir/dtype.js';
 import { AdjointError, DeviceError, internal } from '../ir/errors.js';
 import type { Graph, ValueId } from '../ir/graph.js';
 import {
-  ARTIFACT_FORMAT, ARTIFACT_VERSION, type ArenaSpec, type Artifact, type BufferRole, type CopySpec, type DispatchSpec,
+  ARTIFACT_FORMAT, ARTIFACT_VERSION, COMPILER_VERSION, type ArenaSpec, type DispatchVariantSpec, type Artifact, type BufferRole, type CopySpec, type DispatchSpec,
   type PersistentSlot, type Region, type Requirements, type TensorSlot,
 } from '../runtime/artifact.js';
 import { kernelOutputs, type BufferRef, type Kernel } from './kernel.js';
@@ -41,6 +41,11 @@ export interface EmitOptions {
   readonly loss?: string;
   /** Lower matmul and the convolutions as one-thread-per-output contractions (benchmark baseline). */
   readonly naiveMatmul?: boolean;
+  /**
+   * Emit only these kernel variants (by name, see codegen/wgsl.ts; a kernel none of them fits
+   * keeps its default). Absent: every variant that fits, for the runtime to choose from.
+   */
+  readonly variants?: readonly string[];
 }
 
 /** Ops that are always inlined into their readers, fused or not. */
@@ -81,7 +86,19 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const scratch = (bytes: number) => scratchBytes.push(bytes) - 1;
   const shaders: string[] = [];
   const shaderIndex = new Map<string, number>();
-  const emitted: { s: number; inputs: readonly BufferRef[]; outputs: readonly BufferRef[]; workgroups: readonly [number, number, number]; label: string }[] = [];
+  const shaderOf = (wgsl: string): number => {
+    let s = shaderIndex.get(wgsl);
+    if (s === undefined) {
+      s = shaders.length;
+      shaders.push(wgsl);
+      shaderIndex.set(wgsl, s);
+    }
+    return s;
+  };
+  const emitted: {
+    s: number; inputs: readonly BufferRef[]; outputs: readonly BufferRef[]; workgroups: readonly [number, number, number]; label: string;
+    variants?: DispatchVariantSpec[];
+  }[] = [];
   for (const k of kernels) {
     const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
     const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
@@ -90,14 +107,10 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
       throw new DeviceError(`a ${root.op} kernel needs ${bindings} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
     }
     const inputSizes = k.inputs.map((r) => (r.kind === 'value' ? numel(g.nodes[r.id]!.type.shape) : NaN));
-    for (const d of emitKernel(k, inputTypes, cg, scratch, kernelLabel(g, k), inputSizes)) {
-      let s = shaderIndex.get(d.wgsl);
-      if (s === undefined) {
-        s = shaders.length;
-        shaders.push(d.wgsl);
-        shaderIndex.set(d.wgsl, s);
-      }
-      emitted.push({ s, inputs: d.inputs, outputs: [d.output, ...d.extraOutputs], workgroups: d.workgroups, label: d.label });
+    for (const d of emitKernel(k, inputTypes, cg, scratch, kernelLabel(g, k), inputSizes, opts.variants ? { variants: opts.variants } : {})) {
+      const s = shaderOf(d.wgsl);
+      const variants = d.variants?.map((v) => ({ name: v.name, shader: shaderOf(v.wgsl), workgroups: v.workgroups }));
+      emitted.push({ s, inputs: d.inputs, outputs: [d.output, ...d.extraOutputs], workgroups: d.workgroups, label: d.label, ...(variants ? { variants } : {}) });
     }
   }
 
@@ -160,6 +173,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
   const frees = [...freeAt].sort((a, b) => a[0] - b[0]).map(([after, rs]) => ({ after, regions: rs }));
   const dispatches: DispatchSpec[] = emitted.map((d) => ({
     shader: d.s, bindings: [...d.inputs, ...d.outputs].map(regionOf), outputs: d.outputs.length, workgroups: d.workgroups, label: d.label,
+    ...(d.variants ? { variants: d.variants } : {}),
   }));
   const slot = (name: string, id: ValueId): TensorSlot => {
     const n = g.nodes[id]!;
@@ -185,6 +199,7 @@ export function emitArtifact(g: Graph, opts: EmitOptions = {}): Artifact {
     format: ARTIFACT_FORMAT,
     version: ARTIFACT_VERSION,
     name: opts.name ?? 'model',
+    compiler: COMPILER_VERSION,
     requirements: { limits, features: [] },
     shaders,
     arenas,

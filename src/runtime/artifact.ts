@@ -9,6 +9,8 @@ import type { Init } from '../ir/ops.js';
 
 export const ARTIFACT_FORMAT = 'adjoint-artifact';
 export const ARTIFACT_VERSION = 1;
+/** The compiler's version, recorded in every artifact (part of the tuning cache's key). */
+export const COMPILER_VERSION = 'adjoint 0.1.0 (variants 1)';
 
 export type ArtifactDType = 'f32' | 'i32';
 export type BufferRole = 'input' | 'param' | 'state' | 'temp' | 'scratch';
@@ -46,6 +48,19 @@ export interface DispatchSpec {
   readonly outputs: number;
   readonly workgroups: readonly [number, number, number];
   readonly label: string;
+  /**
+   * The ways to compute this dispatch, the default first (it equals `shader` and `workgroups`):
+   * the same bindings, another shader and grid each. The runtime times them and runs the fastest
+   * (see tune.ts). Absent: one way only.
+   */
+  readonly variants?: readonly DispatchVariantSpec[];
+}
+
+/** One variant of a dispatch: its stable name (a key of the tuning cache), shader and grid. */
+export interface DispatchVariantSpec {
+  readonly name: string;
+  readonly shader: number;
+  readonly workgroups: readonly [number, number, number];
 }
 
 export interface CopySpec {
@@ -71,6 +86,8 @@ export interface Artifact {
   readonly format: typeof ARTIFACT_FORMAT;
   readonly version: typeof ARTIFACT_VERSION;
   readonly name: string;
+  /** The compiler that made it (absent in older artifacts). */
+  readonly compiler?: string;
   readonly requirements: Requirements;
   readonly shaders: readonly string[];
   readonly arenas: readonly ArenaSpec[];

@@ -277,7 +277,9 @@ export async function getDevice(options: GetDeviceOptions = {}): Promise<GPUDevi
   }
   let device: GPUDevice;
   try {
-    device = await adapter.requestDevice({ requiredLimits: wanted });
+    // timestamp-query where offered: the tuner times kernel variants with it (runtime/tune.ts).
+    const requiredFeatures: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+    device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures });
   } catch (e) {
     throw new DeviceError(`requestDevice failed: ${(e as Error).message}`);
   }

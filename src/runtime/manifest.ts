@@ -30,6 +30,7 @@ export const programSchema = z.object({
   format: z.literal('adjoint-artifact'),
   version: z.literal(1),
   name: z.string(),
+  compiler: z.optional(z.string()),
   requirements: z.object({
     limits: z.object({
       maxStorageBuffersPerShaderStage: pos,
@@ -48,7 +49,10 @@ export const programSchema = z.object({
   outputs: z.array(slot),
   params: z.array(persistent),
   state: z.array(persistent),
-  dispatches: z.array(z.object({ shader: nat, bindings: z.array(region), outputs: pos, workgroups: z.tuple([pos, pos, pos]), label: z.string() })),
+  dispatches: z.array(z.object({
+    shader: nat, bindings: z.array(region), outputs: pos, workgroups: z.tuple([pos, pos, pos]), label: z.string(),
+    variants: z.optional(z.array(z.object({ name: z.string(), shader: nat, workgroups: z.tuple([pos, pos, pos]) }))),
+  })),
   copies: z.array(z.object({ from: region, to: region })),
   loss: z.optional(z.string()),
   frees: z.array(z.object({ after: nat, regions: z.array(region) })),
@@ -79,6 +83,17 @@ export function validateProgram(json: unknown, where: string): Artifact {
     if (d.shader >= a.shaders.length) fail(`dispatches[${i}].shader`, `shader ${d.shader} does not exist`);
     if (d.bindings.length < d.outputs) fail(`dispatches[${i}].bindings`, `fewer bindings than its ${d.outputs} outputs`);
     d.bindings.forEach((b, j) => checkRegion(b, `dispatches[${i}].bindings[${j}]`));
+    if (d.variants) {
+      const v0 = d.variants[0];
+      if (!v0) fail(`dispatches[${i}].variants`, 'is empty');
+      else if (v0.shader !== d.shader || v0.workgroups.some((w, j) => w !== d.workgroups[j])) fail(`dispatches[${i}].variants[0]`, 'is not the default');
+      const names = new Set<string>();
+      d.variants.forEach((v, j) => {
+        if (v.shader >= a.shaders.length) fail(`dispatches[${i}].variants[${j}].shader`, `shader ${v.shader} does not exist`);
+        if (names.has(v.name)) fail(`dispatches[${i}].variants[${j}].name`, `"${v.name}" appears twice`);
+        names.add(v.name);
+      });
+    }
   });
   for (const [k, list] of [['inputs', a.inputs], ['outputs', a.outputs], ['params', a.params], ['state', a.state]] as const) {
     list.forEach((s, i) => {

@@ -13,6 +13,7 @@ import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
 import { deviceHealth, deviceLimits } from './device.js';
 import { initValues } from './init.js';
+import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
 
 export type HostArray = Float32Array | Int32Array;
 
@@ -26,6 +27,29 @@ export interface LoadOptions {
    * reuses memory too early shows up as NaN in the results.
    */
   readonly poison?: boolean;
+  /**
+   * Time the variants of every kernel that has several and run the fastest; the choices are kept in
+   * `tuneCache`, so a second load times nothing. false: every kernel runs its default variant.
+   * Default: true, unless the environment variable ADJOINT_TUNE is 0 (Node; the test suite sets it).
+   */
+  readonly tune?: boolean;
+  /** Where choices are kept (default: a JSON file in Node, IndexedDB in a browser; see tune.ts). */
+  readonly tuneCache?: TuneCache;
+  /** Time every kernel again, even those with a cached choice (and update the cache). */
+  readonly retune?: boolean;
+}
+
+/** What load() decided for one kernel with several variants. */
+export interface KernelChoice {
+  readonly dispatch: number;
+  readonly label: string;
+  readonly variants: readonly string[];
+  readonly choice: string;
+  /** 'tuned': timed in this load; 'cache': a choice of an earlier load; 'default': not tuned. */
+  readonly source: 'tuned' | 'cache' | 'default';
+  /** Milliseconds per dispatch of each variant timed (from the cache for a cached choice). */
+  readonly times?: Readonly<Record<string, number>>;
+  readonly timer?: 'timestamp' | 'wall';
 }
 
 const POISON_WGSL = `@group(0) @binding(0) var<storage, read_write> buf: array<u32>;
@@ -45,7 +69,16 @@ const RING = 3;
 
 export class Program {
   private readonly buffers: GPUBuffer[] = [];
-  private readonly pipelines: GPUComputePipeline[] = [];
+  /** Pipelines by shader index: the variants chosen (and, while tuning, the others). */
+  private readonly pipelines = new Map<number, GPUComputePipeline>();
+  /** Per dispatch: the index of the variant it runs (0: the default). */
+  private readonly choice: number[] = [];
+  /** Milliseconds from the start of load() until every pipeline was ready (tuning not included). */
+  loadMs = 0;
+  /** Milliseconds spent timing kernel variants during load() (0 when every choice was cached). */
+  tuneMs = 0;
+  /** Per kernel with several variants: the variants, the choice, where it came from, and the times. */
+  tuning: readonly KernelChoice[] = [];
   private readonly bindGroups: GPUBindGroup[] = [];
   /** Poison mode: per dispatch index, the fills to run after it. */
   private readonly poisonAfter = new Map<number, { group: GPUBindGroup; workgroups: [number, number] }[]>();
@@ -70,9 +103,12 @@ export class Program {
    * kernels of the shader or dispatch that was rejected (one error scope each).
    */
   static async load(device: GPUDevice, artifact: Artifact, opts: LoadOptions = {}): Promise<Program> {
+    const t0 = performance.now();
     const p = new Program(device, artifact);
     p.checkDevice('load');
     p.checkLimits();
+    const tune = opts.tune ?? tuningByDefault();
+    const cache = tune ? opts.tuneCache ?? defaultTuneCache() : undefined;
     /** Per shader or dispatch: a promise of what the device rejected there, if anything. */
     const rejected: Promise<string | undefined>[] = [];
     const scoped = (what: string, create: () => void) => {
@@ -80,7 +116,25 @@ export class Program {
       create();
       rejected.push(device.popErrorScope().then((e) => (e ? `${what}: ${e.message.trim()}` : undefined)));
     };
-    const kernelsOf = (shader: number) => artifact.dispatches.filter((d) => d.shader === shader).map((d) => d.label);
+    const kernelsOf = (shader: number) => artifact.dispatches.filter((d) => d.shader === shader || d.variants?.some((v) => v.shader === shader)).map((d) => d.label);
+    // Which variant each dispatch runs: a cached choice, the default, or (tuning) to be measured.
+    const keys = artifact.dispatches.map((d) => (cache && (d.variants?.length ?? 0) > 1 ? kernelKey(device, artifact, d) : undefined));
+    const cached = new Map<string, TuneEntry>();
+    if (cache && !opts.retune) {
+      for (const k of new Set(keys)) {
+        if (k === undefined) continue;
+        const e = await cache.get(k);
+        if (e) cached.set(k, e);
+      }
+    }
+    artifact.dispatches.forEach((d, i) => {
+      const e = keys[i] === undefined ? undefined : cached.get(keys[i]!);
+      const at = e ? (d.variants ?? []).findIndex((v) => v.name === e.choice) : -1;
+      p.choice.push(Math.max(0, at));
+    });
+    const toTune = artifact.dispatches.flatMap((d, i) => (keys[i] !== undefined && !cached.has(keys[i]!) ? [i] : []));
+    const needed = new Set<number>(artifact.dispatches.map((_, i) => p.shaderOf(i)));
+    for (const i of toTune) for (const v of artifact.dispatches[i]!.variants!) needed.add(v.shader);
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
     let scopesOpen = true;
@@ -98,12 +152,12 @@ export class Program {
           label: `arena${a.id}:${a.role}`,
         }));
       }
-      const modules: GPUShaderModule[] = [];
-      artifact.shaders.forEach((code, i) => {
-        scoped(`shader ${i} (${kernelsOf(i).join(', ') || 'unused'})`, () => modules.push(device.createShaderModule({ code, label: `shader${i}` })));
-      });
+      const modules = new Map<number, GPUShaderModule>();
+      for (const i of [...needed].sort((x, y) => x - y)) {
+        scoped(`shader ${i} (${kernelsOf(i).join(', ') || 'unused'})`, () => modules.set(i, device.createShaderModule({ code: artifact.shaders[i]!, label: `shader${i}` })));
+      }
       if (opts.strictShaders) {
-        for (const [i, m] of modules.entries()) {
+        for (const [i, m] of modules) {
           const info = await m.getCompilationInfo();
           const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
           if (msgs.length) {
@@ -114,25 +168,42 @@ export class Program {
       // Explicit layouts, not 'auto': an 'auto' layout leaves out every binding the shader never
       // reads, and constant folding can drop a kernel's only load of a binding (where(0, a, b)
       // reads only b), after which the artifact's bind group would not fit the layout. Each
-      // binding is declared as listed in the artifact, read_write storage as codegen emits it.
-      const layouts = modules.map((_, i) => {
-        const count = Math.max(0, ...artifact.dispatches.filter((d) => d.shader === i).map((d) => d.bindings.length));
-        return device.createBindGroupLayout({
-          entries: Array.from({ length: count }, (_, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
-          label: `layout${i}`,
-        });
-      });
-      for (const [i, m] of modules.entries()) {
-        const label = `pipeline${i} (${kernelsOf(i).join(', ') || 'unused'})`;
-        scoped(label, () => {
-          const layout = device.createPipelineLayout({ bindGroupLayouts: [layouts[i]!], label: `layout${i}` });
-          p.pipelines.push(device.createComputePipeline({ layout, compute: { module: m, entryPoint: 'main' }, label }));
-        });
+      // binding is declared as listed in the artifact, read_write storage as codegen emits it
+      // (one layout per count of bindings: the variants of a dispatch share its bindings).
+      const layouts = new Map<number, GPUBindGroupLayout>();
+      const layoutOf = (count: number): GPUBindGroupLayout => {
+        let l = layouts.get(count);
+        if (!l) {
+          l = device.createBindGroupLayout({
+            entries: Array.from({ length: count }, (_, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+            label: `layout${count}`,
+          });
+          layouts.set(count, l);
+        }
+        return l;
+      };
+      const bindingCount = new Map<number, number>();
+      for (const d of artifact.dispatches) {
+        for (const sh of [d.shader, ...(d.variants ?? []).map((v) => v.shader)]) bindingCount.set(sh, Math.max(bindingCount.get(sh) ?? 0, d.bindings.length));
       }
+      // Every pipeline at once, compiled off the thread: loading never blocks (a page stays responsive).
+      const pipelineLayouts = new Map<number, GPUPipelineLayout>();
+      const made = [...modules].map(async ([i, m]) => {
+        const count = bindingCount.get(i) ?? 0;
+        let layout = pipelineLayouts.get(count);
+        if (!layout) pipelineLayouts.set(count, (layout = device.createPipelineLayout({ bindGroupLayouts: [layoutOf(count)], label: `layout${count}` })));
+        const label = `pipeline${i} (${kernelsOf(i).join(', ') || 'unused'})`;
+        try {
+          p.pipelines.set(i, await device.createComputePipelineAsync({ layout, compute: { module: m, entryPoint: 'main' }, label }));
+          return undefined;
+        } catch (e) {
+          return `${label}: ${(e as Error).message.trim()}`;
+        }
+      });
       for (const [i, d] of artifact.dispatches.entries()) {
         const label = `dispatch${i} (${d.label})`;
         scoped(label, () => p.bindGroups.push(device.createBindGroup({
-          layout: layouts[d.shader]!,
+          layout: layoutOf(d.bindings.length),
           entries: d.bindings.map((r, b) => ({ binding: b, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } })),
           label,
         })));
@@ -150,8 +221,9 @@ export class Program {
           }));
         }
       }
+      const failedPipelines = (await Promise.all(made)).filter((x) => x !== undefined);
       const { validation, oom } = await popOuter();
-      const problems = (await Promise.all(rejected)).filter((x) => x !== undefined);
+      const problems = [...(await Promise.all(rejected)).filter((x) => x !== undefined), ...failedPipelines];
       if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
       if (problems.length) {
         const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
@@ -159,6 +231,37 @@ export class Program {
       }
       if (validation) throw new DeviceError(`the device rejected program "${artifact.name}": ${validation.message}`);
       p.checkDevice('load');
+      p.loadMs = performance.now() - t0;
+      // Tuning runs kernels on the program's own buffers before parameters are initialized (below),
+      // so no timing run can leave a trace in them (in-place updates included).
+      const t1 = performance.now();
+      const tuned = new Map<string, TuneEntry>();
+      if (toTune.length) {
+        // One job per distinct kernel (identical kernels share a key), all timed together.
+        const first = new Map<string, number>();
+        for (const i of toTune) if (!first.has(keys[i]!)) first.set(keys[i]!, i);
+        const timer = new Timer(device);
+        try {
+          const jobs = [...first.values()].map((i) => ({
+            group: p.bindGroups[i]!,
+            cands: artifact.dispatches[i]!.variants!.map((v) => ({ name: v.name, pipeline: p.pipelines.get(v.shader)!, workgroups: v.workgroups })),
+          }));
+          const entries = await tuneJobs(timer, jobs);
+          [...first.keys()].forEach((key, j) => tuned.set(key, entries[j]!));
+          for (const [key, e] of tuned) await cache!.set(key, e);
+          for (const i of toTune) p.choice[i] = Math.max(0, artifact.dispatches[i]!.variants!.findIndex((v) => v.name === tuned.get(keys[i]!)!.choice));
+        } finally {
+          timer.destroy();
+        }
+        p.checkDevice('load');
+      }
+      p.tuneMs = performance.now() - t1;
+      p.tuning = artifact.dispatches.flatMap((d, i) => {
+        if (!d.variants || d.variants.length < 2) return [];
+        const e = keys[i] === undefined ? undefined : tuned.get(keys[i]!) ?? cached.get(keys[i]!);
+        const source: KernelChoice['source'] = !e ? 'default' : tuned.has(keys[i]!) ? 'tuned' : 'cache';
+        return [{ dispatch: i, label: d.label, variants: d.variants.map((v) => v.name), choice: d.variants[p.choice[i]!]!.name, source, ...(e ? { times: e.times, timer: e.timer } : {}) }];
+      });
     } catch (e) {
       // Leave the device as it was: no error scope left open (it would swallow later errors), no buffers.
       if (scopesOpen) await popOuter();
@@ -169,6 +272,18 @@ export class Program {
     for (const s of [...artifact.inputs, ...artifact.outputs, ...artifact.params, ...artifact.state]) p.byName.set(s.name, s);
     p.initialize(opts.seed ?? 0);
     return p;
+  }
+
+  /** The shader dispatch `i` runs (its chosen variant's). */
+  private shaderOf(i: number): number {
+    const d = this.artifact.dispatches[i]!;
+    return d.variants?.[this.choice[i] ?? 0]?.shader ?? d.shader;
+  }
+
+  /** The grid dispatch `i` runs (its chosen variant's). */
+  private workgroupsOf(i: number): readonly [number, number, number] {
+    const d = this.artifact.dispatches[i]!;
+    return d.variants?.[this.choice[i] ?? 0]?.workgroups ?? d.workgroups;
   }
 
   /**
@@ -190,7 +305,9 @@ export class Program {
         if (r.bytes > have.maxStorageBufferBindingSize) refuse(`${kernel} binds ${r.bytes} bytes at once`, 'maxStorageBufferBindingSize');
         if (r.offset % have.minStorageBufferOffsetAlignment !== 0) refuse(`${kernel} binds a buffer at offset ${r.offset}`, 'minStorageBufferOffsetAlignment');
       }
-      if (d.workgroups.some((w) => w > have.maxComputeWorkgroupsPerDimension)) refuse(`${kernel} launches ${d.workgroups.join('x')} workgroups`, 'maxComputeWorkgroupsPerDimension');
+      for (const w of [d.workgroups, ...(d.variants ?? []).map((v) => v.workgroups)]) {
+        if (w.some((x) => x > have.maxComputeWorkgroupsPerDimension)) refuse(`${kernel} launches ${w.join('x')} workgroups`, 'maxComputeWorkgroupsPerDimension');
+      }
     }
     const need = a.requirements.limits;
     for (const k of ['maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize'] as const) {
@@ -262,9 +379,10 @@ export class Program {
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     this.artifact.dispatches.forEach((d, i) => {
-      pass.setPipeline(this.pipelines[d.shader]!);
+      const w = this.workgroupsOf(i);
+      pass.setPipeline(this.pipelines.get(this.shaderOf(i))!);
       pass.setBindGroup(0, this.bindGroups[i]!);
-      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1], d.workgroups[2]);
+      pass.dispatchWorkgroups(w[0], w[1], w[2]);
       for (const f of this.poisonAfter.get(i) ?? []) {
         pass.setPipeline(this.poisonPipeline!);
         pass.setBindGroup(0, f.group);
@@ -313,7 +431,7 @@ export class Program {
       this.device.pushErrorScope('validation');
       const enc = this.device.createCommandEncoder();
       const pass = enc.beginComputePass();
-      pass.setPipeline(this.pipelines[d.shader]!);
+      pass.setPipeline(this.pipelines.get(this.shaderOf(i))!);
       pass.setBindGroup(0, this.bindGroups[i]!);
       pass.dispatchWorkgroups(1);
       pass.end();

@@ -39,6 +39,8 @@ export interface TrainOptions {
   readonly recover?: { readonly getDevice: () => Promise<GPUDevice>; readonly attempts?: number };
   /** Called after each step is submitted, with its 1-based number and the device (fault-injection tests). */
   readonly afterStep?: (step: number, device: GPUDevice) => void;
+  /** Time kernel variants on load and run the fastest (default: Program.load's; see runtime/tune.ts). */
+  readonly tune?: boolean;
 }
 
 export interface TrainResult {
@@ -151,7 +153,7 @@ async function trainOn(
   const readEvery = Math.max(1, opts.readEvery ?? 10);
   const lossName = programs.train.loss;
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
-  const prog = await Program.load(device, programs.train, { seed });
+  const prog = await Program.load(device, programs.train, { seed, ...(opts.tune !== undefined ? { tune: opts.tune } : {}) });
   const pending: Promise<void>[] = [];
   const epochs: EpochRecord[] = [];
   let evaluator: Evaluator | undefined;
@@ -160,7 +162,7 @@ async function trainOn(
   const t0 = performance.now();
   let trainSeconds = 0;
   try {
-    evaluator = await Evaluator.open(device, programs.forward, data, lossName, seed);
+    evaluator = await Evaluator.open(device, programs.forward, data, lossName, seed, opts.tune);
     const bound = data.bind(programs.train, seed);
     const stepsPerEpoch = Math.min(bound.stepsPerEpoch, opts.maxStepsPerEpoch ?? Infinity);
 
@@ -240,9 +242,9 @@ async function trainOn(
  * batches (a padded last batch would count its padding), and the accuracy of the `logits` output's argmax against the batch labels.
  */
 export async function evaluate(
-  device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0,
+  device: GPUDevice, forward: Artifact, params: ReadonlyMap<string, HostArray>, data: DataSource, lossName: string, seed = 0, tune?: boolean,
 ): Promise<{ accuracy?: number; testLoss: number; testLossItems: number }> {
-  const ev = await Evaluator.open(device, forward, data, lossName, seed);
+  const ev = await Evaluator.open(device, forward, data, lossName, seed, tune);
   try {
     return await ev.run(params);
   } finally {
@@ -254,8 +256,8 @@ export async function evaluate(
 class Evaluator {
   private constructor(private readonly prog: Program, private readonly forward: Artifact, private readonly data: DataSource, private readonly lossName: string, private readonly seed: number) {}
 
-  static async open(device: GPUDevice, forward: Artifact, data: DataSource, lossName: string, seed: number): Promise<Evaluator> {
-    return new Evaluator(await Program.load(device, forward), forward, data, lossName, seed);
+  static async open(device: GPUDevice, forward: Artifact, data: DataSource, lossName: string, seed: number, tune?: boolean): Promise<Evaluator> {
+    return new Evaluator(await Program.load(device, forward, tune !== undefined ? { tune } : {}), forward, data, lossName, seed);
   }
 
   destroy(): void {

@@ -2,48 +2,98 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> in5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 * t7;
-  let t9: f32 = in2[o1];
-  let t10: f32 = t8 * t9;
-  let t11: f32 = in3[o1];
-  let t12: f32 = in4[t5];
-  let t13: f32 = in5[o1];
-  let t14: f32 = t12 - t13;
-  let t15: f32 = t11 * t14;
-  let t16: f32 = t10 + t15;
-  let t17: f32 = t16 + t15;
-  return t17;
+fn body0(o0: i32, o1: i32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  return t2;
 }
+
+fn stage0(acc: f32, o0: i32) -> f32 {
+  return acc;
+}
+
+fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  let t3: f32 = t2 - s0;
+  let t4: f32 = exp(t3);
+  return t4;
+}
+
+fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
+  return acc;
+}
+
+fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
+  let t0: f32 = log(s1);
+  return t0;
+}
+
+fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: f32 = -t3;
+  return t4;
+}
+
+fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: f32 = acc / s1;
+  return t0;
+}
+
+fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: i32 = o0 * 10i;
+  let t5: i32 = t4 + o1;
+  let t6: f32 = in0[t5];
+  let t7: f32 = t6 - s0;
+  let t8: f32 = exp(t7);
+  let t9: f32 = s3 * t8;
+  let t10: f32 = t3 + t9;
+  return t10;
+}
+
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 102400) { return; }
-  let ot0_0: i32 = i / 1600i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 100i;
-  let ot1_1: i32 = ot1_0 % 16i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 10i;
-  let ot2_1: i32 = ot2_0 % 10i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 10i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  let row = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (row >= 64i) { return; }
+  let o0: i32 = row;
+  var acc0: f32 = (-bitcast<f32>(inf_bits));
+  for (var e = 0i; e < 10i; e += 1i) {
+    let o1: i32 = e;
+    acc0 = max(acc0, body0(o0, o1));
+  }
+  let s0 = stage0(acc0, o0);
+  out1[row] = s0;
+  var acc1: f32 = 0.0;
+  for (var e = 0i; e < 10i; e += 1i) {
+    let o1: i32 = e;
+    acc1 = acc1 + body1(o0, o1, s0);
+  }
+  let s1 = stage1(acc1, o0, s0);
+  let s2 = stage2(o0, s0, s1);
+  out2[row] = s2;
+  var acc3: f32 = 0.0;
+  for (var e = 0i; e < 10i; e += 1i) {
+    let o1: i32 = e;
+    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
+  }
+  let s3 = stage3(acc3, o0, s0, s1, s2);
+  for (var e = 0i; e < 10i; e += 1i) {
+    let o1: i32 = e;
+    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
+  }
 }

@@ -2,58 +2,126 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 100i;
-  let t1: i32 = r0 * 1600i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  let t7: f32 = -t6;
-  return t7;
+fn body0(o0: i32, o1: i32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  return t2;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = acc * 0.00015624999650754035;
+fn stage0(acc: f32, o0: i32) -> f32 {
+  return acc;
+}
+
+fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  let t3: f32 = t2 - s0;
+  let t4: f32 = exp(t3);
+  return t4;
+}
+
+fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
+  return acc;
+}
+
+fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
+  let t0: f32 = log(s1);
   return t0;
 }
 
-var<workgroup> partial: array<f32, 64>;
+fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: f32 = -t3;
+  return t4;
+}
+
+fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: f32 = acc / s1;
+  return t0;
+}
+
+fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: i32 = o0 * 10i;
+  let t5: i32 = t4 + o1;
+  let t6: f32 = in0[t5];
+  let t7: f32 = t6 - s0;
+  let t8: f32 = exp(t7);
+  let t9: f32 = s3 * t8;
+  let t10: f32 = t3 + t9;
+  return t10;
+}
+
+var<workgroup> red_f32: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 16) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(6400i, (g + 1i) * 6400i);
-  for (var s = g * 6400i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 100i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 10i;
-    let rt1_1: i32 = rt1_0 % 10i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 10i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+  let row = i32(wid.y * nwg.x + wid.x);
+  if (row >= 64i) { return; }
+  let o0: i32 = row;
+  var acc0: f32 = (-bitcast<f32>(inf_bits));
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc0 = max(acc0, body0(o0, o1));
   }
-  partial[lid] = acc;
+  red_f32[lid] = acc0;
   workgroupBarrier();
   for (var h = 32u; h > 0u; h = h >> 1u) {
     if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
+      red_f32[lid] = max(red_f32[lid], red_f32[lid + h]);
     }
     workgroupBarrier();
   }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1, o2, o3);
+  let s0 = stage0(red_f32[0], o0);
+  workgroupBarrier();
+  if (lid == 0u) { out1[row] = s0; }
+  var acc1: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc1 = acc1 + body1(o0, o1, s0);
+  }
+  red_f32[lid] = acc1;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
+    }
+    workgroupBarrier();
+  }
+  let s1 = stage1(red_f32[0], o0, s0);
+  workgroupBarrier();
+  let s2 = stage2(o0, s0, s1);
+  if (lid == 0u) { out2[row] = s2; }
+  var acc3: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
+  }
+  red_f32[lid] = acc3;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
+    }
+    workgroupBarrier();
+  }
+  let s3 = stage3(red_f32[0], o0, s0, s1, s2);
+  workgroupBarrier();
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
 }

@@ -2,9 +2,7 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t0: i32 = o1 * 784i;
@@ -14,21 +12,12 @@ fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t4: i32 = t2 + t3;
   let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 - t7;
-  let t9: f32 = t8 * t8;
-  return t9;
+  return t6;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: f32 = acc * 0.00001992984653043095;
   return t0;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = v0 + 0.000009999999747378752;
-  let t1: f32 = inverseSqrt(t0);
-  return t1;
 }
 
 var<workgroup> partial: array<f32, 64>;
@@ -64,12 +53,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     workgroupBarrier();
   }
   if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-    }
+    out[i] = fin(partial[0], o0, o1, o2, o3);
   }
 }

@@ -32,7 +32,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 6i;
   let m0 = i32(gid.y) * 8i;
   if (n0 >= 6i || m0 >= 50176i) { return; }
-  let bz = i32(gid.z);
+  let gz = i32(gid.z);
+  let bz = gz;
   let mr0 = min(m0 + 0i, 50175i);
   let mr1 = min(m0 + 1i, 50175i);
   let mr2 = min(m0 + 2i, 50175i);

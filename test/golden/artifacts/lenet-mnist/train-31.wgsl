@@ -5,99 +5,209 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
   return t6;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out1[o1];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out2[o1];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out3[o1];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 784i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 28i;
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 84i || m0 >= 64i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let mr4 = min(m0 + 4i, 63i);
+  let mr5 = min(m0 + 5i, 63i);
+  let mr6 = min(m0 + 6i, 63i);
+  let mr7 = min(m0 + 7i, 63i);
+  let nc0 = min(n0 + 0i, 83i);
+  let nc1 = min(n0 + 1i, 83i);
+  let nc2 = min(n0 + 2i, 83i);
+  let nc3 = min(n0 + 3i, 83i);
+  let h0: i32 = mr0 * 10i;
+  let h1: i32 = mr1 * 10i;
+  let h2: i32 = mr2 * 10i;
+  let h3: i32 = mr3 * 10i;
+  let h4: i32 = mr4 * 10i;
+  let h5: i32 = mr5 * 10i;
+  let h6: i32 = mr6 * 10i;
+  let h7: i32 = mr7 * 10i;
+  let h8: i32 = nc0 * 10i;
+  let h9: i32 = nc1 * 10i;
+  let h10: i32 = nc2 * 10i;
+  let h11: i32 = nc3 * 10i;
+  var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
+  var c0_2: f32 = 0.0;
+  var c0_3: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
+  var c1_2: f32 = 0.0;
+  var c1_3: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c2_2: f32 = 0.0;
+  var c2_3: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  var c3_2: f32 = 0.0;
+  var c3_3: f32 = 0.0;
+  var c4_0: f32 = 0.0;
+  var c4_1: f32 = 0.0;
+  var c4_2: f32 = 0.0;
+  var c4_3: f32 = 0.0;
+  var c5_0: f32 = 0.0;
+  var c5_1: f32 = 0.0;
+  var c5_2: f32 = 0.0;
+  var c5_3: f32 = 0.0;
+  var c6_0: f32 = 0.0;
+  var c6_1: f32 = 0.0;
+  var c6_2: f32 = 0.0;
+  var c6_3: f32 = 0.0;
+  var c7_0: f32 = 0.0;
+  var c7_1: f32 = 0.0;
+  var c7_2: f32 = 0.0;
+  var c7_3: f32 = 0.0;
+  for (var kb = 0i; kb < 10i; kb += 2i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = ku0 + h4;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = ku0 + h5;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = ku0 + h6;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = ku0 + h7;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = ku0 + h8;
+    let t0_17: f32 = in1[t0_16];
+    let t0_18: i32 = ku0 + h9;
+    let t0_19: f32 = in1[t0_18];
+    let t0_20: i32 = ku0 + h10;
+    let t0_21: f32 = in1[t0_20];
+    let t0_22: i32 = ku0 + h11;
+    let t0_23: f32 = in1[t0_22];
+    c0_0 = fma(t0_1, t0_17, c0_0);
+    c0_1 = fma(t0_1, t0_19, c0_1);
+    c0_2 = fma(t0_1, t0_21, c0_2);
+    c0_3 = fma(t0_1, t0_23, c0_3);
+    c1_0 = fma(t0_3, t0_17, c1_0);
+    c1_1 = fma(t0_3, t0_19, c1_1);
+    c1_2 = fma(t0_3, t0_21, c1_2);
+    c1_3 = fma(t0_3, t0_23, c1_3);
+    c2_0 = fma(t0_5, t0_17, c2_0);
+    c2_1 = fma(t0_5, t0_19, c2_1);
+    c2_2 = fma(t0_5, t0_21, c2_2);
+    c2_3 = fma(t0_5, t0_23, c2_3);
+    c3_0 = fma(t0_7, t0_17, c3_0);
+    c3_1 = fma(t0_7, t0_19, c3_1);
+    c3_2 = fma(t0_7, t0_21, c3_2);
+    c3_3 = fma(t0_7, t0_23, c3_3);
+    c4_0 = fma(t0_9, t0_17, c4_0);
+    c4_1 = fma(t0_9, t0_19, c4_1);
+    c4_2 = fma(t0_9, t0_21, c4_2);
+    c4_3 = fma(t0_9, t0_23, c4_3);
+    c5_0 = fma(t0_11, t0_17, c5_0);
+    c5_1 = fma(t0_11, t0_19, c5_1);
+    c5_2 = fma(t0_11, t0_21, c5_2);
+    c5_3 = fma(t0_11, t0_23, c5_3);
+    c6_0 = fma(t0_13, t0_17, c6_0);
+    c6_1 = fma(t0_13, t0_19, c6_1);
+    c6_2 = fma(t0_13, t0_21, c6_2);
+    c6_3 = fma(t0_13, t0_23, c6_3);
+    c7_0 = fma(t0_15, t0_17, c7_0);
+    c7_1 = fma(t0_15, t0_19, c7_1);
+    c7_2 = fma(t0_15, t0_21, c7_2);
+    c7_3 = fma(t0_15, t0_23, c7_3);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 + h0;
+    let t1_1: f32 = in0[t1_0];
+    let t1_2: i32 = ku1 + h1;
+    let t1_3: f32 = in0[t1_2];
+    let t1_4: i32 = ku1 + h2;
+    let t1_5: f32 = in0[t1_4];
+    let t1_6: i32 = ku1 + h3;
+    let t1_7: f32 = in0[t1_6];
+    let t1_8: i32 = ku1 + h4;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = ku1 + h5;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = ku1 + h6;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = ku1 + h7;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = ku1 + h8;
+    let t1_17: f32 = in1[t1_16];
+    let t1_18: i32 = ku1 + h9;
+    let t1_19: f32 = in1[t1_18];
+    let t1_20: i32 = ku1 + h10;
+    let t1_21: f32 = in1[t1_20];
+    let t1_22: i32 = ku1 + h11;
+    let t1_23: f32 = in1[t1_22];
+    c0_0 = fma(t1_1, t1_17, c0_0);
+    c0_1 = fma(t1_1, t1_19, c0_1);
+    c0_2 = fma(t1_1, t1_21, c0_2);
+    c0_3 = fma(t1_1, t1_23, c0_3);
+    c1_0 = fma(t1_3, t1_17, c1_0);
+    c1_1 = fma(t1_3, t1_19, c1_1);
+    c1_2 = fma(t1_3, t1_21, c1_2);
+    c1_3 = fma(t1_3, t1_23, c1_3);
+    c2_0 = fma(t1_5, t1_17, c2_0);
+    c2_1 = fma(t1_5, t1_19, c2_1);
+    c2_2 = fma(t1_5, t1_21, c2_2);
+    c2_3 = fma(t1_5, t1_23, c2_3);
+    c3_0 = fma(t1_7, t1_17, c3_0);
+    c3_1 = fma(t1_7, t1_19, c3_1);
+    c3_2 = fma(t1_7, t1_21, c3_2);
+    c3_3 = fma(t1_7, t1_23, c3_3);
+    c4_0 = fma(t1_9, t1_17, c4_0);
+    c4_1 = fma(t1_9, t1_19, c4_1);
+    c4_2 = fma(t1_9, t1_21, c4_2);
+    c4_3 = fma(t1_9, t1_23, c4_3);
+    c5_0 = fma(t1_11, t1_17, c5_0);
+    c5_1 = fma(t1_11, t1_19, c5_1);
+    c5_2 = fma(t1_11, t1_21, c5_2);
+    c5_3 = fma(t1_11, t1_23, c5_3);
+    c6_0 = fma(t1_13, t1_17, c6_0);
+    c6_1 = fma(t1_13, t1_19, c6_1);
+    c6_2 = fma(t1_13, t1_21, c6_2);
+    c6_3 = fma(t1_13, t1_23, c6_3);
+    c7_0 = fma(t1_15, t1_17, c7_0);
+    c7_1 = fma(t1_15, t1_19, c7_1);
+    c7_2 = fma(t1_15, t1_21, c7_2);
+    c7_3 = fma(t1_15, t1_23, c7_3);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-      let v2 = x2(v0, v1, o0, o1, o2, o3);
-      out2[at] = v2;
-      let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-      out3[at] = v3;
+  var cc = array<f32, 32>(c0_0, c0_1, c0_2, c0_3, c1_0, c1_1, c1_2, c1_3, c2_0, c2_1, c2_2, c2_3, c3_0, c3_1, c3_2, c3_3, c4_0, c4_1, c4_2, c4_3, c5_0, c5_1, c5_2, c5_3, c6_0, c6_1, c6_2, c6_3, c7_0, c7_1, c7_2, c7_3);
+  for (var e = 0i; e < 32i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 84i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

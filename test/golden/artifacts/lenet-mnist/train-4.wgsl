@@ -6,12 +6,13 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out4: array<f32>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = o1 * 784i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 20i;
+  let t3: i32 = o2 * 56i;
   let t4: i32 = t2 + t3;
   let t5: i32 = o3 * 2i;
   let t6: i32 = t4 + t5;
@@ -26,11 +27,11 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 }
 
 fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 10i;
-  let t2: i32 = o1 * 100i;
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = t0 + 28i;
+  let t2: i32 = o1 * 784i;
   let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
+  let t4: i32 = o2 * 56i;
   let t5: i32 = t3 + t4;
   let t6: i32 = o3 * 2i;
   let t7: i32 = t5 + t6;
@@ -40,11 +41,25 @@ fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 }
 
 fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 11i;
-  let t2: i32 = o1 * 100i;
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = t0 + 29i;
+  let t2: i32 = o1 * 784i;
   let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
+  let t4: i32 = o2 * 56i;
+  let t5: i32 = t3 + t4;
+  let t6: i32 = o3 * 2i;
+  let t7: i32 = t5 + t6;
+  let t8: f32 = in0[t7];
+  let t9: f32 = max(v1, t8);
+  return t9;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = t0 + 29i;
+  let t2: i32 = o1 * 784i;
+  let t3: i32 = t1 + t2;
+  let t4: i32 = o2 * 56i;
   let t5: i32 = t3 + t4;
   let t6: i32 = o3 * 2i;
   let t7: i32 = t5 + t6;
@@ -54,12 +69,12 @@ fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   return t10;
 }
 
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 10i;
-  let t2: i32 = o1 * 100i;
+fn x4(v0: f32, v1: f32, v2: f32, v3: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = t0 + 28i;
+  let t2: i32 = o1 * 784i;
   let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
+  let t4: i32 = o2 * 56i;
   let t5: i32 = t3 + t4;
   let t6: i32 = o3 * 2i;
   let t7: i32 = t5 + t6;
@@ -72,16 +87,16 @@ fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 25600) { return; }
-  let ot0_0: i32 = i / 400i;
+  if (i >= 75264) { return; }
+  let ot0_0: i32 = i / 1176i;
   let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 25i;
-  let ot1_1: i32 = ot1_0 % 16i;
+  let ot1_0: i32 = i / 196i;
+  let ot1_1: i32 = ot1_0 % 6i;
   let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 5i;
-  let ot2_1: i32 = ot2_0 % 5i;
+  let ot2_0: i32 = i / 14i;
+  let ot2_1: i32 = ot2_0 % 14i;
   let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 5i;
+  let ot3_0: i32 = i % 14i;
   let o3: i32 = ot3_0;
    {
     let at = i;
@@ -93,5 +108,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out2[at] = v2;
     let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
     out3[at] = v3;
+    let v4 = x4(v0, v1, v2, v3, o0, o1, o2, o3);
+    out4[at] = v4;
   }
 }

@@ -2,98 +2,413 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body0(o0: i32, o1: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  let t2: f32 = max(t1, 0.0);
   return t2;
 }
 
-fn stage0(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi / 100i;
+  let t1: i32 = t0 * 1600i;
+  let t2: i32 = ni * 100i;
+  let t3: i32 = mi / 10i;
+  let t4: i32 = t3 % 10i;
+  let t5: i32 = t4 * 10i;
+  let t6: i32 = mi % 10i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t1 + t8;
+  return t9;
 }
 
-fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  let t3: f32 = t2 - s0;
-  let t4: f32 = exp(t3);
-  return t4;
-}
+var<workgroup> sa: array<vec4<f32>, 128>;
+var<workgroup> sb: array<vec4<f32>, 128>;
 
-fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
-  return acc;
-}
-
-fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
-  let t0: f32 = log(s1);
-  return t0;
-}
-
-fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: f32 = -t3;
-  return t4;
-}
-
-fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: f32 = acc / s1;
-  return t0;
-}
-
-fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: i32 = o0 * 10i;
-  let t5: i32 = t4 + o1;
-  let t6: f32 = in0[t5];
-  let t7: f32 = t6 - s0;
-  let t8: f32 = exp(t7);
-  let t9: f32 = s3 * t8;
-  let t10: f32 = t3 + t9;
-  return t10;
-}
-
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (row >= 64i) { return; }
-  let o0: i32 = row;
-  var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = 0i; e < 10i; e += 1i) {
-    let o1: i32 = e;
-    acc0 = max(acc0, body0(o0, o1));
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let li = i32(lid);
+  let bm0 = i32(wid.y) * 32i;
+  let bn0 = i32(wid.x) * 32i;
+  let m0 = bm0 + i32(lid3.y) * 4i;
+  let n0 = bn0 + i32(lid3.x) * 4i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let ak0 = (li + 0i) / 32i;
+  let al0 = (li + 0i) % 32i;
+  let ar0 = min(bm0 + al0, 6399i);
+  let ak1 = (li + 64i) / 32i;
+  let al1 = (li + 64i) % 32i;
+  let ar1 = min(bm0 + al1, 6399i);
+  let ak2 = (li + 128i) / 32i;
+  let al2 = (li + 128i) % 32i;
+  let ar2 = min(bm0 + al2, 6399i);
+  let ak3 = (li + 192i) / 32i;
+  let al3 = (li + 192i) % 32i;
+  let ar3 = min(bm0 + al3, 6399i);
+  let ak4 = (li + 256i) / 32i;
+  let al4 = (li + 256i) % 32i;
+  let ar4 = min(bm0 + al4, 6399i);
+  let ak5 = (li + 320i) / 32i;
+  let al5 = (li + 320i) % 32i;
+  let ar5 = min(bm0 + al5, 6399i);
+  let ak6 = (li + 384i) / 32i;
+  let al6 = (li + 384i) % 32i;
+  let ar6 = min(bm0 + al6, 6399i);
+  let ak7 = (li + 448i) / 32i;
+  let al7 = (li + 448i) % 32i;
+  let ar7 = min(bm0 + al7, 6399i);
+  let bk0 = (li + 0i) / 32i;
+  let bl0 = (li + 0i) % 32i;
+  let br0 = min(bn0 + bl0, 15i);
+  let bk1 = (li + 64i) / 32i;
+  let bl1 = (li + 64i) % 32i;
+  let br1 = min(bn0 + bl1, 15i);
+  let bk2 = (li + 128i) / 32i;
+  let bl2 = (li + 128i) % 32i;
+  let br2 = min(bn0 + bl2, 15i);
+  let bk3 = (li + 192i) / 32i;
+  let bl3 = (li + 192i) % 32i;
+  let br3 = min(bn0 + bl3, 15i);
+  let bk4 = (li + 256i) / 32i;
+  let bl4 = (li + 256i) % 32i;
+  let br4 = min(bn0 + bl4, 15i);
+  let bk5 = (li + 320i) / 32i;
+  let bl5 = (li + 320i) % 32i;
+  let br5 = min(bn0 + bl5, 15i);
+  let bk6 = (li + 384i) / 32i;
+  let bl6 = (li + 384i) % 32i;
+  let br6 = min(bn0 + bl6, 15i);
+  let bk7 = (li + 448i) / 32i;
+  let bl7 = (li + 448i) % 32i;
+  let br7 = min(bn0 + bl7, 15i);
+  let nc0 = min(n0 + 0i, 15i);
+  let nc1 = min(n0 + 1i, 15i);
+  let nc2 = min(n0 + 2i, 15i);
+  let nc3 = min(n0 + 3i, 15i);
+  let h0: i32 = ar0 / 100i;
+  let h1: i32 = h0 * 1176i;
+  let h2: i32 = ar0 / 10i;
+  let h3: i32 = h2 % 10i;
+  let h4: i32 = h3 * 14i;
+  let h5: i32 = h1 + h4;
+  let h6: i32 = ar0 % 10i;
+  let h7: i32 = h5 + h6;
+  let h8: i32 = ar1 / 100i;
+  let h9: i32 = h8 * 1176i;
+  let h10: i32 = ar1 / 10i;
+  let h11: i32 = h10 % 10i;
+  let h12: i32 = h11 * 14i;
+  let h13: i32 = h9 + h12;
+  let h14: i32 = ar1 % 10i;
+  let h15: i32 = h13 + h14;
+  let h16: i32 = ar2 / 100i;
+  let h17: i32 = h16 * 1176i;
+  let h18: i32 = ar2 / 10i;
+  let h19: i32 = h18 % 10i;
+  let h20: i32 = h19 * 14i;
+  let h21: i32 = h17 + h20;
+  let h22: i32 = ar2 % 10i;
+  let h23: i32 = h21 + h22;
+  let h24: i32 = ar3 / 100i;
+  let h25: i32 = h24 * 1176i;
+  let h26: i32 = ar3 / 10i;
+  let h27: i32 = h26 % 10i;
+  let h28: i32 = h27 * 14i;
+  let h29: i32 = h25 + h28;
+  let h30: i32 = ar3 % 10i;
+  let h31: i32 = h29 + h30;
+  let h32: i32 = ar4 / 100i;
+  let h33: i32 = h32 * 1176i;
+  let h34: i32 = ar4 / 10i;
+  let h35: i32 = h34 % 10i;
+  let h36: i32 = h35 * 14i;
+  let h37: i32 = h33 + h36;
+  let h38: i32 = ar4 % 10i;
+  let h39: i32 = h37 + h38;
+  let h40: i32 = ar5 / 100i;
+  let h41: i32 = h40 * 1176i;
+  let h42: i32 = ar5 / 10i;
+  let h43: i32 = h42 % 10i;
+  let h44: i32 = h43 * 14i;
+  let h45: i32 = h41 + h44;
+  let h46: i32 = ar5 % 10i;
+  let h47: i32 = h45 + h46;
+  let h48: i32 = ar6 / 100i;
+  let h49: i32 = h48 * 1176i;
+  let h50: i32 = ar6 / 10i;
+  let h51: i32 = h50 % 10i;
+  let h52: i32 = h51 * 14i;
+  let h53: i32 = h49 + h52;
+  let h54: i32 = ar6 % 10i;
+  let h55: i32 = h53 + h54;
+  let h56: i32 = ar7 / 100i;
+  let h57: i32 = h56 * 1176i;
+  let h58: i32 = ar7 / 10i;
+  let h59: i32 = h58 % 10i;
+  let h60: i32 = h59 * 14i;
+  let h61: i32 = h57 + h60;
+  let h62: i32 = ar7 % 10i;
+  let h63: i32 = h61 + h62;
+  let h64: i32 = br0 * 150i;
+  let h65: i32 = br1 * 150i;
+  let h66: i32 = br2 * 150i;
+  let h67: i32 = br3 * 150i;
+  let h68: i32 = br4 * 150i;
+  let h69: i32 = br5 * 150i;
+  let h70: i32 = br6 * 150i;
+  let h71: i32 = br7 * 150i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 150i; kb += 16i) {
+    let aq0 = kb + ak0;
+    let ac0 = min(aq0, 149i);
+    let aq1 = kb + ak1;
+    let ac1 = min(aq1, 149i);
+    let aq2 = kb + ak2;
+    let ac2 = min(aq2, 149i);
+    let aq3 = kb + ak3;
+    let ac3 = min(aq3, 149i);
+    let aq4 = kb + ak4;
+    let ac4 = min(aq4, 149i);
+    let aq5 = kb + ak5;
+    let ac5 = min(aq5, 149i);
+    let aq6 = kb + ak6;
+    let ac6 = min(aq6, 149i);
+    let aq7 = kb + ak7;
+    let ac7 = min(aq7, 149i);
+    let bq0 = kb + bk0;
+    let bc0 = min(bq0, 149i);
+    let bq1 = kb + bk1;
+    let bc1 = min(bq1, 149i);
+    let bq2 = kb + bk2;
+    let bc2 = min(bq2, 149i);
+    let bq3 = kb + bk3;
+    let bc3 = min(bq3, 149i);
+    let bq4 = kb + bk4;
+    let bc4 = min(bq4, 149i);
+    let bq5 = kb + bk5;
+    let bc5 = min(bq5, 149i);
+    let bq6 = kb + bk6;
+    let bc6 = min(bq6, 149i);
+    let bq7 = kb + bk7;
+    let bc7 = min(bq7, 149i);
+    let tl_0: i32 = ac0 / 25i;
+    let tl_1: i32 = tl_0 * 196i;
+    let tl_2: i32 = ac0 / 5i;
+    let tl_3: i32 = tl_2 % 5i;
+    let tl_4: i32 = tl_3 * 14i;
+    let tl_5: i32 = tl_1 + tl_4;
+    let tl_6: i32 = ac0 % 5i;
+    let tl_7: i32 = tl_5 + tl_6;
+    let tl_8: i32 = tl_7 + h7;
+    let tl_9: f32 = in0[tl_8];
+    let tl_10: i32 = ac1 / 25i;
+    let tl_11: i32 = tl_10 * 196i;
+    let tl_12: i32 = ac1 / 5i;
+    let tl_13: i32 = tl_12 % 5i;
+    let tl_14: i32 = tl_13 * 14i;
+    let tl_15: i32 = tl_11 + tl_14;
+    let tl_16: i32 = ac1 % 5i;
+    let tl_17: i32 = tl_15 + tl_16;
+    let tl_18: i32 = tl_17 + h15;
+    let tl_19: f32 = in0[tl_18];
+    let tl_20: i32 = ac2 / 25i;
+    let tl_21: i32 = tl_20 * 196i;
+    let tl_22: i32 = ac2 / 5i;
+    let tl_23: i32 = tl_22 % 5i;
+    let tl_24: i32 = tl_23 * 14i;
+    let tl_25: i32 = tl_21 + tl_24;
+    let tl_26: i32 = ac2 % 5i;
+    let tl_27: i32 = tl_25 + tl_26;
+    let tl_28: i32 = tl_27 + h23;
+    let tl_29: f32 = in0[tl_28];
+    let tl_30: i32 = ac3 / 25i;
+    let tl_31: i32 = tl_30 * 196i;
+    let tl_32: i32 = ac3 / 5i;
+    let tl_33: i32 = tl_32 % 5i;
+    let tl_34: i32 = tl_33 * 14i;
+    let tl_35: i32 = tl_31 + tl_34;
+    let tl_36: i32 = ac3 % 5i;
+    let tl_37: i32 = tl_35 + tl_36;
+    let tl_38: i32 = tl_37 + h31;
+    let tl_39: f32 = in0[tl_38];
+    let tl_40: i32 = ac4 / 25i;
+    let tl_41: i32 = tl_40 * 196i;
+    let tl_42: i32 = ac4 / 5i;
+    let tl_43: i32 = tl_42 % 5i;
+    let tl_44: i32 = tl_43 * 14i;
+    let tl_45: i32 = tl_41 + tl_44;
+    let tl_46: i32 = ac4 % 5i;
+    let tl_47: i32 = tl_45 + tl_46;
+    let tl_48: i32 = tl_47 + h39;
+    let tl_49: f32 = in0[tl_48];
+    let tl_50: i32 = ac5 / 25i;
+    let tl_51: i32 = tl_50 * 196i;
+    let tl_52: i32 = ac5 / 5i;
+    let tl_53: i32 = tl_52 % 5i;
+    let tl_54: i32 = tl_53 * 14i;
+    let tl_55: i32 = tl_51 + tl_54;
+    let tl_56: i32 = ac5 % 5i;
+    let tl_57: i32 = tl_55 + tl_56;
+    let tl_58: i32 = tl_57 + h47;
+    let tl_59: f32 = in0[tl_58];
+    let tl_60: i32 = ac6 / 25i;
+    let tl_61: i32 = tl_60 * 196i;
+    let tl_62: i32 = ac6 / 5i;
+    let tl_63: i32 = tl_62 % 5i;
+    let tl_64: i32 = tl_63 * 14i;
+    let tl_65: i32 = tl_61 + tl_64;
+    let tl_66: i32 = ac6 % 5i;
+    let tl_67: i32 = tl_65 + tl_66;
+    let tl_68: i32 = tl_67 + h55;
+    let tl_69: f32 = in0[tl_68];
+    let tl_70: i32 = ac7 / 25i;
+    let tl_71: i32 = tl_70 * 196i;
+    let tl_72: i32 = ac7 / 5i;
+    let tl_73: i32 = tl_72 % 5i;
+    let tl_74: i32 = tl_73 * 14i;
+    let tl_75: i32 = tl_71 + tl_74;
+    let tl_76: i32 = ac7 % 5i;
+    let tl_77: i32 = tl_75 + tl_76;
+    let tl_78: i32 = tl_77 + h63;
+    let tl_79: f32 = in0[tl_78];
+    let tl_80: i32 = bc0 / 25i;
+    let tl_81: i32 = tl_80 * 25i;
+    let tl_82: i32 = bc0 / 5i;
+    let tl_83: i32 = tl_82 % 5i;
+    let tl_84: i32 = tl_83 * 5i;
+    let tl_85: i32 = tl_81 + tl_84;
+    let tl_86: i32 = bc0 % 5i;
+    let tl_87: i32 = tl_85 + tl_86;
+    let tl_88: i32 = tl_87 + h64;
+    let tl_89: f32 = in1[tl_88];
+    let tl_90: i32 = bc1 / 25i;
+    let tl_91: i32 = tl_90 * 25i;
+    let tl_92: i32 = bc1 / 5i;
+    let tl_93: i32 = tl_92 % 5i;
+    let tl_94: i32 = tl_93 * 5i;
+    let tl_95: i32 = tl_91 + tl_94;
+    let tl_96: i32 = bc1 % 5i;
+    let tl_97: i32 = tl_95 + tl_96;
+    let tl_98: i32 = tl_97 + h65;
+    let tl_99: f32 = in1[tl_98];
+    let tl_100: i32 = bc2 / 25i;
+    let tl_101: i32 = tl_100 * 25i;
+    let tl_102: i32 = bc2 / 5i;
+    let tl_103: i32 = tl_102 % 5i;
+    let tl_104: i32 = tl_103 * 5i;
+    let tl_105: i32 = tl_101 + tl_104;
+    let tl_106: i32 = bc2 % 5i;
+    let tl_107: i32 = tl_105 + tl_106;
+    let tl_108: i32 = tl_107 + h66;
+    let tl_109: f32 = in1[tl_108];
+    let tl_110: i32 = bc3 / 25i;
+    let tl_111: i32 = tl_110 * 25i;
+    let tl_112: i32 = bc3 / 5i;
+    let tl_113: i32 = tl_112 % 5i;
+    let tl_114: i32 = tl_113 * 5i;
+    let tl_115: i32 = tl_111 + tl_114;
+    let tl_116: i32 = bc3 % 5i;
+    let tl_117: i32 = tl_115 + tl_116;
+    let tl_118: i32 = tl_117 + h67;
+    let tl_119: f32 = in1[tl_118];
+    let tl_120: i32 = bc4 / 25i;
+    let tl_121: i32 = tl_120 * 25i;
+    let tl_122: i32 = bc4 / 5i;
+    let tl_123: i32 = tl_122 % 5i;
+    let tl_124: i32 = tl_123 * 5i;
+    let tl_125: i32 = tl_121 + tl_124;
+    let tl_126: i32 = bc4 % 5i;
+    let tl_127: i32 = tl_125 + tl_126;
+    let tl_128: i32 = tl_127 + h68;
+    let tl_129: f32 = in1[tl_128];
+    let tl_130: i32 = bc5 / 25i;
+    let tl_131: i32 = tl_130 * 25i;
+    let tl_132: i32 = bc5 / 5i;
+    let tl_133: i32 = tl_132 % 5i;
+    let tl_134: i32 = tl_133 * 5i;
+    let tl_135: i32 = tl_131 + tl_134;
+    let tl_136: i32 = bc5 % 5i;
+    let tl_137: i32 = tl_135 + tl_136;
+    let tl_138: i32 = tl_137 + h69;
+    let tl_139: f32 = in1[tl_138];
+    let tl_140: i32 = bc6 / 25i;
+    let tl_141: i32 = tl_140 * 25i;
+    let tl_142: i32 = bc6 / 5i;
+    let tl_143: i32 = tl_142 % 5i;
+    let tl_144: i32 = tl_143 * 5i;
+    let tl_145: i32 = tl_141 + tl_144;
+    let tl_146: i32 = bc6 % 5i;
+    let tl_147: i32 = tl_145 + tl_146;
+    let tl_148: i32 = tl_147 + h70;
+    let tl_149: f32 = in1[tl_148];
+    let tl_150: i32 = bc7 / 25i;
+    let tl_151: i32 = tl_150 * 25i;
+    let tl_152: i32 = bc7 / 5i;
+    let tl_153: i32 = tl_152 % 5i;
+    let tl_154: i32 = tl_153 * 5i;
+    let tl_155: i32 = tl_151 + tl_154;
+    let tl_156: i32 = bc7 % 5i;
+    let tl_157: i32 = tl_155 + tl_156;
+    let tl_158: i32 = tl_157 + h71;
+    let tl_159: f32 = in1[tl_158];
+    let as0 = ak0 * 32i + al0;
+    sa[as0 >> 2u][as0 & 3i] = select(0.0, tl_9, aq0 < 150i);
+    let as1 = ak1 * 32i + al1;
+    sa[as1 >> 2u][as1 & 3i] = select(0.0, tl_19, aq1 < 150i);
+    let as2 = ak2 * 32i + al2;
+    sa[as2 >> 2u][as2 & 3i] = select(0.0, tl_29, aq2 < 150i);
+    let as3 = ak3 * 32i + al3;
+    sa[as3 >> 2u][as3 & 3i] = select(0.0, tl_39, aq3 < 150i);
+    let as4 = ak4 * 32i + al4;
+    sa[as4 >> 2u][as4 & 3i] = select(0.0, tl_49, aq4 < 150i);
+    let as5 = ak5 * 32i + al5;
+    sa[as5 >> 2u][as5 & 3i] = select(0.0, tl_59, aq5 < 150i);
+    let as6 = ak6 * 32i + al6;
+    sa[as6 >> 2u][as6 & 3i] = select(0.0, tl_69, aq6 < 150i);
+    let as7 = ak7 * 32i + al7;
+    sa[as7 >> 2u][as7 & 3i] = select(0.0, tl_79, aq7 < 150i);
+    let bs0 = bk0 * 32i + bl0;
+    sb[bs0 >> 2u][bs0 & 3i] = select(0.0, tl_89, bq0 < 150i);
+    let bs1 = bk1 * 32i + bl1;
+    sb[bs1 >> 2u][bs1 & 3i] = select(0.0, tl_99, bq1 < 150i);
+    let bs2 = bk2 * 32i + bl2;
+    sb[bs2 >> 2u][bs2 & 3i] = select(0.0, tl_109, bq2 < 150i);
+    let bs3 = bk3 * 32i + bl3;
+    sb[bs3 >> 2u][bs3 & 3i] = select(0.0, tl_119, bq3 < 150i);
+    let bs4 = bk4 * 32i + bl4;
+    sb[bs4 >> 2u][bs4 & 3i] = select(0.0, tl_129, bq4 < 150i);
+    let bs5 = bk5 * 32i + bl5;
+    sb[bs5 >> 2u][bs5 & 3i] = select(0.0, tl_139, bq5 < 150i);
+    let bs6 = bk6 * 32i + bl6;
+    sb[bs6 >> 2u][bs6 & 3i] = select(0.0, tl_149, bq6 < 150i);
+    let bs7 = bk7 * 32i + bl7;
+    sb[bs7 >> 2u][bs7 & 3i] = select(0.0, tl_159, bq7 < 150i);
+    workgroupBarrier();
+    for (var kk = 0i; kk < 16i; kk++) {
+      let a0 = sa[kk * 8i + i32(lid3.y) * 1i + 0i];
+      let b0 = sb[kk * 8i + i32(lid3.x) * 1i + 0i];
+      c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+      c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+      c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+      c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
+    }
+    workgroupBarrier();
   }
-  let s0 = stage0(acc0, o0);
-  out1[row] = s0;
-  var acc1: f32 = 0.0;
-  for (var e = 0i; e < 10i; e += 1i) {
-    let o1: i32 = e;
-    acc1 = acc1 + body1(o0, o1, s0);
-  }
-  let s1 = stage1(acc1, o0, s0);
-  let s2 = stage2(o0, s0, s1);
-  out2[row] = s2;
-  var acc3: f32 = 0.0;
-  for (var e = 0i; e < 10i; e += 1i) {
-    let o1: i32 = e;
-    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
-  }
-  let s3 = stage3(acc3, o0, s0, s1, s2);
-  for (var e = 0i; e < 10i; e += 1i) {
-    let o1: i32 = e;
-    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 6400i && q < 16i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
   }
 }

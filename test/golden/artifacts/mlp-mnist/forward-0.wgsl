@@ -24,7 +24,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 8i;
   let m0 = i32(gid.y) * 8i;
   if (n0 >= 256i || m0 >= 128i) { return; }
-  let bz = i32(gid.z);
+  let gz = i32(gid.z);
+  let bz = gz;
   let mr0 = min(m0 + 0i, 127i);
   let mr1 = min(m0 + 1i, 127i);
   let mr2 = min(m0 + 2i, 127i);

@@ -24,7 +24,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 2i;
   let m0 = i32(gid.y) * 4i;
   if (n0 >= 2i || m0 >= 4i) { return; }
-  let bz = i32(gid.z);
+  let gz = i32(gid.z);
+  let bz = gz;
   let mr0 = min(m0 + 0i, 3i);
   let mr1 = min(m0 + 1i, 3i);
   let mr2 = min(m0 + 2i, 3i);

@@ -1,0 +1,479 @@
+/**
+ * @file Matmul kernels (and the implicit-GEMM convolutions, which are matmuls over index
+ * arithmetic): register-tiled variants (`reg8x8`, the default, `reg4x4`, `reg8x4`: each thread
+ * keeps a tile of accumulators and reads its operands straight from storage) and workgroup-memory
+ * tiled ones (`wg32x32`, `wg64x64`: a workgroup stages a BK-deep slab of A and B in workgroup
+ * memory, then each thread accumulates its 4x4 or 8x8 outputs from there, as TF.js, ONNX Runtime
+ * and gpu.cpp do on GPUs). Every variant takes the same operand expressions, the same split of K
+ * (decided once per kernel, so every variant writes the same partials) and the same fused
+ * epilogue at the final store.
+ */
+import { internal } from '../../ir/errors.js';
+import type { Expr, ScalarType } from '../expr.js';
+import { bindingsRead, invariantsOf, ivar, linearIndex, substitute, tvar } from '../expr.js';
+import type { BufferRef, Kernel } from '../kernel.js';
+import { linearOf } from '../ranges.js';
+import {
+  addExtras, addFn, bindingName, coordLets, ExprEmitter, extraRefs, extraTypes, grid, header, Lines, LINEAR, MAIN_SIG, numel, storeAll,
+  vars, WG, type CodegenLimits, type Dispatch, type EmitContext, type KernelOf, type Module, type VariantTable,
+} from './common.js';
+
+type MatmulKernel = KernelOf<'matmul'>;
+type MatmulBody = MatmulKernel['body'];
+/** Rows and columns of C per thread of the default (8 x 8 measured 1.5-2x faster than 4 x 4 on SwiftShader). */
+const TILE = 8;
+const UNROLL = 2;
+/** A matmul with fewer threads than this and a K of at least SPLIT_K splits K over more threads. */
+const SPLIT_THREADS = 1024;
+const SPLIT_K = 1024;
+/** The shortest stretch of K a thread of a split matmul sums. */
+const MIN_CHUNK = 256;
+
+const pow2ceil = (x: number) => 2 ** Math.ceil(Math.log2(Math.max(1, x)));
+
+/**
+ * How a register-tiled matmul is cut over threads: each thread accumulates a tm x tn tile of C (a
+ * narrow M or N is covered whole), threads form wx x wy workgroups shaped to the tile grid (no idle
+ * columns of threads for a narrow N).
+ */
+export function tilePlan(body: Pick<MatmulBody, 'm' | 'n'>, tile: readonly [number, number]): { tm: number; tn: number; wx: number; wy: number } {
+  const tm = Math.min(body.m, tile[0]);
+  const tn = Math.min(body.n, tile[1]);
+  const wx = Math.min(8, pow2ceil(Math.ceil(body.n / tn)));
+  const wy = Math.min(64 / wx, pow2ceil(Math.ceil(body.m / tm)));
+  return { tm, tn, wx, wy };
+}
+
+/**
+ * The split of K, the same for every variant of a kernel: a matmul with few 8x8 tiles and a long
+ * K (a filter gradient) sums K in `splits` chunks of `chunk` (multiples of 4), combined by a second
+ * kernel, when that kernel's bindings fit.
+ */
+interface SplitPlan {
+  readonly splits: number;
+  readonly chunk: number;
+  readonly split: boolean;
+  /** Elements of C over the batch. */
+  readonly total: number;
+}
+
+function splitPlan(k: MatmulKernel, limits: CodegenLimits): SplitPlan {
+  const body = k.body;
+  const canSplit = epilogueReads(k, body).length + 2 + matmulOutputs(k, body).refs.length <= limits.maxStorageBuffersPerShaderStage;
+  const { tm, tn } = tilePlan(body, [TILE, TILE]);
+  const threads = Math.ceil(body.n / tn) * Math.ceil(body.m / tm) * numel(body.batch);
+  let splits = 1;
+  if (canSplit && threads < SPLIT_THREADS && body.k >= SPLIT_K) splits = Math.min(Math.ceil(SPLIT_THREADS / threads), Math.floor(body.k / MIN_CHUNK));
+  splits = Math.max(1, Math.min(splits, Math.floor(limits.maxComputeWorkgroupsPerDimension / numel(body.batch))));
+  // Chunks are multiples of 4 (a vectorized operand reads four steps of K at a time).
+  const chunk = Math.ceil(Math.ceil(body.k / splits) / 4) * 4;
+  const s = Math.ceil(body.k / chunk);
+  return { splits: s, chunk, split: s > 1, total: numel(body.batch) * body.m * body.n };
+}
+
+/** The workgroup-memory tiled variants: a bm x bn tile of C per workgroup, tm x tn per thread, K in steps of bk. */
+interface SharedTile {
+  readonly bm: number;
+  readonly bn: number;
+  readonly tm: number;
+  readonly tn: number;
+  readonly bk: number;
+}
+
+const sharedFits = (t: SharedTile) => (k: MatmulKernel, limits: CodegenLimits): boolean =>
+  (t.bm / t.tm) * (t.bn / t.tn) <= limits.maxComputeInvocationsPerWorkgroup &&
+  t.bk * (t.bm + t.bn) * 4 <= limits.maxComputeWorkgroupStorageSize &&
+  // A tile mostly outside C wastes most of its threads.
+  k.body.m * 2 >= t.bm && k.body.n * 2 >= t.bn;
+
+const WG32: SharedTile = { bm: 32, bn: 32, tm: 4, tn: 4, bk: 16 };
+const WG64: SharedTile = { bm: 64, bn: 64, tm: 8, tn: 8, bk: 16 };
+
+export const MATMUL_VARIANTS: VariantTable<'matmul'> = {
+  variants: [
+    { name: 'reg8x8', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx) },
+    { name: 'reg4x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [4, 4], ctx) },
+    { name: 'reg8x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 4], ctx) },
+    { name: 'wg32x32', fits: sharedFits(WG32), emit: (k, ctx) => emitShared(k, WG32, ctx) },
+    { name: 'wg64x64', fits: sharedFits(WG64), emit: (k, ctx) => emitShared(k, WG64, ctx) },
+  ],
+};
+
+/** The epilogue functions of a matmul: `fin`, `dst`, further outputs, the side sum's `sfin` and `sx<i>`. */
+function matmulEpilogue(mod: Module, k: Kernel, body: MatmulBody): void {
+  const bv = vars(body.batch.length, 'z');
+  const [mi, ni] = [ivar('mi'), ivar('ni')];
+  const place = body.place ?? { shape: [...body.batch, body.m, body.n], coords: [...bv, mi, ni] };
+  addFn(mod, 'fin', [tvar('acc', 'f32'), ...bv, mi, ni], body.finalize);
+  addFn(mod, 'dst', [...bv, mi, ni], linearIndex(place.coords, place.shape));
+  addExtras(mod, k, [...bv, mi, ni]);
+  const side = body.side;
+  if (!side) return;
+  addFn(mod, 'sfin', [tvar('acc', 'f32'), ni], side.finalize);
+  const held: Expr[] = [tvar('w0', side.dtype)];
+  side.extras.forEach((x, i) => {
+    addFn(mod, `sx${i + 1}`, [...held, ni], x.expr);
+    held.push(tvar(`w${i + 1}`, x.dtype));
+  });
+}
+
+/** Stores the side sum `acc` of column `col` and its further outputs (bound after the main ones). */
+function storeSide(l: Lines, k: Kernel, body: MatmulBody, col: string, acc: string): void {
+  const side = body.side;
+  if (!side) return;
+  const first = 1 + k.extras.length;
+  l.line(`let at = ${col};`).line(`let w0 = sfin(${acc}, at);`).line(`out${first}[at] = w0;`);
+  side.extras.forEach((_, i) => {
+    const ws = Array.from({ length: i + 1 }, (__, q) => `w${q}`);
+    l.line(`let w${i + 1} = sx${i + 1}(${[...ws, 'at'].join(', ')});`).line(`out${first + i + 1}[at] = w${i + 1};`);
+  });
+}
+
+/** A matmul's further outputs after the main one: its own, then the side sum's. */
+function matmulOutputs(k: Kernel, body: MatmulBody): { readonly types: ScalarType[]; readonly refs: BufferRef[] } {
+  const side = body.side ? [{ ref: body.side.output, dtype: body.side.dtype }, ...body.side.extras] : [];
+  return { types: [...extraTypes(k), ...side.map((x) => x.dtype)], refs: [...extraRefs(k), ...side.map((x) => x.ref)] };
+}
+
+/** The input bindings a matmul's epilogue reads (all a split's second kernel needs, besides the partials). */
+function epilogueReads(k: Kernel, body: MatmulBody): number[] {
+  const side = body.side ? [body.side.finalize, ...body.side.extras.map((x) => x.expr)] : [];
+  return [...bindingsRead([body.finalize, ...k.extras.map((x) => x.expr), ...side])].sort((p, q) => p - q);
+}
+
+const loadBinding = (e: Expr): number => (e.k === 'load' ? e.binding : internal('not a load'));
+const loadIndex = (e: Expr): Expr => (e.k === 'load' ? e.index : internal('not a load'));
+
+/**
+ * Whether a matmul operand can be read as vec4s: a plain f32 load (no arithmetic around it) whose
+ * index is linear in the row variable `rv` (mi or ni), `ki` and batch coordinates, in a tensor of
+ * a multiple of 4 elements, with K a multiple of 4. 'k': contiguous along k (a row-major A, a
+ * transposed B) with rows starting at multiples of 4, so one vec4 holds four steps of K of one
+ * row; 'r': contiguous along the rows (a transposed A, a row-major B), four rows per vec4, with
+ * whole groups of four rows in every tile.
+ */
+function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, sizes: readonly number[] | undefined): 'k' | 'r' | undefined {
+  if (!sizes || e.k !== 'load' || e.t !== 'f32' || e.binding < 0 || k % 4 !== 0) return undefined;
+  if ((sizes[e.binding] ?? 1) % 4 !== 0) return undefined;
+  const lin = linearOf(e.index);
+  if (lin.c % 4 !== 0) return undefined;
+  let [sr, sk] = [0, 0];
+  for (const t of lin.terms.values()) {
+    if (t.atom.k !== 'var') return undefined;
+    if (t.atom.name === rv) sr = t.coef;
+    else if (t.atom.name === 'ki') sk = t.coef;
+    else if (!/^z\d+$/.test(t.atom.name) || t.coef % 4 !== 0) return undefined;
+  }
+  if (sk === 1 && sr % 4 === 0) return 'k';
+  if (sr === 1 && sk % 4 === 0 && rows % 4 === 0 && tile % 4 === 0) return 'r';
+  return undefined;
+}
+
+/**
+ * The register-tiled matmul: each thread keeps a tm x tn tile of accumulators and walks K (or its
+ * chunk of K), unrolled by UNROLL (2 measured as fast as 4, with half the shader to compile).
+ * Operands are expressions, emitted inline: their parts that do not depend on `ki` (a row's or
+ * column's base offset, a convolution's output position) are computed once before the loop, and
+ * their parts that depend on `ki` only (a convolution's tap) once per step for all rows and
+ * columns (common subexpressions). Element (mi, ni) is stored at its `place` through `dst`, after
+ * `fin` (the fused epilogue). A side sum (the column sums of B) is accumulated by the first row of
+ * tiles. Split K: this kernel writes each chunk's partial tiles (and partial side sums) to scratch,
+ * and a second kernel sums them and finalizes (splitSum).
+ */
+function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext): Dispatch[] {
+  const body = k.body;
+  const { m, n, k: kk, batch } = body;
+  const s = splitPlan(k, ctx.limits);
+  const { splits, chunk, split } = s;
+  const plan = tilePlan(body, tile);
+  const { tm, tn } = plan;
+  const inputSizes = ctx.inputSizes;
+  // Operands read four elements at a time (a plain row-major or transposed tensor with aligned rows).
+  const va = vectorAxis(body.lhs, 'mi', m, tm, kk, inputSizes);
+  const vb = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
+  const vec4 = new Set([...(va ? [loadBinding(body.lhs)] : []), ...(vb ? [loadBinding(body.rhs)] : [])]);
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false, vec4 };
+  if (!split) matmulEpilogue(mod, k, body);
+
+  const l = new Lines().line(`@compute @workgroup_size(${plan.wx}, ${plan.wy})`);
+  l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
+  l.line(`let n0 = i32(gid.x) * ${tn}i;`).line(`let m0 = i32(gid.y) * ${tm}i;`);
+  l.line(`if (n0 >= ${n}i || m0 >= ${m}i) { return; }`);
+  l.line('let gz = i32(gid.z);');
+  if (split) l.line(`let bz = gz / ${splits}i;`).line(`let ks = gz % ${splits}i;`);
+  else l.line('let bz = gz;');
+  coordLets(l, 'bz', batch, 'z');
+  for (let i = 0; i < tm; i++) l.line(`let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
+  for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
+  if (va === 'r') for (let g = 0; g < tm / 4; g++) l.line(`let mg${g} = min(m0 + ${4 * g}i, ${m - 4}i);`);
+  if (vb === 'r') for (let g = 0; g < tn / 4; g++) l.line(`let ng${g} = min(n0 + ${4 * g}i, ${n - 4}i);`);
+  // Operands per row and per column; what does not depend on ki is computed here, once. A
+  // vectorized operand is its index: per row (along k) or per group of four rows (along rows).
+  const operand = (e: Expr, v: 'k' | 'r' | undefined, rv: string, count: number, name: (i: number) => string, group: (g: number) => string) =>
+    v === 'r'
+      ? Array.from({ length: count / 4 }, (_, g) => substitute(loadIndex(e), new Map([[rv, ivar(group(g))]])))
+      : Array.from({ length: count }, (_, i) => substitute(v ? loadIndex(e) : e, new Map([[rv, ivar(name(i))]])));
+  const rows = operand(body.lhs, va, 'mi', tm, (i) => `mr${i}`, (g) => `mg${g}`);
+  const cols = operand(body.rhs, vb, 'ni', tn, (j) => `nc${j}`, (g) => `ng${g}`);
+  const hoisted = new ExprEmitter(mod.bindingNames, 'h', undefined, vec4);
+  for (const e of [...rows, ...cols]) for (const inv of invariantsOf(e, 'ki')) hoisted.emit(inv);
+  for (const s of hoisted.lets) l.line(s);
+  mod.usesPow ||= hoisted.usesPow;
+  mod.usesRng ||= hoisted.usesRng;
+  const acc = (i: number, j: number) => `c${i}_${j}`;
+  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`var ${acc(i, j)}: f32 = 0.0;`);
+  const step = (kv: string, tag: string) => {
+    const em = new ExprEmitter(mod.bindingNames, `t${tag}_`, hoisted);
+    const to = new Map([['ki', ivar(kv)]]);
+    const a = rows.map((e) => em.emit(substitute(e, to)));
+    const v = cols.map((e) => em.emit(substitute(e, to)));
+    mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
+    for (const s of em.lets) l.line(s);
+    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a[i]}, ${v[j]}, ${acc(i, j)});`);
+  };
+  const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
+  if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
+  if (va || vb) {
+    // Four steps of K per iteration (K and the chunks are multiples of 4): a vectorized operand
+    // is one vec4 per row (along k) or per group of four rows and step.
+    l.open(`for (var kb = ${from}; kb < ${to}; kb += 4i)`);
+    for (let u = 0; u < 4; u++) l.line(`let ku${u} = kb + ${u}i;`);
+    const em = new ExprEmitter(mod.bindingNames, 'tv_', hoisted);
+    const at = (kv: string) => new Map([['ki', ivar(kv)]]);
+    const loads: string[] = [];
+    const fetch = (e: Expr, kv: string, name: string, binding: number): void => {
+      loads.push(`let ${name} = ${bindingName(binding)}[${em.emit(substitute(e, at(kv)))} >> 2u];`);
+    };
+    const C = 'xyzw';
+    const side4 = (v: 'k' | 'r' | undefined, list: readonly Expr[], p: string, binding: number): ((i: number, u: number) => string) => {
+      if (v === 'k') {
+        list.forEach((e, i) => fetch(e, 'kb', `${p}${i}`, binding));
+        return (i, u) => `${p}${i}.${C[u]}`;
+      }
+      if (v === 'r') {
+        for (let u = 0; u < 4; u++) list.forEach((e, g) => fetch(e, `ku${u}`, `${p}${u}_${g}`, binding));
+        return (i, u) => `${p}${u}_${i >> 2}.${C[i & 3]}`;
+      }
+      const vals = Array.from({ length: 4 }, (_, u) => list.map((e) => em.emit(substitute(e, at(`ku${u}`)))));
+      return (i, u) => vals[u]![i]!;
+    };
+    const a = side4(va, rows, 'av', va ? loadBinding(body.lhs) : -1);
+    const b = side4(vb, cols, 'bv', vb ? loadBinding(body.rhs) : -1);
+    mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
+    for (const s of [...em.lets, ...loads]) l.line(s);
+    for (let u = 0; u < 4; u++) {
+      for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
+    }
+    l.close();
+  } else {
+    // Scalar loads: the K loop unrolled by UNROLL, then the remainder (chunks are multiples of 4:
+    // only the end of K has one).
+    const main = split ? 'kmain' : `${kk - (kk % UNROLL)}i`;
+    if (split) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
+    if (kk >= UNROLL) {
+      l.open(`for (var kb = ${from}; kb < ${main}; kb += ${UNROLL}i)`);
+      for (let u = 0; u < UNROLL; u++) {
+        l.line(`let ku${u} = kb + ${u}i;`);
+        step(`ku${u}`, `${u}`);
+      }
+      l.close();
+    }
+    if (kk % UNROLL) {
+      l.open(`for (var ki = ${kk >= UNROLL ? main : from}; ki < ${to}; ki++)`);
+      step('ki', 'r');
+      l.close();
+    }
+  }
+  const accOf = (e: number) => acc(Math.floor(e / tn), e % tn);
+  return finish(k, s, mod, l, hoisted, { tm, tn, from, to, accOf }, [Math.ceil(Math.ceil(n / tn) / plan.wx), Math.ceil(Math.ceil(m / tm) / plan.wy)], ctx);
+}
+
+/**
+ * The workgroup-memory tiled matmul: the workgroup's threads load a bk-deep slab of A (bm rows) and
+ * of B (bn columns) into workgroup memory, each element once (threads stride along the operand's
+ * contiguous axis), then each thread accumulates its tm x tn outputs from the slab in vec4s (a
+ * row of four columns per accumulator). Elements past K (or past the split's chunk) load as 0;
+ * rows and columns past C are clamped on load and skipped on store. No thread returns early (the
+ * barriers need them all).
+ */
+function emitShared(k: MatmulKernel, t: SharedTile, ctx: EmitContext): Dispatch[] {
+  const body = k.body;
+  const { m, n, k: kk, batch } = body;
+  const s = splitPlan(k, ctx.limits);
+  const { splits, chunk, split } = s;
+  const { bm, bn, tm, tn, bk } = t;
+  const wx = bn / tn;
+  const wy = bm / tm;
+  const threads = wx * wy;
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
+  if (!split) matmulEpilogue(mod, k, body);
+  const l = new Lines();
+  l.line(`var<workgroup> sa: array<vec4<f32>, ${(bk * bm) / 4}>;`).line(`var<workgroup> sb: array<vec4<f32>, ${(bk * bn) / 4}>;`).line('');
+  l.line(`@compute @workgroup_size(${wx}, ${wy})`);
+  l.open('fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32)');
+  l.line('let li = i32(lid);');
+  l.line(`let bm0 = i32(wid.y) * ${bm}i;`).line(`let bn0 = i32(wid.x) * ${bn}i;`);
+  l.line(`let m0 = bm0 + i32(lid3.y) * ${tm}i;`).line(`let n0 = bn0 + i32(lid3.x) * ${tn}i;`);
+  l.line('let gz = i32(wid.z);');
+  if (split) l.line(`let bz = gz / ${splits}i;`).line(`let ks = gz % ${splits}i;`);
+  else l.line('let bz = gz;');
+  coordLets(l, 'bz', batch, 'z');
+  // Which element of the slab each thread loads: along k when the operand is contiguous along k.
+  const alongK = (e: Expr) => e.k === 'load' && [...linearOf(e.index).terms.values()].some((x) => x.atom.k === 'var' && x.atom.name === 'ki' && x.coef === 1);
+  const loader = (e: Expr, rows: number, p: string, base: string, last: number, rv: string) => {
+    const byK = alongK(e);
+    return Array.from({ length: (rows * bk) / threads }, (_, q) => {
+      const idx = `(li + ${threads * q}i)`;
+      l.line(`let ${p}k${q} = ${byK ? `${idx} % ${bk}i` : `${idx} / ${rows}i`};`);
+      l.line(`let ${p}l${q} = ${byK ? `${idx} / ${bk}i` : `${idx} % ${rows}i`};`);
+      l.line(`let ${p}r${q} = min(${base} + ${p}l${q}, ${last}i);`);
+      return substitute(e, new Map([[rv, ivar(`${p}r${q}`)]]));
+    });
+  };
+  const aLoads = loader(body.lhs, bm, 'a', 'bm0', m - 1, 'mi');
+  const bLoads = loader(body.rhs, bn, 'b', 'bn0', n - 1, 'ni');
+  for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
+  const hoisted = new ExprEmitter(mod.bindingNames, 'h');
+  for (const e of [...aLoads, ...bLoads]) for (const inv of invariantsOf(e, 'ki')) hoisted.emit(inv);
+  for (const x of hoisted.lets) l.line(x);
+  mod.usesPow ||= hoisted.usesPow;
+  mod.usesRng ||= hoisted.usesRng;
+  const g4 = tn / 4;
+  const acc = (i: number, g: number) => `c${i}_${g}`;
+  for (let i = 0; i < tm; i++) for (let g = 0; g < g4; g++) l.line(`var ${acc(i, g)} = vec4<f32>(0.0);`);
+  const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
+  if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
+  l.open(`for (var kb = ${from}; kb < ${to}; kb += ${bk}i)`);
+  // Each thread's elements of the slab: the step (clamped to K for the load, 0 past the end).
+  const em = new ExprEmitter(mod.bindingNames, 'tl_', hoisted);
+  const steps: string[] = [];
+  const stores: string[] = [];
+  const stage = (list: readonly Expr[], p: string, rows: number, arr: string) =>
+    list.forEach((e, q) => {
+      steps.push(`let ${p}q${q} = kb + ${p}k${q};`, `let ${p}c${q} = min(${p}q${q}, ${kk - 1}i);`);
+      const v = em.emit(substitute(e, new Map([['ki', ivar(`${p}c${q}`)]])));
+      stores.push(`let ${p}s${q} = ${p}k${q} * ${rows}i + ${p}l${q};`);
+      stores.push(`${arr}[${p}s${q} >> 2u][${p}s${q} & 3i] = select(0.0, ${v}, ${p}q${q} < ${to});`);
+    });
+  stage(aLoads, 'a', bm, 'sa');
+  stage(bLoads, 'b', bn, 'sb');
+  mod.usesPow ||= em.usesPow;
+  mod.usesRng ||= em.usesRng;
+  for (const x of [...steps, ...em.lets, ...stores]) l.line(x);
+  l.line('workgroupBarrier();');
+  l.open(`for (var kk = 0i; kk < ${bk}i; kk++)`);
+  for (let i = 0; i < tm / 4; i++) l.line(`let a${i} = sa[kk * ${bm / 4}i + i32(lid3.y) * ${tm / 4}i + ${i}i];`);
+  for (let g = 0; g < g4; g++) l.line(`let b${g} = sb[kk * ${bn / 4}i + i32(lid3.x) * ${g4}i + ${g}i];`);
+  const C = 'xyzw';
+  for (let i = 0; i < tm; i++) for (let g = 0; g < g4; g++) l.line(`${acc(i, g)} = fma(vec4<f32>(a${i >> 2}.${C[i & 3]}), b${g}, ${acc(i, g)});`);
+  l.close();
+  l.line('workgroupBarrier();');
+  l.close();
+  const accOf = (e: number) => `${acc(Math.floor(e / tn), Math.floor((e % tn) / 4))}.${C[e % 4]}`;
+  return finish(k, s, mod, l, hoisted, { tm, tn, from, to, accOf }, [Math.ceil(n / bn), Math.ceil(m / bm)], ctx);
+}
+
+/**
+ * The end of every matmul variant: the side sum (the column sums of B, by the threads of the first
+ * rows, in a loop of their own), then the stores, one copy of the epilogue in a loop over the
+ * thread's tile (the accumulators copied to an array; fused optimizer updates would otherwise be
+ * emitted tm x tn times); split, the partial tiles (and partial side sums) go to scratch and a
+ * second kernel sums them and finalizes (splitSum).
+ */
+function finish(
+  k: MatmulKernel, s: SplitPlan, mod: Module, l: Lines, hoisted: ExprEmitter,
+  tile: { tm: number; tn: number; from: string; to: string; accOf: (e: number) => string }, gxy: readonly [number, number], ctx: EmitContext,
+): Dispatch[] {
+  const body = k.body;
+  const { m, n, batch, side } = body;
+  const { tm, tn, from, to } = tile;
+  const { split, splits, total } = s;
+  const bNames = vars(batch.length, 'z').map((v) => (v as { name: string }).name);
+  if (side) {
+    // Summed beside the products by every thread, the column sums cost 20% of a weight gradient.
+    l.open('if (m0 == 0i)');
+    for (let j = 0; j < tn; j++) l.line(`var cs${j}: f32 = 0.0;`);
+    l.open(`for (var ks0 = ${from}; ks0 < ${to}; ks0++)`);
+    const em = new ExprEmitter(mod.bindingNames, 'ts_', hoisted);
+    const v = Array.from({ length: tn }, (_, j) => em.emit(substitute(body.rhs, new Map([['ni', ivar(`nc${j}`)], ['ki', ivar('ks0')]]))));
+    mod.usesPow ||= em.usesPow;
+    mod.usesRng ||= em.usesRng;
+    for (const st of em.lets) l.line(st);
+    for (let j = 0; j < tn; j++) l.line(`cs${j} += ${v[j]};`);
+    l.close();
+    l.line(`var cs = array<f32, ${tn}>(${Array.from({ length: tn }, (_, j) => `cs${j}`).join(', ')});`);
+    l.open(`for (var j = 0i; j < ${tn}i; j++)`).open(`if (n0 + j < ${n}i)`);
+    if (split) l.line(`out[${splits * total}i + ks * ${n}i + n0 + j] = cs[j];`);
+    else storeSide(l, k, body, 'n0 + j', 'cs[j]');
+    l.close().close().close();
+  }
+  l.line(`var cc = array<f32, ${tm * tn}>(${Array.from({ length: tm * tn }, (_, e) => tile.accOf(e)).join(', ')});`);
+  l.open(`for (var e = 0i; e < ${tm * tn}i; e++)`);
+  l.line(`let r = m0 + e / ${tn}i;`).line(`let q = n0 + e % ${tn}i;`);
+  l.open(`if (r < ${m}i && q < ${n}i)`);
+  const coords = [...bNames, 'r', 'q'];
+  if (split) l.line(`out[(gz * ${m}i + r) * ${n}i + q] = cc[e];`);
+  else storeAll(l, k, `dst(${coords.join(', ')})`, `fin(${['cc[e]', ...coords].join(', ')})`, coords);
+  l.close().close();
+  l.close();
+  const [gx, gy] = gxy;
+  const gz = numel(batch) * splits;
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  if (gx > max || gy > max || gz > max) internal(`matmul grid ${gx}x${gy}x${gz} exceeds ${max} per dimension`);
+  const kind = `matmul${side ? '+colsum' : ''}`;
+  const outputs = matmulOutputs(k, body);
+  const wgsl = header(mod, ctx.inputTypes, split ? 'f32' : k.dtype, split ? [] : outputs.types) + '\n' + l.text();
+  if (!split) return [{ wgsl, inputs: k.inputs, output: k.output, extraOutputs: outputs.refs, workgroups: [gx, gy, gz], label: `${ctx.label} ${kind}` }];
+  const partials = ctx.scratch((total + (side ? n : 0)) * splits * 4);
+  return [
+    { wgsl, inputs: k.inputs, output: { kind: 'scratch', id: partials }, extraOutputs: [], workgroups: [gx, gy, gz], label: `${ctx.label} ${kind}(split-k 1/2)` },
+    splitSum(k, body, ctx.inputTypes, ctx.limits, splits, partials, `${ctx.label} ${kind}(split-k 2/2)`),
+  ];
+}
+
+/**
+ * The second kernel of a split matmul: one thread per element of C (then one per column of the
+ * side sum) adds up the chunks' partials and runs the epilogue. It binds only the inputs the
+ * epilogue reads (renumbered), then the partials, then the outputs.
+ */
+function splitSum(
+  k: Kernel, body: MatmulBody, inputTypes: readonly ScalarType[], limits: CodegenLimits, splits: number, partials: number, label: string,
+): Dispatch {
+  const { m, n, batch, side } = body;
+  const mn = m * n;
+  const total = numel(batch) * mn;
+  const count = total + (side ? n : 0);
+  const reads = epilogueReads(k, body);
+  const remap = new Map(reads.map((b, i) => [b, i]));
+  const mod: Module = {
+    fns: [], usesPow: false,
+    bindingNames: (i) => bindingName(i >= 0 ? remap.get(i) ?? internal(`binding ${i} is not bound by the split's second kernel`) : i),
+  };
+  matmulEpilogue(mod, k, body);
+  const p = `in${reads.length}`;
+  const l = new Lines().open(MAIN_SIG(WG));
+  l.line(`let e = ${LINEAR(WG)};`).line(`if (e >= ${count}i) { return; }`);
+  if (side) l.open(`if (e < ${total}i)`);
+  l.line(`let bz = e / ${mn}i;`).line(`let mi = (e / ${n}i) % ${m}i;`).line(`let ni = e % ${n}i;`);
+  coordLets(l, 'bz', batch, 'z');
+  l.line('var acc: f32 = 0.0;');
+  l.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[(bz * ${splits}i + s) * ${mn}i + e % ${mn}i];`).close();
+  const at = [...vars(batch.length, 'z').map((v) => (v as { name: string }).name), 'mi', 'ni'];
+  storeAll(l, k, `dst(${at.join(', ')})`, `fin(${['acc', ...at].join(', ')})`, at);
+  if (side) {
+    l.close().open('else');
+    l.line(`let col = e - ${total}i;`).line('var acc: f32 = 0.0;');
+    l.open(`for (var s = 0i; s < ${splits}i; s++)`).line(`acc = acc + ${p}[${splits * total}i + s * ${n}i + col];`).close();
+    storeSide(l, k, body, 'col', 'acc');
+    l.close();
+  }
+  l.close();
+  const outputs = matmulOutputs(k, body);
+  return {
+    wgsl: header(mod, [...reads.map((b) => inputTypes[b]!), 'f32'], k.dtype, outputs.types) + '\n' + l.text(),
+    inputs: [...reads.map((b) => k.inputs[b]!), { kind: 'scratch', id: partials }],
+    output: k.output, extraOutputs: outputs.refs, workgroups: grid(Math.ceil(count / WG), limits), label,
+  };
+}
