@@ -118,7 +118,8 @@ export async function runCase(device: GPUDevice, c: OnnxCase): Promise<CaseResul
         let worst = 0;
         let at = -1;
         for (let k = 0; k < wv.length; k++) {
-          const err = Math.abs(gv[k]! - wv[k]!) - (ATOL + c.rtol * Math.abs(wv[k]!));
+          if (Number.isNaN(gv[k]!) && Number.isNaN(wv[k]!)) continue;
+          const err = gv[k] === wv[k] ? 0 : Math.abs(gv[k]! - wv[k]!) - (ATOL + c.rtol * Math.abs(wv[k]!));
           if (!(err <= worst)) {
             worst = Number.isNaN(err) ? Infinity : err;
             at = k;
@@ -139,7 +140,13 @@ export async function runConformance(device: GPUDevice, dirs: readonly string[],
   const results: CaseResult[] = [];
   for (const c of cases) {
     const t0 = performance.now();
-    const r = await runCase(device, c);
+    let r: CaseResult;
+    try {
+      r = await runCase(device, c);
+    } catch (e) {
+      // A crash of the compiler or runtime is a failed case, reported, not the end of the run.
+      r = { name: c.name, status: 'failed', detail: `crash: ${e instanceof Error ? `${e.name}: ${e.message.split('\n')[0]}` : String(e)}`, unsupported: [] };
+    }
     results.push(r);
     log(`${r.status.padEnd(11)} ${c.name}${r.detail ? `: ${r.detail}` : ''} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }

@@ -125,7 +125,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
   const inputs = (g.input ?? []).filter((x) => !inits.has(x.name)).map((x) => {
     const tt = x.type?.tensorType;
     if (!tt) throw new OnnxError(`${where}: input "${x.name}" is not a tensor (sequences and maps are not supported)`);
-    if (!isFloatType(tt.elemType) && !isIntType(tt.elemType)) throw new OnnxError(`${where}: input "${x.name}" has element type ${onnxDtypeName(tt.elemType)}, which is not supported`);
+    if ((!isFloatType(tt.elemType) && !isIntType(tt.elemType)) || tt.elemType === 11) throw new OnnxError(`${where}: input "${x.name}" has element type ${onnxDtypeName(tt.elemType)}, which is not supported (adjoint computes in float32 and int32)`);
     const dims = tt.shape?.dim ?? [];
     const given = opts.shapes?.[x.name];
     let shape: number[];

@@ -139,7 +139,8 @@ function reshapeTo(c: OnnxCtx, x: Value, spec: readonly number[], allowZero: boo
 
 function flatten2(c: OnnxCtx, x: Value, axis: number): Value {
   const s = x.type.shape;
-  const a = axisOf(c, axis, s.length + 1);
+  const a = axis < 0 ? axis + s.length : axis;
+  if (a < 0 || a > s.length) c.fail(`axis ${axis} is out of range for rank ${s.length}`);
   return c.b.reshape(x, [numel(s.slice(0, a)), numel(s.slice(a))]);
 }
 
@@ -272,20 +273,29 @@ function padFor(b: GraphBuilder, x: Value, w: Window): { x: Value; padding: [num
   return { x: b.pad(x, [0, 0, w.begin[0]!, w.begin[1]!], [0, 0, w.end[0]!, w.end[1]!]), padding: [0, 0] };
 }
 
-/** Kernel-many strided slices of padded `x` (window positions), combined by `f`. */
-function windows(b: GraphBuilder, x: Value, w: Window, f: (acc: Value | undefined, win: Value, i: number, j: number) => Value): Value {
+/**
+ * Kernel-many strided slices of padded `x` (window positions), each mapped by `term` and combined
+ * by `f` as a balanced tree, so a big window is a shallow expression.
+ */
+function windows(b: GraphBuilder, x: Value, w: Window, term: (win: Value, i: number, j: number) => Value, f: (p: Value, q: Value) => Value): Value {
   const [n, ch, h, wd] = x.type.shape as [number, number, number, number];
   const out = [0, 1].map((i) => Math.floor(((i === 0 ? h : wd) - ((w.kernel[i]! - 1) * w.dilations[i]! + 1)) / w.strides[i]!) + 1);
   if (out.some((o) => o < 1)) throw new OnnxWindowError(`the window does not fit the input ${h}x${wd}`);
-  let acc: Value | undefined;
+  let level: Value[] = [];
   for (let i = 0; i < w.kernel[0]!; i++) {
     for (let j = 0; j < w.kernel[1]!; j++) {
       const [oi, oj] = [i * w.dilations[0]!, j * w.dilations[1]!];
       const win = b.slice(x, [0, 0, oi, oj], [n, ch, oi + (out[0]! - 1) * w.strides[0]! + 1, oj + (out[1]! - 1) * w.strides[1]! + 1], [1, 1, w.strides[0]!, w.strides[1]!]);
-      acc = f(acc, win, i, j);
+      level.push(term(win, i, j));
     }
   }
-  return acc!;
+  while (level.length > 1) {
+    const next: Value[] = [];
+    for (let k = 0; k + 1 < level.length; k += 2) next.push(f(level[k]!, level[k + 1]!));
+    if (level.length % 2) next.push(level.at(-1)!);
+    level = next;
+  }
+  return level[0]!;
 }
 class OnnxWindowError extends Error {}
 
@@ -316,10 +326,7 @@ function conv(c: OnnxCtx, xs: readonly (OV | undefined)[]): Value {
       ? b.pad(xr, [0, 0, win.begin[0]!, win.begin[1]!], [0, 0, win.end[0]!, win.end[1]!])
       : xr;
     try {
-      y = windows(b, padded, win, (acc, sl, i, j) => {
-        const term = b.mul(sl, b.reshape(b.slice(w, [0, 0, i, j], [o, 1, i + 1, j + 1]), [1, o, 1, 1]));
-        return acc ? b.add_(acc, term) : term;
-      });
+      y = windows(b, padded, win, (sl, i, j) => b.mul(sl, b.reshape(b.slice(w, [0, 0, i, j], [o, 1, i + 1, j + 1]), [1, o, 1, 1])), (p, q) => b.add_(p, q));
     } catch (e) {
       if (e instanceof OnnxWindowError) c.fail(e.message);
       throw e;
@@ -411,7 +418,7 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
       : x;
     let y: Value;
     try {
-      y = windows(b, padded, win, (acc, sl) => (acc ? (kind === 'max' ? b.maximum(acc, sl) : b.add_(acc, sl)) : sl));
+      y = windows(b, padded, win, (sl) => sl, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
     } catch (e) {
       if (e instanceof OnnxWindowError) return c.fail(e.message);
       throw e;
@@ -421,20 +428,11 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
       const padsUsed = win.begin.some((v) => v > 0) || win.end.some((v) => v > 0);
       if (aInt(c, 'count_include_pad', 0) === 1 || !padsUsed) y = b.mul(y, 1 / area);
       else {
-        // The divisor counts only the window's elements inside the input.
-        const [, , oh, ow] = y.type.shape as [number, number, number, number];
-        const [h, wd] = [x.type.shape[2]!, x.type.shape[3]!];
-        const count = new Float64Array(oh * ow);
-        for (let i = 0; i < oh; i++) for (let j = 0; j < ow; j++) {
-          let k = 0;
-          for (let u = 0; u < win.kernel[0]!; u++) for (let v = 0; v < win.kernel[1]!; v++) {
-            const r = i * win.strides[0]! + u * win.dilations[0]! - win.begin[0]!;
-            const q = j * win.strides[1]! + v * win.dilations[1]! - win.begin[1]!;
-            if (r >= 0 && r < h && q >= 0 && q < wd) k++;
-          }
-          count[i * ow + j] = 1 / Math.max(k, 1);
-        }
-        y = b.mul(y, c.value({ kind: 'const', t: { shape: [1, 1, oh, ow], dtype: 'f32', data: count }, name: 'avgpool_divisor' }, 'divisor'));
+        // The divisor counts only the window's elements inside the input: the same window sums
+        // over a padded tensor of ones (constants, folded into the kernel by fusion).
+        const ones = b.full(1, [1, 1, x.type.shape[2]!, x.type.shape[3]!]);
+        const count = windows(b, b.pad(ones, [0, 0, win.begin[0]!, win.begin[1]!], [0, 0, win.end[0]!, win.end[1]!]), win, (sl) => sl, (p, q) => b.add_(p, q));
+        y = b.div(y, count);
       }
     }
     return back1d(c, y, oneD);
@@ -532,7 +530,49 @@ export const ONNX_OPS: Readonly<Record<string, OnnxRule>> = {
     if (approx !== 'none') return c.fail(`approximate "${approx}" is not supported`);
     return b.mul(b.mul(x, 0.5), b.add_(erf(b, b.mul(x, Math.SQRT1_2)), 1));
   }),
-  PRelu: binary((b, x, slope) => b.where(b.lt(x, 0), b.mul(x, slope), x)),
+  PRelu: (c, xs) => {
+    const b = c.b;
+    const x = x0(c, xs);
+    let slope = x1(c, xs);
+    // Before opset 7 a slope of one value per channel applies along axis 1.
+    const ss = slope.type.shape;
+    if (c.opset < 7 && ss.length === 1 && x.type.shape.length >= 2 && ss[0] === x.type.shape[1] && ss[0] !== 1) slope = b.reshape(slope, channelShape(x));
+    return b.where(b.lt(x, 0), b.mul(x, slope), x);
+  },
+  Sign: unary((b, x) => b.sub(b.gt(x, 0), b.lt(x, 0))),
+  Shrink: unary((b, x, c) => {
+    const [bias, lambd] = [aFloat(c, 'bias', 0), aFloat(c, 'lambd', 0.5)];
+    return b.where(b.lt(x, -lambd), b.add_(x, bias), b.where(b.gt(x, lambd), b.sub(x, bias), b.mul(x, 0)));
+  }),
+  LRN: (c, xs) => {
+    // y = x / (bias + alpha / size * sum of x^2 over the `size` neighbouring channels)^beta
+    const b = c.b;
+    const x = x0(c, xs);
+    const s = x.type.shape;
+    const size = aInt(c, 'size', 0);
+    if (size < 1 || s.length < 3) c.fail('LRN needs size >= 1 and an input with channels');
+    const r = s.length;
+    const lo = Math.floor((size - 1) / 2);
+    const hi = Math.ceil((size - 1) / 2);
+    const sq = b.pad(b.square(x), s.map((_, i) => (i === 1 ? lo : 0)), s.map((_, i) => (i === 1 ? hi : 0)));
+    const terms: Value[] = [];
+    for (let k = 0; k < size; k++) terms.push(b.slice(sq, s.map((_, i) => (i === 1 ? k : 0)), s.map((d, i) => (i === 1 ? k + d : d))));
+    const sum = terms.reduce((p, q) => b.add_(p, q));
+    void r;
+    const base = b.add_(b.mul(sum, aFloat(c, 'alpha', 1e-4) / size), aFloat(c, 'bias', 1));
+    return b.div(x, b.exp(b.mul(b.log(base), aFloat(c, 'beta', 0.75))));
+  },
+  Tile: (c, xs) => {
+    const b = c.b;
+    const x = x0(c, xs);
+    const s = x.type.shape;
+    const reps = c.opset >= 6 ? kints(c, xs[1], 'repeats') : c.fail('Tile before opset 6 is not supported');
+    if (reps.length !== s.length || reps.some((v) => v < 1)) c.fail(`repeats [${reps.join(',')}] do not fit rank ${s.length}`);
+    // [d0, d1, …] -> [1, d0, 1, d1, …] -> broadcast [r0, d0, r1, d1, …] -> [r0 d0, r1 d1, …]
+    const spread = b.reshape(x, s.flatMap((d) => [1, d]));
+    const big = b.broadcastTo(spread, s.flatMap((d, i) => [reps[i]!, d]));
+    return b.reshape(big, s.map((d, i) => d * reps[i]!));
+  },
   Clip: (c, xs) => {
     const b = c.b;
     let x = x0(c, xs);
@@ -766,7 +806,7 @@ export const ONNX_OPS: Readonly<Record<string, OnnxRule>> = {
     const x = x0(c, xs);
     const r = x.type.shape.length;
     const mode = aStr(c, 'mode', 'constant');
-    if (mode !== 'constant') c.fail(`mode "${mode}" is not supported (only constant)`);
+    if (mode !== 'constant' && mode !== 'reflect' && mode !== 'edge') c.fail(`mode "${mode}" is not supported`);
     let pads: number[];
     let value: number;
     if (c.opset < 11) {
@@ -792,6 +832,22 @@ export const ONNX_OPS: Readonly<Record<string, OnnxRule>> = {
     if (lo.some((v) => v < 0) || hi.some((v) => v < 0)) {
       const s = x.type.shape;
       y = b.slice(y, lo.map((v) => Math.max(-v, 0)), s.map((d, i) => d - Math.max(-hi[i]!, 0)));
+    }
+    if (mode !== 'constant') {
+      // reflect: mirror without the edge element; edge: repeat the edge element. Built from
+      // one-element slices along each padded axis.
+      for (let a = 0; a < r; a++) {
+        const [pl, ph] = [Math.max(lo[a]!, 0), Math.max(hi[a]!, 0)];
+        if (!pl && !ph) continue;
+        const s = y.type.shape;
+        const d = s[a]!;
+        if (mode === 'reflect' && (pl >= d || ph >= d)) c.fail(`reflect padding of ${Math.max(pl, ph)} needs more than ${d} elements on axis ${a}`);
+        const at = (k: number) => b.slice(y, s.map((_, i) => (i === a ? k : 0)), s.map((n, i) => (i === a ? k + 1 : n)));
+        const before = Array.from({ length: pl }, (_, k) => at(mode === 'reflect' ? pl - k : 0));
+        const after = Array.from({ length: ph }, (_, k) => at(mode === 'reflect' ? d - 2 - k : d - 1));
+        y = b.concat([...before, y, ...after], a);
+      }
+      return y;
     }
     if (lo.some((v) => v > 0) || hi.some((v) => v > 0)) y = b.pad(y, lo.map((v) => Math.max(v, 0)), hi.map((v) => Math.max(v, 0)), value);
     return y;
