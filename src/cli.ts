@@ -19,6 +19,8 @@ import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
 import { train } from './train/trainer.js';
+// ---- ONNX import and export (src/onnx/cli.ts) ----
+import { onnxImportCommand, onnxExportCommand } from './onnx/cli.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -28,7 +30,10 @@ const USAGE = `usage:
   adjoint compile <model.json|model.ts> -o <dir>    write an artifact (manifest.json + WGSL)
   adjoint inspect <model> [--dump <pass>]            kernels, dispatches and bytes; IR after a pass
   adjoint train <model|artifact-dir> --data mnist --epochs N
-        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]`;
+        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]
+  adjoint import <model.onnx> -o <model.json> [--shape x=1,3,28,28] [--loss softmax-cross-entropy|mse]
+        [--labels y] [--output name] [--optimizer adam:lr=0.001] [--train-constants]
+  adjoint export <model> --onnx <out.onnx> [--checkpoint <file>] [--seed N] [--outputs a,b]`;
 
 interface Args {
   readonly positional: string[];
@@ -209,6 +214,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       case 'compile': await cmdCompile(rest); break;
       case 'inspect': await cmdInspect(rest); break;
       case 'train': await cmdTrain(rest); break;
+      // ---- ONNX (src/onnx/cli.ts) ----
+      case 'import': await onnxImportCommand(rest); break;
+      case 'export': await onnxExportCommand(rest, loadModelFile); break;
       case undefined: case 'help': case '--help': case '-h':
         process.stdout.write(USAGE + '\n');
         return cmd === undefined ? 2 : 0;

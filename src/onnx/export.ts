@@ -108,8 +108,10 @@ const RULES: { readonly [K in Op]: Rule<K> } = {
   gather: (e, n, id) => void e.node('Gather', n.inputs.map(e.name), [aInt('axis', 0)], out(e, id)),
   scatter_add: refuse('scatter_add appears only in gradients; export the forward graph'),
   one_hot: (e, n, id) => {
-    const values = e.node('Constant', [], [aTensor('value', floatTensor('', [2], [0, 1]))]);
-    e.node('OneHot', [e.name(n.inputs[0]!), e.ints([n.attrs.depth]), values], [aInt('axis', -1)], out(e, id));
+    // indices[..., None] == [0, 1, …, depth-1], as f32 (ONNX Runtime's OneHot lacks int32 depths).
+    const classes = e.node('Constant', [], [aTensor('value', int32Tensor('', [n.attrs.depth], Array.from({ length: n.attrs.depth }, (_, i) => i)))]);
+    const idx = e.node('Unsqueeze', [e.name(n.inputs[0]!), e.ints([-1])]);
+    e.node('Cast', [e.node('Equal', [idx, classes])], [aInt('to', ONNX_DTYPE.FLOAT)], out(e, id));
   },
   conv2d: (e, n, id) => {
     const a = n.attrs;

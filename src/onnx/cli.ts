@@ -1,0 +1,116 @@
+/**
+ * @file The ONNX commands of the command line, one function each (wired into src/cli.ts):
+ *
+ *   adjoint import model.onnx -o model.json [--shape x=1,3,28,28] [--loss softmax-cross-entropy|mse]
+ *       [--labels y] [--output name] [--optimizer adam:lr=0.001] [--train-constants]
+ *   adjoint export <model.json|model.ts> --onnx out.onnx [--checkpoint file] [--seed N] [--outputs a,b]
+ *
+ * `import` writes the model and, beside it, `<model>.ckpt`: an adjoint checkpoint (step 0, epoch 0)
+ * with the imported weights, which `adjoint train <model.json> --checkpoint <model>.ckpt` starts
+ * from (and keeps updating). `export` writes the forward graph with the checkpoint's weights (or
+ * the seed's initialization) as initializers. User errors are AdjointErrors: one line, exit 2.
+ */
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { modelToJson } from '../ir/serialize.js';
+import type { Model } from '../ir/model.js';
+import { initValues } from '../runtime/init.js';
+import { loadCheckpointFile, saveCheckpointFile } from '../train/checkpoint-file.js';
+import { OnnxError } from './proto.js';
+import { importOnnx } from './import.js';
+import { onnxModel, parseOptimizer, LOSSES, type LossKind } from './model.js';
+import { exportOnnx, EXPORT_OPSET } from './export.js';
+
+/** Runs node's argument parser; its errors become one-line OnnxErrors. */
+function parsed<T>(cmd: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw new OnnxError(`${cmd}: ${(e instanceof Error ? e.message : String(e)).split('\n')[0]}`);
+  }
+}
+
+/** `--shape x=1,3,28,28` (repeatable) -> { x: [1, 3, 28, 28] }. */
+function parseShapes(list: readonly string[] | undefined): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const s of list ?? []) {
+    const m = /^([^=]+)=(\d+(?:,\d+)*)$/.exec(s);
+    if (!m) throw new OnnxError(`--shape: "${s}" is not name=d1,d2,... with whole numbers`);
+    const dims = m[2]!.split(',').map(Number);
+    if (dims.some((d) => d < 1)) throw new OnnxError(`--shape: "${s}": sizes must be >= 1`);
+    out[m[1]!] = dims;
+  }
+  return out;
+}
+
+const ckptPath = (jsonPath: string) => jsonPath.replace(/\.json$/, '') + '.ckpt';
+
+export async function onnxImportCommand(argv: readonly string[], log = (s: string) => process.stdout.write(s + '\n')): Promise<void> {
+  const a = parsed('import', () => parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: {
+      o: { type: 'string', short: 'o' }, out: { type: 'string' }, shape: { type: 'string', multiple: true }, loss: { type: 'string' },
+      labels: { type: 'string' }, output: { type: 'string' }, optimizer: { type: 'string' }, 'train-constants': { type: 'boolean' },
+    },
+  }));
+  const [path] = a.positionals;
+  const out = a.values.o ?? a.values.out;
+  if (!path || !out) throw new OnnxError('import needs an ONNX file and -o <model.json>');
+  if (!out.endsWith('.json')) throw new OnnxError(`-o ${out}: the model is written as JSON (give a .json name)`);
+  if (!existsSync(path)) throw new OnnxError(`${path}: no such file`);
+  if (statSync(path).isDirectory()) throw new OnnxError(`${path} is a directory, not an ONNX file`);
+  const loss = a.values.loss;
+  if (loss !== undefined && !(LOSSES as readonly string[]).includes(loss)) throw new OnnxError(`--loss: "${loss}" is not a loss (${LOSSES.join(', ')})`);
+  if (loss === undefined && (a.values.optimizer || a.values.labels)) throw new OnnxError('--optimizer and --labels need --loss');
+  const imp = importOnnx(readFileSync(path), { where: path, shapes: parseShapes(a.values.shape), trainConstants: a.values['train-constants'] ?? false });
+  const model = onnxModel(imp, {
+    ...(loss ? { loss: loss as LossKind } : {}),
+    ...(a.values.labels ? { labels: a.values.labels } : {}),
+    ...(a.values.output ? { output: a.values.output } : {}),
+    ...(a.values.optimizer ? { optimizer: parseOptimizer(a.values.optimizer) } : {}),
+  });
+  writeFileSync(out, JSON.stringify(modelToJson(model), null, 1) + '\n');
+  const ops = [...imp.ops].sort((p, q) => q[1] - p[1]).map(([k, n]) => `${k} ${n}`).join(', ');
+  log(`wrote ${out}: ${imp.inputs.length} inputs, ${imp.params.length} params, ${imp.state.length} constants, opset ${imp.opset} (${ops})`);
+  if (imp.values.size) {
+    const ck = ckptPath(out);
+    saveCheckpointFile(ck, { step: 0, tensors: imp.values, meta: { epoch: 0, model: model.name, source: path } });
+    const n = [...imp.values.values()].reduce((s, v) => s + v.length, 0);
+    log(`wrote ${ck}: the imported weights (${n} values); start from them with --checkpoint ${ck}`);
+  }
+}
+
+/** The forward graph's weights: from a checkpoint, or each param's and state's init at `seed`. */
+function weightsOf(model: Model, checkpoint: string | undefined, seed: number): Map<string, Float32Array | Int32Array> {
+  const w = new Map<string, Float32Array | Int32Array>();
+  for (const n of model.graph.nodes) {
+    if (n.op !== 'param' && n.op !== 'state') continue;
+    const v = initValues(n.attrs.init, n.attrs.shape, seed, n.attrs.name);
+    w.set(n.attrs.name, n.attrs.dtype === 'i32' ? Int32Array.from(v) : v);
+  }
+  if (checkpoint) {
+    const c = loadCheckpointFile(checkpoint);
+    for (const [name, t] of c.tensors) if (w.has(name)) w.set(name, t);
+  }
+  return w;
+}
+
+export async function onnxExportCommand(argv: readonly string[], loadModelFile: (p: string) => Promise<Model>, log = (s: string) => process.stdout.write(s + '\n')): Promise<void> {
+  const a = parsed('export', () => parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    options: { onnx: { type: 'string' }, checkpoint: { type: 'string' }, seed: { type: 'string' }, outputs: { type: 'string' } },
+  }));
+  const [path] = a.positionals;
+  const out = a.values.onnx;
+  if (!path || !out) throw new OnnxError('export needs a model and --onnx <file.onnx>');
+  if (existsSync(path) && statSync(path).isDirectory()) throw new OnnxError(`${path}: an artifact holds kernels, not the graph; export the model file it was compiled from (with --checkpoint for trained weights)`);
+  const seed = a.values.seed === undefined ? 0 : Number(a.values.seed);
+  if (!Number.isInteger(seed) || seed < 0) throw new OnnxError(`--seed takes a whole number, got "${a.values.seed}"`);
+  const model = await loadModelFile(path);
+  const outputs = a.values.outputs?.split(',') ?? model.graph.outputs.map((o) => o.name).filter((n) => n !== model.loss);
+  const bytes = exportOnnx(model.graph, weightsOf(model, a.values.checkpoint, seed), { name: model.name, outputs: outputs.length ? outputs : undefined });
+  writeFileSync(out, bytes);
+  log(`wrote ${out}: opset ${EXPORT_OPSET}, outputs ${outputs.join(', ') || 'all'}, weights from ${a.values.checkpoint ?? `the initialization at seed ${seed}`}`);
+}
