@@ -562,6 +562,18 @@ export const ONNX_OPS: Readonly<Record<string, OnnxRule>> = {
     const base = b.add_(b.mul(sum, aFloat(c, 'alpha', 1e-4) / size), aFloat(c, 'bias', 1));
     return b.div(x, b.exp(b.mul(b.log(base), aFloat(c, 'beta', 0.75))));
   },
+  Trilu: (c, xs) => {
+    // Keeps the lower (upper = 0: col - row <= k) or upper (col - row >= k) triangle of the last two axes.
+    const b = c.b;
+    const x = x0(c, xs);
+    const s = x.type.shape;
+    if (s.length < 2) c.fail('the input needs rank >= 2');
+    const k = xs[1] ? kints(c, xs[1], 'k')[0] ?? 0 : 0;
+    const [rows, cols] = [s.at(-2)!, s.at(-1)!];
+    const diff = b.sub(b.iota([rows, cols], 1), b.iota([rows, cols], 0));
+    const keep = aInt(c, 'upper', 1) === 1 ? b.ge(diff, k) : b.le(diff, k);
+    return b.where(keep, x, b.mul(x, 0));
+  },
   Tile: (c, xs) => {
     const b = c.b;
     const x = x0(c, xs);
