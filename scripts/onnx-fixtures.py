@@ -176,6 +176,8 @@ WHEEL_CASES = [
     "pytorch-operator/test_operator_reduced_mean_keepdim",
     "pytorch-operator/test_operator_permute2",
     "simple/test_gradient_of_add",
+    "light/light_squeezenet.onnx",
+    "light/light_squeezenet_output_0.pb",
 ]
 
 
@@ -188,13 +190,17 @@ def main():
     export(LeNet(), (torch.randn(64, 1, 28, 28),), os.path.join(ROOT, "lenet-mnist.onnx"))
     data = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
     shutil.rmtree(os.path.join(ROOT, "wheel"), ignore_errors=True)
+    os.makedirs(os.path.join(ROOT, "wheel"))
     for c in WHEEL_CASES:
         src = os.path.join(data, c)
-        size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(src) for f in fs)
+        size = os.path.getsize(src) if os.path.isfile(src) else sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(src) for f in fs)
         if size > 64 * 1024:
             print(f"skip {c}: {size} bytes")
             continue
-        shutil.copytree(src, os.path.join(ROOT, "wheel", os.path.basename(c)))
+        if os.path.isdir(src):
+            shutil.copytree(src, os.path.join(ROOT, "wheel", os.path.basename(c)))
+        else:
+            shutil.copy(src, os.path.join(ROOT, "wheel", os.path.basename(c)))
     print("done")
 
 

@@ -63,7 +63,15 @@ export async function onnxImportCommand(argv: readonly string[], log = (s: strin
   const loss = a.values.loss;
   if (loss !== undefined && !(LOSSES as readonly string[]).includes(loss)) throw new OnnxError(`--loss: "${loss}" is not a loss (${LOSSES.join(', ')})`);
   if (loss === undefined && (a.values.optimizer || a.values.labels)) throw new OnnxError('--optimizer and --labels need --loss');
-  const imp = importOnnx(readFileSync(path), { where: path, shapes: parseShapes(a.values.shape), trainConstants: a.values['train-constants'] ?? false });
+  const bytes = readFileSync(path);
+  const shapes = parseShapes(a.values.shape);
+  const trainConstants = a.values['train-constants'] ?? false;
+  let imp = importOnnx(bytes, { where: path, shapes, trainConstants });
+  // --output may name any value of the graph (the logits before a final Softmax): add it.
+  const want = a.values.output;
+  if (want !== undefined && !imp.outputs.some((o) => o.name === want || o.onnxName === want)) {
+    imp = importOnnx(bytes, { where: path, shapes, trainConstants, outputs: [...imp.outputs.map((o) => o.onnxName), want] });
+  }
   const model = onnxModel(imp, {
     ...(loss ? { loss: loss as LossKind } : {}),
     ...(a.values.labels ? { labels: a.values.labels } : {}),

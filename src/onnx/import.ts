@@ -36,6 +36,11 @@ export interface ImportOptions {
    * `light/` models) become trainable params too, not only float initializers.
    */
   readonly trainConstants?: boolean;
+  /**
+   * The ONNX values the fragment outputs (default: the graph's outputs). Any value may be named,
+   * e.g. the logits before a classifier's final Softmax, to put a loss on them.
+   */
+  readonly outputs?: readonly string[];
 }
 
 export interface ImportedTensor {
@@ -130,8 +135,10 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
     const given = opts.shapes?.[x.name];
     let shape: number[];
     if (given) {
-      if (given.length !== dims.length || given.some((d, i) => (dims[i]!.dimValue ?? 0) > 0 && dims[i]!.dimValue !== d)) {
-        throw new OnnxError(`${where}: input "${x.name}": the shape [${given.join(',')}] given does not fit the model's ${fmtDims(dims)}`);
+      // A given shape may also change static sizes (a smaller batch or resolution); the graph's
+      // own shape arithmetic must then still fit, or a node is refused.
+      if (given.length !== dims.length) {
+        throw new OnnxError(`${where}: input "${x.name}": the shape [${given.join(',')}] given has rank ${given.length}, the model's ${fmtDims(dims)} has ${dims.length}`);
       }
       shape = [...given];
     } else {
@@ -156,7 +163,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
   for (const n of g.node ?? []) ops.set(n.opType ?? '', (ops.get(n.opType ?? '') ?? 0) + 1);
 
   let collected: { params: ImportedPersistent[]; state: ImportedPersistent[]; values: Map<string, Float32Array | Int32Array> } | undefined;
-  const outputNames = (g.output ?? []).map((o) => o.name);
+  const outputNames = opts.outputs ? [...opts.outputs] : (g.output ?? []).map((o) => o.name);
 
   const build = (b: GraphBuilder, given?: Readonly<Record<string, Value>>): Record<string, Value> => {
     const params: ImportedPersistent[] = [];
@@ -284,7 +291,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
     const outNames = new Set<string>();
     for (const o of outputNames) {
       const ov = env.get(o);
-      if (!ov) throw new OnnxError(`${where}: output "${o}" is not computed by any node`);
+      if (!ov) throw new OnnxError(`${where}: output "${o}" is not ${opts.outputs ? 'a value of the graph' : 'computed by any node'}`);
       if (ov.kind === 'missing') throw new OnnxError(`${where}: ${ov.why}`);
       let name = irName(o);
       for (let k = 2; outNames.has(name); k++) name = `${irName(o)}_${k}`;

@@ -59,11 +59,13 @@ export function onnxModel(imp: OnnxImport, spec: TrainSpec = {}): Model {
   if (!spec.loss) return { name: imp.name, graph: b.build() };
   const pick = spec.output === undefined ? imp.outputs[0] : imp.outputs.find((o) => o.name === spec.output || o.onnxName === spec.output);
   if (!pick) throw new OnnxError(`--output: the model has no output "${spec.output}" (outputs: ${imp.outputs.map((o) => o.name).join(', ')})`);
-  const y = outs[pick.name]!;
+  let y = outs[pick.name]!;
   const labelName = spec.labels ?? 'labels';
   if (imp.inputs.some((x) => x.name === labelName) || Object.hasOwn(outs, labelName)) throw new OnnxError(`--labels: "${labelName}" is already a name in the model; choose another`);
   let loss;
   if (spec.loss === 'softmax-cross-entropy') {
+    // Classifiers that end in a 1x1 global pooling ([N, classes, 1, 1]) score their classes axis.
+    while (y.type.shape.length > 2 && y.type.shape.at(-1) === 1) y = b.reshape(y, y.type.shape.slice(0, -1));
     if (y.type.shape.length < 2) throw new OnnxError(`--loss softmax-cross-entropy needs an output with a class axis; "${pick.name}" is [${y.type.shape.join(',')}]`);
     const labels = b.input(labelName, y.type.shape.slice(0, -1), 'i32');
     loss = b.softmaxCrossEntropy(y, labels);
