@@ -11,6 +11,7 @@
  * the seed's initialization) as initializers. User errors are AdjointErrors: one line, exit 2.
  */
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { modelToJson } from '../ir/serialize.js';
 import type { Model } from '../ir/model.js';
@@ -72,12 +73,13 @@ export async function onnxImportCommand(argv: readonly string[], log = (s: strin
   if (want !== undefined && !imp.outputs.some((o) => o.name === want || o.onnxName === want)) {
     imp = importOnnx(bytes, { where: path, shapes, trainConstants, outputs: [...imp.outputs.map((o) => o.onnxName), want] });
   }
-  const model = onnxModel(imp, {
+  const net = onnxModel(imp, {
     ...(loss ? { loss: loss as LossKind } : {}),
     ...(a.values.labels ? { labels: a.values.labels } : {}),
     ...(a.values.output ? { output: a.values.output } : {}),
     ...(a.values.optimizer ? { optimizer: parseOptimizer(a.values.optimizer) } : {}),
   });
+  const model = { ...net, name: basename(out, '.json') };
   writeFileSync(out, JSON.stringify(modelToJson(model), null, 1) + '\n');
   const ops = [...imp.ops].sort((p, q) => q[1] - p[1]).map(([k, n]) => `${k} ${n}`).join(', ');
   log(`wrote ${out}: ${imp.inputs.length} inputs, ${imp.params.length} params, ${imp.state.length} constants, opset ${imp.opset} (${ops})`);
