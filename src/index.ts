@@ -14,3 +14,8 @@ export { loadMnist } from './data/mnist.js';
 export { loadText, unigramBaseline } from './data/text.js';
 export { saveCheckpointFile, loadCheckpointFile } from './train/checkpoint-file.js';
 export { getDevice, loadArtifact, Program, parseBundle, bundleFiles } from './runtime/index.js';
+// ---- ONNX import and export (src/onnx, docs/onnx.md) ----
+export { importOnnx, irName, type ImportOptions, type OnnxImport } from './onnx/import.js';
+export { onnxModel, parseOptimizer, type TrainSpec } from './onnx/model.js';
+export { exportOnnx, EXPORT_OPSET, type ExportOptions } from './onnx/export.js';
+export { OnnxError } from './onnx/proto.js';

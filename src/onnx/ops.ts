@@ -299,24 +299,17 @@ function windows(b: GraphBuilder, x: Value, w: Window, term: (win: Value, i: num
 }
 class OnnxWindowError extends Error {}
 
-function conv(c: OnnxCtx, xs: readonly (OV | undefined)[]): Value {
+/** A 2-D convolution of x [N,C,H,W] by w [O,C/group,KH,KW] over window `win`, any group count. */
+function conv2dCore(c: OnnxCtx, x: Value, w: Value, win: Window, group: number): Value {
   const b = c.b;
-  const x0v = x0(c, xs);
-  const oneD = x0v.type.shape.length === 3;
-  const x = as2d(c, x0v, 'the input');
-  const w = as2d(c, x1(c, xs), 'the weight');
   const [, ch] = x.type.shape as [number, number, number, number];
   const [o, cpg, kh, kw] = w.type.shape as [number, number, number, number];
-  const kernel = aInts(c, 'kernel_shape');
-  if (kernel && kernel.join() !== (oneD ? [kw] : [kh, kw]).join()) c.fail(`kernel_shape [${kernel.join(',')}] does not match the weight`);
-  const win = win2d(windowOf(c, oneD ? [x.type.shape[3]!] : x.type.shape.slice(2), oneD ? [kw] : [kh, kw]), oneD);
-  const group = aInt(c, 'group', 1);
   if (group < 1 || ch % group !== 0 || o % group !== 0 || cpg * group !== ch) c.fail(`group ${group} does not fit ${ch} input channels, ${o} filters of ${cpg} channels`);
-  let y: Value;
   if (group === 1) {
     const p = padFor(b, x, win);
-    y = b.conv2d(p.x, w, { stride: [win.strides[0]!, win.strides[1]!], padding: p.padding, dilation: [win.dilations[0]!, win.dilations[1]!] });
-  } else if (cpg === 1) {
+    return b.conv2d(p.x, w, { stride: [win.strides[0]!, win.strides[1]!], padding: p.padding, dilation: [win.dilations[0]!, win.dilations[1]!] });
+  }
+  if (cpg === 1) {
     // Depthwise (channel multiplier m = o / ch): kernel-many shifted products, one kernel after fusion.
     const m = o / ch;
     const [n, , h, wd] = x.type.shape as [number, number, number, number];
@@ -326,23 +319,82 @@ function conv(c: OnnxCtx, xs: readonly (OV | undefined)[]): Value {
       ? b.pad(xr, [0, 0, win.begin[0]!, win.begin[1]!], [0, 0, win.end[0]!, win.end[1]!])
       : xr;
     try {
-      y = windows(b, padded, win, (sl, i, j) => b.mul(sl, b.reshape(b.slice(w, [0, 0, i, j], [o, 1, i + 1, j + 1]), [1, o, 1, 1])), (p, q) => b.add_(p, q));
+      return windows(b, padded, win, (sl, i, j) => b.mul(sl, b.reshape(b.slice(w, [0, 0, i, j], [o, 1, i + 1, j + 1]), [1, o, 1, 1])), (p, q) => b.add_(p, q));
     } catch (e) {
       if (e instanceof OnnxWindowError) c.fail(e.message);
       throw e;
     }
-  } else {
-    const p = padFor(b, x, win);
-    const per = o / group;
-    const parts: Value[] = [];
-    const [n, , h, wd] = p.x.type.shape as [number, number, number, number];
-    for (let gi = 0; gi < group; gi++) {
-      const xg = b.slice(p.x, [0, gi * cpg, 0, 0], [n, (gi + 1) * cpg, h, wd]);
-      const wg = b.slice(w, [gi * per, 0, 0, 0], [(gi + 1) * per, cpg, kh, kw]);
-      parts.push(b.conv2d(xg, wg, { stride: [win.strides[0]!, win.strides[1]!], padding: p.padding, dilation: [win.dilations[0]!, win.dilations[1]!] }));
-    }
-    y = b.concat(parts, 1);
   }
+  const p = padFor(b, x, win);
+  const per = o / group;
+  const parts: Value[] = [];
+  const [n, , h, wd] = p.x.type.shape as [number, number, number, number];
+  for (let gi = 0; gi < group; gi++) {
+    const xg = b.slice(p.x, [0, gi * cpg, 0, 0], [n, (gi + 1) * cpg, h, wd]);
+    const wg = b.slice(w, [gi * per, 0, 0, 0], [(gi + 1) * per, cpg, kh, kw]);
+    parts.push(b.conv2d(xg, wg, { stride: [win.strides[0]!, win.strides[1]!], padding: p.padding, dilation: [win.dilations[0]!, win.dilations[1]!] }));
+  }
+  return b.concat(parts, 1);
+}
+
+/** The depth part of a 3-D window, and its H, W part as a 2-D window. */
+const split3 = (w: Window): [Window, Window] => [
+  { kernel: [w.kernel[0]!], strides: [w.strides[0]!], dilations: [w.dilations[0]!], begin: [w.begin[0]!], end: [w.end[0]!] },
+  { kernel: w.kernel.slice(1), strides: w.strides.slice(1), dilations: w.dilations.slice(1), begin: w.begin.slice(1), end: w.end.slice(1) },
+];
+
+/**
+ * A 3-D operation (x [N,C,D,H,W]) as 2-D ones over depth slabs: for each depth tap kd, the
+ * strided slab of padded x at kd goes through `f` as a 2-D batch [N*OD, C, H, W] (depth folded
+ * into the batch); `combine` joins the taps (a sum for convolution, a max or sum for pooling).
+ */
+function depthTaps(c: OnnxCtx, x: Value, depth: Window, padValue: number, f: (slab: Value, kd: number) => Value, combine: (p: Value, q: Value) => Value): Value {
+  const b = c.b;
+  const [n, ch, d, h, wd] = x.type.shape as [number, number, number, number, number];
+  const xp = depth.begin[0] || depth.end[0] ? b.pad(x, [0, 0, depth.begin[0]!, 0, 0], [0, 0, depth.end[0]!, 0, 0], padValue) : x;
+  const dp = d + depth.begin[0]! + depth.end[0]!;
+  const span = (depth.kernel[0]! - 1) * depth.dilations[0]! + 1;
+  const od = Math.floor((dp - span) / depth.strides[0]!) + 1;
+  if (od < 1) c.fail(`the window does not fit depth ${d}`);
+  let level: Value[] = [];
+  for (let kd = 0; kd < depth.kernel[0]!; kd++) {
+    const at = kd * depth.dilations[0]!;
+    const slab = b.slice(xp, [0, 0, at, 0, 0], [n, ch, at + (od - 1) * depth.strides[0]! + 1, h, wd], [1, 1, depth.strides[0]!, 1, 1]);
+    const flat = b.reshape(b.transpose(slab, [0, 2, 1, 3, 4]), [n * od, ch, h, wd]);
+    level.push(f(flat, kd));
+  }
+  while (level.length > 1) {
+    const next: Value[] = [];
+    for (let k = 0; k + 1 < level.length; k += 2) next.push(combine(level[k]!, level[k + 1]!));
+    if (level.length % 2) next.push(level.at(-1)!);
+    level = next;
+  }
+  const y = level[0]!;
+  const [, co, oh, ow] = y.type.shape as [number, number, number, number];
+  return b.transpose(b.reshape(y, [n, od, co, oh, ow]), [0, 2, 1, 3, 4]);
+}
+
+function conv(c: OnnxCtx, xs: readonly (OV | undefined)[]): Value {
+  const b = c.b;
+  const x0v = x0(c, xs);
+  const group = aInt(c, 'group', 1);
+  if (x0v.type.shape.length === 5) {
+    const w = x1(c, xs);
+    if (w.type.shape.length !== 5) c.fail('the weight of a 3-D convolution needs rank 5');
+    const [o, cpg, kd, kh, kw] = w.type.shape as [number, number, number, number, number];
+    const [depth, plane] = split3(windowOf(c, x0v.type.shape.slice(2), [kd, kh, kw]));
+    let y = depthTaps(c, x0v, depth, 0, (slab, t) => conv2dCore(c, slab, b.reshape(b.slice(w, [0, 0, t, 0, 0], [o, cpg, t + 1, kh, kw]), [o, cpg, kh, kw]), plane, group), (p, q) => b.add_(p, q));
+    if (xs[2]) y = b.add_(y, b.reshape(c.value(xs[2], 'bias'), [1, o, 1, 1, 1]));
+    return y;
+  }
+  const oneD = x0v.type.shape.length === 3;
+  const x = as2d(c, x0v, 'the input');
+  const w = as2d(c, x1(c, xs), 'the weight');
+  const [o, , kh, kw] = w.type.shape as [number, number, number, number];
+  const kernel = aInts(c, 'kernel_shape');
+  if (kernel && kernel.join() !== (oneD ? [kw] : [kh, kw]).join()) c.fail(`kernel_shape [${kernel.join(',')}] does not match the weight`);
+  const win = win2d(windowOf(c, oneD ? [x.type.shape[3]!] : x.type.shape.slice(2), oneD ? [kw] : [kh, kw]), oneD);
+  let y = conv2dCore(c, x, w, win, group);
   if (xs[2]) y = b.add_(y, b.reshape(c.value(xs[2], 'bias'), [1, o, 1, 1]));
   return back1d(c, y, oneD);
 }
@@ -406,10 +458,36 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
     const b = c.b;
     if (c.outputs > 1) c.fail('the Indices output is not supported');
     const x0v = x0(c, xs);
-    const oneD = x0v.type.shape.length === 3;
-    const x = as2d(c, x0v, 'the input');
     const kernel = aInts(c, 'kernel_shape') ?? c.fail('kernel_shape is missing');
     const ceil = aInt(c, 'ceil_mode', 0) === 1;
+    if (x0v.type.shape.length === 5) {
+      // 3-D: 2-D pooling of depth slabs (depth folded into the batch), combined over the depth taps.
+      if (kernel.length !== 3) c.fail('kernel_shape needs 3 entries for a 3-D input');
+      const full = windowOf(c, x0v.type.shape.slice(2), kernel, ceil);
+      if (kind === 'avg' && ceil && full.end.join() !== windowOf(c, x0v.type.shape.slice(2), kernel).end.join()) c.fail('ceil_mode with a partial last window is not supported for AveragePool');
+      const [depth, plane] = split3(full);
+      const lowest = kind === 'max' ? F32_LOWEST : 0;
+      const pool2 = (slab: Value): Value => {
+        const padded = plane.begin.some((v) => v > 0) || plane.end.some((v) => v > 0)
+          ? b.pad(slab, [0, 0, plane.begin[0]!, plane.begin[1]!], [0, 0, plane.end[0]!, plane.end[1]!], lowest)
+          : slab;
+        try {
+          return windows(b, padded, plane, (sl) => sl, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
+        } catch (e) {
+          if (e instanceof OnnxWindowError) return c.fail(e.message);
+          throw e;
+        }
+      };
+      const both = (p: Value, q: Value) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q));
+      const y = depthTaps(c, x0v, depth, lowest, pool2, both);
+      if (kind === 'max') return y;
+      const padsUsed = full.begin.some((v) => v > 0) || full.end.some((v) => v > 0);
+      if (aInt(c, 'count_include_pad', 0) === 1 || !padsUsed) return b.mul(y, 1 / (kernel[0]! * kernel[1]! * kernel[2]!));
+      const [, , d, h, wd] = x0v.type.shape as [number, number, number, number, number];
+      return b.div(y, depthTaps(c, b.full(1, [1, 1, d, h, wd]), depth, 0, pool2, both));
+    }
+    const oneD = x0v.type.shape.length === 3;
+    const x = as2d(c, x0v, 'the input');
     const base = windowOf(c, oneD ? [x.type.shape[3]!] : x.type.shape.slice(2), kernel);
     const win = win2d(windowOf(c, oneD ? [x.type.shape[3]!] : x.type.shape.slice(2), kernel, ceil), oneD);
     if (kind === 'avg' && ceil && win.end.join() !== win2d(base, oneD).end.join()) c.fail('ceil_mode with a partial last window is not supported for AveragePool');
