@@ -67,7 +67,7 @@ describe('training through ONNX imports', () => {
     const losses = await fit(path, { shapes: { data_0: [2, 3, 48, 48] }, outputs: [softmax.input![0]!], trainConstants: true, redraw: true, steps: 4, lr: 1e-3, classes: true });
     expect(losses.every(Number.isFinite)).toBe(true);
     expect(losses.at(-1)!).toBeLessThan(losses[0]! * 0.99);
-  });
+  }, 300_000); // most of it is compiling SqueezeNet's training step (shaders included) on the CPU
 
   it('a PyTorch-converted module (grouped convolutions) trains with the loss falling', async () => {
     const losses = await fit(join(FIX, 'wheel/test_Conv2d_groups/model.onnx'), { steps: 10, lr: 1e-2 });
@@ -80,7 +80,7 @@ describe('training through ONNX imports', () => {
     const { train: t, forward } = compile(model);
     const ckpt = join(mkdtempSync(join(tmpdir(), 'adjoint-onnx-train-')), 'lenet.ckpt');
     saveCheckpointFile(ckpt, { step: 0, tensors: imp.values, meta: { epoch: 0 } });
-    const r = await train(device, { train: t!, forward }, mnistSource(8000, 256), { epochs: 1, maxStepsPerEpoch: 30, checkpoint: ckpt, log: () => undefined });
+    const r = await train(device, { train: t!, forward }, mnistSource(8000, 256), { epochs: 1, maxStepsPerEpoch: 40, checkpoint: ckpt, log: () => undefined });
     expect(r.losses[0]!.loss).toBeGreaterThan(2); // PyTorch's fresh init: about ln 10
     expect(r.losses.at(-1)!.loss).toBeLessThan(1.5);
     expect(r.accuracy).toBeGreaterThan(0.5);
