@@ -11,7 +11,8 @@
 2. wheel/: a few small cases copied from the onnx wheel's backend test data (pytorch-converted,
    pytorch-operator, simple), under 64 KB each.
 3. lenet-mnist.onnx: LeNet (the zoo's models/lenet-mnist.json as a torch module, batch 64), freshly
-   initialized by PyTorch, for `adjoint import` + `adjoint train` on MNIST.
+   initialized with nn.init as the zoo's (He normal, Glorot last), for `adjoint import` +
+   `adjoint train` on MNIST.
 """
 import os
 import shutil
@@ -113,6 +114,14 @@ class LeNet(nn.Module):
         self.f1 = nn.Linear(400, 120)
         self.f2 = nn.Linear(120, 84)
         self.f3 = nn.Linear(84, 10)
+
+        # Initialized as the zoo's models/lenet-mnist.json (He normal, Glorot for the last layer,
+        # zero biases), as a PyTorch user does with nn.init, so the two train from equal footing.
+        for m in [self.c1, self.c2, self.f1, self.f2]:
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.f3.weight)
+        nn.init.zeros_(self.f3.bias)
 
     def forward(self, x):
         x = F.max_pool2d(F.relu(self.c1(x)), 2)

@@ -80,8 +80,8 @@ describe('training through ONNX imports', () => {
     const { train: t, forward } = compile(model);
     const ckpt = join(mkdtempSync(join(tmpdir(), 'adjoint-onnx-train-')), 'lenet.ckpt');
     saveCheckpointFile(ckpt, { step: 0, tensors: imp.values, meta: { epoch: 0 } });
-    const r = await train(device, { train: t!, forward }, mnistSource(8000, 256), { epochs: 1, maxStepsPerEpoch: 40, checkpoint: ckpt, log: () => undefined });
-    expect(r.losses[0]!.loss).toBeGreaterThan(2); // PyTorch's fresh init: about ln 10
+    const r = await train(device, { train: t!, forward }, mnistSource(8000, 256), { epochs: 1, maxStepsPerEpoch: 40, readEvery: 1, checkpoint: ckpt, log: () => undefined });
+    expect(r.losses[0]!.loss).toBeGreaterThan(2); // a fresh network's first step: about ln 10
     expect(r.losses.at(-1)!.loss).toBeLessThan(1.5);
     expect(r.accuracy).toBeGreaterThan(0.5);
   });
