@@ -30,6 +30,7 @@ import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoi
 import { initValues } from './runtime/init.js';
 import { Program } from './runtime/program.js';
 import { fileTuneCache } from './runtime/tune-file.js';
+import { onnxExportCommand, onnxImportCommand } from './onnx/cli.js';
 
 class UsageError extends AdjointError {
   override name = 'UsageError';
@@ -39,6 +40,8 @@ class UsageError extends AdjointError {
 interface Flag {
   readonly type: 'string' | 'boolean';
   readonly short?: string;
+  /** The flag may be given several times (its values come as a list). */
+  readonly multiple?: boolean;
   /** The value's name in help, e.g. `<dir>` (string flags). */
   readonly arg?: string;
   readonly help: string;
@@ -47,7 +50,7 @@ interface Flag {
 /** What a handler gets: the positional arguments and the flags given (strings, or true). */
 interface Parsed {
   readonly positionals: readonly string[];
-  readonly values: Readonly<Record<string, string | boolean | undefined>>;
+  readonly values: Readonly<Record<string, string | boolean | readonly string[] | undefined>>;
 }
 
 interface Command {
@@ -365,9 +368,36 @@ async function runTrain(args: Parsed): Promise<void> {
   }
 }
 
+/** The string flags named, those given. */
+function pick<K extends string>(args: Parsed, keys: readonly K[]): { [k in K]?: string } {
+  const out: { [k in K]?: string } = {};
+  for (const k of keys) {
+    const v = str(args, k);
+    if (v !== undefined) out[k] = v;
+  }
+  return out;
+}
+
+/** import: an ONNX model as an adjoint model file and a weights file (src/onnx). */
+async function runImport(args: Parsed): Promise<void> {
+  const path = onePath('import', args, 'an ONNX file');
+  const shape = args.values.shape;
+  await onnxImportCommand(path, {
+    ...pick(args, ['out', 'loss', 'labels', 'output', 'optimizer']),
+    ...(Array.isArray(shape) ? { shape } : {}),
+    ...(args.values['train-constants'] === true ? { 'train-constants': true } : {}),
+  });
+}
+
 /** export: the weights of a checkpoint, or a model's initial ones, as safetensors. */
 async function runExport(args: Parsed): Promise<void> {
   const path = onePath('export', args, 'a checkpoint, a model file or an artifact directory');
+  const onnx = str(args, 'onnx');
+  if (onnx !== undefined) {
+    if (str(args, 'out') !== undefined) throw new UsageError('export writes either safetensors weights (-o) or an ONNX model (--onnx), not both');
+    return onnxExportCommand(path, { onnx, ...pick(args, ['checkpoint', 'seed', 'outputs']) }, loadModelFile);
+  }
+  for (const k of ['checkpoint', 'outputs']) if (str(args, k) !== undefined) throw new UsageError(`--${k} goes with --onnx (safetensors export: adjoint export --help)`);
   const out = str(args, 'out');
   if (!out) throw new UsageError('export needs a checkpoint, model or artifact directory and -o <weights.safetensors>');
   if (!existsSync(path)) throw new UsageError(`${path}: no such file or directory`);
@@ -465,13 +495,38 @@ $XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json.`,
     },
     run: runTune,
   },
+  import: {
+    summary: 'read an ONNX model into an adjoint model file and a safetensors weights file',
+    usage: 'import <model.onnx> -o <model.json> [flags]',
+    description: `Reads an ONNX model (86 operators at their opsets; docs/onnx.md) and writes it as an adjoint
+model (docs/model-format.md) and, beside it, <model>.safetensors with the imported weights.
+With --loss (and --labels, --optimizer) the model is trainable:
+  adjoint train <model.json> --init <model>.safetensors
+An unsupported operator, a dynamic shape (give it with --shape) or a file that is not ONNX is
+refused with one line naming the node, its operator and the opset (exit 2).`,
+    flags: {
+      out: { type: 'string', short: 'o', arg: '<model.json>', help: 'the model file to write (required); the weights go beside it' },
+      shape: { type: 'string', multiple: true, arg: '<name=d1,d2,...>', help: 'the static shape of an input whose shape is dynamic (repeatable)' },
+      loss: { type: 'string', arg: '<kind>', help: 'add a loss: softmax-cross-entropy or mse' },
+      labels: { type: 'string', arg: '<name>', help: 'the name of the loss\'s labels input (default y)' },
+      output: { type: 'string', arg: '<name>', help: 'the graph value the loss reads (e.g. the logits before a final Softmax)' },
+      optimizer: { type: 'string', arg: '<kind:k=v,...>', help: 'the optimizer, e.g. adam:lr=0.001 or sgd:lr=0.1,momentum=0.9' },
+      'train-constants': { type: 'boolean', help: 'train the float constants too (default: only initializers are parameters)' },
+    },
+    run: runImport,
+  },
   export: {
-    summary: 'write the weights of a checkpoint (or a model\'s initial ones) as a safetensors file',
-    usage: 'export <checkpoint | model file | artifact dir> -o <weights.safetensors> [flags]',
+    summary: 'write the weights as a safetensors file, or the forward graph as an ONNX model',
+    usage: 'export <checkpoint | model file | artifact dir> (-o <weights.safetensors> | --onnx <model.onnx>) [flags]',
     description: `Writes the parameters as a safetensors file that PyTorch, Hugging Face safetensors, candle
 and others read. From a checkpoint: its trained weights (an old ADJCKPT1 checkpoint needs
---model for the shapes). From a model file or an artifact directory: its seeded initial weights.`,
+--model for the shapes). From a model file or an artifact directory: its seeded initial weights.
+With --onnx <file>: the forward graph of a model file at opset 17, its weights from --checkpoint
+(a checkpoint or weights file) or the seeded initialization, as initializers.`,
     flags: {
+      onnx: { type: 'string', arg: '<model.onnx>', help: 'write the model\'s forward graph as ONNX (opset 17) instead' },
+      checkpoint: { type: 'string', arg: '<file.safetensors>', help: 'with --onnx: the weights to write (a checkpoint or weights file)' },
+      outputs: { type: 'string', arg: '<a,b>', help: 'with --onnx: the outputs to export (default: every output but the loss)' },
       out: { type: 'string', short: 'o', arg: '<weights.safetensors>', help: 'the file to write (required)' },
       model: { type: 'string', arg: '<model|artifact-dir>', help: 'check (and shape) the checkpoint\'s tensors against this model' },
       seed: { type: 'string', arg: '<N>', help: 'seed of the initial weights, for a model or artifact (default 0)' },
@@ -512,8 +567,8 @@ function commandHelp(name: string, c: Command): string {
 
 /** Parses a command's flags with node:util's parseArgs; a bad flag is one line naming it. */
 function parseFlags(name: string, c: Command, argv: readonly string[]): Parsed {
-  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
-  for (const [k, f] of Object.entries({ ...c.flags, ...GLOBAL_FLAGS })) options[k] = f.short ? { type: f.type, short: f.short } : { type: f.type };
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = { help: { type: 'boolean', short: 'h' } };
+  for (const [k, f] of Object.entries({ ...c.flags, ...GLOBAL_FLAGS })) options[k] = { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.multiple ? { multiple: true } : {}) };
   // strict: false so that the tokens come back and each problem gets its own line below.
   const { values, positionals, tokens } = parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true });
   for (const t of tokens) {
@@ -559,7 +614,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     for (const [k, f] of Object.entries(GLOBAL_FLAGS)) {
       const v = args.values[k];
-      if (v !== undefined) f.apply(v);
+      if (v !== undefined && !Array.isArray(v)) f.apply(v as string | boolean);
     }
     await c.run(args);
     return 0;

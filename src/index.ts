@@ -16,3 +16,8 @@ export { loadText, unigramBaseline } from './data/text.js';
 export { saveCheckpointFile, loadCheckpointFile, loadWeightsFile } from './train/checkpoint-file.js';
 export { writeReport, reportHtml, type ReportInput } from './train/report.js';
 export { getDevice, loadArtifact, Program, parseBundle, bundleFiles } from './runtime/index.js';
+// ---- ONNX import and export (src/onnx, docs/onnx.md) ----
+export { importOnnx, irName, type ImportOptions, type OnnxImport } from './onnx/import.js';
+export { onnxModel, parseOptimizer, type TrainSpec } from './onnx/model.js';
+export { exportOnnx, EXPORT_OPSET, type ExportOptions } from './onnx/export.js';
+export { OnnxError } from './onnx/proto.js';

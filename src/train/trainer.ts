@@ -98,13 +98,26 @@ function bar(frac: number, width = 20): string {
   return `[${'#'.repeat(n)}${'-'.repeat(width - n)}]`;
 }
 
+/**
+ * The tensors of a weights file to start from: every parameter (names, shapes and dtypes checked),
+ * and the model's non-trainable state the file also holds under its name (an imported model's
+ * batch-norm statistics); optimizer state and counters are not taken from it.
+ */
+function initTensors(path: string, a: Artifact): Map<string, HostArray> {
+  const file = loadWeightsFile(path);
+  const out = matchTensors(file, a.params, path);
+  const states = a.state.filter((s) => file.tensors.has(s.name) && !(file.params ?? []).includes(s.name));
+  for (const [name, t] of matchTensors({ ...file, params: states.map((s) => s.name) }, states, path, 'state')) out.set(name, t);
+  return out;
+}
+
 /** Trains on the device; `train` and `forward` are the compiled programs of one model. */
 export async function train(device: GPUDevice, programs: { train: Artifact; forward: Artifact }, data: DataSource, opts: TrainOptions): Promise<TrainResult> {
   if (opts.recover && !opts.checkpoint) throw new AdjointError('recover needs a checkpoint file to resume from (the checkpoint option)');
   const log = opts.log ?? defaultLog();
   const losses: { step: number; loss: number }[] = [];
   // Checked before any device work: a wrong file is refused at once, naming the mismatch.
-  const init = opts.init ? matchTensors(loadWeightsFile(opts.init), programs.train.params, opts.init) : undefined;
+  const init = opts.init ? initTensors(opts.init, programs.train) : undefined;
   let recoveries = 0;
   for (let dev = device; ;) {
     try {

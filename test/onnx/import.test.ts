@@ -1,0 +1,188 @@
+/**
+ * @file ONNX import without an adapter: the PyTorch-exported fixtures (test/fixtures/onnx/torch,
+ * made by scripts/onnx-fixtures.py) evaluate on the reference interpreter to PyTorch's outputs;
+ * gradients through imported networks match central finite differences (float64) on a slice of
+ * every weight; `adjoint import` writes a model and checkpoint that load; and a file with an
+ * unsupported operator, a dynamic shape, a truncated file or a file that is not ONNX is refused
+ * with one line and exit code 2.
+ */
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, vi } from 'vitest';
+import { main } from '../../src/cli.js';
+import { GraphBuilder } from '../../src/ir/builder.js';
+import { evaluate } from '../../src/ir/interp.js';
+import { tensor, type Tensor } from '../../src/ir/tensor.js';
+import { loadModel } from '../../src/ir/schema.js';
+import { verify } from '../../src/ir/verify.js';
+import { grad } from '../../src/passes/autodiff.js';
+import { loadWeightsFile } from '../../src/train/checkpoint-file.js';
+import { findCases } from '../../src/onnx/conformance.js';
+import { importOnnx, OnnxError } from '../../src/onnx/import.js';
+import { decodeTensor, encodeModel, tensorValues, floatTensor, type ModelProto, type ValueInfoProto } from '../../src/onnx/proto.js';
+import { onnxModel } from '../../src/onnx/model.js';
+import { prng, withValue } from '../passes/gradcheck.js';
+
+const FIX = 'test/fixtures/onnx';
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    o.mockRestore();
+    e.mockRestore();
+  }
+}
+
+/** The imported network's graph with its values as a float64 environment. */
+function imported(path: string) {
+  const imp = importOnnx(readFileSync(path), { where: path });
+  const b = new GraphBuilder();
+  const outs = imp.build(b);
+  for (const [k, v] of Object.entries(outs)) b.output(k, v);
+  const g = b.build();
+  verify(g, 'import');
+  const env = new Map<string, Tensor>();
+  for (const n of g.nodes) {
+    if (n.op !== 'param' && n.op !== 'state') continue;
+    const v = imp.values.get(n.attrs.name);
+    env.set(n.attrs.name, tensor(n.type.shape, v ?? new Float64Array(n.type.shape.reduce((p, q) => p * q, 1)).fill(n.attrs.init.kind === 'constant' ? n.attrs.init.value : 0), n.type.dtype, 'f64'));
+  }
+  return { imp, g, env };
+}
+
+describe('PyTorch modules exported with torch.onnx.export', () => {
+  for (const c of findCases(join(FIX, 'torch'))) {
+    it(`${c.name} gives PyTorch's outputs on the interpreter`, () => {
+      const { imp, g, env } = imported(c.model);
+      const set = c.sets[0]!;
+      imp.inputs.forEach((x, i) => env.set(x.name, tensor(x.shape, tensorValues(decodeTensor(readFileSync(set.inputs[i]!), 'in'), 'in'), x.dtype, 'f64')));
+      const r = evaluate(g, env, 'f32');
+      set.outputs.forEach((f, i) => {
+        const want = tensorValues(decodeTensor(readFileSync(f), f), f);
+        const got = r.outputs.get(imp.outputs[i]!.name)!.data;
+        expect(got.length).toBe(want.length);
+        let worst = 0;
+        for (let k = 0; k < want.length; k++) worst = Math.max(worst, Math.abs(got[k]! - want[k]!) - 1e-3 * Math.abs(want[k]!));
+        expect(worst).toBeLessThan(1e-5);
+      });
+    });
+  }
+});
+
+describe('gradients through imported networks match finite differences', () => {
+  for (const name of ['cnn-batchnorm', 'transformer-block', 'depthwise']) {
+    it(name, () => {
+      const { imp, g: fwd, env } = imported(join(FIX, 'torch', name, 'model.onnx'));
+      const model = onnxModel(imp, { loss: 'mse', labels: 'target' });
+      const g = model.graph;
+      const u = prng(3);
+      for (const n of g.nodes) {
+        if (n.op !== 'input') continue;
+        const len = n.type.shape.reduce((p, q) => p * q, 1);
+        env.set(n.attrs.name, tensor(n.type.shape, Array.from({ length: len }, () => 2 * u() - 1), n.type.dtype, 'f64'));
+      }
+      void fwd;
+      const r = grad(g, { loss: 'loss' });
+      verify(r.graph, 'autodiff');
+      const analytic = evaluate(r.graph, env, 'f64');
+      const f = (e: ReadonlyMap<string, Tensor>) => evaluate(g, e, 'f64').outputs.get('loss')!.data[0]!;
+      let checked = 0;
+      let worst = 0;
+      for (const [param, id] of r.grads) {
+        const p = Float64Array.from(env.get(param)!.data);
+        // A slice: four elements of every weight.
+        for (let t = 0; t < 4; t++) {
+          const i = Math.floor(u() * p.length);
+          const at = (d: number) => {
+            const q = Float64Array.from(p);
+            q[i] = p[i]! + d;
+            return f(withValue(env, param, q));
+          };
+          const numeric = (at(1e-6) - at(-1e-6)) / 2e-6;
+          const got = analytic.values[id]!.data[i]!;
+          worst = Math.max(worst, Math.abs(got - numeric) / Math.max(Math.abs(numeric), 1e-4));
+          checked++;
+        }
+      }
+      expect(checked).toBeGreaterThanOrEqual(16);
+      // The erf approximation's derivative is not erf's exactly, but it is the derivative of what is computed.
+      expect(worst).toBeLessThan(1e-4);
+    });
+  }
+});
+
+describe('adjoint import', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'adjoint-onnx-'));
+
+  it('writes a trainable model and a safetensors file of the imported weights', async () => {
+    const out = join(tmp, 'lenet.json');
+    const r = await run('import', join(FIX, 'lenet-mnist.onnx'), '-o', out, '--loss', 'softmax-cross-entropy', '--labels', 'y', '--optimizer', 'adam:lr=0.001');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain('10 params');
+    const model = loadModel(readFileSync(out, 'utf8'), out);
+    expect(model.loss).toBe('loss');
+    expect(model.optimizer).toMatchObject({ kind: 'adam', lr: 0.001 });
+    expect(model.graph.outputs.map((o) => o.name)).toContain('logits');
+    const ck = loadWeightsFile(join(tmp, 'lenet.safetensors'));
+    expect(ck.kind).toBe('weights');
+    const params = model.graph.nodes.filter((n) => n.op === 'param');
+    expect(params.length).toBe(10);
+    expect([...(ck.params ?? [])].sort()).toEqual(params.map((p) => (p.op === 'param' ? p.attrs.name : '')).sort());
+    // Every weight is in the file with its shape; a uniform one (the zero biases) holds its init's values.
+    for (const p of params) {
+      if (p.op !== 'param') continue;
+      expect(ck.shapes?.get(p.attrs.name), p.attrs.name).toEqual(p.type.shape);
+      if (p.attrs.init.kind === 'constant') expect([...ck.tensors.get(p.attrs.name)!].every((v) => v === (p.attrs.init as { value: number }).value)).toBe(true);
+    }
+    expect([...ck.tensors.values()].reduce((n, t) => n + t.length, 0)).toBe(61706);
+  });
+
+  const bad = (what: string, file: () => string, message: RegExp) =>
+    it(`refuses ${what} with one line and exit code 2`, async () => {
+      const r = await run('import', file(), '-o', join(tmp, 'x.json'));
+      expect(r.code).toBe(2);
+      expect(r.err.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.err).toMatch(message);
+    });
+  const write = (name: string, bytes: Uint8Array) => {
+    const p = join(tmp, name);
+    writeFileSync(p, bytes);
+    return p;
+  };
+  const tiny = (op: string, dims: ValueInfoProto[]): ModelProto => ({
+    irVersion: 8,
+    opsetImport: [{ domain: '', version: 17 }],
+    graph: {
+      name: 'tiny',
+      node: [{ opType: op, input: ['x', 'w'], output: ['y'], name: 'the_node' }],
+      initializer: [floatTensor('w', [2], [1, 2])],
+      input: dims,
+      output: [{ name: 'y', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }],
+    },
+  });
+  const x2 = [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 2 }] } } } }];
+  bad('an unsupported operator', () => write('nms.onnx', encodeModel(tiny('NonMaxSuppression', x2))), /node "the_node" \(NonMaxSuppression, opset 17\): this operator is not supported/);
+  bad('a dynamic shape', () => write('dyn.onnx', encodeModel(tiny('Add', [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'batch' }] } } } }]))), /input "x" has a dynamic dimension "batch" \(axis 0 of \[batch\]\); give it a size with --shape x=/);
+  bad('a truncated file', () => write('cut.onnx', readFileSync(join(FIX, 'lenet-mnist.onnx')).subarray(0, 100_000)), /cut\.onnx: not an ONNX model, or the file is truncated/);
+  bad('a file that is not ONNX', () => 'package.json', /package\.json: not an ONNX model, or the file is truncated/);
+  bad('an empty file', () => write('empty.onnx', new Uint8Array(0)), /the file is empty, not an ONNX model/);
+  bad('a missing file', () => join(tmp, 'nope.onnx'), /nope\.onnx: no such file/);
+
+  it('accepts a dynamic shape given with --shape', async () => {
+    const p = write('dyn2.onnx', encodeModel(tiny('Add', [{ name: 'x', type: { tensorType: { elemType: 1, shape: { dim: [{ dimParam: 'batch' }] } } } }])));
+    const r = await run('import', p, '-o', join(tmp, 'dyn2.json'), '--shape', 'x=2');
+    expect(r.err).toBe('');
+    expect(existsSync(join(tmp, 'dyn2.json'))).toBe(true);
+  });
+
+  it('is an OnnxError from the library', () => {
+    expect(() => importOnnx(new Uint8Array([1, 2, 3]))).toThrow(OnnxError);
+  });
+});
