@@ -13,7 +13,7 @@ import type { Model } from './ir/model.js';
 import { loadModel, modelSizeProblem } from './ir/schema.js';
 import { printGraph } from './ir/printer.js';
 import { bundleFiles, parseBundle, type Bundle } from './runtime/bundle.js';
-import { getDevice, deviceLimits, adapterInfo } from './runtime/device.js';
+import { getDevice, deviceLimits, adapterInfo, takeAdapterFlag } from './runtime/device.js';
 import type { Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
@@ -28,7 +28,8 @@ const USAGE = `usage:
   adjoint compile <model.json|model.ts> -o <dir>    write an artifact (manifest.json + WGSL)
   adjoint inspect <model> [--dump <pass>]            kernels, dispatches and bytes; IR after a pass
   adjoint train <model|artifact-dir> --data mnist --epochs N
-        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]`;
+        [--checkpoint <file>] [--plot <file.png>] [--seed N] [--steps-per-epoch N]
+  any command: --adapter default|swiftshader|lavapipe|<icd.json>   the WebGPU adapter (also ADJOINT_ADAPTER)`;
 
 interface Args {
   readonly positional: string[];
@@ -203,8 +204,10 @@ async function cmdTrain(argv: readonly string[]): Promise<void> {
 }
 
 export async function main(argv: readonly string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  let [cmd, ...rest] = argv;
   try {
+    // --adapter applies to every command (src/runtime/device.ts selectAdapter).
+    [cmd, ...rest] = takeAdapterFlag(argv);
     switch (cmd) {
       case 'compile': await cmdCompile(rest); break;
       case 'inspect': await cmdInspect(rest); break;
