@@ -1,6 +1,6 @@
 /**
  * @file What a benchmark run reports and how: one record per library x workload (written as JSON
- * lines) and the markdown table (stdout and bench/results/latest.md). Kept apart from the runner so
+ * lines) and the markdown table (stdout and bench/results/latest-<adapter>.md). Kept apart from the runner so
  * the numbers' meaning is defined in one place.
  */
 
