@@ -7,7 +7,8 @@
  * adjoint, dispatches / submits / buffers per step (counters.ts), GPU bytes allocated by setup,
  * the time from model definition to the end of the first step, and the loss at step 50 (or the
  * last step all read), checking that the libraries agree and that their step-1 loss matches the IR
- * reference interpreter. Writes bench/results/latest-<adapter>.jsonl and .md; prints the markdown.
+ * reference interpreter. Writes bench/results/latest-<adapter>.jsonl and .md (quick-<adapter> with
+ * BENCH_QUICK=1); prints the markdown.
  * One process benchmarks one adapter (`--adapter` or ADJOINT_ADAPTER, default: the first Dawn
  * offers); `npm run bench` runs bench/all.ts, which starts one such process per adapter.
  *
@@ -378,7 +379,8 @@ async function main(): Promise<void> {
   const dir = process.env.BENCH_RESULTS_DIR ? pathToFileURL(resolve(process.env.BENCH_RESULTS_DIR) + '/') : new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
   const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling.best.gflops, fmaShapes: ceiling.shapes })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
-  const name = `${BENCH_AGREE ? 'agree' : 'latest'}-${fileLabel(label)}`;
+  // A quick run never overwrites a full run's figures.
+  const name = `${BENCH_AGREE ? 'agree' : quick ? 'quick' : 'latest'}-${fileLabel(label)}`;
   writeFileSync(new URL(`${name}.jsonl`, dir), jsonl.join('\n') + '\n');
   const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm, ceiling) + '\n' : '')
     + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');

@@ -64,7 +64,7 @@ writeFileSync(
     '  BENCH_QUICK=1 node all.mjs            a few steps per workload (a smoke test)',
     '',
     'Knobs: BENCH_WORKLOADS=mlp,lenet, BENCH_FUSION=0, BENCH_AGREE=1, BENCH_RESULTS_DIR=<dir>.',
-    'Results: results/latest-<adapter>.md and .jsonl.',
+    'Results: results/latest-<adapter>.md and .jsonl (quick-<adapter> with BENCH_QUICK=1).',
     '',
   ].join('\n'),
 );
