@@ -20,12 +20,16 @@ export const adjoint: Library = {
   },
   async setup(w: Workload, params: ReadonlyMap<string, Float32Array>): Promise<Session> {
     if (!device) throw new NotAvailableError('no device');
+    const t0 = performance.now();
     const c = compile(workloadModel(w), { limits: deviceLimits(device) });
     if (!c.train) throw new NotAvailableError('the model does not train');
+    const t1 = performance.now();
     const prog = await Program.load(device, c.train);
+    const phases = { compileMs: t1 - t0, loadMs: performance.now() - t1 };
     for (const [name, v] of params) prog.write(name, v);
     const feeds = (b: Batch) => ({ x: b.x, y: 'labels' in b ? b.labels : b.target });
     return {
+      phases,
       async step(batch, readLoss) {
         const r = prog.step(feeds(batch), readLoss ? ['loss'] : []);
         return r ? (await r).get('loss')![0]! : undefined;

@@ -7,21 +7,26 @@
  * adjoint, dispatches / submits / buffers per step (counters.ts), GPU bytes allocated by setup,
  * the time from model definition to the end of the first step, and the loss at step 50 (or the
  * last step all read), checking that the libraries agree and that their step-1 loss matches the IR
- * reference interpreter. Writes bench/results/latest.jsonl and latest.md; prints the markdown.
+ * reference interpreter. Writes bench/results/latest-<adapter>.jsonl and .md (quick-<adapter> with
+ * BENCH_QUICK=1); prints the markdown.
+ * One process benchmarks one adapter (`--adapter` or ADJOINT_ADAPTER, default: the first Dawn
+ * offers); `npm run bench` runs bench/all.ts, which starts one such process per adapter.
  *
  * Also: the matmul kernel against a naive one (matmul.ts) and every model of models/ fused against
  * unfused (models.ts).
  *
  * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each),
  * BENCH_FUSION=0 (no models table), BENCH_AGREE=1 (every library to step 50 on every workload,
- * short timing, no kernel tables; writes agree.md: `npm run bench:agree`).
+ * short timing, no kernel tables; writes agree-<adapter>.md: `npm run bench:agree`),
+ * BENCH_RESULTS_DIR (where to write; default bench/results).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { getDevice } from '../src/runtime/device.js';
+import { getDevice, takeAdapterFlag } from '../src/runtime/device.js';
 import { benchMatmul, fmaCeiling, matmulTable } from './matmul.js';
 import { benchFusion, fusionTable } from './models.js';
 import { cpus } from 'node:os';
-import { relative } from 'node:path';
+import { relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { evaluate } from '../src/ir/interp.js';
 import { adjoint } from './adjoint.js';
 import { checkCounters, resetCounts, snapshot, type Counts } from './counters.js';
@@ -98,6 +103,7 @@ class Run {
   countsBatch: Counts | null = null;
   stepsCountedBatch = 0;
   firstStepMs = 0;
+  phases: Session['phases'];
   setup: Counts | null = null;
 
   constructor(
@@ -185,9 +191,11 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       run.session = await lib.setup(w, params);
       await run.runStep(true);
       run.firstStepMs = performance.now() - t0;
+      run.phases = run.session.phases;
       run.setup = snapshot();
       for (let i = 1; i < sched.warmup; i++) await run.runStep(true);
-      log(`${w.id}: ${lib.name} ready, first step ${run.firstStepMs.toFixed(0)} ms, loss ${run.losses.get(1)?.toFixed(6)}`);
+      const phases = run.phases ? ` (compile ${run.phases.compileMs.toFixed(0)} ms, load ${run.phases.loadMs.toFixed(0)} ms)` : '';
+      log(`${w.id}: ${lib.name} ready, first step ${run.firstStepMs.toFixed(0)} ms${phases}, loss ${run.losses.get(1)?.toFixed(6)}`);
       runs.push(run);
     } catch (e) {
       if (e instanceof NotAvailableError) {
@@ -265,6 +273,7 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       perStep: perStep(run.countsEach, run.stepsCounted),
       perStepBatch: perStep(run.countsBatch, run.stepsCountedBatch),
       firstStepMs: run.firstStepMs,
+      ...(run.phases ? { compileMs: run.phases.compileMs, loadMs: run.phases.loadMs } : {}),
       setupBuffers: run.setup?.buffers,
       setupBytes: run.setup?.bufferBytes,
       setupPipelines: run.setup?.pipelines,
@@ -293,7 +302,9 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
 }
 
 function commandLine(): string {
-  const knobs = ['BENCH_QUICK', 'BENCH_WORKLOADS', 'BENCH_FUSION', 'BENCH_AGREE'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
+  // Set by bench/all.ts, which starts this process once per adapter.
+  if (process.env.BENCH_COMMAND) return process.env.BENCH_COMMAND;
+  const knobs = ['ADJOINT_ADAPTER', 'MESA_SHADER_CACHE_DISABLE', 'BENCH_QUICK', 'BENCH_WORKLOADS', 'BENCH_FUSION', 'BENCH_AGREE'].filter((k) => process.env[k] !== undefined).map((k) => `${k}=${process.env[k]}`);
   const script = relative(process.cwd(), process.argv[1] ?? 'dist/bench/index.js');
   const npm = process.env.npm_lifecycle_event;
   if (npm === 'bench:agree') return 'npm run bench:agree';
@@ -301,11 +312,18 @@ function commandLine(): string {
   return [...knobs, cmd].join(' ');
 }
 
+/** A file-name-safe form of an adapter's short name. */
+function fileLabel(label: string): string {
+  return label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'adapter';
+}
+
 async function main(): Promise<void> {
   const start = performance.now();
+  // --adapter (or ADJOINT_ADAPTER): this process's adapter; `npm run bench` (bench/all.ts) runs one process per adapter.
+  takeAdapterFlag(process.argv.slice(2));
   const quick = process.env.BENCH_QUICK === '1';
   const workloads = selectWorkloads(process.env.BENCH_WORKLOADS);
-  const { gpu, adapter } = await installGpu();
+  const { gpu, adapter, label } = await installGpu();
   const device = await (await gpu.requestAdapter())?.requestDevice();
   if (!device) throw new Error('no WebGPU device');
   await checkCounters(device, dawnClasses());
@@ -315,7 +333,7 @@ async function main(): Promise<void> {
   // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.
   const mmDevice = await getDevice({ quiet: true });
   const mm = BENCH_AGREE ? [] : await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
-  const ceiling = mm.length ? await fmaCeiling(mmDevice) : undefined;
+  const ceiling = mm.length ? await fmaCeiling(mmDevice, quick) : undefined;
   if (mm.length) log(matmulTable(mm, ceiling));
   // What fusion buys on each model of models/: fused against one kernel per op.
   const fusion = BENCH_FUSION && !BENCH_AGREE ? await benchFusion(mmDevice, quick, log) : [];
@@ -348,6 +366,8 @@ async function main(): Promise<void> {
     date: new Date().toISOString(),
     command: commandLine(),
     adapter,
+    adapterLabel: label,
+    ...(process.env.MESA_SHADER_CACHE_DISABLE ? { env: `MESA_SHADER_CACHE_DISABLE=${process.env.MESA_SHADER_CACHE_DISABLE} (cold first steps on Mesa)` } : {}),
     cpu: `${cpu.length} x ${cpu[0]?.model ?? 'unknown'}`,
     node: process.versions.node,
     quick,
@@ -355,15 +375,18 @@ async function main(): Promise<void> {
     totalSeconds: (performance.now() - start) / 1000,
     notes: [...notes],
   };
-  const dir = new URL('../../bench/results/', import.meta.url);
+  // BENCH_RESULTS_DIR: where the self-contained bundle (bench/bundle.ts) writes.
+  const dir = process.env.BENCH_RESULTS_DIR ? pathToFileURL(resolve(process.env.BENCH_RESULTS_DIR) + '/') : new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
-  const name = BENCH_AGREE ? 'agree' : 'latest';
+  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling.best.gflops, fmaShapes: ceiling.shapes })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  // A quick run never overwrites a full run's figures.
+  const name = `${BENCH_AGREE ? 'agree' : quick ? 'quick' : 'latest'}-${fileLabel(label)}`;
   writeFileSync(new URL(`${name}.jsonl`, dir), jsonl.join('\n') + '\n');
   const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm, ceiling) + '\n' : '')
     + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');
   writeFileSync(new URL(`${name}.md`, dir), md);
   process.stdout.write(md);
+  log(`wrote ${new URL(`${name}.md`, dir).pathname} and ${name}.jsonl`);
 }
 
 await main();

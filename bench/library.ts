@@ -18,6 +18,8 @@ export interface Session {
   step(batch: Batch, readLoss: boolean): Promise<number | undefined>;
   /** Frees the session's device memory. */
   dispose(): Promise<void>;
+  /** Where the library can tell: the setup's compile and load (pipeline creation) times, ms. */
+  readonly phases?: { readonly compileMs: number; readonly loadMs: number };
 }
 
 /** A library under benchmark. */

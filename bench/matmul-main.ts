@@ -17,9 +17,10 @@ const log = (s: string) => console.log(s);
 async function main(): Promise<void> {
   const device = await getDevice({ quiet: true });
   log(`adapter: ${adapterInfo(device)}`);
-  log(`date: ${new Date().toISOString()}; command: ${process.env.VK_ICD_FILENAMES ? `VK_ICD_FILENAMES=${process.env.VK_ICD_FILENAMES} ` : ''}npm run bench:matmul`);
-  const ceiling = await fmaCeiling(device);
-  log(`FMA ceiling: ${ceiling.toFixed(2)} GFLOP/s (best of 4x4, 8x4, 8x8 accumulators per thread, no loads)\n`);
+  log(`date: ${new Date().toISOString()}; command: ${process.env.ADJOINT_ADAPTER ? `ADJOINT_ADAPTER=${process.env.ADJOINT_ADAPTER} ` : ''}npm run bench:matmul`);
+  const fma = await fmaCeiling(device);
+  const ceiling = fma.best.gflops;
+  log(`FMA ceiling: ${ceiling.toFixed(2)} GFLOP/s (the best of ${fma.shapes.length} accumulator/workgroup shapes, no loads: ${fma.best.rows}x${fma.best.cols} x ${fma.best.workgroup})\n`);
   const sizes = process.env.BENCH_MATMUL_BIG === '1' ? [512, 1024] : [512];
   const rows = [];
   for (const n of sizes) rows.push(...(await benchVariants(device, n)));

@@ -4,7 +4,8 @@
  * read back every step. Per model: median step time of each, the ratio, dispatches per step and
  * planned temporary bytes of each. What fusion buys, model by model.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { compile } from '../src/compile.js';
 import { numel } from '../src/ir/dtype.js';
 import type { Model } from '../src/ir/model.js';
@@ -27,9 +28,20 @@ export interface FusionRow {
   readonly unfusedTempBytes: number;
 }
 
+/** The repository's models/ (or the bench bundle's), found upwards from this file (bench/ or dist/bench/). */
+function modelsDir(): URL {
+  let dir = new URL('./', import.meta.url);
+  for (let i = 0; i < 5; i++) {
+    const m = new URL('models/', dir);
+    if (existsSync(new URL('mlp-mnist.json', m))) return m;
+    dir = new URL('../', dir);
+  }
+  throw new Error(`no models/ directory above ${fileURLToPath(import.meta.url)}`);
+}
+
 /** Every model of models/ (the JSON files and the transformer built in TypeScript). */
 export function zoo(): { readonly file: string; readonly model: () => Model }[] {
-  const dir = new URL('../../models/', import.meta.url);
+  const dir = modelsDir();
   return [
     ...readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((file) => ({ file, model: () => loadModel(readFileSync(new URL(file, dir), 'utf8'), file) })),
     { file: 'transformer-lm.ts', model: () => transformerLm() },

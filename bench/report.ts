@@ -1,6 +1,6 @@
 /**
  * @file What a benchmark run reports and how: one record per library x workload (written as JSON
- * lines) and the markdown table (stdout and bench/results/latest.md). Kept apart from the runner so
+ * lines) and the markdown table (stdout and bench/results/latest-<adapter>.md). Kept apart from the runner so
  * the numbers' meaning is defined in one place.
  */
 
@@ -35,6 +35,9 @@ export interface Result {
   readonly perStepBatch?: PerStep;
   /** From the start of setup (model definition) to the end of the first step: compile + warm-up. */
   readonly firstStepMs?: number;
+  /** Of firstStepMs, where the library tells (adjoint): compiling the model, loading the program (pipelines). */
+  readonly compileMs?: number;
+  readonly loadMs?: number;
   /** Buffers and bytes created from the start of setup to the end of the first step. */
   readonly setupBuffers?: number;
   readonly setupBytes?: number;
@@ -69,6 +72,10 @@ export interface RunMeta {
   readonly date: string;
   readonly command: string;
   readonly adapter: string;
+  /** The adapter's short name (swiftshader, lavapipe, or a GPU's vendor and device). */
+  readonly adapterLabel?: string;
+  /** Environment that changes what is measured, e.g. MESA_SHADER_CACHE_DISABLE=true (cold first steps). */
+  readonly env?: string;
   readonly cpu: string;
   readonly node: string;
   readonly quick: boolean;
@@ -108,11 +115,11 @@ const ratio = (r: number | null | undefined): string => (r === null || r === und
 /** The markdown report: header, one table per run, agreement lines, notes. */
 export function markdown(meta: RunMeta, results: readonly Result[], agreements: readonly Agreement[]): string {
   const lines: string[] = [];
-  lines.push(`# Benchmark: one SGD training step`, '');
+  lines.push(`# Benchmark: one SGD training step${meta.adapterLabel ? ` on ${meta.adapterLabel}` : ''}`, '');
   lines.push(`- date: ${meta.date}`);
   lines.push(`- command: \`${meta.command}\``);
   lines.push(`- adapter: ${meta.adapter}`);
-  lines.push(`- cpu: ${meta.cpu}; node ${meta.node}`);
+  lines.push(`- cpu: ${meta.cpu}; node ${meta.node}${meta.env ? `; ${meta.env}` : ''}`);
   lines.push(`- schedule: ${meta.schedule}`);
   lines.push(`- total time: ${meta.totalSeconds.toFixed(0)} s`, '');
   lines.push(
@@ -120,8 +127,8 @@ export function markdown(meta: RunMeta, results: readonly Result[], agreements: 
       '"sync /k": read once every k steps. Medians over the timed steps; "vs adjoint" = this library\'s time / adjoint\'s. ' +
       'Dispatches and submits are per step with the loss read every step; buffers and bytes created per step are shown for both ways of reading ' +
       '(a library that frees buffers only once work completes allocates more when steps queue up). "setup MB" = GPU buffer bytes created from model definition to the end of ' +
-      'the first step; "first step" = that time (compile + first run). On SwiftShader every number is CPU time: ' +
-      'compare rows of one run, not runs.',
+      'the first step; "first step" = that time (compile + first run; for adjoint, in brackets, the compile and the program load, i.e. pipeline creation). ' +
+      'On a CPU adapter (SwiftShader, lavapipe) every number is CPU time: compare rows of one run, not runs.',
     '',
   );
   lines.push('| workload | library | ms/step sync each | ms/step sync /k | vs adjoint | dispatches/step | submits/step | buffers/step each · /k | KB alloc/step each · /k | setup MB | first step ms | loss@step | loss@50 |');
@@ -136,7 +143,7 @@ export function markdown(meta: RunMeta, results: readonly Result[], agreements: 
     const q = r.perStepBatch;
     lines.push(
       `| ${r.workload} | ${r.library} | ${ms(r.msSyncEach)} | ${ms(r.msSyncBatch)} (k=${r.syncEvery}) | ${ratio(r.ratio)} | ${num(p?.dispatches)} | ${num(p?.submits)} | ` +
-        `${num(p?.buffers)} · ${num(q?.buffers)} | ${kb(p?.bufferBytes)} · ${kb(q?.bufferBytes)} | ${mb(r.setupBytes)} | ${ms(r.firstStepMs)} | ` +
+        `${num(p?.buffers)} · ${num(q?.buffers)} | ${kb(p?.bufferBytes)} · ${kb(q?.bufferBytes)} | ${mb(r.setupBytes)} | ${ms(r.firstStepMs)}${r.loadMs === undefined ? '' : ` (${ms(r.compileMs)} + ${ms(r.loadMs)})`} | ` +
         `${r.lossCheck === undefined ? '-' : r.lossCheck.toFixed(6)}${check ? ` @${check.checkStep}` : ''} | ${r.loss50 === undefined ? '-' : r.loss50.toFixed(6)} |`,
     );
   }

@@ -18,7 +18,7 @@ import type { Model } from './ir/model.js';
 import { loadModel, modelSizeProblem } from './ir/schema.js';
 import { printGraph } from './ir/printer.js';
 import { bundleFiles, MANIFEST, parseBundle, type Bundle } from './runtime/bundle.js';
-import { getDevice, deviceLimits, adapterInfo } from './runtime/device.js';
+import { getDevice, deviceLimits, adapterInfo, selectAdapter, ADAPTER_NAMES } from './runtime/device.js';
 import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
@@ -539,7 +539,21 @@ With --onnx <file>: the forward graph of a model file at opset 17, its weights f
  * Flags every command takes (listed in each command's help); `apply` runs with the flag's value
  * before the command does (e.g. choosing the WebGPU adapter). Empty until one is needed.
  */
-const GLOBAL_FLAGS: Readonly<Record<string, Flag & { readonly apply: (value: string | boolean) => void }>> = {};
+const GLOBAL_FLAGS: Readonly<Record<string, Flag & { readonly apply: (value: string | boolean) => void }>> = {
+  adapter: {
+    type: 'string',
+    arg: '<name>',
+    help: `the WebGPU adapter: ${ADAPTER_NAMES.join(', ')} or a Vulkan ICD manifest *.json (also ADJOINT_ADAPTER; default: the first the machine offers)`,
+    apply: (v) => {
+      try {
+        selectAdapter(String(v));
+      } catch (e) {
+        // A name that is no adapter is a usage error; a missing driver shows at getDevice (exit 1).
+        throw e instanceof DeviceError ? new UsageError(e.message) : e;
+      }
+    },
+  },
+};
 
 function mainHelp(): string {
   const w = Math.max(...Object.keys(COMMANDS).map((k) => k.length));

@@ -41,6 +41,7 @@ describe('adjoint CLI errors', () => {
     ['a non-numeric epoch count', ['train', 'models/xor.json', '--epochs', 'ten'], 'adjoint: --epochs takes a whole number, got "ten"\n'],
     ['an unknown data set', ['train', 'models/mlp-mnist.json', '--data', 'cifar'], 'adjoint: --data: "cifar" is not a data set (mnist, text)\n'],
     ['a directory given as a model', ['inspect', 'models'], 'adjoint: models is a directory, not a model file or an artifact directory (no manifest.json)\n'],
+    ['an unknown adapter', ['inspect', 'models/xor.json', '--adapter', 'gpu0'], 'adjoint: --adapter: "gpu0" is not an adapter (default, swiftshader, lavapipe, or the path of a Vulkan ICD manifest *.json)\n'],
     ['an unknown pass to dump', ['inspect', 'models/xor.json', '--dump', 'nonsense'], 'adjoint: --dump: no pass named "nonsense"'],
   ];
   for (const [what, argv, message] of cases) {

@@ -8,13 +8,19 @@ export {
   getDevice,
   deviceLimits,
   adapterInfo,
+  adapterName,
+  adapterLabel,
+  selectAdapter,
+  adapterChoice,
+  ADAPTER_ENV,
+  ADAPTER_NAMES,
   isSoftwareFallback,
   deviceHealth,
   assertDeviceHealthy,
   COMPUTE_LIMITS,
   MAX_RECORDED_ERRORS,
 } from './device.js';
-export type { GetDeviceOptions, ComputeLimitName, ComputeLimits, DeviceHealth } from './device.js';
+export type { AdapterName, GetDeviceOptions, ComputeLimitName, ComputeLimits, DeviceHealth } from './device.js';
 export { Program } from './program.js';
 export type { HostArray, LoadOptions } from './program.js';
 export type { Artifact, TensorSlot, PersistentSlot, DispatchSpec, Region } from './artifact.js';

@@ -3,10 +3,15 @@
  * adapter's storage-buffer limit rather than the default, a WGSL compute shader with a
  * workgroup-memory reduction runs and reads back exact numbers, a caller can cap the storage-buffer
  * limit below the default (for binding-split tests), and errors and loss are recorded, not thrown.
+ * Choosing the adapter (`ADJOINT_ADAPTER`, `selectAdapter`, `--adapter`): each named adapter is the
+ * one the device runs on and runs a shader, `default` is the adapter Dawn offers first, and a bad
+ * choice is one clear line.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { existsSync } from 'node:fs';
 import { DeviceError } from '../../src/ir/errors.js';
-import { adapterInfo, assertDeviceHealthy, deviceHealth, deviceLimits, getDevice } from '../../src/runtime/index.js';
+import { adapterChoice, adapterInfo, adapterLabel, adapterName, assertDeviceHealthy, deviceHealth, deviceLimits, getDevice, selectAdapter } from '../../src/runtime/index.js';
+import { takeAdapterFlag } from '../../src/runtime/device.js';
 
 const devices: GPUDevice[] = [];
 async function device(options?: Parameters<typeof getDevice>[0]): Promise<GPUDevice> {
@@ -154,5 +159,90 @@ describe('getDevice', () => {
     d.destroy();
     await d.lost;
     expect(deviceHealth(d).lost?.reason).toBe('destroyed');
+  });
+});
+
+/** Runs the reduction shader on 1000 values and checks the exact doubled values come back. */
+async function runsShader(d: GPUDevice): Promise<void> {
+  const pipeline = d.createComputePipeline({ layout: 'auto', compute: { module: d.createShaderModule({ code: SHADER }), entryPoint: 'main' } });
+  const x = new Float32Array(N).map((_, i) => i);
+  const xBuf = d.createBuffer({ size: N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  d.queue.writeBuffer(xBuf, 0, x);
+  const yBuf = d.createBuffer({ size: N * 4, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC });
+  const pBuf = d.createBuffer({ size: Math.ceil(N / WG) * 4, usage: GPUBufferUsage.STORAGE });
+  const bindGroup = d.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [xBuf, yBuf, pBuf].map((buffer, binding) => ({ binding, resource: { buffer } })) });
+  const enc = d.createCommandEncoder();
+  const pass = enc.beginComputePass();
+  pass.setPipeline(pipeline);
+  pass.setBindGroup(0, bindGroup);
+  pass.dispatchWorkgroups(Math.ceil(N / WG));
+  pass.end();
+  d.queue.submit([enc.finish()]);
+  expect(Array.from(await readBack(d, yBuf, N * 4))).toEqual(Array.from(x, (v) => v * 2 + 1));
+  assertDeviceHealthy(d);
+}
+
+const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
+const LAVAPIPE_ICD = '/usr/share/vulkan/icd.d/lvp_icd.json';
+
+describe('choosing the adapter', () => {
+  // This file's process keeps the choice it started with for the tests above; restored after.
+  const startChoice = adapterChoice();
+  afterAll(() => selectAdapter(startChoice));
+
+  it('swiftshader by name: the device runs on SwiftShader', async () => {
+    selectAdapter('swiftshader');
+    const d = await device();
+    expect(adapterName(d)).toBe('swiftshader');
+    expect(adapterInfo(d)).toMatch(/^swiftshader: google \/ swiftshader/);
+    await runsShader(d);
+  });
+
+  it('lavapipe by name: the device runs on lavapipe (or, where Mesa 25 is missing, one line saying what to install)', async () => {
+    selectAdapter('lavapipe');
+    if (existsSync(LAVAPIPE_ICD)) {
+      const d = await device();
+      expect(adapterName(d)).toBe('lavapipe');
+      expect(adapterInfo(d)).toContain('llvmpipe');
+      await runsShader(d);
+    } else {
+      await expect(getDevice({ quiet: true })).rejects.toThrowError(/adapter lavapipe: no ICD manifest .*bookworm-backports mesa-vulkan-drivers/);
+    }
+  });
+
+  it('an ICD manifest by path, and the devices made before stay usable', async () => {
+    selectAdapter('swiftshader');
+    const before = await device();
+    selectAdapter(SWIFTSHADER_ICD);
+    const d = await device();
+    expect(adapterName(d)).toBe('swiftshader');
+    await runsShader(d);
+    await runsShader(before);
+  });
+
+  it('default: the adapter Dawn offers first with the environment as the user set it', async () => {
+    selectAdapter('default');
+    const d = await device();
+    // The oracle: a GPU object of our own, made with the environment getDevice restored.
+    const plain = await (await import('webgpu')).create([]).requestAdapter();
+    expect(adapterName(d)).toBe(plain ? adapterLabel(plain.info) : 'swiftshader');
+    await runsShader(d);
+  });
+
+  it('a bad choice is one line naming it', async () => {
+    expect(() => selectAdapter('nvidia')).toThrowError(/--adapter: "nvidia" is not an adapter \(default, swiftshader, lavapipe, or the path of a Vulkan ICD manifest \*\.json\)/);
+    selectAdapter('/no/such/icd.json');
+    await expect(getDevice({ quiet: true })).rejects.toThrowError(/adapter \/no\/such\/icd\.json: no such ICD manifest/);
+    selectAdapter(startChoice);
+  });
+
+  it('--adapter is taken out of a command line', () => {
+    expect(takeAdapterFlag(['train', 'm.json', '--adapter', 'swiftshader', '--epochs', '1'])).toEqual(['train', 'm.json', '--epochs', '1']);
+    expect(adapterChoice()).toBe('swiftshader');
+    expect(takeAdapterFlag(['inspect', '--adapter=lavapipe'])).toEqual(['inspect']);
+    expect(adapterChoice()).toBe('lavapipe');
+    expect(() => takeAdapterFlag(['train', '--adapter'])).toThrowError(/flag --adapter needs a value/);
+    expect(() => takeAdapterFlag(['--adapter', 'gpu0'])).toThrowError(DeviceError);
+    selectAdapter(startChoice);
   });
 });
