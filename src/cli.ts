@@ -361,7 +361,7 @@ async function runTrain(args: Parsed): Promise<void> {
         ['model', path], ['data', dataName], ['epochs', String(epochs)], ['steps per epoch', flag('steps-per-epoch', 'all batches')],
         ['batch', String(programs.train.inputs[0]?.shape[0] ?? '?')], ['optimizer', optimizerOf(programs.train)], ['seed', flag('seed', '0')],
         ['loss read back', `every ${flag('read-every', '10')} steps`], ['initial weights', flag('init', `seeded initialization`)],
-        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', 'train', ...process.argv.slice(3)].map((a) => (/^[\w./@:=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')], ['Node.js', process.version],
+        ['checkpoint', flag('checkpoint', 'none')], ['command', ['adjoint', ...commandLine].map((a) => (/^[\w./@:=-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')], ['Node.js', process.version],
       ],
     });
     process.stdout.write(`report: ${report}\n`);
@@ -602,8 +602,12 @@ function exitCode(e: unknown): 1 | 2 {
   return 2;
 }
 
+/** The command line being run (without `node adjoint`), for the training report's settings. */
+let commandLine: readonly string[] = [];
+
 /** Runs the command line `argv` (without `node adjoint`); returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  commandLine = argv;
   const [cmd, ...rest] = argv;
   try {
     if (cmd === undefined) {

@@ -169,7 +169,8 @@ describe('the demo\'s first step (scripts/ensure-webgpu.mjs, after the pack buil
   });
 
   it('with no adapter and no right to install: one line saying what to run, exit code 1', () => {
-    const r = ensure({ VK_ICD_FILENAMES: '/nonexistent/icd.json', ADJOINT_NO_INSTALL: '1' });
+    // ADJOINT_ADAPTER too: CI chooses the adapter by name, which would set VK_ICD_FILENAMES again.
+    const r = ensure({ VK_ICD_FILENAMES: '/nonexistent/icd.json', ADJOINT_ADAPTER: '/nonexistent/icd.json', ADJOINT_NO_INSTALL: '1' });
     expect(r.status).toBe(1);
     expect(r.stderr.split('\n')).toHaveLength(2);
     expect(r.stderr).toMatch(/^ensure-webgpu: no WebGPU adapter \(.*\): run `sudo bash scripts\/setup-vulkan\.sh` \(installs chromium, which ships the SwiftShader Vulkan driver, and libvulkan1\), then `npm run demo` again\n$/);
