@@ -12,7 +12,7 @@ import {
   ARTIFACT_FORMAT, ARTIFACT_VERSION, COMPILER_VERSION, type ArenaSpec, type DispatchVariantSpec, type Artifact, type BufferRole, type CopySpec, type DispatchSpec,
   type PersistentSlot, type Region, type Requirements, type TensorSlot,
 } from '../runtime/artifact.js';
-import { kernelOutputs, type BufferRef, type Kernel } from './kernel.js';
+import { kernelOutputs, type BufferRef, type Kernel } from '../passes/kernel.js';
 import { planFusion, lowerGroup, type FusionPlan } from '../passes/fusion.js';
 import { planMemory } from '../passes/memory.js';
 import { ScheduleCycle, scheduleKernels } from '../passes/schedule.js';

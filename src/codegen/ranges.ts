@@ -10,8 +10,8 @@
  * against evaluation on every point of random small ranges.
  */
 import { assertNever } from '../ir/errors.js';
-import { add, and, arith, bool, childrenOf, cmp, int, keyOf, mul, select, sub, type CmpOp, type Expr } from './expr.js';
-import type { Kernel, KernelBody } from './kernel.js';
+import { add, and, arith, bool, childrenOf, cmp, int, keyOf, mul, select, sub, type CmpOp, type Expr } from '../passes/expr.js';
+import type { Kernel, KernelBody } from '../passes/kernel.js';
 
 /** Inclusive bounds of an integer. */
 export type Range = readonly [lo: number, hi: number];

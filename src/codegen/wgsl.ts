@@ -7,8 +7,8 @@
  * identifier is generated here: nothing from a model file reaches the text.
  */
 import { internal } from '../ir/errors.js';
-import type { ScalarType } from './expr.js';
-import type { BufferRef, Kernel } from './kernel.js';
+import type { ScalarType } from '../passes/expr.js';
+import type { BufferRef, Kernel } from '../passes/kernel.js';
 import { simplifyKernel } from './ranges.js';
 import type { CodegenLimits, Dispatch, DispatchVariant, EmitContext, KernelOf, VariantTable } from './wgsl/common.js';
 import { MAP_VARIANTS } from './wgsl/map.js';

@@ -17,8 +17,8 @@ import { numel } from '../ir/dtype.js';
 import { DeviceError } from '../ir/errors.js';
 import { usesOf, type Graph, type ValueId } from '../ir/graph.js';
 import { isElementwise, isMovement } from '../ir/ops.js';
-import { isContraction, isSourceOp, lowerKernel, lowerRows, type RowsPlan } from '../codegen/lower.js';
-import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
+import { isContraction, isSourceOp, lowerKernel, lowerRows, type RowsPlan } from './lower.js';
+import { kernelOutputs, type Kernel } from './kernel.js';
 import { internal } from '../ir/errors.js';
 
 export interface KernelGroup {

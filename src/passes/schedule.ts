@@ -7,7 +7,7 @@
  */
 import { numel } from '../ir/dtype.js';
 import type { Graph, ValueId } from '../ir/graph.js';
-import { kernelOutputs, type Kernel } from '../codegen/kernel.js';
+import { kernelOutputs, type Kernel } from './kernel.js';
 
 /**
  * The kernels' dependencies (with the in-place orderings) form a cycle: no order exists. `targets`:

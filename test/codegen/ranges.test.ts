@@ -5,7 +5,7 @@
  * point of their variables' ranges, with WGSL's i32 semantics (truncating / and %).
  */
 import { describe, expect, it } from 'vitest';
-import { add, and, arith, cmp, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, type Expr } from '../../src/codegen/expr.js';
+import { add, and, arith, cmp, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, type Expr } from '../../src/passes/expr.js';
 import { simplifyIndices, type Range } from '../../src/codegen/ranges.js';
 
 function evalI32(e: Expr, env: ReadonlyMap<string, number>): number {

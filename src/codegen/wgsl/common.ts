@@ -6,9 +6,9 @@
  * text.
  */
 import { assertNever, internal } from '../../ir/errors.js';
-import type { Expr, ScalarType } from '../expr.js';
-import { delinearize, ivar, keyOf, tvar } from '../expr.js';
-import type { BufferRef, Combine, Kernel } from '../kernel.js';
+import type { Expr, ScalarType } from '../../passes/expr.js';
+import { delinearize, ivar, keyOf, tvar } from '../../passes/expr.js';
+import type { BufferRef, Combine, Kernel } from '../../passes/kernel.js';
 import { threefry2x32, UNIT, type WordOps } from '../../ir/random.js';
 
 /** The device limits codegen must respect. */

@@ -9,9 +9,9 @@
  * epilogue at the final store.
  */
 import { internal } from '../../ir/errors.js';
-import type { Expr, ScalarType } from '../expr.js';
-import { bindingsRead, invariantsOf, ivar, linearIndex, substitute, tvar } from '../expr.js';
-import type { BufferRef, Kernel } from '../kernel.js';
+import type { Expr, ScalarType } from '../../passes/expr.js';
+import { bindingsRead, invariantsOf, ivar, linearIndex, substitute, tvar } from '../../passes/expr.js';
+import type { BufferRef, Kernel } from '../../passes/kernel.js';
 import { linearOf } from '../ranges.js';
 import {
   addExtras, addFn, bindingName, coordLets, ExprEmitter, extraRefs, extraTypes, grid, header, Lines, LINEAR, MAIN_SIG, numel, storeAll,

@@ -6,9 +6,9 @@
  * SwiftShader, names the default; the tuner may pick the other); the split stands alone, as it
  * takes two dispatches.
  */
-import type { Kernel } from '../kernel.js';
-import { tvar } from '../expr.js';
-import type { ScalarType } from '../expr.js';
+import type { Kernel } from '../../passes/kernel.js';
+import { tvar } from '../../passes/expr.js';
+import type { ScalarType } from '../../passes/expr.js';
 import {
   addExtras, addFn, bindingName, coordLets, combineText, extraRefs, extraTypes, grid, header, initText, Lines, LINEAR, MAIN_SIG,
   numel, REDUCE_WG, storeAll, vars, WG, wgslType, type CodegenLimits, type Dispatch, type EmitContext, type KernelOf, type Module,

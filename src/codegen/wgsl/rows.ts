@@ -4,7 +4,7 @@
  * one workgroup per row combining each stage in a tree in workgroup memory (`workgroup`). The
  * reductions' rule (`serialSums`: short rows or very many rows go serial) names the default.
  */
-import { tvar } from '../expr.js';
+import { tvar } from '../../passes/expr.js';
 import { serialSums, ROW_WG } from './reduce.js';
 import {
   addExtras, addFn, bindingName, combineText, coordLets, extraRefs, extraTypes, grid, header, initText, Lines, LINEAR, MAIN_SIG, numel,
