@@ -5,7 +5,7 @@
  * register accumulators with no loads in the loop, the best over several accumulator tiles and
  * workgroup sizes (what no matmul on this adapter can beat). Each figure is the median of several timed batches of dispatches.
  */
-import { emitArtifact } from '../src/codegen/emit.js';
+import { emitArtifact } from '../src/compile.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { Program } from '../src/runtime/program.js';
 import { memoryTuneCache } from '../src/runtime/tune.js';

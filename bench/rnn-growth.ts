@@ -28,7 +28,7 @@ async function main(): Promise<void> {
     const model = lstmLm({ ...c0, seq: T });
     let nodes = 0;
     const t0 = performance.now();
-    const c = compile(model, { limits: deviceLimits(device), dump: (pass, g) => { if (pass === 'simplify') nodes = g.nodes.length; } });
+    const c = compile(model, { limits: deviceLimits(device), dump: (stage, _text, program, w) => { if (stage === 'simplify' && program === 'train') nodes = w.graph.nodes.length; } });
     const compileMs = performance.now() - t0;
     const a = c.train!;
     const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;

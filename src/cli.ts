@@ -12,11 +12,10 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { compile } from './compile.js';
+import { compile, STAGE_NAMES } from './compile.js';
 import { AdjointError, DeviceError } from './ir/errors.js';
 import type { Model } from './ir/model.js';
 import { loadModel, modelSizeProblem } from './ir/schema.js';
-import { printGraph } from './ir/printer.js';
 import { bundleFiles, MANIFEST, parseBundle, type Bundle } from './runtime/bundle.js';
 import { getDevice, deviceLimits, adapterInfo, selectAdapter, ADAPTER_NAMES } from './runtime/device.js';
 import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
@@ -284,6 +283,10 @@ async function runCompile(args: Parsed): Promise<void> {
 async function runInspect(args: Parsed): Promise<void> {
   const path = onePath('inspect', args, 'a model file or an artifact directory');
   const want = str(args, 'dump');
+  // ---- issue 14: --dump takes any stage of src/compile.ts STAGES ----
+  if (want !== undefined && want !== 'all' && !(STAGE_NAMES as readonly string[]).includes(want)) {
+    throw new UsageError(`--dump: no stage named "${want}" (stages: ${STAGE_NAMES.join(', ')}, all)`);
+  }
   if (existsSync(path) && statSync(path).isDirectory()) {
     if (want !== undefined) throw new UsageError(`--dump needs a model file: the artifact ${path} holds compiled programs, not IR`);
     const b = loadBundleDir(path);
@@ -293,14 +296,16 @@ async function runInspect(args: Parsed): Promise<void> {
     return;
   }
   const model = await loadModelFile(path);
-  const seen: string[] = [];
+  let dumped = false;
   const c = compile(model, {
-    dump: (pass, g) => {
-      seen.push(pass);
-      if (want === pass || want === 'all') process.stdout.write(`== IR after ${pass}\n${printGraph(g)}`);
+    dump: (stage, text, program) => {
+      if (want !== stage && want !== 'all') return;
+      dumped = true;
+      process.stdout.write(`== after ${stage} (${program} program)\n${text()}`);
     },
   });
-  if (want !== undefined && want !== 'all' && !seen.includes(want)) throw new UsageError(`--dump: no pass named "${want}" (passes: ${seen.join(', ')})`);
+  if (want !== undefined && !dumped) process.stderr.write(`note: --dump ${want}: the stage runs only in the training program, and ${model.name} has none (no loss or optimizer)\n`);
+  // ---- end issue 14 ----
   process.stdout.write(`model ${model.name}: ${model.graph.nodes.length} nodes\n`);
   if (c.train) process.stdout.write(figures('train step', c.train) + '\n');
   process.stdout.write(figures('forward', c.forward) + '\n');
@@ -449,14 +454,14 @@ that holds anything but an adjoint artifact is refused (exit 2), never overwritt
   },
   inspect: {
     summary: "print a model's or an artifact's kernels, dispatches and memory; the IR after a pass",
-    usage: 'inspect <model file | artifact dir> [--dump <pass>|all]',
+    usage: 'inspect <model file | artifact dir> [--dump <stage>|all]',
     description: `Compiles a model file (or reads an artifact directory written by \`adjoint compile\`) and
 prints, for the training step and the forward program: dispatches per step, shaders,
 buffer sizes, the memory figures below, and each kernel with its grid.
 
 ${MEMORY_HELP}`,
     flags: {
-      dump: { type: 'string', arg: '<pass>', help: 'print the IR after that compiler pass ("all": after every pass); model files only' },
+      dump: { type: 'string', arg: '<stage>', help: `print the result of that compiler stage ("all": of every stage): the IR after a graph pass, the plan, kernels, WGSL or artifact after a later one; model files only. Stages: ${STAGE_NAMES.join(', ')}` },
     },
     run: runInspect,
   },

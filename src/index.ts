@@ -4,11 +4,10 @@
  */
 export * from './ir/index.js';
 export { compile, type CompileOptions, type Compiled } from './compile.js';
+export { emitArtifact, trainingGraph, TrainingError, STAGES, STAGE_NAMES, SPEC_LIMITS, type EmitOptions, type StageName, type DumpFn } from './compile.js'; // issue 14: the stages
 export { grad, type GradOptions, type GradResult } from './passes/autodiff.js';
 export { simplify } from './passes/simplify.js';
-export { trainingGraph } from './passes/training.js';
 export { specializeMode, modePass } from './passes/mode.js'; // issue 16: train/eval mode
-export { emitArtifact, SPEC_LIMITS, type EmitOptions } from './codegen/emit.js';
 export { train, evaluate as evaluateProgram, type TrainOptions, type TrainResult } from './train/trainer.js';
 export { mnistSource, textSource, type DataSource } from './data/source.js';
 export { loadMnist } from './data/mnist.js';

@@ -42,7 +42,8 @@ describe('adjoint CLI errors', () => {
     ['an unknown data set', ['train', 'models/mlp-mnist.json', '--data', 'cifar'], 'adjoint: --data: "cifar" is not a data set (mnist, text)\n'],
     ['a directory given as a model', ['inspect', 'models'], 'adjoint: models is a directory, not a model file or an artifact directory (no manifest.json)\n'],
     ['an unknown adapter', ['inspect', 'models/xor.json', '--adapter', 'gpu0'], 'adjoint: --adapter: "gpu0" is not an adapter (default, swiftshader, lavapipe, or the path of a Vulkan ICD manifest *.json)\n'],
-    ['an unknown pass to dump', ['inspect', 'models/xor.json', '--dump', 'nonsense'], 'adjoint: --dump: no pass named "nonsense"'],
+    ['an unknown stage to dump', ['inspect', 'models/xor.json', '--dump', 'nonsense'],
+      'adjoint: --dump: no stage named "nonsense" (stages: mode, simplify-forward, autodiff, optimizer, simplify, fusion, lowering, schedule, variants, wgsl, memory, artifact, all)\n'],
   ];
   for (const [what, argv, message] of cases) {
     it(`${what}: one line, exit code 2`, async () => {
@@ -95,9 +96,40 @@ describe('adjoint CLI errors', () => {
     expect(b.train!.dispatches.length).toBeGreaterThan(0);
     const i = await run('inspect', 'models/xor.json', '--dump', 'autodiff');
     expect(i.code).toBe(0);
-    expect(i.out).toContain('== IR after autodiff');
+    expect(i.out).toContain('== after autodiff (train program)\n');
     expect(i.out).toMatch(/temporaries: naive \d+ B >= planned \d+ B >= lower bound \d+ B/);
     expect(i.out).toMatch(/train step: \d+ dispatches per step/);
+  });
+
+  it('inspect --dump all prints every stage of both programs, plans as text', async () => {
+    const r = await run('inspect', 'models/xor.json', '--dump', 'all');
+    expect(r.code, r.err).toBe(0);
+    const headers = r.out.split('\n').filter((l) => l.startsWith('== '));
+    const forward = ['mode', 'simplify', 'fusion', 'lowering', 'schedule', 'variants', 'wgsl', 'memory', 'artifact'];
+    const train = ['mode', 'simplify-forward', 'autodiff', 'optimizer', 'simplify', 'fusion', 'lowering', 'schedule', 'variants', 'wgsl', 'memory', 'artifact'];
+    expect(headers).toEqual([...forward.map((s) => `== after ${s} (forward program)`), ...train.map((s) => `== after ${s} (train program)`)]);
+    const section = (stage: string) => r.out.split(`== after ${stage} (train program)\n`)[1]!.split('\n== ')[0]!;
+    expect(section('fusion')).toMatch(/^materialized: .*\nin place: .* over .*\nk0 [a-z]+:[a-z_0-9]+/);
+    expect(section('schedule')).toMatch(/^k0 [a-z_0-9+]+: (map|reduce|matmul|rows) \[[\d,]+\].*; nodes [a-z ]+; reads [a-z ]+; writes [a-z ]+/);
+    expect(section('variants')).toMatch(/^k0 [a-z_0-9+]+: [a-z0-9]+/);
+    expect(section('wgsl')).toMatch(/^dispatch 0 [a-z_0-9+]+: shader 0 grid \d+x\d+x\d+/);
+    expect(section('wgsl')).toContain('-- shader 0\n');
+    expect(section('wgsl')).toContain('@compute');
+    expect(section('memory')).toMatch(/^arena 0: (input|param|state) \d+ B\n/);
+    expect(section('memory')).toMatch(/temporaries: naive \d+ B >= planned \d+ B >= lower bound \d+ B/);
+    expect(JSON.parse(section('artifact')).dispatches.length).toBeGreaterThan(0);
+  });
+
+  it('inspect --dump of a training stage on a model without a loss says so', async () => {
+    const m = JSON.parse(readFileSync('models/xor.json', 'utf8'));
+    delete m.loss;
+    delete m.optimizer;
+    const path = join(tmp, 'forward-only.json');
+    writeFileSync(path, JSON.stringify(m));
+    const r = await run('inspect', path, '--dump', 'autodiff');
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toMatch(/^note: --dump autodiff: the stage runs only in the training program/);
+    expect(r.out).not.toContain('== after');
   });
 });
 
@@ -109,7 +141,7 @@ describe('adjoint CLI conventions', () => {
     expect(h.out).toContain('exit codes:\n  0  ok\n  1  failure: ');
     const flags: Record<string, string[]> = {
       compile: ['-o, --out <dir>', '--device-limits'],
-      inspect: ['--dump <pass>'],
+      inspect: ['--dump <stage>'],
       train: ['--data <name>', '--epochs <N>', '--seed <N>', '--steps-per-epoch <N>', '--read-every <N>', '--checkpoint <file.safetensors>', '--init <weights.safetensors>', '--report <file.html>'],
       export: ['-o, --out <weights.safetensors>', '--model <model|artifact-dir>', '--seed <N>'],
     };

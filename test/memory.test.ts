@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { emitArtifact } from '../src/codegen/emit.js';
+import { emitArtifact } from '../src/compile.js';
 import { specializeMode } from '../src/passes/mode.js';
 import { compile } from '../src/compile.js';
 import { transformerLm } from '../models/transformer-lm.js';

@@ -6,9 +6,11 @@
  * the runtime picks one by measurement. Shapes are baked into the shader as constants. Every
  * identifier is generated here: nothing from a model file reaches the text.
  */
-import { internal } from '../ir/errors.js';
+import { numel } from '../ir/dtype.js';
+import { DeviceError, internal } from '../ir/errors.js';
+import type { Graph } from '../ir/graph.js';
 import type { ScalarType } from '../passes/expr.js';
-import type { BufferRef, Kernel } from '../passes/kernel.js';
+import { kernelLabel, kernelOutputs, type BufferRef, type Kernel } from '../passes/kernel.js';
 import { simplifyKernel } from './ranges.js';
 import type { CodegenLimits, Dispatch, DispatchVariant, EmitContext, KernelOf, VariantTable } from './wgsl/common.js';
 import { MAP_VARIANTS } from './wgsl/map.js';
@@ -49,26 +51,40 @@ export function fittingVariants<K extends Kind>(k: KernelOf<K>, limits: CodegenL
 
 const sameRef = (a: BufferRef, b: BufferRef) => a.kind === b.kind && a.id === b.id;
 
+/** A kernel ready to emit: its index arithmetic simplified for its ranges, and its variants (the default first). */
+export interface KernelVariants {
+  readonly kernel: Kernel;
+  readonly variants: readonly { readonly name: string; readonly emit: (ctx: EmitContext) => Dispatch[] }[];
+}
+
+/**
+ * The variants stage for one kernel: its index expressions simplified (ranges.ts), then the
+ * variants that fit it and the limits, the default first; with `opts.variants`, only those named
+ * (the default when none of them fits).
+ */
+export function kernelVariants(k: Kernel, limits: CodegenLimits, opts: EmitKernelOptions = {}): KernelVariants {
+  const kernel = simplifyKernel(k);
+  const all = fittingVariants(kernel as KernelOf<Kind>, limits);
+  const chosen = opts.variants ? all.filter((v) => opts.variants!.includes(v.name)) : all;
+  return { kernel, variants: chosen.length ? chosen : all.slice(0, 1) };
+}
+
 /**
  * Compiles one kernel to its dispatches (two for a split reduction or split matmul), each with the
- * variants that fit (default first; a variant whose WGSL and grid equal an earlier one's is left
- * out). `inputTypes` gives the dtype of each input binding; `scratch` allocates scratch buffers
- * (once per kernel: every variant uses the same ones).
+ * variants (default first; a variant whose WGSL and grid equal an earlier one's is left out).
+ * `inputTypes` gives the dtype of each input binding; `scratch` allocates scratch buffers (once
+ * per kernel: every variant uses the same ones).
  */
 export function emitKernel(
-  k: Kernel,
+  kv: KernelVariants,
   inputTypes: readonly ScalarType[],
   limits: CodegenLimits,
   scratch: (bytes: number) => number,
   label: string,
   /** Elements of each input binding (NaN for scratch); without them no operand is vectorized. */
   inputSizes?: readonly number[],
-  opts: EmitKernelOptions = {},
 ): Dispatch[] {
-  k = simplifyKernel(k);
-  const all = fittingVariants(k as KernelOf<Kind>, limits);
-  const chosen = opts.variants ? all.filter((v) => opts.variants!.includes(v.name)) : all;
-  const list = chosen.length ? chosen : all.slice(0, 1);
+  const { kernel: k, variants: list } = kv;
   const allocated: { id: number; bytes: number }[] = [];
   const emitted = list.map((v) => {
     let n = 0;
@@ -98,4 +114,84 @@ export function emitKernel(
     }
     return variants.length > 1 ? { ...d, variants } : d;
   });
+}
+
+// ---- the variants and WGSL stages (src/compile.ts lists them) ----
+
+/**
+ * The variants stage: every kernel with the variants it is emitted in. A kernel that binds more
+ * storage buffers than the device allows fits none: that is the user's device, so a DeviceError.
+ */
+export function programVariants(g: Graph, kernels: readonly Kernel[], limits: CodegenLimits, opts: EmitKernelOptions = {}): KernelVariants[] {
+  return kernels.map((k) => {
+    const bindings = k.inputs.length + kernelOutputs(k).length;
+    if (bindings > limits.maxStorageBuffersPerShaderStage) {
+      const root = g.nodes[k.output.kind === 'value' ? k.output.id : k.nodes[0]!]!;
+      throw new DeviceError(`a ${root.op} kernel needs ${bindings} storage buffers but the device allows ${limits.maxStorageBuffersPerShaderStage} per shader stage`);
+    }
+    return kernelVariants(k, limits, opts);
+  });
+}
+
+/** The variants as text (`--dump variants`): per kernel, its label and its variants' names, the default first. */
+export function printVariants(g: Graph, kernels: readonly KernelVariants[]): string {
+  return kernels.map((kv, i) => `k${i} ${kernelLabel(g, kv.kernel)}: ${kv.variants.map((v) => v.name).join(' ')}\n`).join('');
+}
+
+
+/** A program's dispatches in order, with their bindings as buffers and their shaders by number. */
+export interface EmittedProgram {
+  /** Distinct WGSL modules; dispatches and variants refer to them by index. */
+  readonly shaders: readonly string[];
+  readonly dispatches: readonly {
+    readonly shader: number;
+    readonly inputs: readonly BufferRef[];
+    /** The main output, then the further ones. */
+    readonly outputs: readonly BufferRef[];
+    readonly workgroups: readonly [number, number, number];
+    readonly label: string;
+    readonly variants?: readonly { readonly name: string; readonly shader: number; readonly workgroups: readonly [number, number, number] }[];
+  }[];
+  /** Bytes of each scratch buffer (`{ kind: 'scratch', id }` is the id-th). */
+  readonly scratchBytes: readonly number[];
+}
+
+/** The WGSL stage: every kernel (in schedule order, with its variants) to dispatches, identical shaders shared. */
+export function emitProgram(g: Graph, kernels: readonly KernelVariants[], limits: CodegenLimits): EmittedProgram {
+  const scratchBytes: number[] = [];
+  const scratch = (bytes: number) => scratchBytes.push(bytes) - 1;
+  const shaders: string[] = [];
+  const shaderIndex = new Map<string, number>();
+  const shaderOf = (wgsl: string): number => {
+    let s = shaderIndex.get(wgsl);
+    if (s === undefined) {
+      s = shaders.length;
+      shaders.push(wgsl);
+      shaderIndex.set(wgsl, s);
+    }
+    return s;
+  };
+  const dispatches: EmittedProgram['dispatches'][number][] = [];
+  for (const kv of kernels) {
+    const k = kv.kernel;
+    const inputTypes = k.inputs.map((r) => (r.kind === 'value' ? g.nodes[r.id]!.type.dtype : 'f32'));
+    const inputSizes = k.inputs.map((r) => (r.kind === 'value' ? numel(g.nodes[r.id]!.type.shape) : NaN));
+    for (const d of emitKernel(kv, inputTypes, limits, scratch, kernelLabel(g, k), inputSizes)) {
+      const shader = shaderOf(d.wgsl);
+      const variants = d.variants?.map((v) => ({ name: v.name, shader: shaderOf(v.wgsl), workgroups: v.workgroups }));
+      dispatches.push({ shader, inputs: d.inputs, outputs: [d.output, ...d.extraOutputs], workgroups: d.workgroups, label: d.label, ...(variants ? { variants } : {}) });
+    }
+  }
+  return { shaders, dispatches, scratchBytes };
+}
+
+/** The emitted program as text (`--dump wgsl`): each dispatch's label, grid and variants, then each shader once. */
+export function printProgram(p: EmittedProgram): string {
+  const grid = (w: readonly number[]) => w.join('x');
+  const lines = p.dispatches.map((d, i) => {
+    const vs = d.variants?.map((v) => `${v.name}: shader ${v.shader} grid ${grid(v.workgroups)}`).join('; ');
+    return `dispatch ${i} ${d.label}: shader ${d.shader} grid ${grid(d.workgroups)}${vs ? ` (variants ${vs})` : ''}`;
+  });
+  p.shaders.forEach((s, i) => lines.push(`-- shader ${i}`, s.trimEnd()));
+  return lines.join('\n') + '\n';
 }

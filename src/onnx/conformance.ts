@@ -14,7 +14,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraphBuilder } from '../ir/builder.js';
-import { emitArtifact } from '../codegen/emit.js';
+import { emitArtifact } from '../compile.js';
 import { Program, type HostArray } from '../runtime/program.js';
 import { deviceLimits } from '../runtime/device.js';
 import { AdjointError } from '../ir/errors.js';

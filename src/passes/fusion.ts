@@ -16,10 +16,10 @@
 import { numel } from '../ir/dtype.js';
 import { DeviceError } from '../ir/errors.js';
 import { usesOf, type Graph, type ValueId } from '../ir/graph.js';
+import { valueName } from '../ir/printer.js';
 import { isElementwise, isMovement } from '../ir/ops.js';
-import { isContraction, isSourceOp, lowerKernel, lowerRows, type RowsPlan } from './lower.js';
-import { kernelOutputs, type Kernel } from './kernel.js';
-import { internal } from '../ir/errors.js';
+import { isContraction, isSourceOp, lowerGroup, lowerRows, type RowsPlan } from './lower.js';
+import { kernelOutputs } from './kernel.js';
 
 export interface KernelGroup {
   /** The value the kernel writes. */
@@ -411,16 +411,22 @@ function leafMap(inputs: readonly ValueId[], leaves: readonly Map<ValueId, numbe
   return out;
 }
 
-/** Lowers one planned kernel. */
-export function lowerGroup(
-  g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, opts: { naiveMatmul?: boolean; inPlace?: ReadonlyMap<ValueId, ValueId> } = {},
-): Kernel {
-  if (k.rows) return lowerRows(g, { root: k.root, ...k.rows }, (id) => mat.has(id)) ?? internal(`row kernel ${k.root} does not lower`);
-  return lowerKernel(g, k.root, (id) => mat.has(id), {
-    naiveMatmul: opts.naiveMatmul ?? false,
-    ...(opts.inPlace ? { inPlace: opts.inPlace } : {}),
-    ...(k.contraction !== undefined ? { contraction: k.contraction } : {}),
-    ...(k.extras?.length ? { extras: k.extras } : {}),
-    ...(k.side ? { side: k.side } : {}),
+/**
+ * A fusion plan as text (`--dump fusion`): the materialized values, the updates computed in
+ * place, then one line per kernel: the value it writes (with its op), the contraction it is built
+ * around, further outputs, row stages and column sums.
+ */
+export function printFusionPlan(g: Graph, plan: FusionPlan): string {
+  const v = (id: ValueId) => `${valueName(id)}:${g.nodes[id]!.op}`;
+  const lines = [`materialized: ${[...plan.materialized].sort((a, b) => a - b).map(valueName).join(' ')}`];
+  if (plan.inPlace.size) lines.push(`in place: ${[...plan.inPlace].map(([u, t]) => `${valueName(u)} over ${valueName(t)}`).join(', ')}`);
+  plan.kernels.forEach((k, i) => {
+    const parts = [`k${i} ${v(k.root)}`];
+    if (k.contraction !== undefined) parts.push(`epilogue of ${v(k.contraction)}`);
+    if (k.extras?.length) parts.push(`also ${k.extras.map(v).join(' ')}`);
+    if (k.rows) parts.push(`rows (outer ${k.rows.outer}) stages ${k.rows.stages.map((st) => v(st.root)).join(' ')}${k.rows.written.length ? ` stored ${k.rows.written.map(valueName).join(' ')}` : ''}`);
+    if (k.side) parts.push(`column sums ${v(k.side.root)}${k.side.extras?.length ? ` also ${k.side.extras.map(v).join(' ')}` : ''}`);
+    lines.push(parts.join('; '));
   });
+  return lines.join('\n') + '\n';
 }

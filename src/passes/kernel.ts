@@ -9,7 +9,8 @@
  * element (mi, ni) at its output coordinates). Expressions inline every value that is not
  * materialized, which is how fusion happens.
  */
-import type { ValueId } from '../ir/graph.js';
+import type { Graph, ValueId } from '../ir/graph.js';
+import { valueName } from '../ir/printer.js';
 import type { Expr } from './expr.js';
 
 export type Combine = 'sum' | 'max';
@@ -123,4 +124,27 @@ export function kernelOutputs(k: Kernel): BufferRef[] {
   const stages = k.body.kind === 'rows' ? k.body.stages.flatMap((s) => (s.out ? [s.out] : [])) : [];
   const side = k.body.kind === 'matmul' && k.body.side ? [k.body.side.output, ...k.body.side.extras.map((x) => x.ref)] : [];
   return [k.output, ...k.extras.map((x) => x.ref), ...stages, ...side];
+}
+
+/** Ops that are always inlined into their readers, fused or not: left out of kernel labels. */
+const INLINE_ALWAYS = new Set(['full', 'iota', 'stop_gradient']);
+
+/** The ops a kernel computes, in node order, joined by `+` (constants left out). */
+export function kernelLabel(g: Graph, k: Kernel): string {
+  const ops = k.nodes.map((id) => g.nodes[id]!.op).filter((op) => !INLINE_ALWAYS.has(op));
+  return ops.length ? ops.join('+') : g.nodes[k.nodes.at(-1)!]!.op;
+}
+
+/**
+ * Kernels as text (`--dump lowering`, `--dump schedule`), one line each in the given order: its
+ * label and kind, the values it computes, the buffers it reads and writes (values by their
+ * printer names), and the outputs written in place.
+ */
+export function printKernels(g: Graph, kernels: readonly Kernel[]): string {
+  const ref = (r: BufferRef) => (r.kind === 'value' ? valueName(r.id) : `scratch${r.id}`);
+  return kernels.map((k, i) => {
+    const shape = k.body.kind === 'matmul' ? `[${[...k.body.batch, k.body.m, k.body.n].join(',')}] k=${k.body.k}` : `[${k.body.shape.join(',')}]`;
+    const inPlace = k.inPlace?.length ? `; in place: ${k.inPlace.map((p) => `${ref(kernelOutputs(k)[p.slot]!)} over ${valueName(p.target)}`).join(', ')}` : '';
+    return `k${i} ${kernelLabel(g, k)}: ${k.body.kind} ${shape}; nodes ${k.nodes.map(valueName).join(' ')}; reads ${k.inputs.map(ref).join(' ') || '-'}; writes ${kernelOutputs(k).map(ref).join(' ')}${inPlace}\n`;
+  }).join('');
 }

@@ -16,6 +16,7 @@ import {
   add, and, arith, cast, cmp, cst, delinearize, div, int, ivar, keyOf, linearIndex, load, mod, mul, select, sub, tvar, unary,
   type Expr,
 } from './expr.js';
+import type { FusionPlan, KernelGroup } from './fusion.js';
 import type { BufferRef, Combine, ExtraOutput, Kernel, KernelBody, RowStage } from './kernel.js';
 
 /** The expression of a contraction: combine over `rshape` of `body(out, red)`, then `finalize`. */
@@ -722,4 +723,26 @@ export function lowerRows(g: Graph, plan: RowsPlan, isMaterialized: (id: ValueId
     extras: [],
     nodes: [...new Set([...inside, ...L.inlined])].sort((p, q) => p - q),
   };
+}
+
+/**
+ * Lowers one kernel of a fusion plan (fusion calls it too, to measure a candidate kernel's
+ * bindings before it commits to it).
+ */
+export function lowerGroup(
+  g: Graph, k: KernelGroup, mat: ReadonlySet<ValueId>, opts: { naiveMatmul?: boolean; inPlace?: ReadonlyMap<ValueId, ValueId> } = {},
+): Kernel {
+  if (k.rows) return lowerRows(g, { root: k.root, ...k.rows }, (id) => mat.has(id)) ?? internal(`row kernel ${k.root} does not lower`);
+  return lowerKernel(g, k.root, (id) => mat.has(id), {
+    naiveMatmul: opts.naiveMatmul ?? false,
+    ...(opts.inPlace ? { inPlace: opts.inPlace } : {}),
+    ...(k.contraction !== undefined ? { contraction: k.contraction } : {}),
+    ...(k.extras?.length ? { extras: k.extras } : {}),
+    ...(k.side ? { side: k.side } : {}),
+  });
+}
+
+/** The lowering stage: every kernel of a fusion plan as a kernel description, in the plan's order. */
+export function lowerPlan(g: Graph, plan: FusionPlan, opts: { naiveMatmul?: boolean } = {}): Kernel[] {
+  return plan.kernels.map((k) => lowerGroup(g, k, plan.materialized, { naiveMatmul: opts.naiveMatmul ?? false, inPlace: plan.inPlace }));
 }

@@ -14,7 +14,11 @@
  *   the padding of the topmost buffer of each arena (an offset must be aligned, the arena's end
  *   need not be): no placement of those buffers in that many arenas takes less.
  */
-import { internal } from '../ir/errors.js';
+import { numel } from '../ir/dtype.js';
+import { DeviceError, internal } from '../ir/errors.js';
+import type { Graph, ValueId } from '../ir/graph.js';
+import { valueName } from '../ir/printer.js';
+import { kernelOutputs, type BufferRef, type Kernel } from './kernel.js';
 
 /** A buffer to place: its size and the dispatch indices where it is first written and last used. */
 export interface Lifetime {
@@ -145,4 +149,103 @@ export function findOverlap(buffers: readonly Lifetime[], plan: MemoryPlan): str
     }
   }
   return undefined;
+}
+
+/** The limits the buffer plan respects (the device's, see codegen/emit.ts `SPEC_LIMITS`). */
+export interface BufferLimits {
+  readonly minStorageBufferOffsetAlignment: number;
+  readonly maxBufferSize: number;
+  readonly maxStorageBufferBindingSize: number;
+}
+
+/** What every buffer of a program is, and where it lives. */
+export interface BufferPlan {
+  /** Inputs, parameters and state each have their own arena (in value order); the temporaries share the rest. */
+  readonly arenas: readonly { readonly bytes: number; readonly role: 'input' | 'param' | 'state' | 'temp' }[];
+  /** Where each buffer lives, by `bufferKey` (`value:<id>`, `scratch:<id>`). */
+  readonly regions: ReadonlyMap<string, Placement>;
+  /** The temporaries' regions whose last use is dispatch `after` (the runtime's poison mode overwrites them). */
+  readonly frees: readonly { readonly after: number; readonly regions: readonly Placement[] }[];
+  /** The temporaries' plan (its figures are the artifact's `memory`). */
+  readonly temporaries: MemoryPlan;
+}
+
+export const bufferKey = (r: BufferRef): string => `${r.kind}:${r.id}`;
+
+/**
+ * The memory stage: the buffers of a program's dispatches (in order: their input and output
+ * buffers, and the bytes of each scratch buffer). Persistent values (inputs, parameters, state)
+ * get an arena each, an update computed in place lives in the buffer of the value it replaces,
+ * and the temporaries are placed by `planMemory` over their lifetimes (outputs and update values
+ * live to the end of the step: they are read or copied after the last dispatch).
+ */
+export function planBuffers(
+  g: Graph, materialized: ReadonlySet<ValueId>, kernels: readonly Kernel[],
+  dispatches: readonly { readonly inputs: readonly BufferRef[]; readonly outputs: readonly BufferRef[] }[],
+  scratchBytes: readonly number[], limits: BufferLimits,
+): BufferPlan {
+  const arenas: { bytes: number; role: 'input' | 'param' | 'state' | 'temp' }[] = [];
+  const regions = new Map<string, Placement>();
+  const bytesOf = (t: { shape: readonly number[] }) => Math.max(4, numel(t.shape) * 4);
+  for (const id of [...materialized].sort((a, b) => a - b)) {
+    const op = g.nodes[id]!.op;
+    if (op !== 'input' && op !== 'param' && op !== 'state') continue;
+    const bytes = bytesOf(g.nodes[id]!.type);
+    checkSize(bytes, limits);
+    arenas.push({ bytes, role: op });
+    regions.set(`value:${id}`, { arena: arenas.length - 1, offset: 0, bytes });
+  }
+  // Updates computed in place live in the buffer of the value they replace.
+  for (const k of kernels) {
+    for (const { slot, target } of k.inPlace ?? []) {
+      const out = kernelOutputs(k)[slot] ?? internal(`kernel has no output ${slot}`);
+      regions.set(bufferKey(out), regions.get(`value:${target}`) ?? internal(`in-place target ${target} has no buffer`));
+    }
+  }
+  const end = dispatches.length;
+  const live = new Map<string, { bytes: number; start: number; end: number }>();
+  const kept = new Set([...g.outputs.map((o) => `value:${o.value}`), ...g.updates.map((u) => `value:${u.value}`)]);
+  dispatches.forEach((d, i) => {
+    for (const r of [...d.inputs, ...d.outputs]) {
+      const key = bufferKey(r);
+      if (regions.has(key)) continue;
+      const bytes = r.kind === 'value' ? bytesOf(g.nodes[r.id]!.type) : Math.max(4, scratchBytes[r.id]!);
+      const l = live.get(key) ?? { bytes, start: i, end: i };
+      l.end = kept.has(key) ? end : i;
+      live.set(key, l);
+    }
+  });
+  const lifetimes = [...live].map(([key, l]) => ({ key, ...l }));
+  for (const l of lifetimes) checkSize(l.bytes, limits);
+  const mem = planMemory(lifetimes, { alignment: limits.minStorageBufferOffsetAlignment, maxBufferSize: limits.maxBufferSize });
+  const base = arenas.length;
+  mem.arenas.forEach((bytes) => arenas.push({ bytes: Math.max(4, alignUp(bytes, 4)), role: 'temp' }));
+  for (const [key, p] of mem.placements) regions.set(key, { arena: base + p.arena, offset: p.offset, bytes: p.bytes });
+  const freeAt = new Map<number, Placement[]>();
+  for (const l of lifetimes) {
+    if (l.end >= end) continue;
+    const list = freeAt.get(l.end) ?? [];
+    list.push(regions.get(l.key)!);
+    freeAt.set(l.end, list);
+  }
+  const frees = [...freeAt].sort((a, b) => a[0] - b[0]).map(([after, rs]) => ({ after, regions: rs }));
+  return { arenas, regions, frees, temporaries: mem };
+}
+
+function checkSize(bytes: number, limits: BufferLimits): void {
+  if (bytes > limits.maxBufferSize || bytes > limits.maxStorageBufferBindingSize) {
+    throw new DeviceError(`a tensor of ${bytes} bytes exceeds the device's limits (maxBufferSize ${limits.maxBufferSize}, maxStorageBufferBindingSize ${limits.maxStorageBufferBindingSize})`);
+  }
+}
+
+/** The plan as text (`--dump memory`): the arenas, then where each buffer lives. */
+export function printBufferPlan(p: BufferPlan): string {
+  const name = (key: string) => (key.startsWith('value:') ? valueName(Number(key.slice(6))) : key);
+  const lines = p.arenas.map((a, i) => `arena ${i}: ${a.role} ${a.bytes} B`);
+  const byArena = [...p.regions].sort(([ka, a], [kb, b]) => a.arena - b.arena || a.offset - b.offset || (ka < kb ? -1 : 1));
+  for (const [key, r] of byArena) lines.push(`  ${name(key)} -> arena ${r.arena} @ ${r.offset} (${r.bytes} B)`);
+  for (const f of p.frees) lines.push(`free after dispatch ${f.after}: ${f.regions.map((r) => `arena ${r.arena} @ ${r.offset}`).join(', ')}`);
+  const t = p.temporaries;
+  lines.push(`temporaries: naive ${t.naiveBytes} B >= planned ${t.plannedBytes} B >= lower bound ${t.lowerBound} B`);
+  return lines.join('\n') + '\n';
 }

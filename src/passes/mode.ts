@@ -7,7 +7,7 @@
  * nothing they own is updated). The pass replaces the flag with that constant, simplifies (so
  * `where(1, a, b)` is `a` and the other branch is dead), and drops the updates left writing a
  * state's own value back (`running' = where(0, next, running)` is `running`). It runs first in
- * both pipelines (passes/pipeline.ts, compile.ts), so no later pass sees `is_training`.
+ * both pipelines (src/compile.ts `STAGES`), so no later pass sees `is_training`.
  */
 import { GraphBuilder, copyNode, type Value } from '../ir/builder.js';
 import type { Graph } from '../ir/graph.js';

@@ -10,7 +10,7 @@ import { GraphBuilder } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import type { Model } from '../../src/ir/model.js';
 import { zeros } from '../../src/ir/tensor.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError } from '../gpu/harness.js';

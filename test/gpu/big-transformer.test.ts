@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/compile.js';
-import { SPEC_LIMITS } from '../../src/codegen/emit.js';
+import { SPEC_LIMITS } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { transformerLm } from '../../models/transformer-lm.js';

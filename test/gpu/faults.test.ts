@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { mnistSource } from '../../src/data/source.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import { DeviceError } from '../../src/ir/errors.js';

@@ -3,10 +3,10 @@
  * kernels that must be split to fit the device's storage-buffer limit, run on the adapter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import { planFusion } from '../../src/passes/fusion.js';
-import { lowerGroup } from '../../src/passes/fusion.js';
+import { lowerGroup } from '../../src/passes/lower.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { grad } from '../../src/passes/autodiff.js';
 import { simplify } from '../../src/passes/simplify.js';

@@ -3,7 +3,7 @@
  * every output with the reference interpreter in float32.
  */
 import { expect } from 'vitest';
-import { emitArtifact, type EmitOptions } from '../../src/codegen/emit.js';
+import { emitArtifact, type EmitOptions } from '../../src/compile.js';
 import { numel } from '../../src/ir/dtype.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';

@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { specializeMode } from '../../src/passes/mode.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import { loadModel } from '../../src/ir/schema.js';

@@ -16,7 +16,7 @@ import { initValues, rng } from '../../src/runtime/init.js';
 import { exportOnnx } from '../../src/onnx/export.js';
 import { importOnnx } from '../../src/onnx/import.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import { OPS, type Op } from '../../src/ir/ops.js';
 import { getDevice } from '../../src/runtime/device.js';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { expectGpuMatches, randomEnv } from './harness.js';
 
 let device: GPUDevice;

@@ -12,7 +12,7 @@ import type { Model, OptimizerConfig } from '../../src/ir/model.js';
 import { evaluate } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { grad } from '../../src/passes/autodiff.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { initValues } from '../../src/runtime/init.js';
 import { Program } from '../../src/runtime/program.js';

@@ -8,13 +8,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compile } from '../../src/compile.js';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { GraphBuilder, RNG_SEED, RNG_STEP } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import type { Model } from '../../src/ir/model.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { specializeMode } from '../../src/passes/mode.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError, randomEnv } from './harness.js';

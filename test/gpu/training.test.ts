@@ -23,7 +23,7 @@ import { GraphBuilder } from '../../src/ir/builder.js';
 import type { OptimizerConfig } from '../../src/ir/model.js';
 import { evaluate as interpret } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { initValues } from '../../src/runtime/init.js';
 import { Program } from '../../src/runtime/program.js';

@@ -7,7 +7,7 @@
  * that every variant of every table ran in some case.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/codegen/emit.js';
+import { emitArtifact } from '../../src/compile.js';
 import { VARIANTS } from '../../src/codegen/wgsl.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';

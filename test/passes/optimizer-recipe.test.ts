@@ -16,7 +16,7 @@ import { loadModel } from '../../src/ir/schema.js';
 import { tensor, zeros, type Tensor } from '../../src/ir/tensor.js';
 import { verify } from '../../src/ir/verify.js';
 import { applyOptimizer, OptimizerError } from '../../src/passes/optimizer.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 
 type Vec = number[];
 const f64 = (shape: readonly number[], data: readonly number[]) => tensor(shape, data, 'f32', 'f64');

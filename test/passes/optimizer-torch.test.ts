@@ -11,7 +11,7 @@ import { GraphBuilder } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import type { OptimizerConfig } from '../../src/ir/model.js';
 import { tensor, zeros, type Tensor } from '../../src/ir/tensor.js';
-import { trainingGraph } from '../../src/passes/training.js';
+import { trainingGraph } from '../../src/compile.js';
 
 const fx = JSON.parse(readFileSync(new URL('../fixtures/optim/trajectories.json', import.meta.url), 'utf8')) as {
   C: number[]; W0: number[]; cases: Record<string, number[][]>;

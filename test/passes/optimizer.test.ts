@@ -18,7 +18,7 @@ import { loadModel } from '../../src/ir/schema.js';
 import { tensor, zeros, type Tensor } from '../../src/ir/tensor.js';
 import { verify } from '../../src/ir/verify.js';
 import { applyOptimizer, OptimizerError } from '../../src/passes/optimizer.js';
-import { trainingGraph, TrainingError } from '../../src/passes/training.js';
+import { trainingGraph, TrainingError } from '../../src/compile.js';
 
 // ---- the reference: PyTorch's formulas on plain arrays ----------------------------------------
 
@@ -265,7 +265,7 @@ describe('trainingGraph', () => {
   it.each(CONFIGS)('%s: forward, loss, backward and update in one program', (_, cfg) => {
     const passes: string[] = [];
     const { graph, diagnostics } = trainingGraph(regression(cfg), { verify: true, dump: (pass) => passes.push(pass) });
-    expect(passes).toEqual(['mode-train', 'simplify-forward', 'autodiff', 'optimizer', 'simplify']);
+    expect(passes).toEqual(['mode', 'simplify-forward', 'autodiff', 'optimizer', 'simplify']);
     expect(diagnostics).toEqual([]);
     expect(graph.outputs.map((o) => o.name)).toEqual(['loss', 'pred']);
     const env = firstEnv(graph, new Map([['x', f64([N, D], X)], ['t', f64([N, K], T)], ['w', f64([D, K], W0)], ['bias', f64([K], B0)]]));
