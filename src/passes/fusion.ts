@@ -12,6 +12,8 @@
  *   costs a write plus a read per use;
  * - a kernel that would bind more storage buffers than the device allows gets its largest inlined
  *   producer materialized, until it fits (tinygrad's `_limit_bufs`).
+ * The plan is data for the stages after it (src/compile.ts): lowering, then the schedule. Fusion
+ * lowers candidate kernels itself (lower.ts `lowerGroup`) to count the buffers they would bind.
  */
 import { numel } from '../ir/dtype.js';
 import { DeviceError } from '../ir/errors.js';
