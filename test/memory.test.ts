@@ -6,9 +6,8 @@
 import fc from 'fast-check';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { emitArtifact } from '../src/compile.js';
+import { compile, emitArtifact } from '../src/compile.js';
 import { specializeMode } from '../src/passes/mode.js';
-import { compile } from '../src/compile.js';
 import { transformerLm } from '../models/transformer-lm.js';
 import { loadModel } from '../src/ir/schema.js';
 import { findOverlap, planMemory, type Lifetime } from '../src/passes/memory.js';

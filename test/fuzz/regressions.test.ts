@@ -5,12 +5,11 @@
  * interpreter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
+import { compile, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import type { Model } from '../../src/ir/model.js';
 import { zeros } from '../../src/ir/tensor.js';
-import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError } from '../gpu/harness.js';

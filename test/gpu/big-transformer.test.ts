@@ -5,8 +5,7 @@
  * parameters (float32, evaluated before the first update), and one step lowers it on the same batch.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
-import { SPEC_LIMITS } from '../../src/compile.js';
+import { compile, SPEC_LIMITS } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { transformerLm } from '../../models/transformer-lm.js';

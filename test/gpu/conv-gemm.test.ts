@@ -8,8 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
-import { emitArtifact, type EmitOptions } from '../../src/compile.js';
+import { compile, emitArtifact, type EmitOptions } from '../../src/compile.js';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';

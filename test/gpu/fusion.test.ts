@@ -3,14 +3,13 @@
  * kernels that must be split to fit the device's storage-buffer limit, run on the adapter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/compile.js';
+import { compile, emitArtifact } from '../../src/compile.js';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import { planFusion } from '../../src/passes/fusion.js';
 import { lowerGroup } from '../../src/passes/lower.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { grad } from '../../src/passes/autodiff.js';
 import { simplify } from '../../src/passes/simplify.js';
-import { compile } from '../../src/compile.js';
 import type { Graph } from '../../src/ir/graph.js';
 import type { OptimizerConfig } from '../../src/ir/model.js';
 import { expectGpuMatches, randomEnv } from './harness.js';

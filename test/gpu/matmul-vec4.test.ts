@@ -7,12 +7,11 @@
  * that its matmul took the path it covers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/compile.js';
+import { emitArtifact, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder, type Value } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { evaluate } from '../../src/ir/interp.js';
-import { trainingGraph } from '../../src/compile.js';
 import { expectGpuMatches, maxRelError, randomEnv, runOnGpu } from './harness.js';
 
 let device: GPUDevice;

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
-import { compile } from '../../src/compile.js';
+import { compile, emitArtifact } from '../../src/compile.js';
 import { loadModelFile } from '../../src/cli.js';
 import type { Model } from '../../src/ir/model.js';
 import { getDevice } from '../../src/runtime/device.js';
@@ -16,7 +16,6 @@ import { initValues, rng } from '../../src/runtime/init.js';
 import { exportOnnx } from '../../src/onnx/export.js';
 import { importOnnx } from '../../src/onnx/import.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
-import { emitArtifact } from '../../src/compile.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });

@@ -6,13 +6,12 @@
  * of one batch of k·n within float32 tolerance.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
+import { compile, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { Model, OptimizerConfig } from '../../src/ir/model.js';
 import { evaluate } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { grad } from '../../src/passes/autodiff.js';
-import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { initValues } from '../../src/runtime/init.js';
 import { Program } from '../../src/runtime/program.js';

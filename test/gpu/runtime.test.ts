@@ -4,8 +4,7 @@
  * read and written by name, and after warm-up a step creates no buffer, bind group or pipeline.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emitArtifact } from '../../src/compile.js';
-import { compile } from '../../src/compile.js';
+import { compile, emitArtifact } from '../../src/compile.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import { DeviceError } from '../../src/ir/errors.js';
 import { getDevice } from '../../src/runtime/device.js';

@@ -7,14 +7,12 @@
  * and the forward (eval) program fed the training program's state agree with the interpreter.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
-import { emitArtifact } from '../../src/compile.js';
+import { compile, emitArtifact, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder, RNG_SEED, RNG_STEP } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import type { Model } from '../../src/ir/model.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { specializeMode } from '../../src/passes/mode.js';
-import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError, randomEnv } from './harness.js';

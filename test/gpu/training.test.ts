@@ -18,12 +18,11 @@
  * rounding (checked: `a * b - round(a * b)` is 0 on both), though the spec would allow it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compile } from '../../src/compile.js';
+import { compile, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { OptimizerConfig } from '../../src/ir/model.js';
 import { evaluate as interpret } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
-import { trainingGraph } from '../../src/compile.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { initValues } from '../../src/runtime/init.js';
 import { Program } from '../../src/runtime/program.js';

@@ -18,8 +18,7 @@ import { tensor, type Tensor } from '../../src/ir/tensor.js';
 import { verify } from '../../src/ir/verify.js';
 import { grad } from '../../src/passes/autodiff.js';
 import { specializeMode } from '../../src/passes/mode.js';
-import { emitArtifact } from '../../src/compile.js';
-import { trainingGraph } from '../../src/compile.js';
+import { emitArtifact, trainingGraph } from '../../src/compile.js';
 import { checkGrads, randomEnv, relError, uniform } from './gradcheck.js';
 
 /** loss = sum(f * w) with fixed random weights w, so every output element matters. */
