@@ -220,8 +220,28 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
   for (const s of hoisted.lets) l.line(s);
   mod.usesPow ||= hoisted.usesPow;
   mod.usesRng ||= hoisted.usesRng;
-  const acc = (i: number, j: number) => `c${i}_${j}`;
-  for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`var ${acc(i, j)}: f32 = 0.0;`);
+  // Accumulators: a vec4 per four columns where the tile's columns come in fours (one vector FMA
+  // per row and group: a quarter of the WGSL, and of the shader compiler's work, of scalar FMAs;
+  // the same arithmetic), else scalars.
+  const quads = tn % 4 === 0;
+  const acc = (i: number, j: number) => (quads ? `c${i}_${j >> 2}` : `c${i}_${j}`);
+  const accRef = (i: number, j: number) => (quads ? `${acc(i, j)}.${'xyzw'[j & 3]}` : acc(i, j));
+  for (let i = 0; i < tm; i++) {
+    for (let j = 0; j < tn; j += quads ? 4 : 1) l.line(quads ? `var ${acc(i, j)} = vec4<f32>(0.0);` : `var ${acc(i, j)}: f32 = 0.0;`);
+  }
+  /** acc(i, j..) += a * b(j..) for every row i and column j (b: the column values, or a vec4 per group). */
+  const fmas = (a: (i: number) => string, b: (j: number) => string, bQuad?: (g: number) => string) => {
+    for (let i = 0; i < tm; i++) {
+      if (!quads) {
+        for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i)}, ${b(j)}, ${acc(i, j)});`);
+        continue;
+      }
+      for (let g = 0; g < tn / 4; g++) {
+        const bv = bQuad?.(g) ?? `vec4<f32>(${[0, 1, 2, 3].map((q) => b(4 * g + q)).join(', ')})`;
+        l.line(`${acc(i, 4 * g)} = fma(vec4<f32>(${a(i)}), ${bv}, ${acc(i, 4 * g)});`);
+      }
+    }
+  };
   const step = (kv: string, tag: string) => {
     const em = new ExprEmitter(mod.bindingNames, `t${tag}_`, hoisted);
     const to = new Map([['ki', ivar(kv)]]);
@@ -230,7 +250,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     mod.usesPow ||= em.usesPow;
     mod.usesRng ||= em.usesRng;
     for (const s of em.lets) l.line(s);
-    for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a[i]}, ${v[j]}, ${acc(i, j)});`);
+    fmas((i) => a[i]!, (j) => v[j]!);
   };
   const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
   if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
@@ -263,9 +283,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     mod.usesPow ||= em.usesPow;
     mod.usesRng ||= em.usesRng;
     for (const s of [...em.lets, ...loads]) l.line(s);
-    for (let u = 0; u < 4; u++) {
-      for (let i = 0; i < tm; i++) for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
-    }
+    for (let u = 0; u < 4; u++) fmas((i) => a(i, u), (j) => b(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
     l.close();
   } else {
     // Scalar loads: the K loop unrolled by UNROLL, then the remainder (chunks are multiples of 4:
@@ -286,7 +304,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
       l.close();
     }
   }
-  const accOf = (e: number) => acc(Math.floor(e / tn), e % tn);
+  const accOf = (e: number) => accRef(Math.floor(e / tn), e % tn);
   return finish(k, s, mod, l, hoisted, { tm, tn, from, to, accOf }, [Math.ceil(Math.ceil(n / tn) / plan.wx), Math.ceil(Math.ceil(m / tm) / plan.wy)], ctx);
 }
 
