@@ -3,8 +3,10 @@
  * is compiled once per variant name its dispatches offer (the program then runs only that variant,
  * the default where it does not fit), and one step's outputs and in-place updates must agree.
  * The cases cover partial tiles, batches, transposed operands, fused epilogues, split K, column
- * sums, convolutions, reductions (serial, workgroup, split) and row kernels; the last test checks
- * that every variant of every table ran in some case.
+ * sums, convolutions, reductions (serial, workgroup, split, subgroup) and row kernels; the last test
+ * checks that every variant of every table ran in some case. Programs are compiled for the
+ * device's `subgroups` feature (both CPU adapters have it), so the subgroup variants run too; on a
+ * device without it they must be absent, which the coverage test checks instead.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitArtifact } from '../../src/codegen/emit.js';
@@ -12,12 +14,19 @@ import { VARIANTS } from '../../src/codegen/wgsl.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';
-import { getDevice } from '../../src/runtime/device.js';
+import { grad } from '../../src/passes/autodiff.js';
+import { simplify } from '../../src/passes/simplify.js';
+import { deviceLimits, getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError, randomEnv } from './harness.js';
 
 let device: GPUDevice;
-beforeAll(async () => { device = await getDevice({ quiet: true }); });
+/** Whether the device has `subgroups`: the programs are compiled for it. */
+let subgroups = false;
+beforeAll(async () => {
+  device = await getDevice({ quiet: true });
+  subgroups = deviceLimits(device).subgroups;
+});
 afterAll(() => device?.destroy());
 
 const kindOf = (label: string): keyof typeof VARIANTS => (label.includes(' matmul') ? 'matmul' : label.includes(' reduce') ? 'reduce' : label.includes(' rows') ? 'rows' : 'map');
@@ -67,6 +76,41 @@ const cases: { name: string; g: Graph; tol?: number }[] = [
       b.output('e', b.exp(b.input('y', [7, 9])));
     }),
   },
+  {
+    // Sizes below the subgroup size (4 on SwiftShader, 8 on lavapipe), odd sizes, not multiples of
+    // the workgroup (64), over the last and the first axis, i32 sums and maxima.
+    name: 'odd and sub-subgroup sizes: sums and max over 2, 3, 5, 7, 65, 1000 (f32 and i32), softmax, log-softmax and layernorm rows of 3, 77, 1000', tol: 1e-4,
+    g: graph((b) => {
+      for (const r of [2, 3, 5, 7, 65, 1000]) {
+        b.output(`sum${r}`, b.reduceSum(b.input(`a${r}`, [5, r]), 1));
+        b.output(`max${r}`, b.reduce('reduce_max', b.input(`m${r}`, [3, r]), 1));
+        b.output(`isum${r}`, b.reduceSum(b.input(`i${r}`, [2, r], 'i32'), 1));
+        b.output(`imax${r}`, b.reduce('reduce_max', b.input(`j${r}`, [2, r], 'i32'), 1));
+      }
+      b.output('cols', b.reduceSum(b.input('c', [301, 7]), 0));
+      for (const r of [3, 77, 1000]) {
+        b.output(`softmax${r}`, b.softmax(b.input(`s${r}`, [3, r])));
+        b.output(`logsoftmax${r}`, b.logSoftmax(b.input(`l${r}`, [2, r])));
+        b.output(`layernorm${r}`, b.layerNorm(b.input(`n${r}`, [2, r]), b.input(`g${r}`, [r]), b.input(`b${r}`, [r])));
+      }
+    }),
+  },
+  {
+    // Row kernels of several stages (mean, variance and the gradient's sums): the subgroup
+    // variant alternates its workgroup arrays between stages.
+    name: 'the gradients of softmax and layernorm rows of 5 and 300', tol: 5e-5,
+    g: (() => {
+      const b = new GraphBuilder();
+      let loss = b.full(0);
+      for (const r of [5, 300]) {
+        const ln = b.layerNorm(b.param(`x${r}`, [3, r]), b.param(`gamma${r}`, [r]), b.param(`beta${r}`, [r]));
+        const sm = b.softmax(b.param(`z${r}`, [4, r]));
+        loss = b.add_(loss, b.add_(b.reduceSum(b.mul(ln, b.input(`wl${r}`, [3, r]))), b.reduceSum(b.mul(sm, b.input(`ws${r}`, [4, r])))));
+      }
+      b.output('loss', loss);
+      return simplify(grad(b.build(), { loss: 'loss' }).graph);
+    })(),
+  },
 ];
 
 const covered = new Set<string>();
@@ -74,7 +118,7 @@ const covered = new Set<string>();
 describe('kernel variants', () => {
   for (const c of cases) {
     it(`${c.name}: every variant matches the interpreter`, async () => {
-      const full = emitArtifact(c.g, {});
+      const full = emitArtifact(c.g, { limits: { subgroups } });
       const names = new Map<string, string>();
       for (const d of full.dispatches) for (const v of d.variants ?? [{ name: '' }]) if (v.name) names.set(`${kindOf(d.label)}:${v.name}`, v.name);
       // Kernels with one variant only (the split reduction) are their own default.
@@ -86,7 +130,7 @@ describe('kernel variants', () => {
       const env = randomEnv(c.g, 5);
       const want = evaluate(c.g, env, 'f32');
       for (const [key, name] of names) {
-        const a = emitArtifact(c.g, { variants: [name] });
+        const a = emitArtifact(c.g, { variants: [name], limits: { subgroups } });
         const program = await Program.load(device, a, { strictShaders: true, poison: true, tune: false });
         try {
           for (const [n, t] of env) program.write(n, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));
@@ -104,8 +148,9 @@ describe('kernel variants', () => {
     }, 600_000);
   }
 
-  it('ran every variant of every kernel kind', () => {
+  it('ran every variant of every kernel kind (the subgroup ones where the device has subgroups)', () => {
     const all = Object.entries(VARIANTS).flatMap(([kind, t]) => t.variants.map((v) => `${kind}:${v.name}`));
-    expect(all.filter((x) => !covered.has(x))).toEqual([]);
+    expect(all.filter((x) => !covered.has(x) && (subgroups || !x.endsWith(':subgroup')))).toEqual([]);
+    if (!subgroups) expect([...covered].filter((x) => x.endsWith(':subgroup'))).toEqual([]);
   });
 });
