@@ -145,7 +145,6 @@ function workgroupReduce(
   return header(mod, inputTypes, outType, partial ? [] : extraTypes(k)) + '\n' + l.text();
 }
 
-
 /** One workgroup per output: threads stride over the reduction, then subgroups combine (subgroup.ts). */
 function subgroupReduce(
   k: Kernel, mod: Module, body: ReduceBody, t: ScalarType, inputTypes: readonly ScalarType[], outs: number,
