@@ -78,6 +78,12 @@ export interface Requirements {
     readonly maxComputeWorkgroupStorageSize: number;
     /** A minimum: the device's alignment must divide this one. */
     readonly minStorageBufferOffsetAlignment: number;
+    /**
+     * Compiled for a device with the `subgroups` feature: shaders of subgroup variants (those that
+     * say `enable subgroups;`) may be present. The runtime refuses such a shader on a device
+     * without the feature. Absent: false.
+     */
+    readonly subgroups?: boolean;
   };
   readonly features: readonly string[];
 }

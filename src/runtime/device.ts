@@ -49,6 +49,12 @@ export interface GetDeviceOptions {
    * uncaptured errors (still recorded, see {@link deviceHealth}). An unexpected loss is printed.
    */
   quiet?: boolean;
+  /**
+   * Ask for the `subgroups` feature where the adapter offers it (default true), so that programs
+   * compiled for this device (see {@link deviceLimits}) may carry subgroup kernel variants. False
+   * gives a device without it, as a browser or GPU lacking the feature would.
+   */
+  subgroups?: boolean;
 }
 
 /** The limits a compute pipeline compiler needs; they are copied from the adapter. */
@@ -74,8 +80,11 @@ export const COMPUTE_LIMITS = [
 
 /** Name of one compute-relevant limit. */
 export type ComputeLimitName = (typeof COMPUTE_LIMITS)[number];
-/** The effective compute limits of a device (see {@link deviceLimits}). */
-export type ComputeLimits = { readonly [K in ComputeLimitName]: number };
+/**
+ * The effective compute limits of a device (see {@link deviceLimits}), and whether it has the
+ * `subgroups` feature (the compiler emits subgroup variants only then).
+ */
+export type ComputeLimits = { readonly [K in ComputeLimitName]: number } & { readonly subgroups: boolean };
 
 /** What is known about a device's health: its loss, if any, and errors nobody captured. */
 export interface DeviceHealth {
@@ -405,8 +414,10 @@ export async function getDevice(options: GetDeviceOptions = {}): Promise<GPUDevi
   }
   let device: GPUDevice;
   try {
-    // timestamp-query where offered: the tuner times kernel variants with it (runtime/tune.ts).
+    // timestamp-query where offered: the tuner times kernel variants with it (runtime/tune.ts);
+    // subgroups where offered (unless refused): the subgroup variants of reductions and rows need it.
     const requiredFeatures: GPUFeatureName[] = adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
+    if ((options.subgroups ?? true) && adapter.features.has('subgroups')) requiredFeatures.push('subgroups');
     device = await adapter.requestDevice({ requiredLimits: wanted, requiredFeatures });
   } catch (e) {
     throw new DeviceError(`requestDevice failed: ${(e as Error).message}`);
@@ -456,7 +467,7 @@ function recordOf(device: GPUDevice): DeviceRecord | undefined {
 
 /**
  * The compute limits to compile for: the device's own, lowered (or for `min*` alignments raised)
- * to what the caller of {@link getDevice} asked for. WebGPU never reports limits below the spec
+ * to what the caller of {@link getDevice} asked for, and whether the device has `subgroups`. WebGPU never reports limits below the spec
  * defaults, so a caller asking for 4 storage buffers per stage sees 4 here and 8 in `device.limits`.
  */
 export function deviceLimits(device: GPUDevice): ComputeLimits {
@@ -467,7 +478,7 @@ export function deviceLimits(device: GPUDevice): ComputeLimits {
     const cap = caps[name];
     out[name] = cap === undefined ? have : isMinLimit(name) ? Math.max(have, cap) : Math.min(have, cap);
   }
-  return out as ComputeLimits;
+  return { ...(out as { [K in ComputeLimitName]: number }), subgroups: device.features.has('subgroups') };
 }
 
 /** One line for benchmark headers: adapter vendor/architecture/description and key limits. */

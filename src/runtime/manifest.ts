@@ -40,6 +40,7 @@ export const programSchema = z.object({
       maxComputeInvocationsPerWorkgroup: pos,
       maxComputeWorkgroupStorageSize: pos,
       minStorageBufferOffsetAlignment: pos,
+      subgroups: z.optional(z.boolean()),
     }),
     features: z.array(z.string()),
   }),

@@ -313,6 +313,19 @@ export class Program {
     for (const k of ['maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize'] as const) {
       if (need[k] > have[k]) refuse(`it was compiled for ${k} = ${need[k]}`, k);
     }
+    // A shader that enables a WGSL extension needs the device feature of that name (f16: shader-f16).
+    a.shaders.forEach((wgsl, i) => {
+      for (const m of wgsl.matchAll(/^enable ([\w, ]+);/gm)) {
+        for (const ext of m[1]!.split(',').map((x) => x.trim()).filter(Boolean)) {
+          const feature = ext === 'f16' ? 'shader-f16' : ext;
+          if (this.device.features.has(feature)) continue;
+          const d = a.dispatches.find((x) => x.shader === i || x.variants?.some((v) => v.shader === i));
+          const variant = d?.variants?.find((v) => v.shader === i)?.name;
+          const what = d ? `kernel "${d.label}"${variant ? `, variant ${variant}` : ''}` : 'unused';
+          throw new DeviceError(`program "${a.name}" cannot run on this device: shader ${i} (${what}) needs the "${feature}" feature, which the device lacks (compile for this device's limits, see deviceLimits)`);
+        }
+      }
+    });
   }
 
   /** (Re)initializes every parameter and state from its init rule and the seed. */

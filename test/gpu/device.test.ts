@@ -89,6 +89,8 @@ describe('getDevice', () => {
     expect(d.limits.maxStorageBufferBindingSize).toBe(adapter.limits.maxStorageBufferBindingSize);
     expect(d.limits.maxComputeWorkgroupStorageSize).toBe(adapter.limits.maxComputeWorkgroupStorageSize);
     expect(deviceLimits(d).maxStorageBuffersPerShaderStage).toBe(adapter.limits.maxStorageBuffersPerShaderStage);
+    // The subgroups feature is requested where offered: the compiler's subgroup variants need it.
+    expect(deviceLimits(d).subgroups).toBe(adapter.features.has('subgroups'));
     const info = adapterInfo(d);
     expect(info).toContain(`storage buffers/stage ${adapter.limits.maxStorageBuffersPerShaderStage}`);
     console.log(info);

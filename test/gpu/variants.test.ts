@@ -3,8 +3,10 @@
  * is compiled once per variant name its dispatches offer (the program then runs only that variant,
  * the default where it does not fit), and one step's outputs and in-place updates must agree.
  * The cases cover partial tiles, batches, transposed operands, fused epilogues, split K, column
- * sums, convolutions, reductions (serial, workgroup, split) and row kernels; the last test checks
- * that every variant of every table ran in some case.
+ * sums, convolutions, reductions (serial, workgroup, split, subgroup) and row kernels; the last test
+ * checks that every variant of every table ran in some case. Programs are compiled for the
+ * device's `subgroups` feature (both CPU adapters have it), so the subgroup variants run too; on a
+ * device without it they must be absent, which the coverage test checks instead.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitArtifact } from '../../src/compile.js';
@@ -12,12 +14,20 @@ import { VARIANTS } from '../../src/codegen/wgsl.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';
-import { getDevice } from '../../src/runtime/device.js';
+import { grad } from '../../src/passes/autodiff.js';
+import { simplify } from '../../src/passes/simplify.js';
+import { deviceLimits, getDevice } from '../../src/runtime/device.js';
+import { DeviceError } from '../../src/ir/errors.js';
 import { Program } from '../../src/runtime/program.js';
 import { maxRelError, randomEnv } from './harness.js';
 
 let device: GPUDevice;
-beforeAll(async () => { device = await getDevice({ quiet: true }); });
+/** Whether the device has `subgroups`: the programs are compiled for it. */
+let subgroups = false;
+beforeAll(async () => {
+  device = await getDevice({ quiet: true });
+  subgroups = deviceLimits(device).subgroups;
+});
 afterAll(() => device?.destroy());
 
 const kindOf = (label: string): keyof typeof VARIANTS => (label.includes(' matmul') ? 'matmul' : label.includes(' reduce') ? 'reduce' : label.includes(' rows') ? 'rows' : 'map');
@@ -67,6 +77,35 @@ const cases: { name: string; g: Graph; tol?: number }[] = [
       b.output('e', b.exp(b.input('y', [7, 9])));
     }),
   },
+  {
+    // Sizes below the subgroup size (4 on SwiftShader, 8 on lavapipe), odd sizes, not multiples of
+    // the workgroup (64), over the last and the first axis, i32 sums and maxima.
+    name: 'odd and sub-subgroup sizes: f32 sums over 3, 7, 65, 1000 and down columns of 301, max over 2 and 65, i32 sum and max, softmax rows of 3 and 1000, log-softmax and layernorm rows of 77', tol: 1e-4,
+    g: graph((b) => {
+      for (const r of [3, 7, 65, 1000]) b.output(`sum${r}`, b.reduceSum(b.input(`a${r}`, [5, r]), 1));
+      for (const r of [2, 65]) b.output(`max${r}`, b.reduceMax(b.input(`m${r}`, [3, r]), 1));
+      b.output('isum', b.reduceSum(b.input('i', [2, 130], 'i32'), 1));
+      b.output('imax', b.reduceMax(b.input('j', [2, 5], 'i32'), 1));
+      b.output('cols', b.reduceSum(b.input('c', [301, 7]), 0));
+      b.output('softmax3', b.softmax(b.input('s3', [3, 3])));
+      b.output('softmax1000', b.softmax(b.input('s1000', [2, 1000])));
+      b.output('logsoftmax77', b.logSoftmax(b.input('l77', [2, 77])));
+      b.output('layernorm77', b.layerNorm(b.input('n77', [2, 77]), b.input('g77', [77]), b.input('b77', [77])));
+    }),
+  },
+  {
+    // Row kernels of several stages (mean, variance and the gradient's sums): the subgroup
+    // variant alternates its workgroup arrays between stages.
+    name: 'the gradients of softmax rows of 5 and layernorm rows of 300', tol: 5e-5,
+    g: (() => {
+      const b = new GraphBuilder();
+      const ln = b.layerNorm(b.param('x', [3, 300]), b.param('gamma', [300]), b.param('beta', [300]));
+      const sm = b.softmax(b.param('z', [4, 5]));
+      const loss = b.add_(b.reduceSum(b.mul(ln, b.input('wl', [3, 300]))), b.reduceSum(b.mul(sm, b.input('ws', [4, 5]))));
+      b.output('loss', loss);
+      return simplify(grad(b.build(), { loss: 'loss' }).graph);
+    })(),
+  },
 ];
 
 const covered = new Set<string>();
@@ -74,7 +113,7 @@ const covered = new Set<string>();
 describe('kernel variants', () => {
   for (const c of cases) {
     it(`${c.name}: every variant matches the interpreter`, async () => {
-      const full = emitArtifact(c.g, {});
+      const full = emitArtifact(c.g, { limits: { subgroups } });
       const names = new Map<string, string>();
       for (const d of full.dispatches) for (const v of d.variants ?? [{ name: '' }]) if (v.name) names.set(`${kindOf(d.label)}:${v.name}`, v.name);
       // Kernels with one variant only (the split reduction) are their own default.
@@ -86,7 +125,7 @@ describe('kernel variants', () => {
       const env = randomEnv(c.g, 5);
       const want = evaluate(c.g, env, 'f32');
       for (const [key, name] of names) {
-        const a = emitArtifact(c.g, { variants: [name] });
+        const a = emitArtifact(c.g, { variants: [name], limits: { subgroups } });
         const program = await Program.load(device, a, { strictShaders: true, poison: true, tune: false });
         try {
           for (const [n, t] of env) program.write(n, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));
@@ -104,8 +143,40 @@ describe('kernel variants', () => {
     }, 600_000);
   }
 
-  it('ran every variant of every kernel kind', () => {
+  it('ran every variant of every kernel kind (the subgroup ones where the device has subgroups)', () => {
     const all = Object.entries(VARIANTS).flatMap(([kind, t]) => t.variants.map((v) => `${kind}:${v.name}`));
-    expect(all.filter((x) => !covered.has(x))).toEqual([]);
+    expect(all.filter((x) => !covered.has(x) && (subgroups || !x.endsWith(':subgroup')))).toEqual([]);
+    if (!subgroups) expect([...covered].filter((x) => x.endsWith(':subgroup'))).toEqual([]);
+  });
+});
+
+describe('the subgroups feature', () => {
+  const g = graph((b) => {
+    b.output('s', b.reduceSum(b.input('x', [4, 300]), 1));
+    b.output('p', b.softmax(b.input('v', [3, 200])));
+  });
+
+  it('a program compiled for a device without subgroups has no shader that enables them', () => {
+    const a = emitArtifact(g, {});
+    expect(a.shaders.filter((w) => w.includes('enable subgroups;'))).toEqual([]);
+    expect(a.dispatches.flatMap((d) => (d.variants ?? []).map((v) => v.name))).not.toContain('subgroup');
+    const b = emitArtifact(g, { limits: { subgroups: true } });
+    expect(b.dispatches.map((d) => d.variants?.some((v) => v.name === 'subgroup'))).toEqual([true, true]);
+  });
+
+  it('a device without the feature refuses a program that has subgroup variants, in one line', async () => {
+    const d = await getDevice({ quiet: true, subgroups: false });
+    try {
+      expect(d.features.has('subgroups')).toBe(false);
+      expect(deviceLimits(d).subgroups).toBe(false);
+      const load = Program.load(d, emitArtifact(g, { limits: { subgroups: true } }), { tune: false });
+      await expect(load).rejects.toThrow(DeviceError);
+      await expect(load).rejects.toThrow(/^program "model" cannot run on this device: shader \d+ \(kernel "reduce_sum reduce\(\w+\)", variant subgroup\) needs the "subgroups" feature, which the device lacks \(compile for this device's limits, see deviceLimits\)$/);
+      // Compiled for this device, the same graph loads and runs.
+      const p = await Program.load(d, emitArtifact(g, { limits: deviceLimits(d) }), { tune: false, strictShaders: true });
+      p.destroy();
+    } finally {
+      d.destroy();
+    }
   });
 });

@@ -1,10 +1,11 @@
 /**
  * @file Reductions: one thread per output summing serially (`serial`), one workgroup per output
- * striding over the reduction and combining in a tree in workgroup memory (`workgroup`), or, for very
- * large reductions with few outputs, a two-kernel split through partial results in scratch
- * (`split`). The serial and workgroup variants fit the same kernels (the rule `serialSums`, measured on
- * SwiftShader, names the default; the tuner may pick the other); the split stands alone, as it
- * takes two dispatches.
+ * striding over the reduction and combining in a tree in workgroup memory (`workgroup`), the same
+ * combining through subgroup operations and one barrier where the device has `subgroups`
+ * (`subgroup`, see subgroup.ts), or, for very large reductions with few outputs, a two-kernel
+ * split through partial results in scratch (`split`). The serial, workgroup and subgroup variants
+ * fit the same kernels (the rule `serialSums`, measured on SwiftShader, names the default; the
+ * tuner may pick another); the split stands alone, as it takes two dispatches.
  */
 import type { Kernel } from '../../passes/kernel.js';
 import { tvar } from '../../passes/expr.js';
@@ -14,6 +15,7 @@ import {
   numel, REDUCE_WG, storeAll, vars, WG, wgslType, type CodegenLimits, type Dispatch, type EmitContext, type KernelOf, type Module,
   type VariantTable,
 } from './common.js';
+import { subgroupArray, subgroupCombine, subgroupPrelude, subgroupWorkgroup } from './subgroup.js';
 
 type ReduceKernel = KernelOf<'reduce'>;
 type ReduceBody = ReduceKernel['body'];
@@ -48,11 +50,12 @@ export const REDUCE_VARIANTS: VariantTable<'reduce'> = {
     { name: 'serial', fits: (k, limits) => !needsSplit(k, limits), emit: (k, ctx) => emitReduce(k, 'serial', ctx) },
     { name: 'workgroup', fits: (k, limits) => !needsSplit(k, limits), emit: (k, ctx) => emitReduce(k, 'workgroup', ctx) },
     { name: 'split', fits: needsSplit, emit: (k, ctx) => emitReduce(k, 'split', ctx) },
+    { name: 'subgroup', fits: (k, limits) => limits.subgroups === true && !needsSplit(k, limits), emit: (k, ctx) => emitReduce(k, 'subgroup', ctx) },
   ],
   preferred: (k, limits) => (needsSplit(k, limits) ? 'split' : serialSums(numel(k.body.shape), numel(k.body.rshape)) ? 'serial' : 'workgroup'),
 };
 
-function emitReduce(k: ReduceKernel, how: 'serial' | 'workgroup' | 'split', ctx: EmitContext): Dispatch[] {
+function emitReduce(k: ReduceKernel, how: 'serial' | 'workgroup' | 'split' | 'subgroup', ctx: EmitContext): Dispatch[] {
   const { inputTypes, limits, scratch, label } = ctx;
   const body = k.body;
   const outs = numel(body.shape);
@@ -63,7 +66,7 @@ function emitReduce(k: ReduceKernel, how: 'serial' | 'workgroup' | 'split', ctx:
   const rNames = rv.map((v) => (v as { name: string }).name);
   const t = body.accType;
   const acc = tvar('acc', t);
-  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
+  const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false, ...(how === 'subgroup' ? { enables: ['subgroups'] as const } : {}) };
   addFn(mod, 'body', [...ov, ...rv], body.body);
   const split = how === 'split';
   // Phase 1 of a split writes partials only: its module has no finalize (which may read the outputs).
@@ -84,6 +87,11 @@ function emitReduce(k: ReduceKernel, how: 'serial' | 'workgroup' | 'split', ctx:
     storeAll(l, k, 'i', `fin(${['acc', ...oNames].join(', ')})`, oNames);
     l.close();
     return [{ wgsl: header(mod, inputTypes, k.dtype, extraTypes(k)) + '\n' + l.text(), inputs: k.inputs, output: k.output, extraOutputs: extraRefs(k), workgroups: grid(Math.ceil(outs / WG), limits), label: `${label} reduce(serial)` }];
+  }
+
+  if (how === 'subgroup') {
+    const wgsl = subgroupReduce(k, mod, body, t, inputTypes, outs, oNames, rNames, subgroupWorkgroup(r, limits));
+    return [{ wgsl, inputs: k.inputs, output: k.output, extraOutputs: extraRefs(k), workgroups: grid(outs, limits), label: `${label} reduce(subgroup)` }];
   }
 
   const groups = split ? Math.min(1024, Math.ceil(r / 4096)) : 1;
@@ -137,3 +145,26 @@ function workgroupReduce(
   return header(mod, inputTypes, outType, partial ? [] : extraTypes(k)) + '\n' + l.text();
 }
 
+/** One workgroup per output: threads stride over the reduction, then subgroups combine (subgroup.ts). */
+function subgroupReduce(
+  k: Kernel, mod: Module, body: ReduceBody, t: ScalarType, inputTypes: readonly ScalarType[], outs: number,
+  oNames: readonly string[], rNames: readonly string[], wg: number,
+): string {
+  const r = numel(body.rshape);
+  const l = new Lines().line(subgroupArray('sg_part', t, wg)).line('');
+  l.open(MAIN_SIG(wg));
+  // The output index is the workgroup's: returning early keeps the subgroup operations uniform.
+  l.line('let i = i32(wid.y * nwg.x + wid.x);').line(`if (i >= ${outs}i) { return; }`);
+  coordLets(l, 'i', body.shape, 'o');
+  subgroupPrelude(l);
+  l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
+  l.open(`for (var s = i32(lid); s < ${r}i; s += ${wg}i)`);
+  coordLets(l, 's', body.rshape, 'r');
+  l.line(`acc = ${combineText(body.combine, 'acc', `body(${[...oNames, ...rNames].join(', ')})`)};`);
+  l.close();
+  subgroupCombine(l, body.combine, t, 'acc', 'sg_part', 'total', wg);
+  l.open('if (lid == 0u)');
+  storeAll(l, k, 'i', `fin(${['total', ...oNames].join(', ')})`, oNames);
+  l.close().close();
+  return header(mod, inputTypes, k.dtype, extraTypes(k)) + '\n' + l.text();
+}
