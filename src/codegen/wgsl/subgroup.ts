@@ -14,8 +14,8 @@
  * or shape. Every subgroup operation is in uniform control flow: the kernels return early only by
  * workgroup, and the strided loops close before each subgroup operation.
  */
-import type { Combine } from '../kernel.js';
-import type { ScalarType } from '../expr.js';
+import type { Combine } from '../../passes/kernel.js';
+import type { ScalarType } from '../../passes/expr.js';
 import { combineText, initText, wgslType, type CodegenLimits, type Lines } from './common.js';
 
 /**
