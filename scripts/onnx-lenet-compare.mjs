@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+/**
+ * The imported PyTorch LeNet against the zoo's LeNet on MNIST, like for like, over several seeds
+ * (`npm run train:onnx-lenet-compare [-- --seeds 0,1,2 --epochs 5]`, after `npm run -s build`).
+ *
+ * Both are the same network (test/fixtures/onnx/lenet-mnist.onnx is models/lenet-mnist.json
+ * written as a torch module: conv 5x5 pad 2, ReLU, max pool 2, conv 5x5, ReLU, max pool 2, dense
+ * 400-120-84-10 with ReLU), trained by `adjoint train` with the same recipe (Adam, lr 0.001, batch
+ * 64, 5 epochs, softmax cross-entropy, the data order of `--seed`), evaluated on the same
+ * held-out digits. For each seed three runs:
+ *
+ *   zoo          models/lenet-mnist.json from its seeded initialization (He normal, Glorot last)
+ *   import/zoo   the imported model from exactly those initial weights (the zoo's tensors under the
+ *                torch names: dense weights transposed, biases reshaped), so it differs from
+ *                `zoo` only in the path the graph took (ONNX export + import)
+ *   import/torch the imported model from the fixture's own weights (PyTorch's nn.init draw, the
+ *                same scheme: kaiming_normal_, xavier_uniform_ last, zero biases)
+ *
+ * and then each column's mean and spread (sample standard deviation, min..max).
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { initValues } from '../dist/src/runtime/init.js';
+import { saveCheckpointFile } from '../dist/src/train/checkpoint-file.js';
+import { readFileSync } from 'node:fs';
+
+const { values: opt } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' }, epochs: { type: 'string', default: '5' }, adapter: { type: 'string' } } });
+const seeds = opt.seeds.split(',').map(Number);
+const dir = mkdtempSync(join(tmpdir(), 'onnx-lenet-'));
+const cli = (...args) => execFileSync(process.execPath, ['bin/adjoint.js', ...(opt.adapter ? ['--adapter', opt.adapter] : []), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+const accuracy = (out) => {
+  const m = /held-out accuracy: ([\d.]+)%/.exec(out);
+  if (!m) throw new Error(`no held-out accuracy in:\n${out}`);
+  return Number(m[1]);
+};
+
+const imported = join(dir, 'lenet-onnx.json');
+cli('import', 'test/fixtures/onnx/lenet-mnist.onnx', '-o', imported, '--loss', 'softmax-cross-entropy', '--labels', 'y', '--optimizer', 'adam:lr=0.001');
+const zoo = JSON.parse(readFileSync('models/lenet-mnist.json', 'utf8'));
+const imp = JSON.parse(readFileSync(imported, 'utf8'));
+if (zoo.optimizer.kind !== imp.optimizer.kind || zoo.optimizer.lr !== imp.optimizer.lr) throw new Error(`optimizers differ: ${JSON.stringify(zoo.optimizer)} vs ${JSON.stringify(imp.optimizer)}`);
+if (zoo.inputs[0].shape.join() !== imp.inputs[0].shape.join()) throw new Error('batch shapes differ');
+
+/** The zoo's parameter -> the torch parameter it is (dense weights are [in, out] in the zoo, [out, in] in torch). */
+const MAP = { c1: 'c1.weight', c1b: 'c1.bias', c2: 'c2.weight', c2b: 'c2.bias', f1: 'f1.weight', f1b: 'f1.bias', f2: 'f2.weight', f2b: 'f2.bias', f3: 'f3.weight', f3b: 'f3.bias' };
+function zooInitAsTorch(seed) {
+  const shapes = new Map(imp.params.map((p) => [p.name, p.shape]));
+  const tensors = new Map();
+  for (const p of zoo.params) {
+    const v = initValues(p.init, p.shape, seed, p.name);
+    const to = MAP[p.name];
+    const shape = shapes.get(to);
+    if (!shape || shape.reduce((a, b) => a * b, 1) !== v.length) throw new Error(`${p.name} -> ${to}: shapes differ`);
+    if (p.shape.length === 2) {
+      const [r, c] = p.shape;
+      const t = new Float32Array(v.length);
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = v[i * c + j];
+      tensors.set(to, t);
+    } else tensors.set(to, v);
+  }
+  const file = join(dir, `zoo-init-${seed}.safetensors`);
+  saveCheckpointFile(file, { step: 0, model: imp.name, params: [...tensors.keys()], tensors, shapes, meta: { source: `models/lenet-mnist.json at seed ${seed}` } }, 'weights');
+  return file;
+}
+
+const train = (model, seed, init) => accuracy(cli('train', model, '--data', 'mnist', '--epochs', opt.epochs, '--seed', String(seed), ...(init ? ['--init', init] : [])));
+const cols = { zoo: [], 'import/zoo': [], 'import/torch': [] };
+for (const seed of seeds) {
+  const row = {
+    zoo: train('models/lenet-mnist.json', seed),
+    'import/zoo': train(imported, seed, zooInitAsTorch(seed)),
+    'import/torch': train(imported, seed, imported.replace(/\.json$/, '.safetensors')),
+  };
+  for (const k of Object.keys(cols)) cols[k].push(row[k]);
+  process.stdout.write(`seed ${seed}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}\n`);
+}
+const stats = (xs) => {
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const sd = xs.length > 1 ? Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1)) : 0;
+  return `${mean.toFixed(2)}% (sd ${sd.toFixed(2)}, ${Math.min(...xs).toFixed(2)}..${Math.max(...xs).toFixed(2)})`;
+};
+process.stdout.write(`held-out accuracy over seeds ${seeds.join(',')}, ${opt.epochs} epochs: ${Object.entries(cols).map(([k, v]) => `${k} ${stats(v)}`).join('; ')}\n`);
