@@ -23,6 +23,7 @@ import { importOnnx, OnnxError, OnnxUnsupported } from '../../src/onnx/import.js
 import { decodeTensor, encodeModel, tensorValues, floatTensor, int64Tensor, type ModelProto, type ValueInfoProto } from '../../src/onnx/proto.js';
 import { onnxModel } from '../../src/onnx/model.js';
 import { prng, withValue } from '../passes/gradcheck.js';
+import { initValues } from '../../src/runtime/init.js';
 
 const FIX = 'test/fixtures/onnx';
 
@@ -173,6 +174,60 @@ describe('gradients through imported networks match finite differences', () => {
       expect(worst).toBeLessThan(1e-4);
     });
   }
+});
+
+describe('the imported PyTorch LeNet is the zoo\'s LeNet', () => {
+  it('from the zoo\'s seeded weights it gives the zoo\'s loss and gradients (float64 interpreter)', () => {
+    // Both at batch 4 (the zoo's batch of 64 and its flatten's reshape made 4; the ONNX input given
+    // as [4,1,28,28]), to keep the interpreter quick.
+    const B = 4;
+    const json = JSON.parse(readFileSync('models/lenet-mnist.json', 'utf8')) as { inputs: { shape: number[] }[]; nodes: { op: string; attrs?: { shape?: number[] } }[] };
+    for (const i of json.inputs) i.shape[0] = B;
+    for (const n of json.nodes) if (n.op === 'reshape') n.attrs!.shape![0] = B;
+    const zoo = loadModel(JSON.stringify(json), 'models/lenet-mnist.json');
+    const imp = importOnnx(readFileSync(join(FIX, 'lenet-mnist.onnx')), { shapes: { input_0: [B, 1, 28, 28] } });
+    const net = onnxModel(imp, { loss: 'softmax-cross-entropy', labels: 'y' });
+    // The zoo's parameters under the torch names: dense weights [in, out] -> [out, in], biases flat.
+    const torchName: Record<string, string> = { c1: 'c1.weight', c1b: 'c1.bias', c2: 'c2.weight', c2b: 'c2.bias', f1: 'f1.weight', f1b: 'f1.bias', f2: 'f2.weight', f2b: 'f2.bias', f3: 'f3.weight', f3b: 'f3.bias' };
+    const t2 = (v: ArrayLike<number>, [r, c]: readonly number[]) => Float64Array.from({ length: v.length }, (_, k) => v[(k % r!) * c! + Math.floor(k / r!)]!);
+    const u = prng(11);
+    const x = Float64Array.from({ length: B * 28 * 28 }, () => u());
+    const y = Float64Array.from({ length: B }, () => Math.floor(u() * 10));
+    const zEnv = new Map<string, Tensor>([['x', tensor([B, 1, 28, 28], x, 'f32', 'f64')], ['y', tensor([B], y, 'i32', 'f64')]]);
+    const iEnv = new Map<string, Tensor>([[imp.inputs[0]!.name, tensor([B, 1, 28, 28], x, 'f32', 'f64')], ['y', tensor([B], y, 'i32', 'f64')]]);
+    const zShapes = new Map<string, readonly number[]>();
+    for (const n of zoo.graph.nodes) {
+      if (n.op !== 'param') continue;
+      const v = initValues(n.attrs.init, n.attrs.shape, 0, n.attrs.name);
+      zShapes.set(n.attrs.name, n.attrs.shape);
+      zEnv.set(n.attrs.name, tensor(n.attrs.shape, v, 'f32', 'f64'));
+      const to = imp.params.find((p) => p.name === torchName[n.attrs.name])!;
+      iEnv.set(to.name, tensor(to.shape, n.attrs.shape.length === 2 ? t2(v, n.attrs.shape) : Float64Array.from(v), 'f32', 'f64'));
+    }
+    const zr = grad(zoo.graph, { loss: 'loss' });
+    const ir = grad(net.graph, { loss: 'loss' });
+    const ze = evaluate(zr.graph, zEnv, 'f64');
+    const ie = evaluate(ir.graph, iEnv, 'f64');
+    const zLoss = ze.outputs.get('loss')!.data[0]!;
+    expect(zLoss).toBeGreaterThan(1);
+    expect(Math.abs(ie.outputs.get('loss')!.data[0]! - zLoss)).toBeLessThan(1e-12 * zLoss);
+    expect(zr.grads.size).toBe(10);
+    for (const [name, id] of zr.grads) {
+      const want = ze.values[id]!.data;
+      const shape = zShapes.get(name)!;
+      const got = ie.values[ir.grads.get(torchName[name]!)!]!.data;
+      // The torch [out, in] gradient back to the zoo's [in, out].
+      const back = shape.length === 2 ? t2(got, [shape[1]!, shape[0]!]) : got;
+      let worst = 0;
+      let scale = 0;
+      for (let k = 0; k < want.length; k++) {
+        worst = Math.max(worst, Math.abs(back[k]! - want[k]!));
+        scale = Math.max(scale, Math.abs(want[k]!));
+      }
+      expect(scale, name).toBeGreaterThan(0);
+      expect(worst, name).toBeLessThan(1e-10 * scale);
+    }
+  });
 });
 
 describe('adjoint import', () => {
