@@ -17,7 +17,8 @@
  *                same scheme: kaiming_normal_, xavier_uniform_ last, zero biases)
  *
  * and then each column's mean and spread (sample standard deviation, min..max).
- * `--same-init-seeds 0` runs import/zoo at seed 0 only (`none`: never).
+ * `--same-init-seeds 0` runs import/zoo at seed 0 only (`none`: never); `--columns zoo,import/torch`
+ * runs only those columns (two invocations with different columns can run side by side).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -27,12 +28,15 @@ import { parseArgs } from 'node:util';
 import { initValues } from '../dist/src/runtime/init.js';
 import { saveCheckpointFile } from '../dist/src/train/checkpoint-file.js';
 
-const { values: opt } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' }, 'same-init-seeds': { type: 'string' }, epochs: { type: 'string', default: '5' }, adapter: { type: 'string' } } });
+const { values: opt } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' }, 'same-init-seeds': { type: 'string' }, columns: { type: 'string', default: 'zoo,import/zoo,import/torch' }, epochs: { type: 'string', default: '5' }, adapter: { type: 'string' } } });
 const seeds = opt.seeds.split(',').map(Number);
 // The seeds that also run import/zoo (default: all); it repeats `zoo` up to rounding, so one seed shows it.
 const sameInit = opt['same-init-seeds'] === undefined ? seeds : opt['same-init-seeds'] === 'none' ? [] : opt['same-init-seeds'].split(',').map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'onnx-lenet-'));
-const cli = (...args) => execFileSync(process.execPath, ['bin/adjoint.js', ...(opt.adapter ? ['--adapter', opt.adapter] : []), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+// Kernels untuned on both sides (the tuner's timings under load would pick different kernels per run).
+const env = { ...process.env, ADJOINT_TUNE: '0' };
+const cli = (...args) => execFileSync(process.execPath, ['bin/adjoint.js', ...(opt.adapter ? ['--adapter', opt.adapter] : []), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
+const columns = opt.columns.split(',');
 const accuracy = (out) => {
   const m = /held-out accuracy: ([\d.]+)%/.exec(out);
   if (!m) throw new Error(`no held-out accuracy in:\n${out}`);
@@ -68,13 +72,19 @@ function zooInitAsTorch(seed) {
   return file;
 }
 
-const train = (model, seed, init) => accuracy(cli('train', model, '--data', 'mnist', '--epochs', opt.epochs, '--seed', String(seed), ...(init ? ['--init', init] : [])));
+const train = (what, model, seed, init) => {
+  if (!columns.includes(what) || (what === 'import/zoo' && !sameInit.includes(seed))) return {};
+  const t0 = Date.now();
+  const a = accuracy(cli('train', model, '--data', 'mnist', '--epochs', opt.epochs, '--seed', String(seed), ...(init ? ['--init', init()] : [])));
+  process.stdout.write(`  ${what} seed ${seed}: ${a.toFixed(2)}% (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
+  return { [what]: a };
+};
 const cols = { zoo: [], 'import/zoo': [], 'import/torch': [] };
 for (const seed of seeds) {
   const row = {
-    zoo: train('models/lenet-mnist.json', seed),
-    ...(sameInit.includes(seed) ? { 'import/zoo': train(imported, seed, zooInitAsTorch(seed)) } : {}),
-    'import/torch': train(imported, seed, imported.replace(/\.json$/, '.safetensors')),
+    ...train('zoo', 'models/lenet-mnist.json', seed),
+    ...train('import/zoo', imported, seed, () => zooInitAsTorch(seed)),
+    ...train('import/torch', imported, seed, () => imported.replace(/\.json$/, '.safetensors')),
   };
   for (const k of Object.keys(row)) cols[k].push(row[k]);
   process.stdout.write(`seed ${seed}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}\n`);
