@@ -15,6 +15,8 @@
  *                `zoo` only in the path the graph took (ONNX export + import)
  *   import/torch the imported model from the fixture's own weights (PyTorch's nn.init draw, the
  *                same scheme: kaiming_normal_, xavier_uniform_ last, zero biases)
+ *   import/torch-draws  the imported model from a fresh PyTorch draw per seed (torch.manual_seed(seed),
+ *                the fixture script's LeNet; only with `--columns` naming it: it needs python3 and torch)
  *
  * and then each column's mean and spread (sample standard deviation, min..max).
  * `--same-init-seeds 0` runs import/zoo at seed 0 only (`none`: never); `--columns zoo,import/torch`
@@ -79,12 +81,27 @@ const train = (what, model, seed, init) => {
   process.stdout.write(`  ${what} seed ${seed}: ${a.toFixed(2)}% (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
   return { [what]: a };
 };
-const cols = { zoo: [], 'import/zoo': [], 'import/torch': [] };
+/** A fresh PyTorch draw: `torch.manual_seed(seed); LeNet()` of scripts/onnx-fixtures.py, its state dict as safetensors (needs python3 with torch). */
+function torchDraw(seed) {
+  const file = join(dir, `torch-init-${seed}.safetensors`);
+  execFileSync('python3', ['-c', `
+import importlib.util, sys, torch
+from safetensors.torch import save_file
+spec = importlib.util.spec_from_file_location("fx", "scripts/onnx-fixtures.py")
+fx = importlib.util.module_from_spec(spec); spec.loader.exec_module(fx)
+torch.manual_seed(${Number(seed)})
+save_file({n: t.detach().contiguous() for n, t in fx.LeNet().state_dict().items()}, sys.argv[1])
+`, file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  return file;
+}
+
+const cols = { zoo: [], 'import/zoo': [], 'import/torch': [], 'import/torch-draws': [] };
 for (const seed of seeds) {
   const row = {
     ...train('zoo', 'models/lenet-mnist.json', seed),
     ...train('import/zoo', imported, seed, () => zooInitAsTorch(seed)),
     ...train('import/torch', imported, seed, () => imported.replace(/\.json$/, '.safetensors')),
+    ...train('import/torch-draws', imported, seed, () => torchDraw(seed)),
   };
   for (const k of Object.keys(row)) cols[k].push(row[k]);
   process.stdout.write(`seed ${seed}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}\n`);
