@@ -1,26 +1,30 @@
 #!/usr/bin/env node
 /**
- * The imported PyTorch LeNet against the zoo's LeNet on MNIST, like for like, over several seeds
- * (`npm run train:onnx-lenet-compare [-- --seeds 0,1,2 --epochs 5]`, after `npm run -s build`).
+ * The imported PyTorch LeNet against the zoo's LeNet on MNIST, like for like, over several seeds:
+ *
+ *   npm run train:onnx-lenet-compare
+ *   node scripts/onnx-lenet-compare.mjs [--seeds 0,1,2] [--columns zoo,import/zoo,...] [--init-offset N] [--epochs 5]
  *
  * Both are the same network (test/fixtures/onnx/lenet-mnist.onnx is models/lenet-mnist.json
  * written as a torch module: conv 5x5 pad 2, ReLU, max pool 2, conv 5x5, ReLU, max pool 2, dense
- * 400-120-84-10 with ReLU), trained by `adjoint train` with the same recipe (Adam, lr 0.001, batch
- * 64, 5 epochs, softmax cross-entropy, the data order of `--seed`), evaluated on the same
- * held-out digits. For each seed three runs:
+ * 400-120-84-10 with ReLU; test/onnx/import.test.ts checks that both give the same loss and
+ * gradients from the same weights), trained by `adjoint train` with the same recipe (Adam, lr
+ * 0.001, batch 64, 5 epochs, softmax cross-entropy, the data order of `--seed`), evaluated on the
+ * same held-out digits, kernels untuned on both sides. Columns, one run per seed each:
  *
- *   zoo          models/lenet-mnist.json from its seeded initialization (He normal, Glorot last)
- *   import/zoo   the imported model from exactly those initial weights (the zoo's tensors under the
- *                torch names: dense weights transposed, biases reshaped), so it differs from
- *                `zoo` only in the path the graph took (ONNX export + import)
- *   import/torch the imported model from the fixture's own weights (PyTorch's nn.init draw, the
- *                same scheme: kaiming_normal_, xavier_uniform_ last, zero biases)
- *   import/torch-draws  the imported model from a fresh PyTorch draw per seed (torch.manual_seed(seed),
- *                the fixture script's LeNet; only with `--columns` naming it: it needs python3 and torch)
+ *   zoo                 models/lenet-mnist.json from its seeded initialization (He normal, Glorot
+ *                       last): initial weights and data order from the same seed
+ *   zoo/offset          the same model from its initialization at seed + N (a weights file): the
+ *                       initial weights drawn apart from the data order's seed
+ *   import/zoo          the imported model from the zoo's initialization at seed + N (the zoo's
+ *                       tensors under the torch names: dense weights transposed, biases flat)
+ *   import/torch        the imported model from the fixture's own weights (PyTorch's nn.init draw,
+ *                       the same scheme: kaiming_normal_, xavier_uniform_ last, zero biases)
+ *   import/torch-draws  the imported model from a fresh PyTorch draw at seed + N
+ *                       (torch.manual_seed, the fixture script's LeNet; needs python3 with torch)
  *
- * and then each column's mean and spread (sample standard deviation, min..max).
- * `--same-init-seeds 0` runs import/zoo at seed 0 only (`none`: never); `--columns zoo,import/torch`
- * runs only those columns (two invocations with different columns can run side by side).
+ * then each column's mean and spread (sample standard deviation, min..max). Columns with different
+ * `--columns` can run side by side in separate invocations.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -30,15 +34,15 @@ import { parseArgs } from 'node:util';
 import { initValues } from '../dist/src/runtime/init.js';
 import { saveCheckpointFile } from '../dist/src/train/checkpoint-file.js';
 
-const { values: opt } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' }, 'same-init-seeds': { type: 'string' }, columns: { type: 'string', default: 'zoo,import/zoo,import/torch' }, epochs: { type: 'string', default: '5' }, adapter: { type: 'string' } } });
+const { values: opt } = parseArgs({ options: { seeds: { type: 'string', default: '0,1,2' }, columns: { type: 'string', default: 'zoo,import/zoo,import/torch' }, 'init-offset': { type: 'string', default: '0' }, epochs: { type: 'string', default: '5' }, adapter: { type: 'string' } } });
 const seeds = opt.seeds.split(',').map(Number);
-// The seeds that also run import/zoo (default: all); it repeats `zoo` up to rounding, so one seed shows it.
-const sameInit = opt['same-init-seeds'] === undefined ? seeds : opt['same-init-seeds'] === 'none' ? [] : opt['same-init-seeds'].split(',').map(Number);
 const dir = mkdtempSync(join(tmpdir(), 'onnx-lenet-'));
 // Kernels untuned on both sides (the tuner's timings under load would pick different kernels per run).
 const env = { ...process.env, ADJOINT_TUNE: '0' };
-const cli = (...args) => execFileSync(process.execPath, ['bin/adjoint.js', ...(opt.adapter ? ['--adapter', opt.adapter] : []), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
+const cli = (cmd, ...args) => execFileSync(process.execPath, ['bin/adjoint.js', cmd, ...args, ...(opt.adapter && cmd === 'train' ? ['--adapter', opt.adapter] : [])], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env });
 const columns = opt.columns.split(',');
+// zoo/offset, import/zoo and import/torch-draws draw their weights at seed + offset (the data order stays the seed's).
+const offset = Number(opt['init-offset']);
 const accuracy = (out) => {
   const m = /held-out accuracy: ([\d.]+)%/.exec(out);
   if (!m) throw new Error(`no held-out accuracy in:\n${out}`);
@@ -74,8 +78,16 @@ function zooInitAsTorch(seed) {
   return file;
 }
 
+/** The zoo's own seeded initialization at `seed`, as a weights file for the zoo model. */
+function zooInit(seed) {
+  const tensors = new Map(zoo.params.map((p) => [p.name, initValues(p.init, p.shape, seed, p.name)]));
+  const file = join(dir, `zoo-own-init-${seed}.safetensors`);
+  saveCheckpointFile(file, { step: 0, model: zoo.name, params: [...tensors.keys()], tensors, shapes: new Map(zoo.params.map((p) => [p.name, p.shape])), meta: { source: `models/lenet-mnist.json at seed ${seed}` } }, 'weights');
+  return file;
+}
+
 const train = (what, model, seed, init) => {
-  if (!columns.includes(what) || (what === 'import/zoo' && !sameInit.includes(seed))) return {};
+  if (!columns.includes(what)) return {};
   const t0 = Date.now();
   const a = accuracy(cli('train', model, '--data', 'mnist', '--epochs', opt.epochs, '--seed', String(seed), ...(init ? ['--init', init()] : [])));
   process.stdout.write(`  ${what} seed ${seed}: ${a.toFixed(2)}% (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`);
@@ -95,13 +107,14 @@ save_file({n: t.detach().contiguous() for n, t in fx.LeNet().state_dict().items(
   return file;
 }
 
-const cols = { zoo: [], 'import/zoo': [], 'import/torch': [], 'import/torch-draws': [] };
+const cols = { zoo: [], 'zoo/offset': [], 'import/zoo': [], 'import/torch': [], 'import/torch-draws': [] };
 for (const seed of seeds) {
   const row = {
     ...train('zoo', 'models/lenet-mnist.json', seed),
-    ...train('import/zoo', imported, seed, () => zooInitAsTorch(seed)),
+    ...train('zoo/offset', 'models/lenet-mnist.json', seed, () => zooInit(seed + offset)),
+    ...train('import/zoo', imported, seed, () => zooInitAsTorch(seed + offset)),
     ...train('import/torch', imported, seed, () => imported.replace(/\.json$/, '.safetensors')),
-    ...train('import/torch-draws', imported, seed, () => torchDraw(seed)),
+    ...train('import/torch-draws', imported, seed, () => torchDraw(seed + offset)),
   };
   for (const k of Object.keys(row)) cols[k].push(row[k]);
   process.stdout.write(`seed ${seed}: ${Object.entries(row).map(([k, v]) => `${k} ${v.toFixed(2)}%`).join(', ')}\n`);
