@@ -188,6 +188,10 @@ WHEEL_CASES = [
     "pytorch-operator/test_operator_reduced_mean_keepdim",
     "pytorch-operator/test_operator_permute2",
     "simple/test_gradient_of_add",
+    # Refused as unsupported (float64 values beyond float32's range; an Expand to a shape fed at
+    # run time): the conformance run counts them so.
+    "pytorch-operator/test_operator_addconstant",
+    "simple/test_expand_shape_model1",
     "light/light_squeezenet.onnx",
     "light/light_squeezenet_output_0.pb",
 ]

@@ -19,12 +19,12 @@ import type { Init } from '../ir/ops.js';
 import { tensor, type Tensor } from '../ir/tensor.js';
 import { NAME_PATTERN } from '../ir/schema.js';
 import {
-  decodeModel, isFloatType, isIntType, onnxDtypeName, OnnxError, tensorValues,
+  decodeModel, isFloatType, isIntType, onnxDtypeName, OnnxError, OnnxUnsupported, tensorValues,
   type AttributeProto, type ModelProto, type NodeProto, type TensorProto,
 } from './proto.js';
 import { ONNX_OPS, type OnnxCtx, type OV, type HostTensor } from './ops.js';
 
-export { OnnxError };
+export { OnnxError, OnnxUnsupported };
 
 export interface ImportOptions {
   /** The file name that starts every error message. */
@@ -106,7 +106,7 @@ export function modelOps(bytes: Uint8Array, where = 'model.onnx'): { opset: numb
 
 function hostFromProto(t: TensorProto, where: string): HostTensor {
   const dt = t.dataType;
-  if (!isFloatType(dt) && !isIntType(dt)) throw new OnnxError(`${where}: tensor "${t.name ?? ''}" has element type ${onnxDtypeName(dt)}, which is not supported`);
+  if (!isFloatType(dt) && !isIntType(dt)) throw new OnnxUnsupported(`${where}: tensor "${t.name ?? ''}" has element type ${onnxDtypeName(dt)}, which is not supported`, `${onnxDtypeName(dt)} tensors`);
   return { shape: (t.dims ?? []).map(Number), dtype: isFloatType(dt) ? 'f32' : 'i32', data: tensorValues(t, where), int64: dt === 7 };
 }
 
@@ -129,8 +129,8 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
   };
   const inputs = (g.input ?? []).filter((x) => !inits.has(x.name)).map((x) => {
     const tt = x.type?.tensorType;
-    if (!tt) throw new OnnxError(`${where}: input "${x.name}" is not a tensor (sequences and maps are not supported)`);
-    if ((!isFloatType(tt.elemType) && !isIntType(tt.elemType)) || tt.elemType === 11) throw new OnnxError(`${where}: input "${x.name}" has element type ${onnxDtypeName(tt.elemType)}, which is not supported (adjoint computes in float32 and int32)`);
+    if (!tt) throw new OnnxUnsupported(`${where}: input "${x.name}" is not a tensor (sequences and maps are not supported)`, 'sequence and map inputs');
+    if ((!isFloatType(tt.elemType) && !isIntType(tt.elemType)) || tt.elemType === 11) throw new OnnxUnsupported(`${where}: input "${x.name}" has element type ${onnxDtypeName(tt.elemType)}, which is not supported (adjoint computes in float32 and int32)`, `${onnxDtypeName(tt.elemType)} tensors`);
     const dims = tt.shape?.dim ?? [];
     const given = opts.shapes?.[x.name];
     let shape: number[];
@@ -142,10 +142,10 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
       }
       shape = [...given];
     } else {
-      if (!tt.shape) throw new OnnxError(`${where}: input "${x.name}" has no shape (dynamic rank); give one with --shape ${x.name}=d1,d2,...`);
+      if (!tt.shape) throw new OnnxUnsupported(`${where}: input "${x.name}" has no shape (dynamic rank); give one with --shape ${x.name}=d1,d2,...`, 'inputs of dynamic rank');
       shape = dims.map((d, i) => {
         if (!d.dimValue || d.dimValue < 1) {
-          throw new OnnxError(`${where}: input "${x.name}" has a dynamic dimension ${d.dimParam ? `"${d.dimParam}" ` : ''}(axis ${i} of ${fmtDims(dims)}); give it a size with --shape ${x.name}=d1,d2,...`);
+          throw new OnnxUnsupported(`${where}: input "${x.name}" has a dynamic dimension ${d.dimParam ? `"${d.dimParam}" ` : ''}(axis ${i} of ${fmtDims(dims)}); give it a size with --shape ${x.name}=d1,d2,...`, 'inputs with a dynamic dimension');
         }
         return d.dimValue;
       });
@@ -224,8 +224,11 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
       const fail = (why: string): never => {
         throw new OnnxError(`${where}: ${desc}: ${why}`);
       };
+      const unsupported = (feature: string, why: string): never => {
+        throw new OnnxUnsupported(`${where}: ${desc}: ${why}`, feature);
+      };
       const rule = (!n.domain || n.domain === 'ai.onnx') && Object.hasOwn(ONNX_OPS, op) ? ONNX_OPS[op] : undefined;
-      if (!rule) fail('this operator is not supported');
+      if (!rule) unsupported(n.domain && n.domain !== 'ai.onnx' ? `${n.domain}.${op}` : op, 'this operator is not supported');
       const xs = (n.input ?? []).map((x, j) => {
         if (x === '') return undefined;
         const v = env.get(x);
@@ -243,6 +246,7 @@ export function importOnnx(bytes: Uint8Array, opts: ImportOptions = {}): OnnxImp
           outputs: outs.length,
           attrs,
           fail,
+          unsupported: (feature, why) => unsupported(`${op} ${feature}`, why),
           value: (x, what) => {
             if (!x) return fail(`${what} is missing`);
             if (x.kind === 'missing') return fail(x.why);

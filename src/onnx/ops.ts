@@ -39,6 +39,11 @@ export interface OnnxCtx {
   readonly attrs: ReadonlyMap<string, AttributeProto>;
   readonly where: string;
   fail(why: string): never;
+  /**
+   * Refuses something adjoint does not do at all (a run-time shape, an attribute value it has no
+   * translation for), counted under `<op> <feature>` by the conformance run.
+   */
+  unsupported(feature: string, why: string): never;
   /** The operand as a graph value (a constant is materialized). */
   value(x: OV | undefined, what: string): Value;
 }
@@ -60,7 +65,7 @@ const aStr = (c: OnnxCtx, k: string, d: string): string => {
 function konst(c: OnnxCtx, x: OV | undefined, what: string): Float64Array {
   if (!x) return c.fail(`${what} is missing`);
   if (x.kind === 'missing') return c.fail(x.why);
-  if (x.kind !== 'const') return c.fail(`${what} must be a constant (it is computed at run time, a dynamic shape)`);
+  if (x.kind !== 'const') return c.unsupported(`with a run-time ${what}`, `${what} must be a constant (it is computed at run time, a dynamic shape)`);
   return x.t.data ?? new Float64Array(numel(x.t.shape)).fill(x.t.fill ?? 0);
 }
 const kints = (c: OnnxCtx, x: OV | undefined, what: string): number[] => [...konst(c, x, what)].map((v) => Math.round(v));
@@ -281,7 +286,7 @@ function windows(b: GraphBuilder, x: Value, w: Window, term: (win: Value, i: num
   const [n, ch, h, wd] = x.type.shape as [number, number, number, number];
   const out = [0, 1].map((i) => Math.floor(((i === 0 ? h : wd) - ((w.kernel[i]! - 1) * w.dilations[i]! + 1)) / w.strides[i]!) + 1);
   if (out.some((o) => o < 1)) throw new OnnxWindowError(`the window does not fit the input ${h}x${wd}`);
-  let level: Value[] = [];
+  const level: Value[] = [];
   for (let i = 0; i < w.kernel[0]!; i++) {
     for (let j = 0; j < w.kernel[1]!; j++) {
       const [oi, oj] = [i * w.dilations[0]!, j * w.dilations[1]!];
@@ -289,6 +294,11 @@ function windows(b: GraphBuilder, x: Value, w: Window, term: (win: Value, i: num
       level.push(term(win, i, j));
     }
   }
+  return tree(level, f);
+}
+
+/** `f` over `level` as a balanced tree (a shallow expression). */
+function tree(level: Value[], f: (p: Value, q: Value) => Value): Value {
   while (level.length > 1) {
     const next: Value[] = [];
     for (let k = 0; k + 1 < level.length; k += 2) next.push(f(level[k]!, level[k + 1]!));
@@ -296,6 +306,29 @@ function windows(b: GraphBuilder, x: Value, w: Window, term: (win: Value, i: num
     level = next;
   }
   return level[0]!;
+}
+
+/**
+ * Pooling windows of padded `x` combined by `f` (max or sum: associative, commutative), done
+ * separably: first over the rows' taps, then over the columns' taps, so a KH x KW window costs
+ * KH + KW strided slices, not KH * KW (a 60x80 max pool: 140 slices, not 4,800).
+ */
+function poolWindows(b: GraphBuilder, x: Value, w: Window, f: (p: Value, q: Value) => Value): Value {
+  const [n, ch, h, wd] = x.type.shape as [number, number, number, number];
+  const out = [0, 1].map((i) => Math.floor(((i === 0 ? h : wd) - ((w.kernel[i]! - 1) * w.dilations[i]! + 1)) / w.strides[i]!) + 1);
+  if (out.some((o) => o < 1)) throw new OnnxWindowError(`the window does not fit the input ${h}x${wd}`);
+  const rows: Value[] = [];
+  for (let i = 0; i < w.kernel[0]!; i++) {
+    const oi = i * w.dilations[0]!;
+    rows.push(b.slice(x, [0, 0, oi, 0], [n, ch, oi + (out[0]! - 1) * w.strides[0]! + 1, wd], [1, 1, w.strides[0]!, 1]));
+  }
+  const r = tree(rows, f);
+  const cols: Value[] = [];
+  for (let j = 0; j < w.kernel[1]!; j++) {
+    const oj = j * w.dilations[1]!;
+    cols.push(b.slice(r, [0, 0, 0, oj], [n, ch, out[0]!, oj + (out[1]! - 1) * w.strides[1]! + 1], [1, 1, 1, w.strides[1]!]));
+  }
+  return tree(cols, f);
 }
 class OnnxWindowError extends Error {}
 
@@ -472,7 +505,7 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
           ? b.pad(slab, [0, 0, plane.begin[0]!, plane.begin[1]!], [0, 0, plane.end[0]!, plane.end[1]!], lowest)
           : slab;
         try {
-          return windows(b, padded, plane, (sl) => sl, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
+          return poolWindows(b, padded, plane, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
         } catch (e) {
           if (e instanceof OnnxWindowError) return c.fail(e.message);
           throw e;
@@ -496,7 +529,7 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
       : x;
     let y: Value;
     try {
-      y = windows(b, padded, win, (sl) => sl, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
+      y = poolWindows(b, padded, win, (p, q) => (kind === 'max' ? b.maximum(p, q) : b.add_(p, q)));
     } catch (e) {
       if (e instanceof OnnxWindowError) return c.fail(e.message);
       throw e;
@@ -509,7 +542,7 @@ function pool(kind: 'max' | 'avg'): OnnxRule {
         // The divisor counts only the window's elements inside the input: the same window sums
         // over a padded tensor of ones (constants, folded into the kernel by fusion).
         const ones = b.full(1, [1, 1, x.type.shape[2]!, x.type.shape[3]!]);
-        const count = windows(b, b.pad(ones, [0, 0, win.begin[0]!, win.begin[1]!], [0, 0, win.end[0]!, win.end[1]!]), win, (sl) => sl, (p, q) => b.add_(p, q));
+        const count = poolWindows(b, b.pad(ones, [0, 0, win.begin[0]!, win.begin[1]!], [0, 0, win.end[0]!, win.end[1]!]), win, (p, q) => b.add_(p, q));
         y = b.div(y, count);
       }
     }

@@ -13,6 +13,18 @@ export class OnnxError extends AdjointError {
   override name = 'OnnxError';
 }
 
+/**
+ * A refusal of something adjoint does not do at all (an operator it has no rule for, float64
+ * tensors, a shape computed at run time), as opposed to a malformed model: still one line, exit 2,
+ * and the conformance run counts the case as unsupported under `feature`.
+ */
+export class OnnxUnsupported extends OnnxError {
+  override name = 'OnnxUnsupported';
+  constructor(message: string, readonly feature: string) {
+    super(message);
+  }
+}
+
 const root = protobuf.Root.fromJSON(ONNX_PROTO_JSON as unknown as protobuf.INamespace);
 const ModelType = root.lookupType('onnx.ModelProto');
 const TensorType_ = root.lookupType('onnx.TensorProto');
