@@ -198,7 +198,7 @@ async function runTune(args: Parsed): Promise<void> {
   const programs = await programsOf(path, device);
   for (const [name, a] of [['train', programs.train], ['forward', programs.forward]] as const) {
     if (!a) continue;
-    const p = await Program.load(device, a, { tune: true, tuneCache: cache, retune: args.values.force === true });
+    const p = await Program.load(device, a, { tune: 'load', tuneCache: cache, retune: args.values.force === true });
     p.destroy();
     process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms, tuning ${p.tuneMs.toFixed(0)} ms, ${p.tuning.length} kernels with variants\n`);
     for (const k of p.tuning) {
