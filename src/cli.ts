@@ -23,7 +23,7 @@ import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
-import { train, optimizerOf } from './train/trainer.js';
+import { train, optimizerOf, tuneLine } from './train/trainer.js';
 import { writeReport } from './train/report.js';
 import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
 import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
@@ -338,6 +338,8 @@ async function runTrain(args: Parsed): Promise<void> {
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
+  // Kernel variants were timed in the background while the steps ran (runtime/program.ts): when that ended.
+  if (r.tuning) process.stderr.write(`${tuneLine(r.tuning)}\n`);
   if (r.accuracy !== undefined) {
     const what = dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ' (the next character, top 1)';
     process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${what}\n`);

@@ -250,3 +250,39 @@ describe('tuning in the background', () => {
     }
   });
 });
+
+describe('adjoint train with background tuning', () => {
+  it('steps start at once and one line says when tuning finished; a second run takes every choice from the cache', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'adjoint-tune-train-'));
+    const saved = { tune: process.env.ADJOINT_TUNE, cache: process.env.ADJOINT_TUNE_CACHE };
+    process.env.ADJOINT_TUNE = '1';
+    process.env.ADJOINT_TUNE_CACHE = join(dir, 'tune.json');
+    const run = async () => {
+      let err = '';
+      const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      const e = vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
+      try {
+        return { code: await main(['train', 'models/logreg-mnist.json', '--epochs', '1', '--steps-per-epoch', '40']), err };
+      } finally {
+        o.mockRestore();
+        e.mockRestore();
+      }
+    };
+    try {
+      const first = await run();
+      expect(first.code).toBe(0);
+      const line = first.err.split('\n').filter((l) => l.startsWith('tuning: '));
+      expect(line).toHaveLength(1);
+      expect(line[0]).toMatch(/^tuning: (4 of 4 kernels timed in the background in [\d.]+ s, done at step \d+; choices cached|\d of 4 kernels' variants chosen when training ended .*)$/);
+      const second = await run();
+      expect(second.code).toBe(0);
+      expect(second.err).toMatch(/^tuning: every kernel's variant \(4\) came from the tuning cache$/m);
+    } finally {
+      for (const [k, v] of [['ADJOINT_TUNE', saved.tune], ['ADJOINT_TUNE_CACHE', saved.cache]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
