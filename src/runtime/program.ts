@@ -44,6 +44,12 @@ export interface LoadOptions {
   readonly tuneCache?: TuneCache;
   /** Time every kernel again, even those with a cached choice (and update the cache). */
   readonly retune?: boolean;
+  /**
+   * Tuning's scratch memory: kernels are timed in chunks of at most this many bytes of scratch
+   * buffers (and 8 kernels), freed after each chunk; a kernel that needs more is timed alone.
+   * Default: 64 MiB.
+   */
+  readonly tuneScratchBytes?: number;
 }
 
 /** What load() decided for one kernel with several variants. */
@@ -251,7 +257,7 @@ export class Program {
     p.initialize(opts.seed ?? 0);
     if (toTune.length) {
       // Timing runs on scratch buffers, never the program's: it may run after initialization, between steps.
-      p.tuned = p.tuneKernels(toTune, cache!, opts.strictShaders === true, mode === 'background');
+      p.tuned = p.tuneKernels(toTune, cache!, { strict: opts.strictShaders === true, background: mode === 'background', scratchBytes: opts.tuneScratchBytes ?? TUNE_SCRATCH });
       if (mode === 'load') {
         await p.tuned;
         if (p.tuneError) {
@@ -326,13 +332,14 @@ export class Program {
 
   /**
    * Times the variants of the dispatches `todo` (one job per distinct kernel key) and swaps each
-   * choice in as it is made. Kernels go in chunks (at most TUNE_CHUNK kernels and TUNE_SCRATCH
-   * bytes of scratch buffers each, unless one kernel needs more); a chunk's scratch buffers, one
+   * choice in as it is made. Kernels go in chunks (at most TUNE_CHUNK kernels and
+   * `how.scratchBytes` bytes of scratch buffers each, unless one kernel needs more); a chunk's scratch buffers, one
    * per binding (DESIGN.md's aliasing rule), are freed before the next. Stops quietly when the
    * program is destroyed or its device lost; any other failure is kept in `tuneError` (and, in the
    * background, reported once with console.warn), and the kernels not yet timed keep their defaults.
    */
-  private async tuneKernels(todo: readonly number[], cache: TuneCache, strict: boolean, background: boolean): Promise<void> {
+  private async tuneKernels(todo: readonly number[], cache: TuneCache, how: { strict: boolean; background: boolean; scratchBytes: number }): Promise<void> {
+    const { strict, background } = how;
     const t0 = performance.now();
     const a = this.artifact;
     const first = new Map<string, number>();
@@ -341,7 +348,7 @@ export class Program {
     let bytes = Infinity;
     for (const job of first) {
       const need = scratchBytes(a.dispatches[job[1]]!);
-      if (bytes + need > TUNE_SCRATCH || chunks.at(-1)!.length >= TUNE_CHUNK) {
+      if (bytes + need > how.scratchBytes || chunks.at(-1)!.length >= TUNE_CHUNK) {
         chunks.push([]);
         bytes = 0;
       }

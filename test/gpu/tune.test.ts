@@ -199,6 +199,33 @@ describe('tuning in the background', () => {
     }
   });
 
+  it('with scratch memory for one kernel at a time, the kernels are timed one by one, each choice swapped in before the next is timed', async () => {
+    const cache = memoryTuneCache();
+    const p = await Program.load(device, artifact, { tune: 'background', tuneCache: cache, tuneScratchBytes: 1 });
+    const off = await Program.load(device, artifact, { tune: false });
+    try {
+      startFrom(p);
+      startFrom(off);
+      // Between chunks, some kernels are tuned and others still pending.
+      const seen = new Set<string>();
+      let done = false;
+      void p.tuned.then(() => (done = true));
+      for (let s = 0; s < 400 && !done; s++) {
+        const sources = p.tuning.map((k) => k.source);
+        if (sources.includes('tuned') && sources.includes('pending')) seen.add('partly');
+        const [got, want] = [await stepValues(p, s), await stepValues(off, s)];
+        for (const [name, t] of want) expect(maxRelError(got.get(name)!, t), `step ${s + 1}: ${name}`).toBeLessThanOrEqual(1e-4);
+      }
+      await p.tuned;
+      expect(p.tuneError).toBeUndefined();
+      expect(p.tuning.every((k) => k.source === 'tuned')).toBe(true);
+      expect(seen.has('partly')).toBe(true);
+    } finally {
+      p.destroy();
+      off.destroy();
+    }
+  });
+
   it('destroy() during tuning stops it cleanly: tuned resolves, nothing is reported, the device still works', async () => {
     const cache = memoryTuneCache();
     const p = await Program.load(device, artifact, { tune: 'background', tuneCache: cache });
@@ -262,7 +289,7 @@ describe('adjoint train with background tuning', () => {
       const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
       const e = vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
       try {
-        return { code: await main(['train', 'models/logreg-mnist.json', '--epochs', '1', '--steps-per-epoch', '40']), err };
+        return { code: await main(['train', 'models/logreg-mnist.json', '--epochs', '1', '--steps-per-epoch', '20']), err };
       } finally {
         o.mockRestore();
         e.mockRestore();
