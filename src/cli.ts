@@ -478,7 +478,7 @@ the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held o
       checkpoint: { type: 'string', arg: '<file.safetensors>', help: 'resume from this checkpoint if it exists; save to it after each epoch (safetensors)' },
       init: { type: 'string', arg: '<weights.safetensors>', help: 'start from these weights (names and shapes checked against the model)' },
       report: { type: 'string', arg: '<file.html>', help: 'write a self-contained HTML training report (losses, accuracy, speed, kernels, settings)' },
-      'no-tune': { type: 'boolean', help: "run every kernel's default variant (no timing on load, no tuning cache)" },
+      'no-tune': { type: 'boolean', help: "run every kernel's default variant (no tuning in the background, no tuning cache)" },
     },
     run: runTrain,
   },
@@ -490,7 +490,8 @@ times each kernel's variants on this adapter (timestamp queries where offered, e
 clock) and stores the choices in the tuning cache, keyed by the adapter, its limits, the
 compiler version and the kernel, so a later load does no tuning. Prints per kernel the variants,
 their times and the choice. The cache: --cache, else ADJOINT_TUNE_CACHE, else
-$XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json.`,
+$XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json. (train tunes the same way in
+the background while it steps; tune does it ahead of time and waits for it.)`,
     flags: {
       cache: { type: 'string', arg: '<file>', help: 'the tuning cache file to fill' },
       force: { type: 'boolean', help: 'time again even the kernels the cache knows' },

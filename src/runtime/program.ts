@@ -61,7 +61,7 @@ export interface KernelChoice {
   readonly choice: string;
   /**
    * 'tuned': timed by this program; 'cache': a choice of an earlier load; 'default': not tuned;
-   * 'pending': runs its default until background tuning gets to it.
+   * 'pending': runs its variant quickest to compile until background tuning gets to it.
    */
   readonly source: 'tuned' | 'cache' | 'default' | 'pending';
   /** Milliseconds per dispatch of each variant timed (from the cache for a cached choice). */
