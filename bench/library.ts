@@ -20,6 +20,24 @@ export interface Session {
   dispose(): Promise<void>;
   /** Where the library can tell: the setup's compile and load (pipeline creation) times, ms. */
   readonly phases?: { readonly compileMs: number; readonly loadMs: number };
+  /**
+   * adjoint: waits for the kernel tuning that runs in the background after load (steps run
+   * meanwhile), then loads the program a second time with the same tuning cache; resolves with
+   * both loads' tuning times.
+   */
+  tuning?(): Promise<Tuning>;
+}
+
+/** Kernel tuning of a session (adjoint): the first load's, in the background, and a second load's. */
+export interface Tuning {
+  /** Kernels with several variants, and how many of them were timed. */
+  readonly kernels: number;
+  readonly timed: number;
+  /** Milliseconds of background tuning after the first load (the cache was empty). */
+  readonly tuneMs: number;
+  /** Milliseconds a second load of the same program spent on tuning (every choice cached). */
+  readonly secondTuneMs: number;
+  readonly secondLoadMs: number;
 }
 
 /** A library under benchmark. */

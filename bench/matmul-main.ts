@@ -30,9 +30,9 @@ async function main(): Promise<void> {
     const c = compile(m.model(), { limits: deviceLimits(device) });
     if (!c.train) continue;
     const cache = memoryTuneCache();
-    const first = await Program.load(device, c.train, { tuneCache: cache });
+    const first = await Program.load(device, c.train, { tune: 'load', tuneCache: cache });
     first.destroy();
-    const second = await Program.load(device, c.train, { tuneCache: cache });
+    const second = await Program.load(device, c.train, { tune: 'load', tuneCache: cache });
     second.destroy();
     log(`### ${m.file}: first load ${first.loadMs.toFixed(0)} ms + tuning ${first.tuneMs.toFixed(0)} ms; second load ${second.loadMs.toFixed(0)} ms + tuning ${second.tuneMs.toFixed(0)} ms`);
     log('| kernel | variants (ms per dispatch) | choice |\n|---|---|---|');

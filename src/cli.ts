@@ -22,7 +22,7 @@ import { ARTIFACT_FORMAT, type Artifact } from './runtime/artifact.js';
 import { loadMnist } from './data/mnist.js';
 import { mnistSource, textSource, type DataSource } from './data/source.js';
 import { loadText, unigramBaseline } from './data/text.js';
-import { train, optimizerOf } from './train/trainer.js';
+import { train, optimizerOf, tuneLine } from './train/trainer.js';
 import { writeReport } from './train/report.js';
 import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
 import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
@@ -197,7 +197,7 @@ async function runTune(args: Parsed): Promise<void> {
   const programs = await programsOf(path, device);
   for (const [name, a] of [['train', programs.train], ['forward', programs.forward]] as const) {
     if (!a) continue;
-    const p = await Program.load(device, a, { tune: true, tuneCache: cache, retune: args.values.force === true });
+    const p = await Program.load(device, a, { tune: 'load', tuneCache: cache, retune: args.values.force === true });
     p.destroy();
     process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms, tuning ${p.tuneMs.toFixed(0)} ms, ${p.tuning.length} kernels with variants\n`);
     for (const k of p.tuning) {
@@ -343,6 +343,8 @@ async function runTrain(args: Parsed): Promise<void> {
   });
   const last = r.losses.at(-1)?.loss;
   process.stdout.write(`trained ${programs.name}: ${r.steps} steps in ${r.seconds.toFixed(1)} s (${(r.steps / r.seconds).toFixed(1)} steps/s), final loss ${last?.toFixed(4)}\n`);
+  // Kernel variants were timed in the background while the steps ran (runtime/program.ts): when that ended.
+  if (r.tuning) process.stderr.write(`${tuneLine(r.tuning)}\n`);
   if (r.accuracy !== undefined) {
     const what = dataName === 'mnist' ? ` on ${loadMnist().test.n} digits` : ' (the next character, top 1)';
     process.stdout.write(`held-out accuracy: ${(100 * r.accuracy).toFixed(2)}%${what}\n`);
@@ -481,7 +483,7 @@ the mnist package's digits; text: models/data/moby-dick.txt, the last 10% held o
       checkpoint: { type: 'string', arg: '<file.safetensors>', help: 'resume from this checkpoint if it exists; save to it after each epoch (safetensors)' },
       init: { type: 'string', arg: '<weights.safetensors>', help: 'start from these weights (names and shapes checked against the model)' },
       report: { type: 'string', arg: '<file.html>', help: 'write a self-contained HTML training report (losses, accuracy, speed, kernels, settings)' },
-      'no-tune': { type: 'boolean', help: "run every kernel's default variant (no timing on load, no tuning cache)" },
+      'no-tune': { type: 'boolean', help: "run every kernel's default variant (no tuning in the background, no tuning cache)" },
     },
     run: runTrain,
   },
@@ -493,7 +495,8 @@ times each kernel's variants on this adapter (timestamp queries where offered, e
 clock) and stores the choices in the tuning cache, keyed by the adapter, its limits, the
 compiler version and the kernel, so a later load does no tuning. Prints per kernel the variants,
 their times and the choice. The cache: --cache, else ADJOINT_TUNE_CACHE, else
-$XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json.`,
+$XDG_CACHE_HOME/adjoint/tune.json or ~/.cache/adjoint/tune.json. (train tunes the same way in
+the background while it steps; tune does it ahead of time and waits for it.)`,
     flags: {
       cache: { type: 'string', arg: '<file>', help: 'the tuning cache file to fill' },
       force: { type: 'boolean', help: 'time again even the kernels the cache knows' },

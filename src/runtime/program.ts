@@ -28,15 +28,29 @@ export interface LoadOptions {
    */
   readonly poison?: boolean;
   /**
-   * Time the variants of every kernel that has several and run the fastest; the choices are kept in
-   * `tuneCache`, so a second load times nothing. false: every kernel runs its default variant.
-   * Default: true, unless the environment variable ADJOINT_TUNE is 0 (Node; the test suite sets it).
+   * Kernel variants chosen by measurement (runtime/tune.ts). A kernel whose choice is in `tuneCache`
+   * runs it at once. The others:
+   * - `'background'` (or true; the default): load() compiles only what the steps run (until a
+   *   kernel is timed, its variant quickest to compile: the shortest WGSL) and resolves; the other
+   *   variants are then compiled and timed in the background on scratch buffers (never the
+   *   program's: parameters are untouched), while steps run; each choice is swapped in as it is
+   *   made and written to the cache. `program.tuned` resolves when all is done, `program.tuneMs`
+   *   is the time it took.
+   * - `'load'`: the same timing, finished before load() resolves (`adjoint tune`, `retune`).
+   * - false: every kernel runs its default variant; no cache.
+   * Default: `'background'`, unless the environment variable ADJOINT_TUNE is 0 (Node; the test suite sets it): false.
    */
-  readonly tune?: boolean;
+  readonly tune?: boolean | 'background' | 'load';
   /** Where choices are kept (default: a JSON file in Node, IndexedDB in a browser; see tune.ts). */
   readonly tuneCache?: TuneCache;
   /** Time every kernel again, even those with a cached choice (and update the cache). */
   readonly retune?: boolean;
+  /**
+   * Tuning's scratch memory: kernels are timed in chunks of at most this many bytes of scratch
+   * buffers (and 8 kernels), freed after each chunk; a kernel that needs more is timed alone.
+   * Default: 64 MiB.
+   */
+  readonly tuneScratchBytes?: number;
 }
 
 /** What load() decided for one kernel with several variants. */
@@ -45,8 +59,11 @@ export interface KernelChoice {
   readonly label: string;
   readonly variants: readonly string[];
   readonly choice: string;
-  /** 'tuned': timed in this load; 'cache': a choice of an earlier load; 'default': not tuned. */
-  readonly source: 'tuned' | 'cache' | 'default';
+  /**
+   * 'tuned': timed by this program; 'cache': a choice of an earlier load; 'default': not tuned;
+   * 'pending': runs its variant quickest to compile until background tuning gets to it.
+   */
+  readonly source: 'tuned' | 'cache' | 'default' | 'pending';
   /** Milliseconds per dispatch of each variant timed (from the cache for a cached choice). */
   readonly times?: Readonly<Record<string, number>>;
   readonly timer?: 'timestamp' | 'wall';
@@ -69,16 +86,36 @@ const RING = 3;
 
 export class Program {
   private readonly buffers: GPUBuffer[] = [];
-  /** Pipelines by shader index: the variants chosen (and, while tuning, the others). */
+  /** Pipelines by shader index: the variants the dispatches run. */
   private readonly pipelines = new Map<number, GPUComputePipeline>();
   /** Per dispatch: the index of the variant it runs (0: the default). */
   private readonly choice: number[] = [];
   /** Milliseconds from the start of load() until every pipeline was ready (tuning not included). */
   loadMs = 0;
-  /** Milliseconds spent timing kernel variants during load() (0 when every choice was cached). */
+  /**
+   * Milliseconds spent on tuning: looking choices up in the cache, and compiling and timing the
+   * variants of the kernels without one (in the background, unless `tune: 'load'`; final once
+   * `tuned` has resolved).
+   */
   tuneMs = 0;
-  /** Per kernel with several variants: the variants, the choice, where it came from, and the times. */
-  tuning: readonly KernelChoice[] = [];
+  /**
+   * Resolves when tuning is over: every kernel timed, or tuning stopped by destroy() or by a
+   * device error (then `tuneError`). Never rejects.
+   */
+  tuned: Promise<void> = Promise.resolve();
+  /** What went wrong while tuning, if anything (reported once; the kernels concerned keep their defaults). */
+  tuneError: DeviceError | undefined;
+  /** Per dispatch: its tuning cache key (undefined: one variant only, or tuning off). */
+  private tuneKeys: (string | undefined)[] = [];
+  /** Choices of earlier loads (from the cache) and of this program's timing, by key. */
+  private readonly cachedChoices = new Map<string, TuneEntry>();
+  private readonly tunedChoices = new Map<string, TuneEntry>();
+  /** Keys that background tuning has yet to time. */
+  private readonly pendingKeys = new Set<string>();
+  private readonly layouts = new Map<number, GPUBindGroupLayout>();
+  private readonly pipelineLayouts = new Map<number, GPUPipelineLayout>();
+  /** Per shader: how many bindings its layout has (the variants of a dispatch share its bindings). */
+  private readonly bindingCount = new Map<number, number>();
   private readonly bindGroups: GPUBindGroup[] = [];
   /** Poison mode: per dispatch index, the fills to run after it. */
   private readonly poisonAfter = new Map<number, { group: GPUBindGroup; workgroups: [number, number] }[]>();
@@ -100,15 +137,16 @@ export class Program {
   /**
    * Creates every GPU object of the program, checks the device's limits, initializes parameters.
    * Nothing is created when the program exceeds a limit, and a rejection by the device names the
-   * kernels of the shader or dispatch that was rejected (one error scope each).
+   * kernels of the shader or dispatch that was rejected (one error scope each). Only the variant
+   * each dispatch runs is compiled; tuning (see LoadOptions.tune) compiles the others.
    */
   static async load(device: GPUDevice, artifact: Artifact, opts: LoadOptions = {}): Promise<Program> {
     const t0 = performance.now();
     const p = new Program(device, artifact);
     p.checkDevice('load');
     p.checkLimits();
-    const tune = opts.tune ?? tuningByDefault();
-    const cache = tune ? opts.tuneCache ?? defaultTuneCache() : undefined;
+    const mode = tuneMode(opts.tune);
+    const cache = mode !== 'off' ? opts.tuneCache ?? defaultTuneCache() : undefined;
     /** Per shader or dispatch: a promise of what the device rejected there, if anything. */
     const rejected: Promise<string | undefined>[] = [];
     const scoped = (what: string, create: () => void) => {
@@ -116,25 +154,29 @@ export class Program {
       create();
       rejected.push(device.popErrorScope().then((e) => (e ? `${what}: ${e.message.trim()}` : undefined)));
     };
-    const kernelsOf = (shader: number) => artifact.dispatches.filter((d) => d.shader === shader || d.variants?.some((v) => v.shader === shader)).map((d) => d.label);
-    // Which variant each dispatch runs: a cached choice, the default, or (tuning) to be measured.
-    const keys = artifact.dispatches.map((d) => (cache && (d.variants?.length ?? 0) > 1 ? kernelKey(device, artifact, d) : undefined));
-    const cached = new Map<string, TuneEntry>();
+    // Which variant each dispatch runs: a cached choice, else the default (to be measured when tuning).
+    const tLookup = performance.now();
+    p.tuneKeys = artifact.dispatches.map((d) => (cache && (d.variants?.length ?? 0) > 1 ? kernelKey(device, artifact, d) : undefined));
     if (cache && !opts.retune) {
-      for (const k of new Set(keys)) {
+      for (const k of new Set(p.tuneKeys)) {
         if (k === undefined) continue;
         const e = await cache.get(k);
-        if (e) cached.set(k, e);
+        if (e) p.cachedChoices.set(k, e);
       }
     }
+    const lookupMs = performance.now() - tLookup;
     artifact.dispatches.forEach((d, i) => {
-      const e = keys[i] === undefined ? undefined : cached.get(keys[i]!);
-      const at = e ? (d.variants ?? []).findIndex((v) => v.name === e.choice) : -1;
+      const k = p.tuneKeys[i];
+      const e = k === undefined ? undefined : p.cachedChoices.get(k);
+      const at = e ? (d.variants ?? []).findIndex((v) => v.name === e.choice) : k !== undefined && mode === 'background' ? quickest(artifact, d) : -1;
       p.choice.push(Math.max(0, at));
     });
-    const toTune = artifact.dispatches.flatMap((d, i) => (keys[i] !== undefined && !cached.has(keys[i]!) ? [i] : []));
+    const toTune = artifact.dispatches.flatMap((d, i) => (p.tuneKeys[i] !== undefined && !p.cachedChoices.has(p.tuneKeys[i]!) ? [i] : []));
+    for (const i of toTune) p.pendingKeys.add(p.tuneKeys[i]!);
     const needed = new Set<number>(artifact.dispatches.map((_, i) => p.shaderOf(i)));
-    for (const i of toTune) for (const v of artifact.dispatches[i]!.variants!) needed.add(v.shader);
+    for (const d of artifact.dispatches) {
+      for (const sh of [d.shader, ...(d.variants ?? []).map((v) => v.shader)]) p.bindingCount.set(sh, Math.max(p.bindingCount.get(sh) ?? 0, d.bindings.length));
+    }
     device.pushErrorScope('out-of-memory');
     device.pushErrorScope('validation');
     let scopesOpen = true;
@@ -154,47 +196,19 @@ export class Program {
       }
       const modules = new Map<number, GPUShaderModule>();
       for (const i of [...needed].sort((x, y) => x - y)) {
-        scoped(`shader ${i} (${kernelsOf(i).join(', ') || 'unused'})`, () => modules.set(i, device.createShaderModule({ code: artifact.shaders[i]!, label: `shader${i}` })));
+        scoped(`shader ${i} (${p.kernelsOf(i).join(', ') || 'unused'})`, () => modules.set(i, device.createShaderModule({ code: artifact.shaders[i]!, label: `shader${i}` })));
       }
       if (opts.strictShaders) {
         for (const [i, m] of modules) {
-          const info = await m.getCompilationInfo();
-          const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
-          if (msgs.length) {
-            throw new DeviceError(`shader ${i} (${kernelsOf(i)[0] ?? 'unused'}): ${msgs.map((x) => `${x.type} at ${x.lineNum}:${x.linePos}: ${x.message}`).join('; ')}`);
-          }
+          const problem = await strictProblem(m);
+          if (problem) throw new DeviceError(`shader ${i} (${p.kernelsOf(i)[0] ?? 'unused'}): ${problem}`);
         }
-      }
-      // Explicit layouts, not 'auto': an 'auto' layout leaves out every binding the shader never
-      // reads, and constant folding can drop a kernel's only load of a binding (where(0, a, b)
-      // reads only b), after which the artifact's bind group would not fit the layout. Each
-      // binding is declared as listed in the artifact, read_write storage as codegen emits it
-      // (one layout per count of bindings: the variants of a dispatch share its bindings).
-      const layouts = new Map<number, GPUBindGroupLayout>();
-      const layoutOf = (count: number): GPUBindGroupLayout => {
-        let l = layouts.get(count);
-        if (!l) {
-          l = device.createBindGroupLayout({
-            entries: Array.from({ length: count }, (_, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
-            label: `layout${count}`,
-          });
-          layouts.set(count, l);
-        }
-        return l;
-      };
-      const bindingCount = new Map<number, number>();
-      for (const d of artifact.dispatches) {
-        for (const sh of [d.shader, ...(d.variants ?? []).map((v) => v.shader)]) bindingCount.set(sh, Math.max(bindingCount.get(sh) ?? 0, d.bindings.length));
       }
       // Every pipeline at once, compiled off the thread: loading never blocks (a page stays responsive).
-      const pipelineLayouts = new Map<number, GPUPipelineLayout>();
       const made = [...modules].map(async ([i, m]) => {
-        const count = bindingCount.get(i) ?? 0;
-        let layout = pipelineLayouts.get(count);
-        if (!layout) pipelineLayouts.set(count, (layout = device.createPipelineLayout({ bindGroupLayouts: [layoutOf(count)], label: `layout${count}` })));
-        const label = `pipeline${i} (${kernelsOf(i).join(', ') || 'unused'})`;
+        const label = `pipeline${i} (${p.kernelsOf(i).join(', ') || 'unused'})`;
         try {
-          p.pipelines.set(i, await device.createComputePipelineAsync({ layout, compute: { module: m, entryPoint: 'main' }, label }));
+          p.pipelines.set(i, await device.createComputePipelineAsync({ layout: p.pipelineLayoutOf(i), compute: { module: m, entryPoint: 'main' }, label }));
           return undefined;
         } catch (e) {
           return `${label}: ${(e as Error).message.trim()}`;
@@ -203,7 +217,7 @@ export class Program {
       for (const [i, d] of artifact.dispatches.entries()) {
         const label = `dispatch${i} (${d.label})`;
         scoped(label, () => p.bindGroups.push(device.createBindGroup({
-          layout: layoutOf(d.bindings.length),
+          layout: p.layoutOf(d.bindings.length),
           entries: d.bindings.map((r, b) => ({ binding: b, resource: { buffer: p.buffers[r.arena]!, offset: r.offset, size: r.bytes } })),
           label,
         })));
@@ -231,37 +245,8 @@ export class Program {
       }
       if (validation) throw new DeviceError(`the device rejected program "${artifact.name}": ${validation.message}`);
       p.checkDevice('load');
-      p.loadMs = performance.now() - t0;
-      // Tuning runs kernels on the program's own buffers before parameters are initialized (below),
-      // so no timing run can leave a trace in them (in-place updates included).
-      const t1 = performance.now();
-      const tuned = new Map<string, TuneEntry>();
-      if (toTune.length) {
-        // One job per distinct kernel (identical kernels share a key), all timed together.
-        const first = new Map<string, number>();
-        for (const i of toTune) if (!first.has(keys[i]!)) first.set(keys[i]!, i);
-        const timer = new Timer(device);
-        try {
-          const jobs = [...first.values()].map((i) => ({
-            group: p.bindGroups[i]!,
-            cands: artifact.dispatches[i]!.variants!.map((v) => ({ name: v.name, pipeline: p.pipelines.get(v.shader)!, workgroups: v.workgroups })),
-          }));
-          const entries = await tuneJobs(timer, jobs);
-          [...first.keys()].forEach((key, j) => tuned.set(key, entries[j]!));
-          for (const [key, e] of tuned) await cache!.set(key, e);
-          for (const i of toTune) p.choice[i] = Math.max(0, artifact.dispatches[i]!.variants!.findIndex((v) => v.name === tuned.get(keys[i]!)!.choice));
-        } finally {
-          timer.destroy();
-        }
-        p.checkDevice('load');
-      }
-      p.tuneMs = performance.now() - t1;
-      p.tuning = artifact.dispatches.flatMap((d, i) => {
-        if (!d.variants || d.variants.length < 2) return [];
-        const e = keys[i] === undefined ? undefined : tuned.get(keys[i]!) ?? cached.get(keys[i]!);
-        const source: KernelChoice['source'] = !e ? 'default' : tuned.has(keys[i]!) ? 'tuned' : 'cache';
-        return [{ dispatch: i, label: d.label, variants: d.variants.map((v) => v.name), choice: d.variants[p.choice[i]!]!.name, source, ...(e ? { times: e.times, timer: e.timer } : {}) }];
-      });
+      p.loadMs = performance.now() - t0 - lookupMs;
+      p.tuneMs = lookupMs;
     } catch (e) {
       // Leave the device as it was: no error scope left open (it would swallow later errors), no buffers.
       if (scopesOpen) await popOuter();
@@ -271,7 +256,180 @@ export class Program {
     p.destroyed = false;
     for (const s of [...artifact.inputs, ...artifact.outputs, ...artifact.params, ...artifact.state]) p.byName.set(s.name, s);
     p.initialize(opts.seed ?? 0);
+    if (toTune.length) {
+      // Timing runs on scratch buffers, never the program's: it may run after initialization, between steps.
+      p.tuned = p.tuneKernels(toTune, cache!, { strict: opts.strictShaders === true, background: mode === 'background', scratchBytes: opts.tuneScratchBytes ?? TUNE_SCRATCH });
+      if (mode === 'load') {
+        await p.tuned;
+        if (p.tuneError) {
+          p.destroy();
+          throw p.tuneError;
+        }
+        p.checkDevice('load');
+      }
+    }
     return p;
+  }
+
+  /** Per kernel with several variants: the variants, the choice, where it came from, and the times. */
+  get tuning(): readonly KernelChoice[] {
+    return this.artifact.dispatches.flatMap((d, i) => {
+      if (!d.variants || d.variants.length < 2) return [];
+      const k = this.tuneKeys[i];
+      const e = k === undefined ? undefined : this.tunedChoices.get(k) ?? this.cachedChoices.get(k);
+      const source: KernelChoice['source'] = e ? (this.tunedChoices.has(k!) ? 'tuned' : 'cache') : k !== undefined && this.pendingKeys.has(k) ? 'pending' : 'default';
+      return [{ dispatch: i, label: d.label, variants: d.variants.map((v) => v.name), choice: d.variants[this.choice[i]!]!.name, source, ...(e ? { times: e.times, timer: e.timer } : {}) }];
+    });
+  }
+
+  /** The labels of the kernels that run shader `shader` (in any variant). */
+  private kernelsOf(shader: number): string[] {
+    return this.artifact.dispatches.filter((d) => d.shader === shader || d.variants?.some((v) => v.shader === shader)).map((d) => d.label);
+  }
+
+  /**
+   * Explicit layouts, not 'auto': an 'auto' layout leaves out every binding the shader never
+   * reads, and constant folding can drop a kernel's only load of a binding (where(0, a, b) reads
+   * only b), after which the artifact's bind group would not fit the layout. Each binding is
+   * declared as listed in the artifact, read_write storage as codegen emits it (one layout per
+   * count of bindings: the variants of a dispatch share its bindings).
+   */
+  private layoutOf(count: number): GPUBindGroupLayout {
+    let l = this.layouts.get(count);
+    if (!l) {
+      l = this.device.createBindGroupLayout({
+        entries: Array.from({ length: count }, (_, binding) => ({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'storage' as const } })),
+        label: `layout${count}`,
+      });
+      this.layouts.set(count, l);
+    }
+    return l;
+  }
+
+  /** The pipeline layout of shader `shader` (by its count of bindings). */
+  private pipelineLayoutOf(shader: number): GPUPipelineLayout {
+    const count = this.bindingCount.get(shader) ?? 0;
+    let layout = this.pipelineLayouts.get(count);
+    if (!layout) this.pipelineLayouts.set(count, (layout = this.device.createPipelineLayout({ bindGroupLayouts: [this.layoutOf(count)], label: `layout${count}` })));
+    return layout;
+  }
+
+  /** Compiles shader `shader` into a pipeline (tuning); a rejection or, with `strict`, a warning throws a DeviceError naming it. */
+  private async compileShader(shader: number, strict: boolean): Promise<GPUComputePipeline> {
+    const have = this.pipelines.get(shader);
+    if (have) return have;
+    const label = `pipeline${shader} (${this.kernelsOf(shader).join(', ')})`;
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: this.artifact.shaders[shader]!, label: `shader${shader}` });
+    const scope = this.device.popErrorScope().catch((e: unknown) => e as Error);
+    const made = this.device.createComputePipelineAsync({ layout: this.pipelineLayoutOf(shader), compute: { module, entryPoint: 'main' }, label });
+    const [err, pipeline, problem] = await Promise.allSettled([scope, made, strict ? strictProblem(module) : Promise.resolve(undefined)]);
+    const why = (err.status === 'fulfilled' && err.value ? err.value.message : undefined) ??
+      (pipeline.status === 'rejected' ? (pipeline.reason as Error).message : undefined) ??
+      (problem.status === 'fulfilled' ? problem.value : (problem.reason as Error).message);
+    if (why !== undefined || pipeline.status === 'rejected') throw new DeviceError(`${label}: ${(why ?? 'rejected').trim()}`);
+    return pipeline.value;
+  }
+
+  /**
+   * Times the variants of the dispatches `todo` (one job per distinct kernel key) and swaps each
+   * choice in as it is made. Kernels go in chunks (at most TUNE_CHUNK kernels and
+   * `how.scratchBytes` bytes of scratch buffers each, unless one kernel needs more); a chunk's scratch buffers, one
+   * per binding (DESIGN.md's aliasing rule), are freed before the next. Stops quietly when the
+   * program is destroyed or its device lost; any other failure is kept in `tuneError` (and, in the
+   * background, reported once with console.warn), and the kernels not yet timed keep their defaults.
+   */
+  private async tuneKernels(todo: readonly number[], cache: TuneCache, how: { strict: boolean; background: boolean; scratchBytes: number }): Promise<void> {
+    const { strict, background } = how;
+    const t0 = performance.now();
+    const a = this.artifact;
+    const first = new Map<string, number>();
+    for (const i of todo) if (!first.has(this.tuneKeys[i]!)) first.set(this.tuneKeys[i]!, i);
+    const chunks: [string, number][][] = [];
+    let bytes = Infinity;
+    for (const job of first) {
+      const need = scratchBytes(a.dispatches[job[1]]!);
+      if (bytes + need > how.scratchBytes || chunks.at(-1)!.length >= TUNE_CHUNK) {
+        chunks.push([]);
+        bytes = 0;
+      }
+      chunks.at(-1)!.push(job);
+      bytes += need;
+    }
+    const problems: string[] = [];
+    const stopped = () => this.destroyed || !!deviceHealth(this.device).lost;
+    let timer: Timer | undefined;
+    try {
+      timer = new Timer(this.device);
+      for (const chunk of chunks) {
+        if (stopped()) return;
+        // The variants of the chunk's kernels, compiled all at once (a variant the device rejects is left out).
+        const cands = await Promise.all(chunk.map(async ([, i]) => {
+          const made = await Promise.all(a.dispatches[i]!.variants!.map(async (v) => {
+            try {
+              return { name: v.name, shader: v.shader, pipeline: await this.compileShader(v.shader, strict), workgroups: v.workgroups };
+            } catch (e) {
+              problems.push((e as Error).message);
+              return undefined;
+            }
+          }));
+          return made.filter((x) => x !== undefined);
+        }));
+        if (stopped()) return;
+        const scratch: GPUBuffer[] = [];
+        try {
+          this.device.pushErrorScope('out-of-memory');
+          this.device.pushErrorScope('validation');
+          const groups = chunk.map(([, i]) => {
+            const d = a.dispatches[i]!;
+            const entries = d.bindings.map((r, b) => {
+              const buffer = this.device.createBuffer({ size: Math.ceil(r.bytes / 4) * 4, usage: GPUBufferUsage.STORAGE, label: `tune:${d.label}:${b}` });
+              scratch.push(buffer);
+              return { binding: b, resource: { buffer, size: r.bytes } };
+            });
+            return this.device.createBindGroup({ layout: this.layoutOf(d.bindings.length), entries, label: `tune:${d.label}` });
+          });
+          const validation = this.device.popErrorScope();
+          const oom = this.device.popErrorScope();
+          const [v, o] = await Promise.all([validation, oom]);
+          if (o || v) throw new DeviceError(`scratch buffers for tuning: ${(o ?? v)!.message.trim()}`);
+          if (stopped()) return;
+          const jobs = chunk.map((_, j) => ({ group: groups[j]!, cands: cands[j]! }));
+          const entries = await tuneJobs(timer, jobs.filter((j) => j.cands.length > 0));
+          if (stopped()) return;
+          let at = 0;
+          for (const [j, [key]] of chunk.entries()) {
+            if (jobs[j]!.cands.length === 0) continue;
+            const e = entries[at++]!;
+            this.tunedChoices.set(key, e);
+            this.pendingKeys.delete(key);
+            const chosen = jobs[j]!.cands.find((c) => c.name === e.choice)!;
+            this.pipelines.set(chosen.shader, chosen.pipeline);
+            // Swapped in: the next step encodes the chosen variant (its pipeline and its grid).
+            a.dispatches.forEach((d, i) => {
+              if (this.tuneKeys[i] === key) this.choice[i] = Math.max(0, d.variants!.findIndex((v) => v.name === e.choice));
+            });
+            await cache.set(key, e);
+          }
+        } finally {
+          for (const b of scratch) b.destroy();
+        }
+        // Pipelines no dispatch runs any more (a default that lost) are let go.
+        const used = new Set(a.dispatches.map((_, i) => this.shaderOf(i)));
+        for (const s of [...this.pipelines.keys()]) if (!used.has(s)) this.pipelines.delete(s);
+      }
+    } catch (e) {
+      if (!stopped()) problems.push((e as Error).message);
+    } finally {
+      timer?.destroy();
+      this.pendingKeys.clear();
+      this.tuneMs += performance.now() - t0;
+      if (problems.length && !stopped()) {
+        const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : '';
+        this.tuneError = new DeviceError(`program "${a.name}": tuning kernel variants failed: ${problems[0]}${more}; those kernels run their default variant`);
+        if (background) console.warn(`adjoint: ${this.tuneError.message}`);
+      }
+    }
   }
 
   /** The shader dispatch `i` runs (its chosen variant's). */
@@ -516,6 +674,40 @@ export class Program {
     for (const r of this.staging.values()) for (const s of r) s.buffer.destroy();
     this.paramStaging?.destroy();
   }
+}
+
+/** Kernels timed together, at most (each chunk's choices are swapped in before the next chunk). */
+const TUNE_CHUNK = 8;
+/** Scratch bytes per chunk of kernels being timed, at most (a kernel that needs more is timed alone). */
+const TUNE_SCRATCH = 64 * 2 ** 20;
+
+/** How load() tunes (LoadOptions.tune). */
+function tuneMode(tune: LoadOptions['tune']): 'off' | 'background' | 'load' {
+  const t = tune ?? tuningByDefault();
+  return t === false ? 'off' : t === 'load' ? 'load' : 'background';
+}
+
+/**
+ * The variant a kernel runs until background tuning has timed it: the shortest WGSL, the quickest
+ * to compile (SwiftShader, MLP training step: reg4x4 matmuls compile in 170-520 ms against
+ * 270-1500 ms for the default reg8x8; a serial reduction in 60 ms against 110-180 ms for a
+ * workgroup tree), so that the first step comes soon; tuning replaces it with the fastest.
+ */
+function quickest(a: Artifact, d: Artifact['dispatches'][number]): number {
+  const vs = d.variants ?? [];
+  return vs.reduce((best, v, j) => (a.shaders[v.shader]!.length < a.shaders[vs[best]!.shader]!.length ? j : best), 0);
+}
+
+/** The scratch bytes timing dispatch `d` needs: one buffer per binding. */
+function scratchBytes(d: Artifact['dispatches'][number]): number {
+  return d.bindings.reduce((n, r) => n + Math.ceil(r.bytes / 4) * 4, 0);
+}
+
+/** A shader's compilation errors and warnings, as one line; undefined when there are none. */
+async function strictProblem(m: GPUShaderModule): Promise<string | undefined> {
+  const info = await m.getCompilationInfo();
+  const msgs = info.messages.filter((x) => x.type === 'error' || x.type === 'warning');
+  return msgs.length ? msgs.map((x) => `${x.type} at ${x.lineNum}:${x.linePos}: ${x.message}`).join('; ') : undefined;
 }
 
 function initData(s: PersistentSlot, seed: number): HostArray {

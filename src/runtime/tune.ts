@@ -8,6 +8,7 @@
  * compiler's version and the kernel's signature (a hash of every variant's WGSL and grid), so a
  * second load tunes nothing: a JSON file in Node (tune-file.ts), IndexedDB in a browser.
  */
+import { DeviceError } from '../ir/errors.js';
 import type { Artifact, DispatchSpec } from './artifact.js';
 import { adapterInfo } from './device.js';
 
@@ -168,10 +169,13 @@ export class Timer {
       for (const b of batches) {
         const enc = this.device.createCommandEncoder();
         encode(enc.beginComputePass(), b);
+        // Work queued before (a program's steps, when tuning runs in the background) is not this batch's.
+        await this.device.queue.onSubmittedWorkDone();
         const t0 = performance.now();
-        this.device.queue.submit([enc.finish()]);
+        const checked = this.submit(enc);
         await this.device.queue.onSubmittedWorkDone();
         out.push((performance.now() - t0) / b.reps);
+        await checked;
       }
       return out;
     }
@@ -183,8 +187,9 @@ export class Timer {
       enc.resolveQuerySet(q.set, 0, 2 * part.length, q.resolve, 0);
       enc.copyBufferToBuffer(q.resolve, 0, q.read, 0, 16 * part.length);
       const t0 = performance.now();
-      this.device.queue.submit([enc.finish()]);
+      const checked = this.submit(enc);
       await q.read.mapAsync(GPUMapMode.READ, 0, 16 * part.length);
+      await checked;
       const wall = (performance.now() - t0) / part.reduce((n, b) => n + b.reps, 0);
       const stamps = new BigInt64Array(q.read.getMappedRange(0, 16 * part.length).slice(0));
       q.read.unmap();
@@ -195,6 +200,20 @@ export class Timer {
       });
     }
     return out;
+  }
+
+  /**
+   * Submits `enc` in its own validation scope (pushed and popped at once, so it never spans an
+   * await: a program's steps may run meanwhile); the promise rejects with what the device refused.
+   */
+  private submit(enc: GPUCommandEncoder): Promise<void> {
+    this.device.pushErrorScope('validation');
+    this.device.queue.submit([enc.finish()]);
+    const checked = this.device.popErrorScope().then((e) => {
+      if (e) throw new DeviceError(`a timing run was rejected: ${e.message.trim()}`);
+    });
+    checked.catch(() => undefined); // awaited by the caller; this only keeps a rejection from being "unhandled" meanwhile
+    return checked;
   }
 
   destroy(): void {

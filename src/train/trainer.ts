@@ -57,6 +57,32 @@ export interface TrainResult {
   readonly recoveries: number;
   /** One record per epoch trained in this run (a resumed run starts at its checkpoint's epoch). */
   readonly epochs: readonly EpochRecord[];
+  /** The training program's kernel tuning, when tuning was on (it runs in the background while steps run). */
+  readonly tuning?: TuneSummary;
+}
+
+/** How background tuning of the training program went (runtime/program.ts, LoadOptions.tune). */
+export interface TuneSummary {
+  /** Kernels with several variants. */
+  readonly kernels: number;
+  /** Of those, timed in this run; the others' choices came from the cache (or stayed default: see error). */
+  readonly timed: number;
+  /** Kernels still waiting to be timed when training ended. */
+  readonly pending: number;
+  /** Milliseconds tuning took (or had taken when training ended). */
+  readonly ms: number;
+  /** The number of steps submitted when tuning finished (undefined: it had not finished). */
+  readonly doneAtStep?: number;
+  /** What went wrong, if anything (those kernels ran their default variant). */
+  readonly error?: string;
+}
+
+/** The one line that says how tuning went. */
+export function tuneLine(t: TuneSummary): string {
+  if (t.error) return `tuning: ${t.error}`;
+  if (t.doneAtStep === undefined) return `tuning: ${t.kernels - t.pending} of ${t.kernels} kernels' variants chosen when training ended (${(t.ms / 1000).toFixed(1)} s of background tuning); the rest are timed on the next run`;
+  if (t.timed === 0) return `tuning: every kernel's variant (${t.kernels}) came from the tuning cache`;
+  return `tuning: ${t.timed} of ${t.kernels} kernels timed in the background in ${(t.ms / 1000).toFixed(1)} s, done at step ${t.doneAtStep}; choices cached`;
 }
 
 export interface EpochRecord {
@@ -167,6 +193,23 @@ async function trainOn(
   const lossName = programs.train.loss;
   if (!lossName) throw new AdjointError(`"${programs.train.name}" is not a training program (no loss)`);
   const prog = await Program.load(device, programs.train, { seed, ...(opts.tune !== undefined ? { tune: opts.tune } : {}) });
+  // Kernel variants are timed in the background while the steps run: note the step at which that ends.
+  let stepsSubmitted = 0;
+  let tuneDoneAt: number | undefined;
+  let trained = false;
+  const tunes = prog.tuning.some((k) => k.source !== 'default');
+  void prog.tuned.then(() => {
+    if (!trained) tuneDoneAt = stepsSubmitted;
+  });
+  const summary = (): TuneSummary => ({
+    kernels: prog.tuning.length,
+    timed: prog.tuning.filter((k) => k.source === 'tuned').length,
+    pending: prog.tuning.filter((k) => k.source === 'pending').length,
+    ms: prog.tuneMs,
+    ...(tuneDoneAt !== undefined ? { doneAtStep: tuneDoneAt } : {}),
+    ...(prog.tuneError ? { error: prog.tuneError.message } : {}),
+  });
+  let tuning: TuneSummary | undefined;
   const pending: Promise<void>[] = [];
   const epochs: EpochRecord[] = [];
   let evaluator: Evaluator | undefined;
@@ -203,6 +246,7 @@ async function trainOn(
         const read = (step + 1) % readEvery === 0 || s === stepsPerEpoch - 1;
         const at = step + 1;
         const r = prog.step(feeds, read ? [lossName] : []);
+        stepsSubmitted = at;
         opts.afterStep?.(at, device);
         if (r) {
           const done = r.then((m) => {
@@ -241,12 +285,14 @@ async function trainOn(
   } finally {
     // After a failure, let in-flight reads settle (they reject on a lost device) before freeing.
     await Promise.allSettled(pending.splice(0));
+    trained = true;
+    if (tunes) tuning = summary();
     prog.destroy();
     evaluator?.destroy();
   }
   const seconds = (performance.now() - t0) / 1000;
   losses.sort((a, b) => a.step - b.step);
-  return { losses: [...losses], steps: step, seconds, epochs, ...ev };
+  return { losses: [...losses], steps: step, seconds, epochs, ...ev, ...(tuning ? { tuning } : {}) };
 }
 
 /**

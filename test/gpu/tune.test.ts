@@ -3,7 +3,10 @@
  * variants and caches the choices, a second load with the same cache times nothing, loading with
  * tuning off runs the defaults; tuning leaves no trace in the parameters (a training step with
  * in-place Adam updates gives the same values tuned or not, and matches the interpreter); the
- * JSON file cache survives a new process's reading of it.
+ * JSON file cache survives a new process's reading of it. Background tuning (the default): load()
+ * resolves with the defaults compiled, steps before, during and after tuning match a program that
+ * never tunes, the choices land in the cache, destroy() during tuning is clean, and a variant the
+ * device rejects is reported once while the steps go on.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -58,8 +61,8 @@ describe('tuning kernel variants', () => {
   it('a first load times every variant, a second load with the same cache times none; tuned, untuned and the interpreter agree', async () => {
     const cache = memoryTuneCache();
     const want = evaluate(g, env, 'f32');
-    const first = await oneStep({ tune: true, tuneCache: cache });
-    const second = await oneStep({ tune: true, tuneCache: cache });
+    const first = await oneStep({ tune: 'load', tuneCache: cache });
+    const second = await oneStep({ tune: 'load', tuneCache: cache });
     const off = await oneStep({ tune: false });
     try {
       expect(first.program.tuning.length).toBe(artifact.dispatches.filter((d) => (d.variants?.length ?? 0) > 1).length);
@@ -88,11 +91,11 @@ describe('tuning kernel variants', () => {
     const dir = mkdtempSync(join(tmpdir(), 'adjoint-tune-'));
     try {
       const file = join(dir, 'sub', 'tune.json');
-      const a = await Program.load(device, artifact, { tune: true, tuneCache: fileTuneCache(file) });
+      const a = await Program.load(device, artifact, { tune: 'load', tuneCache: fileTuneCache(file) });
       a.destroy();
       const saved = JSON.parse(readFileSync(file, 'utf8')) as Record<string, { choice: string; times: Record<string, number> }>;
       expect(Object.keys(saved).length).toBeGreaterThan(0);
-      const b = await Program.load(device, artifact, { tune: true, tuneCache: fileTuneCache(file) });
+      const b = await Program.load(device, artifact, { tune: 'load', tuneCache: fileTuneCache(file) });
       b.destroy();
       expect(b.tuning.every((k) => k.source === 'cache')).toBe(true);
       expect(b.tuning.map((k) => k.choice)).toEqual(a.tuning.map((k) => k.choice));
@@ -126,6 +129,190 @@ describe('tuning kernel variants', () => {
       const inspect = await run('inspect', 'models/logreg-mnist.json');
       expect(inspect.out).toMatch(/matmul.* variants: reg8x8 \(default\), reg4x4, reg8x4/);
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('tuning in the background', () => {
+  /** Feeds of step `s` (the same for every program): the random env's inputs, scaled per step. */
+  const feedsOf = (s: number): Record<string, Float32Array> => {
+    const out: Record<string, Float32Array> = {};
+    for (const inp of artifact.inputs) out[inp.name] = Float32Array.from(env.get(inp.name)!.data, (v) => v * (1 + 0.1 * s));
+    return out;
+  };
+  const startFrom = (p: Program) => {
+    for (const s of [...artifact.params, ...artifact.state]) {
+      const t = env.get(s.name);
+      if (t) p.write(s.name, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));
+    }
+  };
+  /** Loss and every updated value after one step of `p`. */
+  const stepValues = async (p: Program, s: number) => {
+    const values = new Map((await p.step(feedsOf(s), ['loss']))!);
+    for (const u of g.updates) values.set(u.target, await p.read(u.target));
+    return values;
+  };
+
+  it('load() resolves before tuning; steps before, during and after tuning match a program that never tunes; the choices land in the cache; a second load tunes nothing', async () => {
+    const cache = memoryTuneCache();
+    const bg = await Program.load(device, artifact, { tune: 'background', tuneCache: cache, strictShaders: true });
+    // Until timed, each kernel runs its variant quickest to compile (the shortest WGSL).
+    const kernels = artifact.dispatches.filter((d) => (d.variants?.length ?? 0) > 1).length;
+    const shortest = (i: number) => [...artifact.dispatches[i]!.variants!].sort((x, y) => artifact.shaders[x.shader]!.length - artifact.shaders[y.shader]!.length)[0]!.name;
+    const atLoad = bg.tuning;
+    const off = await Program.load(device, artifact, { tune: false });
+    try {
+      expect(atLoad.length).toBe(kernels);
+      expect(atLoad.every((k) => k.source === 'pending' && k.choice === shortest(k.dispatch))).toBe(true);
+      let done = false;
+      void bg.tuned.then(() => (done = true));
+      startFrom(bg);
+      startFrom(off);
+      const phases = { before: 0, during: 0, after: 0 };
+      for (let s = 0; s < 200 && !(done && phases.after >= 3); s++) {
+        const phase = s === 0 ? 'before' : done ? 'after' : 'during';
+        phases[phase]++;
+        const [got, want] = [await stepValues(bg, s), await stepValues(off, s)];
+        for (const [name, t] of want) expect(maxRelError(got.get(name)!, t), `step ${s + 1} (${phase} tuning): ${name}`).toBeLessThanOrEqual(1e-4);
+      }
+      await bg.tuned;
+      expect(phases.before).toBe(1);
+      expect(phases.after).toBeGreaterThanOrEqual(3);
+      expect(bg.tuneError).toBeUndefined();
+      expect(bg.tuneMs).toBeGreaterThan(0);
+      for (const k of bg.tuning) {
+        expect(k.source).toBe('tuned');
+        expect(k.times![k.choice]).toBe(Math.min(...k.variants.map((v) => k.times![v]!)));
+      }
+      // The choices are in the cache: a second load runs them at once and times nothing.
+      const again = await Program.load(device, artifact, { tune: 'background', tuneCache: cache });
+      try {
+        expect(again.tuning.every((k) => k.source === 'cache')).toBe(true);
+        expect(again.tuning.map((k) => k.choice)).toEqual(bg.tuning.map((k) => k.choice));
+        await again.tuned;
+        expect(again.tuneMs).toBeLessThan(0.05 * bg.tuneMs);
+      } finally {
+        again.destroy();
+      }
+    } finally {
+      bg.destroy();
+      off.destroy();
+    }
+  });
+
+  it('with scratch memory for one kernel at a time, the kernels are timed one by one, each choice swapped in before the next is timed', async () => {
+    const cache = memoryTuneCache();
+    const p = await Program.load(device, artifact, { tune: 'background', tuneCache: cache, tuneScratchBytes: 1 });
+    const off = await Program.load(device, artifact, { tune: false });
+    try {
+      startFrom(p);
+      startFrom(off);
+      // Between chunks, some kernels are tuned and others still pending.
+      const seen = new Set<string>();
+      let done = false;
+      void p.tuned.then(() => (done = true));
+      for (let s = 0; s < 400 && !done; s++) {
+        const sources = p.tuning.map((k) => k.source);
+        if (sources.includes('tuned') && sources.includes('pending')) seen.add('partly');
+        const [got, want] = [await stepValues(p, s), await stepValues(off, s)];
+        for (const [name, t] of want) expect(maxRelError(got.get(name)!, t), `step ${s + 1}: ${name}`).toBeLessThanOrEqual(1e-4);
+      }
+      await p.tuned;
+      expect(p.tuneError).toBeUndefined();
+      expect(p.tuning.every((k) => k.source === 'tuned')).toBe(true);
+      expect(seen.has('partly')).toBe(true);
+    } finally {
+      p.destroy();
+      off.destroy();
+    }
+  });
+
+  it('destroy() during tuning stops it cleanly: tuned resolves, nothing is reported, the device still works', async () => {
+    const cache = memoryTuneCache();
+    const p = await Program.load(device, artifact, { tune: 'background', tuneCache: cache });
+    startFrom(p);
+    void p.step(feedsOf(0));
+    p.destroy();
+    await p.tuned;
+    expect(p.tuneError).toBeUndefined();
+    expect(p.tuning.some((k) => k.source === 'tuned')).toBe(false);
+    expect(() => p.step(feedsOf(1))).toThrow(/destroyed/);
+    // The device is unharmed: a fresh program steps and matches the interpreter.
+    const fresh = await oneStep({ tune: false });
+    fresh.program.destroy();
+    expect(maxRelError(fresh.values.get('loss')!, evaluate(g, env, 'f32').outputs.get('loss')!.data)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('a variant the device rejects is reported once; its kernel keeps a working variant and the steps go on', async () => {
+    // A copy of the artifact where one kernel's second variant is a shader that does not compile
+    // (the longest of all, so that it is not the variant that runs until tuning: see quickest()).
+    const at = artifact.dispatches.findIndex((d) => (d.variants?.length ?? 0) > 1);
+    const d = artifact.dispatches[at]!;
+    const broken = `${'// not a kernel\n'.repeat(Math.max(...artifact.shaders.map((x) => x.length)) / 8)}fn main( {`;
+    const bad = { ...artifact, shaders: [...artifact.shaders, broken], dispatches: artifact.dispatches.map((x, i) => (i === at ? { ...d, variants: d.variants!.map((v, j) => (j === 1 ? { ...v, shader: artifact.shaders.length } : v)) } : x)) };
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
+    const uncaptured: string[] = [];
+    const onError = (e: Event) => uncaptured.push((e as GPUUncapturedErrorEvent).error.message);
+    device.addEventListener('uncapturederror', onError);
+    const p = await Program.load(device, bad, { tune: 'background', tuneCache: memoryTuneCache() });
+    const off = await Program.load(device, artifact, { tune: false });
+    try {
+      startFrom(p);
+      startFrom(off);
+      for (let s = 0; s < 3; s++) {
+        const [got, want] = [await stepValues(p, s), await stepValues(off, s)];
+        for (const [name, t] of want) expect(maxRelError(got.get(name)!, t), name).toBeLessThanOrEqual(1e-4);
+      }
+      await p.tuned;
+      expect(p.tuneError?.message).toMatch(/tuning kernel variants failed: pipeline\d+ \(.*\):/);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0]![0])).toContain(p.tuneError!.message);
+      const k = p.tuning.find((x) => x.dispatch === at)!;
+      expect(k.choice).not.toBe(d.variants![1]!.name);
+      const after = [await stepValues(p, 3), await stepValues(off, 3)];
+      for (const [name, t] of after[1]!) expect(maxRelError(after[0]!.get(name)!, t), name).toBeLessThanOrEqual(1e-4);
+      expect(uncaptured).toEqual([]);
+    } finally {
+      device.removeEventListener('uncapturederror', onError);
+      warn.mockRestore();
+      p.destroy();
+      off.destroy();
+    }
+  });
+});
+
+describe('adjoint train with background tuning', () => {
+  it('steps start at once and one line says when tuning finished; a second run takes every choice from the cache', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'adjoint-tune-train-'));
+    const saved = { tune: process.env.ADJOINT_TUNE, cache: process.env.ADJOINT_TUNE_CACHE };
+    process.env.ADJOINT_TUNE = '1';
+    process.env.ADJOINT_TUNE_CACHE = join(dir, 'tune.json');
+    const run = async () => {
+      let err = '';
+      const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+      const e = vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
+      try {
+        return { code: await main(['train', 'models/logreg-mnist.json', '--epochs', '1', '--steps-per-epoch', '20']), err };
+      } finally {
+        o.mockRestore();
+        e.mockRestore();
+      }
+    };
+    try {
+      const first = await run();
+      expect(first.code).toBe(0);
+      const line = first.err.split('\n').filter((l) => l.startsWith('tuning: '));
+      expect(line).toHaveLength(1);
+      expect(line[0]).toMatch(/^tuning: (4 of 4 kernels timed in the background in [\d.]+ s, done at step \d+; choices cached|\d of 4 kernels' variants chosen when training ended .*)$/);
+      const second = await run();
+      expect(second.code).toBe(0);
+      expect(second.err).toMatch(/^tuning: every kernel's variant \(4\) came from the tuning cache$/m);
+    } finally {
+      for (const [k, v] of [['ADJOINT_TUNE', saved.tune], ['ADJOINT_TUNE_CACHE', saved.cache]] as const) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
       rmSync(dir, { recursive: true, force: true });
     }
   });
