@@ -18,7 +18,12 @@ import type { Combine } from '../kernel.js';
 import type { ScalarType } from '../expr.js';
 import { combineText, initText, wgslType, type Lines } from './common.js';
 
-/** Workgroup size of the subgroup variants. */
+/**
+ * Workgroup size of the subgroup variants. Fixed: sized to the reduction instead (32 to 256, the
+ * power of two covering it) measured slower on both CPU adapters (npm run bench:matmul, 2026-12-02),
+ * as the second pass reads SUBGROUP_WG / sg_n slots in every invocation, SUBGROUP_WG^2 / sg_n per
+ * workgroup: 16,384 reads at 256 on SwiftShader (subgroups of 4).
+ */
 export const SUBGROUP_WG = 64;
 
 const subgroupOp = (c: Combine) => (c === 'sum' ? 'subgroupAdd' : 'subgroupMax');
