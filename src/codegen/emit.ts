@@ -67,7 +67,7 @@ export function assembleArtifact(g: Graph, program: EmittedProgram, buffers: Buf
     version: ARTIFACT_VERSION,
     name: opts.name,
     compiler: COMPILER_VERSION,
-    requirements: { limits: opts.limits, features: [] },
+    requirements: { limits: opts.limits, features: program.shaders.some((s) => /^enable subgroups;/m.test(s)) ? ['subgroups'] : [] },
     shaders: [...program.shaders],
     arenas: buffers.arenas.map((a, id) => ({ id, bytes: a.bytes, role: a.role })),
     inputs,

@@ -15,7 +15,7 @@ import {
   numel, REDUCE_WG, storeAll, vars, WG, wgslType, type CodegenLimits, type Dispatch, type EmitContext, type KernelOf, type Module,
   type VariantTable,
 } from './common.js';
-import { subgroupArray, subgroupCombine, subgroupPrelude, subgroupWorkgroup } from './subgroup.js';
+import { SUBGROUP_WG, subgroupArray, subgroupCombine, subgroupPrelude } from './subgroup.js';
 
 type ReduceKernel = KernelOf<'reduce'>;
 type ReduceBody = ReduceKernel['body'];
@@ -90,7 +90,7 @@ function emitReduce(k: ReduceKernel, how: 'serial' | 'workgroup' | 'split' | 'su
   }
 
   if (how === 'subgroup') {
-    const wgsl = subgroupReduce(k, mod, body, t, inputTypes, outs, oNames, rNames, subgroupWorkgroup(r, limits));
+    const wgsl = subgroupReduce(k, mod, body, t, inputTypes, outs, oNames, rNames);
     return [{ wgsl, inputs: k.inputs, output: k.output, extraOutputs: extraRefs(k), workgroups: grid(outs, limits), label: `${label} reduce(subgroup)` }];
   }
 
@@ -148,21 +148,21 @@ function workgroupReduce(
 /** One workgroup per output: threads stride over the reduction, then subgroups combine (subgroup.ts). */
 function subgroupReduce(
   k: Kernel, mod: Module, body: ReduceBody, t: ScalarType, inputTypes: readonly ScalarType[], outs: number,
-  oNames: readonly string[], rNames: readonly string[], wg: number,
+  oNames: readonly string[], rNames: readonly string[],
 ): string {
   const r = numel(body.rshape);
-  const l = new Lines().line(subgroupArray('sg_part', t, wg)).line('');
-  l.open(MAIN_SIG(wg));
+  const l = new Lines().line(subgroupArray('sg_part', t)).line('');
+  l.open(MAIN_SIG(SUBGROUP_WG));
   // The output index is the workgroup's: returning early keeps the subgroup operations uniform.
   l.line('let i = i32(wid.y * nwg.x + wid.x);').line(`if (i >= ${outs}i) { return; }`);
   coordLets(l, 'i', body.shape, 'o');
   subgroupPrelude(l);
   l.line(`var acc: ${wgslType(t)} = ${initText(body.combine, t)};`);
-  l.open(`for (var s = i32(lid); s < ${r}i; s += ${wg}i)`);
+  l.open(`for (var s = i32(lid); s < ${r}i; s += ${SUBGROUP_WG}i)`);
   coordLets(l, 's', body.rshape, 'r');
   l.line(`acc = ${combineText(body.combine, 'acc', `body(${[...oNames, ...rNames].join(', ')})`)};`);
   l.close();
-  subgroupCombine(l, body.combine, t, 'acc', 'sg_part', 'total', wg);
+  subgroupCombine(l, body.combine, t, 'acc', 'sg_part', 'total');
   l.open('if (lid == 0u)');
   storeAll(l, k, 'i', `fin(${['total', ...oNames].join(', ')})`, oNames);
   l.close().close();

@@ -12,7 +12,7 @@ import {
   addExtras, addFn, bindingName, combineText, coordLets, extraRefs, extraTypes, grid, header, initText, Lines, LINEAR, MAIN_SIG, numel,
   storeAll, vars, wgslType, type Dispatch, type EmitContext, type KernelOf, type Module, type VariantTable,
 } from './common.js';
-import { subgroupArray, subgroupCombine, subgroupPrelude, subgroupWorkgroup } from './subgroup.js';
+import { SUBGROUP_WG, subgroupArray, subgroupCombine, subgroupPrelude } from './subgroup.js';
 
 type RowsKernel = KernelOf<'rows'>;
 
@@ -40,8 +40,8 @@ export const ROWS_VARIANTS: VariantTable<'rows'> = {
 function emitRows(k: RowsKernel, how: 'serial' | 'workgroup' | 'subgroup', ctx: EmitContext): Dispatch {
   const serial = how === 'serial';
   const sub = how === 'subgroup';
+  const wg = sub ? SUBGROUP_WG : ROW_WG;
   const { inputTypes, limits, label } = ctx;
-  const wg = sub ? subgroupWorkgroup(numel(k.body.shape.slice(k.body.outer)), limits) : ROW_WG;
   const body = k.body;
   const rank = body.shape.length;
   const outerShape = body.shape.slice(0, body.outer);
@@ -73,7 +73,7 @@ function emitRows(k: RowsKernel, how: 'serial' | 'workgroup' | 'subgroup', ctx: 
   });
   const l = new Lines();
   for (const t of accTypes) l.line(`var<workgroup> red_${t}: array<${wgslType(t)}, ${ROW_WG}>;`);
-  for (const [name, t] of sgArrays) l.line(subgroupArray(name, t, wg));
+  for (const [name, t] of sgArrays) l.line(subgroupArray(name, t));
   l.line('').open(MAIN_SIG(wg));
   if (serial) {
     l.line(`let row = ${LINEAR(ROW_WG)};`).line(`if (row >= ${rows}i) { return; }`);
@@ -103,7 +103,7 @@ function emitRows(k: RowsKernel, how: 'serial' | 'workgroup' | 'subgroup', ctx: 
         return;
       }
       if (sub) {
-        subgroupCombine(l, combine, t, `acc${j}`, sgArrayOf[j]!, `tot${j}`, wg);
+        subgroupCombine(l, combine, t, `acc${j}`, sgArrayOf[j]!, `tot${j}`);
         l.line(`let s${j} = stage${j}(${[`tot${j}`, ...outerNames, ...earlier].join(', ')});`);
         if (st.out) l.line(`if (lid == 0u) { out${storeIndex++}[row] = s${j}; }`);
         return;

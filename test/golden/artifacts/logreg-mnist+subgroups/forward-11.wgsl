@@ -29,16 +29,16 @@ fn fin(acc: f32) -> f32 {
   return t1;
 }
 
-var<workgroup> sg_part: array<f32, 256>;
+var<workgroup> sg_part: array<f32, 64>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32(wid.y * nwg.x + wid.x);
   if (i >= 1i) { return; }
   let sg_rank = subgroupExclusiveAdd(1u);
   let sg_n = subgroupAdd(1u);
   var acc: f32 = 0.0;
-  for (var s = i32(lid); s < 1280i; s += 256i) {
+  for (var s = i32(lid); s < 1280i; s += 64i) {
     let rt0_0: i32 = s / 10i;
     let r0: i32 = rt0_0;
     let rt1_0: i32 = s % 10i;
@@ -48,7 +48,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   sg_part[lid] = select(0.0, subgroupAdd(acc), subgroupElect());
   workgroupBarrier();
   var total_part: f32 = 0.0;
-  for (var j = sg_rank; j < 256u; j += sg_n) {
+  for (var j = sg_rank; j < 64u; j += sg_n) {
     total_part = total_part + sg_part[j];
   }
   let total = subgroupAdd(total_part);

@@ -21,9 +21,9 @@ fn fin(acc: f32, o0: i32, o1: i32) -> f32 {
   return t0;
 }
 
-var<workgroup> sg_part: array<f32, 32>;
+var<workgroup> sg_part: array<f32, 64>;
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32(wid.y * nwg.x + wid.x);
   if (i >= 128i) { return; }
@@ -32,14 +32,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let sg_rank = subgroupExclusiveAdd(1u);
   let sg_n = subgroupAdd(1u);
   var acc: f32 = 0.0;
-  for (var s = i32(lid); s < 10i; s += 32i) {
+  for (var s = i32(lid); s < 10i; s += 64i) {
     let r0: i32 = s;
     acc = acc + body(o0, o1, r0);
   }
   sg_part[lid] = select(0.0, subgroupAdd(acc), subgroupElect());
   workgroupBarrier();
   var total_part: f32 = 0.0;
-  for (var j = sg_rank; j < 32u; j += sg_n) {
+  for (var j = sg_rank; j < 64u; j += sg_n) {
     total_part = total_part + sg_part[j];
   }
   let total = subgroupAdd(total_part);

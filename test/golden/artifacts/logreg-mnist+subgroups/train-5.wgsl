@@ -66,10 +66,10 @@ fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
   return t10;
 }
 
-var<workgroup> sg_f32_0: array<f32, 32>;
-var<workgroup> sg_f32_1: array<f32, 32>;
+var<workgroup> sg_f32_0: array<f32, 64>;
+var<workgroup> sg_f32_1: array<f32, 64>;
 
-@compute @workgroup_size(32)
+@compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = i32(wid.y * nwg.x + wid.x);
   if (row >= 128i) { return; }
@@ -77,28 +77,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let sg_rank = subgroupExclusiveAdd(1u);
   let sg_n = subgroupAdd(1u);
   var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = i32(lid); e < 10i; e += 32i) {
+  for (var e = i32(lid); e < 10i; e += 64i) {
     let o1: i32 = e;
     acc0 = max(acc0, body0(o0, o1));
   }
   sg_f32_0[lid] = select((-bitcast<f32>(inf_bits)), subgroupMax(acc0), subgroupElect());
   workgroupBarrier();
   var tot0_part: f32 = (-bitcast<f32>(inf_bits));
-  for (var j = sg_rank; j < 32u; j += sg_n) {
+  for (var j = sg_rank; j < 64u; j += sg_n) {
     tot0_part = max(tot0_part, sg_f32_0[j]);
   }
   let tot0 = subgroupMax(tot0_part);
   let s0 = stage0(tot0, o0);
   if (lid == 0u) { out1[row] = s0; }
   var acc1: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 32i) {
+  for (var e = i32(lid); e < 10i; e += 64i) {
     let o1: i32 = e;
     acc1 = acc1 + body1(o0, o1, s0);
   }
   sg_f32_1[lid] = select(0.0, subgroupAdd(acc1), subgroupElect());
   workgroupBarrier();
   var tot1_part: f32 = 0.0;
-  for (var j = sg_rank; j < 32u; j += sg_n) {
+  for (var j = sg_rank; j < 64u; j += sg_n) {
     tot1_part = tot1_part + sg_f32_1[j];
   }
   let tot1 = subgroupAdd(tot1_part);
@@ -106,19 +106,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let s2 = stage2(o0, s0, s1);
   if (lid == 0u) { out2[row] = s2; }
   var acc3: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 32i) {
+  for (var e = i32(lid); e < 10i; e += 64i) {
     let o1: i32 = e;
     acc3 = acc3 + body3(o0, o1, s0, s1, s2);
   }
   sg_f32_0[lid] = select(0.0, subgroupAdd(acc3), subgroupElect());
   workgroupBarrier();
   var tot3_part: f32 = 0.0;
-  for (var j = sg_rank; j < 32u; j += sg_n) {
+  for (var j = sg_rank; j < 64u; j += sg_n) {
     tot3_part = tot3_part + sg_f32_0[j];
   }
   let tot3 = subgroupAdd(tot3_part);
   let s3 = stage3(tot3, o0, s0, s1, s2);
-  for (var e = i32(lid); e < 10i; e += 32i) {
+  for (var e = i32(lid); e < 10i; e += 64i) {
     let o1: i32 = e;
     out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
