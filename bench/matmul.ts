@@ -21,7 +21,7 @@ export interface MatmulRow {
 async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
   const b = new GraphBuilder();
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
-  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive }), { tuneCache: memoryTuneCache() });
+  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive }), { tuneCache: memoryTuneCache(), tune: 'load' });
   const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   prog.write('a', data);
   prog.write('b', data);
