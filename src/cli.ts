@@ -26,7 +26,7 @@ import { train, optimizerOf, tuneLine } from './train/trainer.js';
 import { writeReport } from './train/report.js';
 import { loadWeightsFile, saveCheckpointFile } from './train/checkpoint-file.js';
 import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoint.js';
-import { initValues } from './runtime/init.js';
+import { initTensor } from './runtime/init.js';
 import { Program } from './runtime/program.js';
 import { fileTuneCache } from './runtime/tune-file.js';
 import { onnxExportCommand, onnxImportCommand } from './onnx/cli.js';
@@ -420,7 +420,7 @@ async function runExport(args: Parsed): Promise<void> {
     const a = await trainOf(path);
     const seed = intFlag(args, 'seed', 0)!;
     w = { step: 0, model: a.name, params: a.params.map((p) => p.name), shapes: new Map(a.params.map((p) => [p.name, p.shape])),
-      tensors: new Map(a.params.map((p) => [p.name, p.dtype === 'i32' ? Int32Array.from(initValues(p.init, p.shape, seed, p.name)) : initValues(p.init, p.shape, seed, p.name)])) };
+      tensors: new Map(a.params.map((p) => [p.name, initTensor(p.init, p.shape, p.dtype, seed, p.name)])) };
   } else {
     const file = loadWeightsFile(path);
     const model = str(args, 'model');

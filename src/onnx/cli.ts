@@ -16,7 +16,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { modelToJson } from '../ir/serialize.js';
 import type { Model } from '../ir/model.js';
-import { initValues } from '../runtime/init.js';
+import { initTensor } from '../runtime/init.js';
 import { loadWeightsFile, saveCheckpointFile } from '../train/checkpoint-file.js';
 import { OnnxError } from './proto.js';
 import { importOnnx } from './import.js';
@@ -82,8 +82,8 @@ export async function onnxImportCommand(path: string, flags: ImportFlags, log = 
   // file's params, the non-trainable tensors (batch-norm statistics, constants) further tensors.
   const all = [...imp.params, ...imp.state];
   const tensors = new Map(all.map((t) => {
-    const v = imp.values.get(t.name) ?? initValues(t.init, t.shape, 0, t.name);
-    return [t.name, t.dtype === 'i32' && !(v instanceof Int32Array) ? Int32Array.from(v) : v] as const;
+    const v = imp.values.get(t.name);
+    return [t.name, v === undefined ? initTensor(t.init, t.shape, t.dtype, 0, t.name) : t.dtype === 'i32' && !(v instanceof Int32Array) ? Int32Array.from(v) : v] as const;
   }));
   const wp = weightsPath(out);
   saveCheckpointFile(wp, {
@@ -99,8 +99,7 @@ function weightsOf(model: Model, checkpoint: string | undefined, seed: number): 
   const w = new Map<string, Float32Array | Int32Array>();
   for (const n of model.graph.nodes) {
     if (n.op !== 'param' && n.op !== 'state') continue;
-    const v = initValues(n.attrs.init, n.attrs.shape, seed, n.attrs.name);
-    w.set(n.attrs.name, n.attrs.dtype === 'i32' ? Int32Array.from(v) : v);
+    w.set(n.attrs.name, initTensor(n.attrs.init, n.attrs.shape, n.attrs.dtype, seed, n.attrs.name));
   }
   if (checkpoint) {
     const c = loadWeightsFile(checkpoint);

@@ -67,3 +67,14 @@ export function initValues(init: Init, shape: readonly number[], seed: number, n
   }
   return out;
 }
+
+/**
+ * A parameter's or state's initial value in its dtype's array: `initValues`, as i32 for an i32
+ * tensor; the random number generator's key (`seed` init, src/ir/random.ts) is the seed's 32 bits
+ * exactly. The runtime, `adjoint export` and `adjoint import` all initialize through this.
+ */
+export function initTensor(init: Init, shape: readonly number[], dtype: 'f32' | 'i32', seed: number, name: string): Float32Array | Int32Array {
+  if (init.kind === 'seed') return new Int32Array(shape.reduce((p, q) => p * q, 1)).fill(seed | 0);
+  const v = initValues(init, shape, seed, name);
+  return dtype === 'i32' ? Int32Array.from(v) : v;
+}

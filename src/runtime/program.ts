@@ -12,7 +12,7 @@
 import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
 import { deviceHealth, deviceLimits } from './device.js';
-import { initValues } from './init.js';
+import { initTensor } from './init.js';
 import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
 
 export type HostArray = Float32Array | Int32Array;
@@ -711,10 +711,7 @@ async function strictProblem(m: GPUShaderModule): Promise<string | undefined> {
 }
 
 function initData(s: PersistentSlot, seed: number): HostArray {
-  // The random number generator's key (src/ir/random.ts): the seed's 32 bits, exactly.
-  if (s.init.kind === 'seed') return new Int32Array(s.shape.reduce((p, q) => p * q, 1)).fill(seed | 0);
-  const v = initValues(s.init, s.shape, seed, s.name);
-  return s.dtype === 'i32' ? Int32Array.from(v) : v;
+  return initTensor(s.init, s.shape, s.dtype, seed, s.name);
 }
 
 export type { Region };
