@@ -8,6 +8,7 @@
 import { emitArtifact } from '../src/compile.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { Program } from '../src/runtime/program.js';
+import { deviceLimits } from '../src/runtime/device.js';
 import { memoryTuneCache } from '../src/runtime/tune.js';
 import { VARIANTS } from '../src/codegen/wgsl.js';
 
@@ -21,7 +22,7 @@ export interface MatmulRow {
 async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
   const b = new GraphBuilder();
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
-  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive }), { tuneCache: memoryTuneCache(), tune: 'load' });
+  const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive, limits: deviceLimits(device) }), { tuneCache: memoryTuneCache(), tune: 'load' });
   const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   prog.write('a', data);
   prog.write('b', data);
@@ -156,7 +157,7 @@ export async function benchVariants(device: GPUDevice, n = 512, reps = 3): Promi
   const g = b.build();
   const rows: VariantRow[] = [];
   for (const v of VARIANTS.matmul.variants) {
-    const prog = await Program.load(device, emitArtifact(g, { variants: [v.name] }), { tune: false });
+    const prog = await Program.load(device, emitArtifact(g, { variants: [v.name], limits: deviceLimits(device) }), { tune: false });
     const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
     prog.write('a', data);
     prog.write('b', data);

@@ -84,6 +84,12 @@ export interface Requirements {
      * without the feature. Absent: false.
      */
     readonly subgroups?: boolean;
+    /**
+     * The smallest subgroup the device may run (its adapter's `subgroupMinSize`, at least 4): the
+     * subgroup matmuls broadcast a tile's rows from that many lanes (up to 8), so a device whose
+     * subgroups may be smaller cannot run them. Absent: 4, WebGPU's minimum.
+     */
+    readonly subgroupMinSize?: number;
   };
   readonly features: readonly string[];
 }

@@ -84,7 +84,7 @@ export type ComputeLimitName = (typeof COMPUTE_LIMITS)[number];
  * The effective compute limits of a device (see {@link deviceLimits}), and whether it has the
  * `subgroups` feature (the compiler emits subgroup variants only then).
  */
-export type ComputeLimits = { readonly [K in ComputeLimitName]: number } & { readonly subgroups: boolean };
+export type ComputeLimits = { readonly [K in ComputeLimitName]: number } & { readonly subgroups: boolean; readonly subgroupMinSize?: number };
 
 /** What is known about a device's health: its loss, if any, and errors nobody captured. */
 export interface DeviceHealth {
@@ -478,7 +478,10 @@ export function deviceLimits(device: GPUDevice): ComputeLimits {
     const cap = caps[name];
     out[name] = cap === undefined ? have : isMinLimit(name) ? Math.max(have, cap) : Math.min(have, cap);
   }
-  return { ...(out as { [K in ComputeLimitName]: number }), subgroups: device.features.has('subgroups') };
+  const subgroups = device.features.has('subgroups');
+  // The adapter's smallest subgroup (GPUDevice.adapterInfo; absent in older browsers: then 4, WebGPU's minimum).
+  const min = (device as { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo?.subgroupMinSize;
+  return { ...(out as { [K in ComputeLimitName]: number }), subgroups, ...(subgroups ? { subgroupMinSize: Math.max(4, min ?? 4) } : {}) };
 }
 
 /** One line for benchmark headers: adapter vendor/architecture/description and key limits. */

@@ -41,6 +41,7 @@ export const programSchema = z.object({
       maxComputeWorkgroupStorageSize: pos,
       minStorageBufferOffsetAlignment: pos,
       subgroups: z.optional(z.boolean()),
+      subgroupMinSize: z.optional(z.number().check(z.int(), z.minimum(4))),
     }),
     features: z.array(z.string()),
   }),

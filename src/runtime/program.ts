@@ -471,6 +471,11 @@ export class Program {
     for (const k of ['maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize'] as const) {
       if (need[k] > have[k]) refuse(`it was compiled for ${k} = ${need[k]}`, k);
     }
+    // Subgroup shaders compiled for subgroups of at least N lanes (the subgroup matmuls broadcast from N).
+    const sgMin = need.subgroupMinSize ?? 4;
+    if (sgMin > 4 && a.shaders.some((w) => /^enable subgroups;/m.test(w)) && this.device.features.has('subgroups') && (have.subgroupMinSize ?? 4) < sgMin) {
+      throw new DeviceError(`program "${a.name}" cannot run on this device: its subgroup shaders were compiled for subgroups of at least ${sgMin} invocations, but the device's subgroupMinSize is ${have.subgroupMinSize ?? 4} (compile for this device's limits, see deviceLimits)`);
+    }
     // A shader that enables a WGSL extension needs the device feature of that name (f16: shader-f16).
     a.shaders.forEach((wgsl, i) => {
       for (const m of wgsl.matchAll(/^enable ([\w, ]+);/gm)) {

@@ -24,9 +24,11 @@ import { maxRelError, randomEnv } from './harness.js';
 let device: GPUDevice;
 /** Whether the device has `subgroups`: the programs are compiled for it. */
 let subgroups = false;
+/** The device's smallest subgroup: the subgroup matmuls broadcast from that many lanes (up to 8). */
+let subgroupMinSize: number | undefined;
 beforeAll(async () => {
   device = await getDevice({ quiet: true });
-  subgroups = deviceLimits(device).subgroups;
+  ({ subgroups, subgroupMinSize } = deviceLimits(device));
 });
 afterAll(() => device?.destroy());
 
@@ -113,7 +115,7 @@ const covered = new Set<string>();
 describe('kernel variants', () => {
   for (const c of cases) {
     it(`${c.name}: every variant matches the interpreter`, async () => {
-      const full = emitArtifact(c.g, { limits: { subgroups } });
+      const full = emitArtifact(c.g, { limits: { subgroups, ...(subgroupMinSize ? { subgroupMinSize } : {}) } });
       const names = new Map<string, string>();
       for (const d of full.dispatches) for (const v of d.variants ?? [{ name: '' }]) if (v.name) names.set(`${kindOf(d.label)}:${v.name}`, v.name);
       // Kernels with one variant only (the split reduction) are their own default.
@@ -125,7 +127,7 @@ describe('kernel variants', () => {
       const env = randomEnv(c.g, 5);
       const want = evaluate(c.g, env, 'f32');
       for (const [key, name] of names) {
-        const a = emitArtifact(c.g, { variants: [name], limits: { subgroups } });
+        const a = emitArtifact(c.g, { variants: [name], limits: { subgroups, ...(subgroupMinSize ? { subgroupMinSize } : {}) } });
         const program = await Program.load(device, a, { strictShaders: true, poison: true, tune: false });
         try {
           for (const [n, t] of env) program.write(n, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));
@@ -145,8 +147,9 @@ describe('kernel variants', () => {
 
   it('ran every variant of every kernel kind (the subgroup ones where the device has subgroups)', () => {
     const all = Object.entries(VARIANTS).flatMap(([kind, t]) => t.variants.map((v) => `${kind}:${v.name}`));
-    expect(all.filter((x) => !covered.has(x) && (subgroups || !x.endsWith(':subgroup')))).toEqual([]);
-    if (!subgroups) expect([...covered].filter((x) => x.endsWith(':subgroup'))).toEqual([]);
+    const isSubgroup = (x: string) => x.split(':')[1]!.startsWith('subgroup');
+    expect(all.filter((x) => !covered.has(x) && (subgroups || !isSubgroup(x)))).toEqual([]);
+    if (!subgroups) expect([...covered].filter(isSubgroup)).toEqual([]);
   });
 });
 
@@ -178,5 +181,18 @@ describe('the subgroups feature', () => {
     } finally {
       d.destroy();
     }
+  });
+
+  it('a program whose subgroup matmuls broadcast from more lanes than the device\'s smallest subgroup is refused, in one line', async () => {
+    if (!subgroups) return;
+    const mm = graph((b) => b.output('y', b.matmul(b.input('a', [40, 32]), b.input('b', [32, 24]))));
+    const have = subgroupMinSize ?? 4;
+    expect(have).toBeGreaterThanOrEqual(4);
+    // The matmul broadcasts from min(8, subgroupMinSize) lanes; the requirement is the size compiled for.
+    const over = emitArtifact(mm, { variants: ['subgroup16x4'], limits: { subgroups: true, subgroupMinSize: have * 2 } });
+    expect(over.requirements.limits.subgroupMinSize).toBe(have * 2);
+    const load = Program.load(device, over, { tune: false });
+    await expect(load).rejects.toThrow(DeviceError);
+    await expect(load).rejects.toThrow(new RegExp(`^program "model" cannot run on this device: its subgroup shaders were compiled for subgroups of at least ${have * 2} invocations, but the device's subgroupMinSize is ${have} \\(compile for this device's limits, see deviceLimits\\)$`));
   });
 });

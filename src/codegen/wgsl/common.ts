@@ -24,6 +24,8 @@ export interface CodegenLimits {
    * feature refuses). Absent or false: no shader needs it.
    */
   readonly subgroups?: boolean;
+  /** The device's smallest subgroup (absent: 4, WebGPU's minimum): how many lanes a subgroup matmul broadcasts from (at most 8). */
+  readonly subgroupMinSize?: number;
 }
 
 export const DEFAULT_LIMITS: CodegenLimits = {
