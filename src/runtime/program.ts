@@ -31,7 +31,7 @@ export interface LoadOptions {
    * Kernel variants chosen by measurement (runtime/tune.ts). A kernel whose choice is in `tuneCache`
    * runs it at once. The others:
    * - `'background'` (or true; the default): load() compiles only what the steps run (until a
-   *   kernel is timed, its variant quickest to compile: the shortest WGSL) and resolves; the other
+   *   kernel is timed, its variant quickest to compile: the fewest storage reads, then the shortest WGSL) and resolves; the other
    *   variants are then compiled and timed in the background on scratch buffers (never the
    *   program's: parameters are untouched), while steps run; each choice is swapped in as it is
    *   made and written to the cache. `program.tuned` resolves when all is done, `program.tuneMs`
@@ -395,7 +395,7 @@ export class Program {
           if (o || v) throw new DeviceError(`scratch buffers for tuning: ${(o ?? v)!.message.trim()}`);
           if (stopped()) return;
           const jobs = chunk.map((_, j) => ({ group: groups[j]!, cands: cands[j]! }));
-          const entries = await tuneJobs(timer, jobs.filter((j) => j.cands.length > 0));
+          const entries = await tuneJobs(timer, jobs.filter((j) => j.cands.length > 0), how.background);
           if (stopped()) return;
           let at = 0;
           for (const [j, [key]] of chunk.entries()) {
@@ -693,14 +693,25 @@ function tuneMode(tune: LoadOptions['tune']): 'off' | 'background' | 'load' {
 }
 
 /**
- * The variant a kernel runs until background tuning has timed it: the shortest WGSL, the quickest
- * to compile (SwiftShader, MLP training step: reg4x4 matmuls compile in 170-520 ms against
- * 270-1500 ms for the default reg8x8; a serial reduction in 60 ms against 110-180 ms for a
- * workgroup tree), so that the first step comes soon; tuning replaces it with the fastest.
+ * The variant a kernel runs until background tuning has timed it: the one quickest to compile,
+ * estimated as the fewest storage reads in its WGSL, then the shortest. On lavapipe every storage
+ * read becomes a loop over the SIMD lanes in llvmpipe's code, which it compiles at the first
+ * dispatch: MLP training step, cold Mesa cache, 2026-12-02, the subgroup16x4 matmuls (the fewest
+ * reads) compile in 150-380 ms against 430-1470 ms for reg4x4 (the shortest) and 410-1050 ms for
+ * the default reg8x8. On SwiftShader, which compiles at pipeline creation and by length, the two
+ * rules pick variants within 20-45 ms of each other (reg4x4 there compiles in 170-520 ms against
+ * 270-1500 ms for reg8x8, and a serial reduction in 60 ms against 110-180 ms for a workgroup tree).
  */
 function quickest(a: Artifact, d: Artifact['dispatches'][number]): number {
   const vs = d.variants ?? [];
-  return vs.reduce((best, v, j) => (a.shaders[v.shader]!.length < a.shaders[vs[best]!.shader]!.length ? j : best), 0);
+  const cost = (j: number): [number, number] => {
+    const w = a.shaders[vs[j]!.shader]!;
+    return [(w.match(/\bin\d+\[/g) ?? []).length, w.length];
+  };
+  return vs.reduce((best, _, j) => {
+    const [x, y] = [cost(j), cost(best)];
+    return x[0] < y[0] || (x[0] === y[0] && x[1] < y[1]) ? j : best;
+  }, 0);
 }
 
 /** The scratch bytes timing dispatch `d` needs: one buffer per binding. */

@@ -247,12 +247,17 @@ export interface TuneJob {
  * Times the variants of every job, all jobs together round by round (with timestamps, one submit
  * per round): a warm-up dispatch each; one timed batch each, its length from its own warm-up
  * (about BATCH_MS); a variant slower than DROP times its job's best is dropped; the rest are timed
- * twice more and take their median. The fastest figure of each job wins.
+ * twice more and take their median. The fastest figure of each job wins. `oneByOne` (background
+ * tuning): each warm-up dispatch is its own submit, as a driver that compiles a shader at its first
+ * dispatch (llvmpipe: 0.2-2 s each) would otherwise hold the queue, and a program step queued
+ * behind, for the whole chunk's compilation (lavapipe, MLP: the second step took 29 s).
  */
-export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[]): Promise<TuneEntry[]> {
+export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[], oneByOne = false): Promise<TuneEntry[]> {
   const items = jobs.flatMap((j, ji) => j.cands.map((c) => ({ ji, c, group: j.group })));
   const batch = (x: (typeof items)[number], reps: number): Batch => ({ pipeline: x.c.pipeline, group: x.group, workgroups: x.c.workgroups, reps });
-  const warm = await timer.time(items.map((x) => batch(x, 1)));
+  const warm: number[] = [];
+  if (oneByOne) for (const x of items) warm.push(...(await timer.time([batch(x, 1)])));
+  else warm.push(...(await timer.time(items.map((x) => batch(x, 1)))));
   const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
   const first = await timer.time(items.map((x, i) => batch(x, reps[i]!)));
   const best = jobs.map((_, ji) => Math.min(...first.filter((__, i) => items[i]!.ji === ji)));

@@ -246,10 +246,11 @@ describe('tuning in the background', () => {
 
   it('a variant the device rejects is reported once; its kernel keeps a working variant and the steps go on', async () => {
     // A copy of the artifact where one kernel's second variant is a shader that does not compile
-    // (the longest of all, so that it is not the variant that runs until tuning: see quickest()).
+    // (with the most storage reads and the longest of all, so that it is not the variant that runs
+    // until tuning: see quickest()).
     const at = artifact.dispatches.findIndex((d) => (d.variants?.length ?? 0) > 1);
     const d = artifact.dispatches[at]!;
-    const broken = `${'// not a kernel\n'.repeat(Math.max(...artifact.shaders.map((x) => x.length)) / 8)}fn main( {`;
+    const broken = `${'// not a kernel: in0[0]\n'.repeat(Math.max(...artifact.shaders.map((x) => x.length)) / 8)}fn main( {`;
     const bad = { ...artifact, shaders: [...artifact.shaders, broken], dispatches: artifact.dispatches.map((x, i) => (i === at ? { ...d, variants: d.variants!.map((v, j) => (j === 1 ? { ...v, shader: artifact.shaders.length } : v)) } : x)) };
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const uncaptured: string[] = [];
