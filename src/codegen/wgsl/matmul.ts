@@ -6,7 +6,8 @@
  * memory, then each thread accumulates its 4x4 or 8x8 outputs from there, as TF.js, ONNX Runtime
  * and gpu.cpp do on GPUs), and where the device has `subgroups` the subgroup variants
  * (`subgroup16x4`, `subgroup8x8`: register tiles whose threads share the tile's rows of A, each row
- * read by one lane in BL and broadcast to the others). Every variant takes the same operand expressions, the same split of K
+ * read by one lane in BL and broadcast to the others; `subgroupcols8x8`: the same with the tile's
+ * columns of B shared, for narrow N). Every variant takes the same operand expressions, the same split of K
  * (decided once per kernel, so every variant writes the same partials) and the same fused
  * epilogue at the final store.
  */
@@ -96,8 +97,9 @@ export const MATMUL_VARIANTS: VariantTable<'matmul'> = {
     { name: 'reg8x8', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx) },
     { name: 'reg4x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [4, 4], ctx) },
     { name: 'reg8x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 4], ctx) },
-    { name: 'subgroup16x4', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, true) },
-    { name: 'subgroup8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, true) },
+    { name: 'subgroup16x4', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, 'rows') },
+    { name: 'subgroup8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'rows') },
+    { name: 'subgroupcols8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'cols') },
     { name: 'wg32x32', fits: sharedFits(WG32), emit: (k, ctx) => emitShared(k, WG32, ctx) },
     { name: 'wg64x64', fits: sharedFits(WG64), emit: (k, ctx) => emitShared(k, WG64, ctx) },
   ],
@@ -184,32 +186,36 @@ function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, 
  * tiles. Split K: this kernel writes each chunk's partial tiles (and partial side sums) to scratch,
  * and a second kernel sums them and finalizes (splitSum).
  */
-function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, sub = false): Dispatch[] {
+function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, sub?: 'rows' | 'cols'): Dispatch[] {
   const body = k.body;
   const { m, n, k: kk, batch } = body;
   const s = splitPlan(k, ctx.limits);
   const { splits, chunk, split } = s;
   const plan0 = tilePlan(body, tile);
-  // The subgroup variant: a workgroup is one row of threads sharing the tile's rows (at least as
-  // many threads as broadcasting lanes, so that those lanes exist in every subgroup).
+  // The subgroup variants: a workgroup is one line of threads sharing the tile's rows ('rows': the
+  // threads go along N) or its columns ('cols': along M), at least as many threads as broadcasting
+  // lanes, so that those lanes exist in every subgroup.
   const bl = Math.min(8, ctx.limits.subgroupMinSize ?? 4);
-  const plan = sub ? { ...plan0, wx: Math.max(bl, Math.min(64, pow2ceil(Math.ceil(n / plan0.tn)))), wy: 1 } : plan0;
+  const line = (count: number, per: number) => Math.max(bl, Math.min(64, pow2ceil(Math.ceil(count / per))));
+  const plan = sub === 'rows' ? { ...plan0, wx: line(n, plan0.tn), wy: 1 } : sub === 'cols' ? { ...plan0, wx: 1, wy: line(m, plan0.tm) } : plan0;
   const { tm, tn } = plan;
   const inputSizes = ctx.inputSizes;
   // Operands read four elements at a time (a plain row-major or transposed tensor with aligned rows);
-  // the subgroup variant's A is read along k only (a lane's rows are not four consecutive ones).
+  // the shared operand of a subgroup variant is read along k only (a lane's rows are not four
+  // consecutive ones).
   const va0 = vectorAxis(body.lhs, 'mi', m, tm, kk, inputSizes);
-  const va = sub && va0 === 'r' ? undefined : va0;
-  const vb = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
+  const va = sub === 'rows' && va0 === 'r' ? undefined : va0;
+  const vb0 = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
+  const vb = sub === 'cols' && vb0 === 'r' ? undefined : vb0;
   const vec4 = new Set([...(va ? [loadBinding(body.lhs)] : []), ...(vb ? [loadBinding(body.rhs)] : [])]);
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false, vec4, ...(sub ? { enables: ['subgroups'] as const } : {}) };
   if (!split) matmulEpilogue(mod, k, body);
 
   const l = new Lines().line(`@compute @workgroup_size(${plan.wx}, ${plan.wy})`);
   if (sub) {
-    // No early return: the broadcasts need every lane (columns past N load clamped, store nothing).
+    // No early return: the broadcasts need every lane (rows and columns past C load clamped, store nothing).
     l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32)');
-    l.line(`let n0 = i32(gid.x) * ${tn}i;`).line(`let m0 = i32(wid.y) * ${tm}i;`);
+    l.line(`let n0 = i32(${sub === 'rows' ? 'gid' : 'wid'}.x) * ${tn}i;`).line(`let m0 = i32(${sub === 'rows' ? 'wid' : 'gid'}.y) * ${tm}i;`);
     l.line('let gz = i32(wid.z);');
   } else {
     l.open('fn main(@builtin(global_invocation_id) gid: vec3<u32>)');
@@ -220,11 +226,15 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
   if (split) l.line(`let bz = gz / ${splits}i;`).line(`let ks = gz % ${splits}i;`);
   else l.line('let bz = gz;');
   coordLets(l, 'bz', batch, 'z');
-  // The subgroup variant's lanes each read A's rows q * bl + (lane % bl) (q < tm / bl), and every
-  // lane takes row i from lane i % bl of its subgroup: a row is read once per bl lanes.
-  const lanes = sub ? Math.ceil(tm / bl) : tm;
-  for (let i = 0; i < lanes; i++) l.line(sub ? `let mr${i} = min(m0 + ${i * bl}i + i32(sl % ${bl}u), ${m - 1}i);` : `let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
+  // A subgroup variant's lanes each read the shared side's rows (or columns) q * bl + (lane % bl)
+  // (q < tm / bl), and every lane takes row i from lane i % bl of its subgroup: a row is read once
+  // per bl lanes. (nc<j> stay: the column sums read them.)
+  const lanesM = sub === 'rows' ? Math.ceil(tm / bl) : tm;
+  const lanesN = sub === 'cols' ? Math.ceil(tn / bl) : tn;
+  const lane = (q: number) => `${q * bl}i + i32(sl % ${bl}u)`;
+  for (let i = 0; i < lanesM; i++) l.line(sub === 'rows' ? `let mr${i} = min(m0 + ${lane(i)}, ${m - 1}i);` : `let mr${i} = min(m0 + ${i}i, ${m - 1}i);`);
   for (let j = 0; j < tn; j++) l.line(`let nc${j} = min(n0 + ${j}i, ${n - 1}i);`);
+  if (sub === 'cols') for (let q = 0; q < lanesN; q++) l.line(`let nl${q} = min(n0 + ${lane(q)}, ${n - 1}i);`);
   if (va === 'r') for (let g = 0; g < tm / 4; g++) l.line(`let mg${g} = min(m0 + ${4 * g}i, ${m - 4}i);`);
   if (vb === 'r') for (let g = 0; g < tn / 4; g++) l.line(`let ng${g} = min(n0 + ${4 * g}i, ${n - 4}i);`);
   // Operands per row and per column; what does not depend on ki is computed here, once. A
@@ -233,16 +243,19 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     v === 'r'
       ? Array.from({ length: count / 4 }, (_, g) => substitute(loadIndex(e), new Map([[rv, ivar(group(g))]])))
       : Array.from({ length: count }, (_, i) => substitute(v ? loadIndex(e) : e, new Map([[rv, ivar(name(i))]])));
-  const rows = operand(body.lhs, va, 'mi', lanes, (i) => `mr${i}`, (g) => `mg${g}`);
-  /** Row i's value from the lanes' values `v` (the subgroup variant's broadcast, bound to a let). */
-  const bcast = (v: readonly string[], p: string): string[] => {
-    if (!sub) return [...v];
-    return Array.from({ length: tm }, (_, i) => {
+  const rows = operand(body.lhs, va, 'mi', lanesM, (i) => `mr${i}`, (g) => `mg${g}`);
+  const cols = operand(body.rhs, vb, 'ni', lanesN, (j) => (sub === 'cols' ? `nl${j}` : `nc${j}`), (g) => `ng${g}`);
+  /**
+   * The shared side's values of the tile from the lanes' values `v` (a subgroup variant's
+   * broadcasts, bound to lets); the other side's as they are.
+   */
+  const bcast = (side: 'rows' | 'cols', v: readonly string[], p: string): string[] => {
+    if (sub !== side) return [...v];
+    return Array.from({ length: side === 'rows' ? tm : tn }, (_, i) => {
       l.line(`let ${p}${i} = subgroupBroadcast(${v[Math.floor(i / bl)]}, ${i % bl}u);`);
       return `${p}${i}`;
     });
   };
-  const cols = operand(body.rhs, vb, 'ni', tn, (j) => `nc${j}`, (g) => `ng${g}`);
   const hoisted = new ExprEmitter(mod.bindingNames, 'h', undefined, vec4);
   for (const e of [...rows, ...cols]) for (const inv of invariantsOf(e, 'ki')) hoisted.emit(inv);
   for (const s of hoisted.lets) l.line(s);
@@ -278,8 +291,9 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     mod.usesPow ||= em.usesPow;
     mod.usesRng ||= em.usesRng;
     for (const s of em.lets) l.line(s);
-    const ab = bcast(a, `x${tag}_`);
-    fmas((i) => ab[i]!, (j) => v[j]!);
+    const ab = bcast('rows', a, `x${tag}_`);
+    const vb2 = bcast('cols', v, `y${tag}_`);
+    fmas((i) => ab[i]!, (j) => vb2[j]!);
   };
   const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
   if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
@@ -312,15 +326,19 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     mod.usesPow ||= em.usesPow;
     mod.usesRng ||= em.usesRng;
     for (const s of [...em.lets, ...loads]) l.line(s);
-    let ab = a;
-    if (sub && va === 'k') {
-      const xs = bcast(rows.map((_, q) => `av${q}`), 'ax');
-      ab = (i, u) => `${xs[i]}.${C[u]}`;
-    } else if (sub) {
-      const xs = [0, 1, 2, 3].map((u) => bcast(rows.map((_, q) => a(q, u)), `ax${u}_`));
-      ab = (i, u) => xs[u]![i]!;
-    }
-    for (let u = 0; u < 4; u++) fmas((i) => ab(i, u), (j) => b(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
+    /** The shared side's accessor: its lanes' vec4s along k (or values per step) broadcast. */
+    const shared = (side: 'rows' | 'cols', f: (i: number, u: number) => string, v: 'k' | 'r' | undefined, count: number, p: string): ((i: number, u: number) => string) => {
+      if (sub !== side) return f;
+      if (v === 'k') {
+        const xs = bcast(side, Array.from({ length: count }, (_, q) => `${p}v${q}`), `${p}x`);
+        return (i, u) => `${xs[i]}.${C[u]}`;
+      }
+      const xs = [0, 1, 2, 3].map((u) => bcast(side, Array.from({ length: count }, (_, q) => f(q, u)), `${p}x${u}_`));
+      return (i, u) => xs[u]![i]!;
+    };
+    const ab = shared('rows', a, va, lanesM, 'a');
+    const bb = shared('cols', b, vb, lanesN, 'b');
+    for (let u = 0; u < 4; u++) fmas((i) => ab(i, u), (j) => bb(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
     l.close();
   } else {
     // Scalar loads: the K loop unrolled by UNROLL, then the remainder (chunks are multiples of 4:
