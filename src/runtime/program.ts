@@ -338,6 +338,10 @@ export class Program {
    * per binding (DESIGN.md's aliasing rule), are freed before the next. Stops quietly when the
    * program is destroyed or its device lost; any other failure is kept in `tuneError` (and, in the
    * background, reported once with console.warn), and the kernels not yet timed keep their defaults.
+   * A variant that was timed on PRUNE_AFTER kernels of its table and never came within PRUNE_NEAR
+   * of the best is no longer compiled for the kernels after (on the CPU adapters the
+   * workgroup-memory matmuls lose every time, and take 0.5-2.7 s each to compile); the variant a
+   * kernel runs meanwhile is always timed, so every kernel keeps at least one.
    */
   private async tuneKernels(todo: readonly number[], cache: TuneCache, how: { strict: boolean; background: boolean; scratchBytes: number }): Promise<void> {
     const { strict, background } = how;
@@ -358,6 +362,13 @@ export class Program {
     }
     const problems: string[] = [];
     const stopped = () => this.destroyed || !!deviceHealth(this.device).lost;
+    // Per variant (of a table: the names a dispatch offers), the kernels it was timed on and those where it came near the best.
+    const record = new Map<string, { timed: number; near: number }>();
+    const familyOf = (i: number, name: string) => `${a.dispatches[i]!.variants!.map((v) => v.name).join(',')}:${name}`;
+    const pruned = (i: number, name: string) => {
+      const r = record.get(familyOf(i, name));
+      return r !== undefined && r.timed >= PRUNE_AFTER && r.near === 0 && a.dispatches[i]!.variants![this.choice[i] ?? 0]!.name !== name;
+    };
     let timer: Timer | undefined;
     try {
       timer = new Timer(this.device);
@@ -366,6 +377,7 @@ export class Program {
         // The variants of the chunk's kernels, compiled all at once (a variant the device rejects is left out).
         const cands = await Promise.all(chunk.map(async ([, i]) => {
           const made = await Promise.all(a.dispatches[i]!.variants!.map(async (v) => {
+            if (pruned(i, v.name)) return undefined;
             try {
               return { name: v.name, shader: v.shader, pipeline: await this.compileShader(v.shader, strict), workgroups: v.workgroups };
             } catch (e) {
@@ -401,6 +413,11 @@ export class Program {
           for (const [j, [key]] of chunk.entries()) {
             if (jobs[j]!.cands.length === 0) continue;
             const e = entries[at++]!;
+            const best = Math.min(...Object.values(e.times));
+            for (const [name, t] of Object.entries(e.times)) {
+              const r = record.get(familyOf(chunk[j]![1], name)) ?? { timed: 0, near: 0 };
+              record.set(familyOf(chunk[j]![1], name), { timed: r.timed + 1, near: r.near + (t <= best * PRUNE_NEAR ? 1 : 0) });
+            }
             this.tunedChoices.set(key, e);
             this.pendingKeys.delete(key);
             const chosen = jobs[j]!.cands.find((c) => c.name === e.choice)!;
@@ -683,6 +700,9 @@ export class Program {
 
 /** Kernels timed together, at most (each chunk's choices are swapped in before the next chunk). */
 const TUNE_CHUNK = 8;
+/** A variant timed on this many kernels of its table without coming within PRUNE_NEAR of the best is not timed on more. */
+const PRUNE_AFTER = 4;
+const PRUNE_NEAR = 1.25;
 /** Scratch bytes per chunk of kernels being timed, at most (a kernel that needs more is timed alone). */
 const TUNE_SCRATCH = 64 * 2 ** 20;
 
@@ -704,14 +724,15 @@ function tuneMode(tune: LoadOptions['tune']): 'off' | 'background' | 'load' {
  */
 function quickest(a: Artifact, d: Artifact['dispatches'][number]): number {
   const vs = d.variants ?? [];
-  const cost = (j: number): [number, number] => {
+  const cost = (j: number): number[] => {
     const w = a.shaders[vs[j]!.shader]!;
-    return [(w.match(/\bin\d+\[/g) ?? []).length, w.length];
+    return [(w.match(/\bworkgroupBarrier\(/g) ?? []).length, (w.match(/\bin\d+\[/g) ?? []).length, w.length];
   };
-  return vs.reduce((best, _, j) => {
-    const [x, y] = [cost(j), cost(best)];
-    return x[0] < y[0] || (x[0] === y[0] && x[1] < y[1]) ? j : best;
-  }, 0);
+  const less = (x: number[], y: number[]): boolean => {
+    for (let q = 0; q < x.length; q++) if (x[q] !== y[q]) return x[q]! < y[q]!;
+    return false;
+  };
+  return vs.reduce((best, _, j) => (less(cost(j), cost(best)) ? j : best), 0);
 }
 
 /** The scratch bytes timing dispatch `d` needs: one buffer per binding. */

@@ -122,7 +122,7 @@ describe('tuning kernel variants', () => {
       const first = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
       expect(first.code).toBe(0);
       expect(first.out).toMatch(/^train: load \d+ ms, tuning \d+ ms, \d+ kernels with variants$/m);
-      expect(first.out).toMatch(/^ {2}k\d+: .*matmul.*: reg8x8 [\d.]+ ms, reg4x4 [\d.]+ ms.* -> (reg|subgroup)\d+x\d \(tuned, (timestamp|wall)\)$/m);
+      expect(first.out).toMatch(/^ {2}k\d+: .*matmul.*: reg8x8 [\d.]+ ms, reg4x4 [\d.]+ ms.* -> (reg|subgroup|subgroupcols)\d+x\d \(tuned, (timestamp|wall)\)$/m);
       const second = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
       expect(second.out).not.toMatch(/\(tuned/);
       expect(second.out).toMatch(/\(cache, /);
@@ -317,4 +317,38 @@ describe('adjoint train with background tuning', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+describe('pruning variants that never come near', () => {
+  it('a variant slower than the best on the first kernels of its table is not timed on the later ones; every kernel keeps a choice', async () => {
+    // Six distinct matmuls, each timed alone (tiny scratch budget: one kernel per chunk), each with
+    // an extra variant last: its default's WGSL spinning 200,000 steps per thread first (the same
+    // result, far slower).
+    const b = new GraphBuilder();
+    for (let i = 0; i < 6; i++) b.output(`y${i}`, b.matmul(b.input(`a${i}`, [16 + 4 * i, 32]), b.input(`b${i}`, [32, 24])));
+    const base = emitArtifact(b.build(), {});
+    const spin = (w: string) => w.replace(/(fn main\(.*\) \{\n)/, '$1  var spin_s = 1u;\n  for (var spin_i = 0u; spin_i < 200000u; spin_i++) { spin_s = spin_s * 1664525u + 1013904223u; }\n  if (spin_s == 0u) { return; }\n');
+    const shaders = [...base.shaders];
+    const dispatches = base.dispatches.map((d) => {
+      if (!d.variants) return d;
+      shaders.push(spin(base.shaders[d.shader]!));
+      return { ...d, variants: [...d.variants, { name: 'spin', shader: shaders.length - 1, workgroups: d.workgroups }] };
+    });
+    const a = { ...base, shaders, dispatches };
+    expect(shaders.slice(base.shaders.length).every((w) => w.includes('spin_s'))).toBe(true);
+    const p = await Program.load(device, a, { tune: 'load', tuneCache: memoryTuneCache(), tuneScratchBytes: 1, strictShaders: true });
+    try {
+      const ks = p.tuning;
+      expect(ks.length).toBe(6);
+      const timed = ks.map((k) => k.times?.spin !== undefined);
+      // Timed (and lost) on the first four, not compiled for the two after.
+      expect(timed).toEqual([true, true, true, true, false, false]);
+      for (const k of ks) {
+        expect(k.choice).not.toBe('spin');
+        expect(Object.keys(k.times ?? {}).length).toBeGreaterThanOrEqual(2);
+      }
+    } finally {
+      p.destroy();
+    }
+  }, 300_000);
 });
