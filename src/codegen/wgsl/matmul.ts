@@ -184,7 +184,9 @@ function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, 
  * columns (common subexpressions). Element (mi, ni) is stored at its `place` through `dst`, after
  * `fin` (the fused epilogue). A side sum (the column sums of B) is accumulated by the first row of
  * tiles. Split K: this kernel writes each chunk's partial tiles (and partial side sums) to scratch,
- * and a second kernel sums them and finalizes (splitSum).
+ * and a second kernel sums them and finalizes (splitSum). `sub` (the subgroup variants): the tile's
+ * rows ('rows') or columns ('cols') are shared by the threads of a workgroup, each read by one
+ * lane in BL and broadcast to the others (subgroupBroadcast).
  */
 function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, sub?: 'rows' | 'cols'): Dispatch[] {
   const body = k.body;
