@@ -488,16 +488,16 @@ export class Program {
     for (const k of ['maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupStorageSize'] as const) {
       if (need[k] > have[k]) refuse(`it was compiled for ${k} = ${need[k]}`, k);
     }
-    // Subgroup shaders compiled for subgroups of at least N lanes (the subgroup matmuls broadcast from N).
-    const sgMin = need.subgroupMinSize ?? 4;
-    if (sgMin > 4 && a.shaders.some((w) => /^enable subgroups;/m.test(w)) && this.device.features.has('subgroups') && (have.subgroupMinSize ?? 4) < sgMin) {
-      throw new DeviceError(`program "${a.name}" cannot run on this device: its subgroup shaders were compiled for subgroups of at least ${sgMin} invocations, but the device's subgroupMinSize is ${have.subgroupMinSize ?? 4} (compile for this device's limits, see deviceLimits)`);
-    }
-    // A shader that enables a WGSL extension needs the device feature of that name (f16: shader-f16).
+    // A shader that enables a WGSL extension needs the device feature of that name (f16: shader-f16);
+    // subgroup shaders, subgroups of at least the size they were compiled for (the subgroup matmuls broadcast from that many lanes).
+    const [sgNeed, sgHave] = [need.subgroupMinSize ?? 4, have.subgroupMinSize ?? 4];
     a.shaders.forEach((wgsl, i) => {
       for (const m of wgsl.matchAll(/^enable ([\w, ]+);/gm)) {
         for (const ext of m[1]!.split(',').map((x) => x.trim()).filter(Boolean)) {
           const feature = ext === 'f16' ? 'shader-f16' : ext;
+          if (feature === 'subgroups' && this.device.features.has(feature) && sgHave < sgNeed) {
+            throw new DeviceError(`program "${a.name}" cannot run on this device: its subgroup shaders were compiled for subgroups of at least ${sgNeed} invocations, but the device's subgroupMinSize is ${sgHave} (compile for this device's limits, see deviceLimits)`);
+          }
           if (this.device.features.has(feature)) continue;
           const d = a.dispatches.find((x) => x.shader === i || x.variants?.some((v) => v.shader === i));
           const variant = d?.variants?.find((v) => v.shader === i)?.name;
