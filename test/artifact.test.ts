@@ -42,6 +42,7 @@ describe('artifact files', () => {
     ['a variant naming no shader', tampered((m) => { (m.programs.train.dispatches[0] as unknown as { variants: { shader: number }[] }).variants[1]!.shader = 999; }), 'out/manifest.json: programs.train.dispatches[0].variants[1].shader: shader 999 does not exist'],
     ['variants not led by the default', tampered((m) => { const v = (m.programs.train.dispatches[0] as unknown as { variants: unknown[] }).variants; v.reverse(); }), "out/manifest.json: programs.train.dispatches[0].variants[0]: is not the default"],
     ['a variant named twice', tampered((m) => { const v = (m.programs.train.dispatches[0] as unknown as { variants: { name: string }[] }).variants; v[1]!.name = v[0]!.name; }), 'out/manifest.json: programs.train.dispatches[0].variants[1].name: "reg8x8" appears twice'],
+    ['two quick variants', tampered((m) => { const v = (m.programs.train.dispatches[0] as unknown as { variants: { quick?: true }[] }).variants; v[0]!.quick = true; v[1]!.quick = true; }), 'out/manifest.json: programs.train.dispatches[0].variants: has more than one quick variant'],
   ];
   for (const [what, fs, message] of cases) {
     it(`refuses ${what}`, () => {

@@ -40,13 +40,14 @@ export interface EmitKernelOptions {
 }
 
 /** The variants of a kernel that fit these limits, the default first. */
-export function fittingVariants<K extends Kind>(k: KernelOf<K>, limits: CodegenLimits): { name: string; emit: (ctx: EmitContext) => Dispatch[] }[] {
+export function fittingVariants<K extends Kind>(k: KernelOf<K>, limits: CodegenLimits): { name: string; quick?: true; emit: (ctx: EmitContext) => Dispatch[] }[] {
   const table = VARIANTS[k.body.kind] as unknown as VariantTable<K>;
   const fit = table.variants.filter((v) => v.fits(k, limits));
   const first = table.preferred?.(k, limits);
   const ordered = first ? [...fit.filter((v) => v.name === first), ...fit.filter((v) => v.name !== first)] : fit;
   if (!ordered.length) internal(`no ${k.body.kind} variant fits the kernel`);
-  return ordered.map((v) => ({ name: v.name, emit: (ctx: EmitContext) => v.emit(k, ctx) }));
+  const quick = ordered.find((v) => v.quick)?.name;
+  return ordered.map((v) => ({ name: v.name, ...(v.name === quick ? { quick: true as const } : {}), emit: (ctx: EmitContext) => v.emit(k, ctx) }));
 }
 
 const sameRef = (a: BufferRef, b: BufferRef) => a.kind === b.kind && a.id === b.id;
@@ -54,7 +55,7 @@ const sameRef = (a: BufferRef, b: BufferRef) => a.kind === b.kind && a.id === b.
 /** A kernel ready to emit: its index arithmetic simplified for its ranges, and its variants (the default first). */
 export interface KernelVariants {
   readonly kernel: Kernel;
-  readonly variants: readonly { readonly name: string; readonly emit: (ctx: EmitContext) => Dispatch[] }[];
+  readonly variants: readonly { readonly name: string; readonly quick?: true; readonly emit: (ctx: EmitContext) => Dispatch[] }[];
 }
 
 /**
@@ -95,7 +96,7 @@ export function emitKernel(
       allocated.push({ id: scratch(bytes), bytes });
       return allocated[i]!.id;
     };
-    return { name: v.name, dispatches: v.emit({ inputTypes, limits, scratch: shared, label, ...(inputSizes ? { inputSizes } : {}) }) };
+    return { name: v.name, quick: v.quick, dispatches: v.emit({ inputTypes, limits, scratch: shared, label, ...(inputSizes ? { inputSizes } : {}) }) };
   });
   const base = emitted[0]!.dispatches;
   for (const e of emitted) {
@@ -110,7 +111,7 @@ export function emitKernel(
     const variants: DispatchVariant[] = [];
     for (const e of emitted) {
       const x = e.dispatches[i]!;
-      if (!variants.some((v) => v.wgsl === x.wgsl && v.workgroups.every((w, j) => w === x.workgroups[j]))) variants.push({ name: e.name, wgsl: x.wgsl, workgroups: x.workgroups });
+      if (!variants.some((v) => v.wgsl === x.wgsl && v.workgroups.every((w, j) => w === x.workgroups[j]))) variants.push({ name: e.name, wgsl: x.wgsl, workgroups: x.workgroups, ...(e.quick ? { quick: true as const } : {}) });
     }
     return variants.length > 1 ? { ...d, variants } : d;
   });
@@ -150,7 +151,7 @@ export interface EmittedProgram {
     readonly outputs: readonly BufferRef[];
     readonly workgroups: readonly [number, number, number];
     readonly label: string;
-    readonly variants?: readonly { readonly name: string; readonly shader: number; readonly workgroups: readonly [number, number, number] }[];
+    readonly variants?: readonly { readonly name: string; readonly shader: number; readonly workgroups: readonly [number, number, number]; readonly quick?: true }[];
   }[];
   /** Bytes of each scratch buffer (`{ kind: 'scratch', id }` is the id-th). */
   readonly scratchBytes: readonly number[];
@@ -178,7 +179,7 @@ export function emitProgram(g: Graph, kernels: readonly KernelVariants[], limits
     const inputSizes = k.inputs.map((r) => (r.kind === 'value' ? numel(g.nodes[r.id]!.type.shape) : NaN));
     for (const d of emitKernel(kv, inputTypes, limits, scratch, kernelLabel(g, k), inputSizes)) {
       const shader = shaderOf(d.wgsl);
-      const variants = d.variants?.map((v) => ({ name: v.name, shader: shaderOf(v.wgsl), workgroups: v.workgroups }));
+      const variants = d.variants?.map((v) => ({ name: v.name, shader: shaderOf(v.wgsl), workgroups: v.workgroups, ...(v.quick ? { quick: v.quick } : {}) }));
       dispatches.push({ shader, inputs: d.inputs, outputs: [d.output, ...d.extraOutputs], workgroups: d.workgroups, label: d.label, ...(variants ? { variants } : {}) });
     }
   }

@@ -61,6 +61,8 @@ export interface DispatchVariantSpec {
   readonly name: string;
   readonly shader: number;
   readonly workgroups: readonly [number, number, number];
+  /** Built to compile fast: what the dispatch runs until tuning has timed it (at most one per dispatch). */
+  readonly quick?: true;
 }
 
 export interface CopySpec {

@@ -53,7 +53,7 @@ export const programSchema = z.object({
   state: z.array(persistent),
   dispatches: z.array(z.object({
     shader: nat, bindings: z.array(region), outputs: pos, workgroups: z.tuple([pos, pos, pos]), label: z.string(),
-    variants: z.optional(z.array(z.object({ name: z.string(), shader: nat, workgroups: z.tuple([pos, pos, pos]) }))),
+    variants: z.optional(z.array(z.object({ name: z.string(), shader: nat, workgroups: z.tuple([pos, pos, pos]), quick: z.optional(z.literal(true)) }))),
   })),
   copies: z.array(z.object({ from: region, to: region })),
   loss: z.optional(z.string()),
@@ -95,6 +95,7 @@ export function validateProgram(json: unknown, where: string): Artifact {
         if (names.has(v.name)) fail(`dispatches[${i}].variants[${j}].name`, `"${v.name}" appears twice`);
         names.add(v.name);
       });
+      if (d.variants.filter((v) => v.quick).length > 1) fail(`dispatches[${i}].variants`, 'has more than one quick variant');
     }
   });
   for (const [k, list] of [['inputs', a.inputs], ['outputs', a.outputs], ['params', a.params], ['state', a.state]] as const) {

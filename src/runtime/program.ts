@@ -31,8 +31,9 @@ export interface LoadOptions {
    * Kernel variants chosen by measurement (runtime/tune.ts). A kernel whose choice is in `tuneCache`
    * runs it at once. The others:
    * - `'background'` (or true; the default): load() compiles only what the steps run (until a
-   *   kernel is timed, its variant quickest to compile: the fewest storage reads, then the shortest WGSL) and resolves; the other
-   *   variants are then compiled and timed in the background on scratch buffers (never the
+   *   kernel is timed, its variant built to compile fast, else the one with the fewest storage reads, then the shortest WGSL) and
+   *   resolves; once the first step's work is done (or `tuned` is asked for, or a second has passed) the other
+   *   variants are compiled and timed in the background on scratch buffers (never the
    *   program's: parameters are untouched), while steps run; each choice is swapped in as it is
    *   made and written to the cache. `program.tuned` resolves when all is done, `program.tuneMs`
    *   is the time it took.
@@ -100,9 +101,20 @@ export class Program {
   tuneMs = 0;
   /**
    * Resolves when tuning is over: every kernel timed, or tuning stopped by destroy() or by a
-   * device error (then `tuneError`). Never rejects.
+   * device error (then `tuneError`). Never rejects. Asking for it starts background tuning at
+   * once (else it starts when the first step's work is done, or TUNE_IDLE_MS after load).
    */
-  tuned: Promise<void> = Promise.resolve();
+  get tuned(): Promise<void> {
+    this.openTuning?.();
+    return this.tuning_;
+  }
+  private tuning_: Promise<void> = Promise.resolve();
+  /**
+   * Starts background tuning (once). Until then the queue is the first step's: on a driver that
+   * compiles each shader at its first dispatch (llvmpipe), a warm-up dispatch of a variant
+   * submitted first would hold the step behind its compilation.
+   */
+  private openTuning: (() => void) | undefined;
   /** What went wrong while tuning, if anything (reported once; the kernels concerned keep their defaults). */
   tuneError: DeviceError | undefined;
   /** Per dispatch: its tuning cache key (undefined: one variant only, or tuning off). */
@@ -258,9 +270,21 @@ export class Program {
     p.initialize(opts.seed ?? 0);
     if (toTune.length) {
       // Timing runs on scratch buffers, never the program's: it may run after initialization, between steps.
-      p.tuned = p.tuneKernels(toTune, cache!, { strict: opts.strictShaders === true, background: mode === 'background', scratchBytes: opts.tuneScratchBytes ?? TUNE_SCRATCH });
+      const how = { strict: opts.strictShaders === true, background: mode === 'background', scratchBytes: opts.tuneScratchBytes ?? TUNE_SCRATCH };
+      if (mode === 'background') {
+        const gate = new Promise<void>((resolve) => {
+          const idle = setTimeout(() => p.openTuning?.(), TUNE_IDLE_MS);
+          (idle as { unref?: () => void }).unref?.();
+          p.openTuning = () => {
+            p.openTuning = undefined;
+            clearTimeout(idle);
+            resolve();
+          };
+        });
+        p.tuning_ = gate.then(() => p.tuneKernels(toTune, cache!, how));
+      } else p.tuning_ = p.tuneKernels(toTune, cache!, how);
       if (mode === 'load') {
-        await p.tuned;
+        await p.tuning_;
         if (p.tuneError) {
           p.destroy();
           throw p.tuneError;
@@ -595,6 +619,10 @@ export class Program {
     }
     this.device.queue.submit([enc.finish()]);
     this.stepCount++;
+    if (this.openTuning) {
+      const open = this.openTuning;
+      void this.device.queue.onSubmittedWorkDone().then(open, open);
+    }
     const checked = this.device.popErrorScope().then(
       async (e) => {
         if (!e || this.failure) return this.failure;
@@ -692,12 +720,15 @@ export class Program {
 
   destroy(): void {
     this.destroyed = true;
+    this.openTuning?.();
     for (const b of this.buffers) b.destroy();
     for (const r of this.staging.values()) for (const s of r) s.buffer.destroy();
     this.paramStaging?.destroy();
   }
 }
 
+/** Background tuning starts this long after load when no step has run and nobody awaits `tuned`. */
+const TUNE_IDLE_MS = 1000;
 /** Kernels timed together, at most (each chunk's choices are swapped in before the next chunk). */
 const TUNE_CHUNK = 8;
 /** A variant timed on this many kernels of its table without coming within PRUNE_NEAR of the best is not timed on more. */
@@ -713,17 +744,19 @@ function tuneMode(tune: LoadOptions['tune']): 'off' | 'background' | 'load' {
 }
 
 /**
- * The variant a kernel runs until background tuning has timed it: the one quickest to compile,
- * estimated as the fewest storage reads in its WGSL, then the shortest. On lavapipe every storage
- * read becomes a loop over the SIMD lanes in llvmpipe's code, which it compiles at the first
- * dispatch: MLP training step, cold Mesa cache, 2026-12-02, the subgroup16x4 matmuls (the fewest
- * reads) compile in 150-380 ms against 430-1470 ms for reg4x4 (the shortest) and 410-1050 ms for
- * the default reg8x8. On SwiftShader, which compiles at pipeline creation and by length, the two
- * rules pick variants within 20-45 ms of each other (reg4x4 there compiles in 170-520 ms against
- * 270-1500 ms for reg8x8, and a serial reduction in 60 ms against 110-180 ms for a workgroup tree).
+ * The variant a kernel runs until background tuning has timed it: the one its compiler marked
+ * `quick` (built to compile fast: the compact matmuls, K one step at a time with scalar reads),
+ * else the one estimated quickest to compile: the fewest workgroup barriers, then the fewest
+ * storage reads in its WGSL, then the shortest. On lavapipe (llvmpipe compiles a shader at its
+ * first dispatch, every storage read into a loop over the SIMD lanes) the subgroupcompact16x4 matmuls
+ * compile in 110-290 ms against 250-420 ms for subgroup16x4, the fewest-reads choice, and
+ * 380-2100 ms for reg4x4, the shortest (MLP and MLP-wide, cold Mesa cache, 2026-12-02); on
+ * SwiftShader (which compiles at pipeline creation) in 84 ms against 145 ms (512^3).
  */
 function quickest(a: Artifact, d: Artifact['dispatches'][number]): number {
   const vs = d.variants ?? [];
+  const marked = vs.findIndex((v) => v.quick);
+  if (marked >= 0) return marked;
   const cost = (j: number): number[] => {
     const w = a.shaders[vs[j]!.shader]!;
     return [(w.match(/\bworkgroupBarrier\(/g) ?? []).length, (w.match(/\bin\d+\[/g) ?? []).length, w.length];

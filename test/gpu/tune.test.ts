@@ -122,7 +122,7 @@ describe('tuning kernel variants', () => {
       const first = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
       expect(first.code).toBe(0);
       expect(first.out).toMatch(/^train: load \d+ ms, tuning \d+ ms, \d+ kernels with variants$/m);
-      expect(first.out).toMatch(/^ {2}k\d+: .*matmul.*: reg8x8 [\d.]+ ms, reg4x4 [\d.]+ ms.* -> (reg|subgroup|subgroupcols)\d+x\d \(tuned, (timestamp|wall)\)$/m);
+      expect(first.out).toMatch(/^ {2}k\d+: .*matmul.*: reg8x8 [\d.]+ ms, reg4x4 [\d.]+ ms.* -> (reg|subgroup|subgroupcols|subgroupcompact|compact)\d+x\d+ \(tuned, (timestamp|wall)\)$/m);
       const second = await run('tune', 'models/logreg-mnist.json', '--cache', cache);
       expect(second.out).not.toMatch(/\(tuned/);
       expect(second.out).toMatch(/\(cache, /);
@@ -157,14 +157,24 @@ describe('tuning in the background', () => {
   it('load() resolves before tuning; steps before, during and after tuning match a program that never tunes; the choices land in the cache; a second load tunes nothing', async () => {
     const cache = memoryTuneCache();
     const bg = await Program.load(device, artifact, { tune: 'background', tuneCache: cache, strictShaders: true });
-    // Until timed, each kernel runs its variant quickest to compile (the shortest WGSL).
+    // Until timed, each kernel runs its variant built to compile fast (the compact matmuls), else
+    // one without workgroup barriers.
     const kernels = artifact.dispatches.filter((d) => (d.variants?.length ?? 0) > 1).length;
-    const shortest = (i: number) => [...artifact.dispatches[i]!.variants!].sort((x, y) => artifact.shaders[x.shader]!.length - artifact.shaders[y.shader]!.length)[0]!.name;
+    const barriers = (v: { shader: number }) => (artifact.shaders[v.shader]!.match(/workgroupBarrier/g) ?? []).length;
+    const firstLoad = (i: number, choice: string) => {
+      const vs = artifact.dispatches[i]!.variants!;
+      const quick = vs.find((v) => v.quick);
+      return quick ? choice === quick.name : barriers(vs.find((v) => v.name === choice)!) === Math.min(...vs.map(barriers));
+    };
     const atLoad = bg.tuning;
     const off = await Program.load(device, artifact, { tune: false });
     try {
       expect(atLoad.length).toBe(kernels);
-      expect(atLoad.every((k) => k.source === 'pending' && k.choice === shortest(k.dispatch))).toBe(true);
+      expect(atLoad.every((k) => k.source === 'pending' && firstLoad(k.dispatch, k.choice))).toBe(true);
+      expect(artifact.dispatches.some((d) => d.variants?.some((v) => v.quick))).toBe(true);
+      // Tuning waits for the first step (or for `tuned`, or a second): nothing is timed yet.
+      await new Promise((r) => setTimeout(r, 300));
+      expect(bg.tuning.every((k) => k.source === 'pending')).toBe(true);
       let done = false;
       void bg.tuned.then(() => (done = true));
       startFrom(bg);

@@ -57,6 +57,8 @@ export interface DispatchVariant {
   readonly name: string;
   readonly wgsl: string;
   readonly workgroups: readonly [number, number, number];
+  /** Built to compile fast: what the dispatch runs until tuning has timed it (Variant.quick). */
+  readonly quick?: true;
 }
 
 /** A scratch buffer a kernel needs (partial sums of a split reduction). */
@@ -374,6 +376,11 @@ export interface EmitContext {
  */
 export interface Variant<K extends Kernel['body']['kind']> {
   readonly name: string;
+  /**
+   * Built to compile fast (a short K loop, no unrolling): a kernel runs it from the first load
+   * until background tuning has timed its variants. The first that fits a kernel is the one.
+   */
+  readonly quick?: true;
   fits(k: KernelOf<K>, limits: CodegenLimits): boolean;
   emit(k: KernelOf<K>, ctx: EmitContext): Dispatch[];
 }

@@ -99,6 +99,10 @@ export const MATMUL_VARIANTS: VariantTable<'matmul'> = {
     { name: 'reg8x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 4], ctx) },
     { name: 'subgroup16x4', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, 'rows') },
     { name: 'subgroup8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'rows') },
+    // Quick to compile (K one step at a time, scalar reads): what a kernel runs until tuned.
+    { name: 'subgroupcompact16x4', quick: true, fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, 'rows', 1) },
+    { name: 'subgroupcompact8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'rows', 1) },
+    { name: 'compact4x4', quick: true, fits: () => true, emit: (k, ctx) => emitRegister(k, [4, 4], ctx, undefined, 1) },
     { name: 'subgroupcols8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'cols') },
     { name: 'wg32x32', fits: sharedFits(WG32), emit: (k, ctx) => emitShared(k, WG32, ctx) },
     { name: 'wg64x64', fits: sharedFits(WG64), emit: (k, ctx) => emitShared(k, WG64, ctx) },
@@ -188,7 +192,7 @@ function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, 
  * rows ('rows') or columns ('cols') are shared by the threads of a workgroup, each read by one
  * lane in BL and broadcast to the others (subgroupBroadcast).
  */
-function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, sub?: 'rows' | 'cols'): Dispatch[] {
+function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: EmitContext, sub?: 'rows' | 'cols', unroll = UNROLL): Dispatch[] {
   const body = k.body;
   const { m, n, k: kk, batch } = body;
   const s = splitPlan(k, ctx.limits);
@@ -206,9 +210,9 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
   // the shared operand of a subgroup variant is read along k only (a lane's rows are not four
   // consecutive ones).
   const va0 = vectorAxis(body.lhs, 'mi', m, tm, kk, inputSizes);
-  const va = sub === 'rows' && va0 === 'r' ? undefined : va0;
+  const va = unroll === 1 || (sub === 'rows' && va0 === 'r') ? undefined : va0;
   const vb0 = vectorAxis(body.rhs, 'ni', n, tn, kk, inputSizes);
-  const vb = sub === 'cols' && vb0 === 'r' ? undefined : vb0;
+  const vb = unroll === 1 || (sub === 'cols' && vb0 === 'r') ? undefined : vb0;
   const vec4 = new Set([...(va ? [loadBinding(body.lhs)] : []), ...(vb ? [loadBinding(body.rhs)] : [])]);
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false, vec4, ...(sub ? { enables: ['subgroups'] as const } : {}) };
   if (!split) matmulEpilogue(mod, k, body);
@@ -343,20 +347,20 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     for (let u = 0; u < 4; u++) fmas((i) => ab(i, u), (j) => bb(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
     l.close();
   } else {
-    // Scalar loads: the K loop unrolled by UNROLL, then the remainder (chunks are multiples of 4:
+    // Scalar loads: the K loop unrolled by unroll, then the remainder (chunks are multiples of 4:
     // only the end of K has one).
-    const main = split ? 'kmain' : `${kk - (kk % UNROLL)}i`;
-    if (split) l.line(`let kmain = kend - (kend - kbeg) % ${UNROLL}i;`);
-    if (kk >= UNROLL) {
-      l.open(`for (var kb = ${from}; kb < ${main}; kb += ${UNROLL}i)`);
-      for (let u = 0; u < UNROLL; u++) {
+    const main = split ? 'kmain' : `${kk - (kk % unroll)}i`;
+    if (split) l.line(`let kmain = kend - (kend - kbeg) % ${unroll}i;`);
+    if (kk >= unroll) {
+      l.open(`for (var kb = ${from}; kb < ${main}; kb += ${unroll}i)`);
+      for (let u = 0; u < unroll; u++) {
         l.line(`let ku${u} = kb + ${u}i;`);
         step(`ku${u}`, `${u}`);
       }
       l.close();
     }
-    if (kk % UNROLL) {
-      l.open(`for (var ki = ${kk >= UNROLL ? main : from}; ki < ${to}; ki++)`);
+    if (kk % unroll) {
+      l.open(`for (var ki = ${kk >= unroll ? main : from}; ki < ${to}; ki++)`);
       step('ki', 'r');
       l.close();
     }

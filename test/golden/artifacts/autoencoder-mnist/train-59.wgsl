@@ -15,13 +15,13 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out1[t1];
   let t3: f32 = 0.8999999761581421 * t2;
@@ -31,7 +31,7 @@ fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out2[t1];
   let t3: f32 = 0.9990000128746033 * t2;
@@ -42,7 +42,7 @@ fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 32i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out3[t1];
   let t3: f32 = in2[0i];
@@ -59,76 +59,59 @@ fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 8i;
+  let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 8i;
-  if (n0 >= 256i || m0 >= 784i) { return; }
+  if (n0 >= 32i || m0 >= 256i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 783i);
-  let mr1 = min(m0 + 1i, 783i);
-  let mr2 = min(m0 + 2i, 783i);
-  let mr3 = min(m0 + 3i, 783i);
-  let mr4 = min(m0 + 4i, 783i);
-  let mr5 = min(m0 + 5i, 783i);
-  let mr6 = min(m0 + 6i, 783i);
-  let mr7 = min(m0 + 7i, 783i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
-  let nc4 = min(n0 + 4i, 255i);
-  let nc5 = min(n0 + 5i, 255i);
-  let nc6 = min(n0 + 6i, 255i);
-  let nc7 = min(n0 + 7i, 255i);
-  let mg0 = min(m0 + 0i, 780i);
-  let mg1 = min(m0 + 4i, 780i);
-  let ng0 = min(n0 + 0i, 252i);
-  let ng1 = min(n0 + 4i, 252i);
+  let mr0 = min(m0 + 0i, 255i);
+  let mr1 = min(m0 + 1i, 255i);
+  let mr2 = min(m0 + 2i, 255i);
+  let mr3 = min(m0 + 3i, 255i);
+  let mr4 = min(m0 + 4i, 255i);
+  let mr5 = min(m0 + 5i, 255i);
+  let mr6 = min(m0 + 6i, 255i);
+  let mr7 = min(m0 + 7i, 255i);
+  let nc0 = min(n0 + 0i, 31i);
+  let nc1 = min(n0 + 1i, 31i);
+  let nc2 = min(n0 + 2i, 31i);
+  let nc3 = min(n0 + 3i, 31i);
+  let mg0 = min(m0 + 0i, 252i);
+  let mg1 = min(m0 + 4i, 252i);
+  let ng0 = min(n0 + 0i, 28i);
   var c0_0 = vec4<f32>(0.0);
-  var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
-  var c1_1 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
-  var c2_1 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  var c3_1 = vec4<f32>(0.0);
   var c4_0 = vec4<f32>(0.0);
-  var c4_1 = vec4<f32>(0.0);
   var c5_0 = vec4<f32>(0.0);
-  var c5_1 = vec4<f32>(0.0);
   var c6_0 = vec4<f32>(0.0);
-  var c6_1 = vec4<f32>(0.0);
   var c7_0 = vec4<f32>(0.0);
-  var c7_1 = vec4<f32>(0.0);
   for (var kb = 0i; kb < 128i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
     let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 784i;
+    let tv_0: i32 = ku0 * 256i;
     let tv_1: i32 = tv_0 + mg0;
     let tv_2: i32 = tv_0 + mg1;
-    let tv_3: i32 = ku1 * 784i;
+    let tv_3: i32 = ku1 * 256i;
     let tv_4: i32 = tv_3 + mg0;
     let tv_5: i32 = tv_3 + mg1;
-    let tv_6: i32 = ku2 * 784i;
+    let tv_6: i32 = ku2 * 256i;
     let tv_7: i32 = tv_6 + mg0;
     let tv_8: i32 = tv_6 + mg1;
-    let tv_9: i32 = ku3 * 784i;
+    let tv_9: i32 = ku3 * 256i;
     let tv_10: i32 = tv_9 + mg0;
     let tv_11: i32 = tv_9 + mg1;
-    let tv_12: i32 = ku0 * 256i;
+    let tv_12: i32 = ku0 * 32i;
     let tv_13: i32 = tv_12 + ng0;
-    let tv_14: i32 = tv_12 + ng1;
-    let tv_15: i32 = ku1 * 256i;
-    let tv_16: i32 = tv_15 + ng0;
-    let tv_17: i32 = tv_15 + ng1;
-    let tv_18: i32 = ku2 * 256i;
+    let tv_14: i32 = ku1 * 32i;
+    let tv_15: i32 = tv_14 + ng0;
+    let tv_16: i32 = ku2 * 32i;
+    let tv_17: i32 = tv_16 + ng0;
+    let tv_18: i32 = ku3 * 32i;
     let tv_19: i32 = tv_18 + ng0;
-    let tv_20: i32 = tv_18 + ng1;
-    let tv_21: i32 = ku3 * 256i;
-    let tv_22: i32 = tv_21 + ng0;
-    let tv_23: i32 = tv_21 + ng1;
     let av0_0 = in0[tv_1 >> 2u];
     let av0_1 = in0[tv_2 >> 2u];
     let av1_0 = in0[tv_4 >> 2u];
@@ -138,83 +121,47 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let av3_0 = in0[tv_10 >> 2u];
     let av3_1 = in0[tv_11 >> 2u];
     let bv0_0 = in1[tv_13 >> 2u];
-    let bv0_1 = in1[tv_14 >> 2u];
-    let bv1_0 = in1[tv_16 >> 2u];
-    let bv1_1 = in1[tv_17 >> 2u];
-    let bv2_0 = in1[tv_19 >> 2u];
-    let bv2_1 = in1[tv_20 >> 2u];
-    let bv3_0 = in1[tv_22 >> 2u];
-    let bv3_1 = in1[tv_23 >> 2u];
+    let bv1_0 = in1[tv_15 >> 2u];
+    let bv2_0 = in1[tv_17 >> 2u];
+    let bv3_0 = in1[tv_19 >> 2u];
     c0_0 = fma(vec4<f32>(av0_0.x), bv0_0, c0_0);
-    c0_1 = fma(vec4<f32>(av0_0.x), bv0_1, c0_1);
     c1_0 = fma(vec4<f32>(av0_0.y), bv0_0, c1_0);
-    c1_1 = fma(vec4<f32>(av0_0.y), bv0_1, c1_1);
     c2_0 = fma(vec4<f32>(av0_0.z), bv0_0, c2_0);
-    c2_1 = fma(vec4<f32>(av0_0.z), bv0_1, c2_1);
     c3_0 = fma(vec4<f32>(av0_0.w), bv0_0, c3_0);
-    c3_1 = fma(vec4<f32>(av0_0.w), bv0_1, c3_1);
     c4_0 = fma(vec4<f32>(av0_1.x), bv0_0, c4_0);
-    c4_1 = fma(vec4<f32>(av0_1.x), bv0_1, c4_1);
     c5_0 = fma(vec4<f32>(av0_1.y), bv0_0, c5_0);
-    c5_1 = fma(vec4<f32>(av0_1.y), bv0_1, c5_1);
     c6_0 = fma(vec4<f32>(av0_1.z), bv0_0, c6_0);
-    c6_1 = fma(vec4<f32>(av0_1.z), bv0_1, c6_1);
     c7_0 = fma(vec4<f32>(av0_1.w), bv0_0, c7_0);
-    c7_1 = fma(vec4<f32>(av0_1.w), bv0_1, c7_1);
     c0_0 = fma(vec4<f32>(av1_0.x), bv1_0, c0_0);
-    c0_1 = fma(vec4<f32>(av1_0.x), bv1_1, c0_1);
     c1_0 = fma(vec4<f32>(av1_0.y), bv1_0, c1_0);
-    c1_1 = fma(vec4<f32>(av1_0.y), bv1_1, c1_1);
     c2_0 = fma(vec4<f32>(av1_0.z), bv1_0, c2_0);
-    c2_1 = fma(vec4<f32>(av1_0.z), bv1_1, c2_1);
     c3_0 = fma(vec4<f32>(av1_0.w), bv1_0, c3_0);
-    c3_1 = fma(vec4<f32>(av1_0.w), bv1_1, c3_1);
     c4_0 = fma(vec4<f32>(av1_1.x), bv1_0, c4_0);
-    c4_1 = fma(vec4<f32>(av1_1.x), bv1_1, c4_1);
     c5_0 = fma(vec4<f32>(av1_1.y), bv1_0, c5_0);
-    c5_1 = fma(vec4<f32>(av1_1.y), bv1_1, c5_1);
     c6_0 = fma(vec4<f32>(av1_1.z), bv1_0, c6_0);
-    c6_1 = fma(vec4<f32>(av1_1.z), bv1_1, c6_1);
     c7_0 = fma(vec4<f32>(av1_1.w), bv1_0, c7_0);
-    c7_1 = fma(vec4<f32>(av1_1.w), bv1_1, c7_1);
     c0_0 = fma(vec4<f32>(av2_0.x), bv2_0, c0_0);
-    c0_1 = fma(vec4<f32>(av2_0.x), bv2_1, c0_1);
     c1_0 = fma(vec4<f32>(av2_0.y), bv2_0, c1_0);
-    c1_1 = fma(vec4<f32>(av2_0.y), bv2_1, c1_1);
     c2_0 = fma(vec4<f32>(av2_0.z), bv2_0, c2_0);
-    c2_1 = fma(vec4<f32>(av2_0.z), bv2_1, c2_1);
     c3_0 = fma(vec4<f32>(av2_0.w), bv2_0, c3_0);
-    c3_1 = fma(vec4<f32>(av2_0.w), bv2_1, c3_1);
     c4_0 = fma(vec4<f32>(av2_1.x), bv2_0, c4_0);
-    c4_1 = fma(vec4<f32>(av2_1.x), bv2_1, c4_1);
     c5_0 = fma(vec4<f32>(av2_1.y), bv2_0, c5_0);
-    c5_1 = fma(vec4<f32>(av2_1.y), bv2_1, c5_1);
     c6_0 = fma(vec4<f32>(av2_1.z), bv2_0, c6_0);
-    c6_1 = fma(vec4<f32>(av2_1.z), bv2_1, c6_1);
     c7_0 = fma(vec4<f32>(av2_1.w), bv2_0, c7_0);
-    c7_1 = fma(vec4<f32>(av2_1.w), bv2_1, c7_1);
     c0_0 = fma(vec4<f32>(av3_0.x), bv3_0, c0_0);
-    c0_1 = fma(vec4<f32>(av3_0.x), bv3_1, c0_1);
     c1_0 = fma(vec4<f32>(av3_0.y), bv3_0, c1_0);
-    c1_1 = fma(vec4<f32>(av3_0.y), bv3_1, c1_1);
     c2_0 = fma(vec4<f32>(av3_0.z), bv3_0, c2_0);
-    c2_1 = fma(vec4<f32>(av3_0.z), bv3_1, c2_1);
     c3_0 = fma(vec4<f32>(av3_0.w), bv3_0, c3_0);
-    c3_1 = fma(vec4<f32>(av3_0.w), bv3_1, c3_1);
     c4_0 = fma(vec4<f32>(av3_1.x), bv3_0, c4_0);
-    c4_1 = fma(vec4<f32>(av3_1.x), bv3_1, c4_1);
     c5_0 = fma(vec4<f32>(av3_1.y), bv3_0, c5_0);
-    c5_1 = fma(vec4<f32>(av3_1.y), bv3_1, c5_1);
     c6_0 = fma(vec4<f32>(av3_1.z), bv3_0, c6_0);
-    c6_1 = fma(vec4<f32>(av3_1.z), bv3_1, c6_1);
     c7_0 = fma(vec4<f32>(av3_1.w), bv3_0, c7_0);
-    c7_1 = fma(vec4<f32>(av3_1.w), bv3_1, c7_1);
   }
-  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
-  for (var e = 0i; e < 64i; e++) {
-    let r = m0 + e / 8i;
-    let q = n0 + e % 8i;
-    if (r < 784i && q < 256i) {
+  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
+  for (var e = 0i; e < 32i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 256i && q < 32i) {
        {
         let at = dst(r, q);
         let v0 = fin(cc[e], r, q);

@@ -2,98 +2,276 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
-  let t3: bool = t2 > 0.0;
-  let t4: f32 = select(0.0, 1.0, t3);
-  let t5: bool = t4 != 0.0;
-  let t6: f32 = select(0.0, acc, t5);
-  return t6;
+  return acc;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 120i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
-@compute @workgroup_size(8, 8)
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out1[t1];
+  let t3: f32 = 0.8999999761581421 * t2;
+  let t4: f32 = 0.10000000149011612 * v0;
+  let t5: f32 = t3 + t4;
+  return t5;
+}
+
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out2[t1];
+  let t3: f32 = 0.9990000128746033 * t2;
+  let t4: f32 = v0 * v0;
+  let t5: f32 = 0.0010000000474974513 * t4;
+  let t6: f32 = t3 + t5;
+  return t6;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out3[t1];
+  let t3: f32 = in2[0i];
+  let t4: f32 = v1 / t3;
+  let t5: f32 = in3[0i];
+  let t6: f32 = v2 / t5;
+  let t7: f32 = sqrt(t6);
+  let t8: f32 = t7 + 9.99999993922529e-9;
+  let t9: f32 = t4 / t8;
+  let t10: f32 = 0.0010000000474974513 * t9;
+  let t11: f32 = t2 - t10;
+  return t11;
+}
+
+@compute @workgroup_size(2, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 120i || m0 >= 64i) { return; }
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 10i || m0 >= 84i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 119i);
-  let nc1 = min(n0 + 1i, 119i);
-  let nc2 = min(n0 + 2i, 119i);
-  let nc3 = min(n0 + 3i, 119i);
-  let h0: i32 = mr0 * 84i;
-  let h1: i32 = mr1 * 84i;
-  let h2: i32 = mr2 * 84i;
-  let h3: i32 = mr3 * 84i;
-  let h4: i32 = nc0 * 84i;
-  let h5: i32 = nc1 * 84i;
-  let h6: i32 = nc2 * 84i;
-  let h7: i32 = nc3 * 84i;
+  let mr0 = min(m0 + 0i, 83i);
+  let mr1 = min(m0 + 1i, 83i);
+  let mr2 = min(m0 + 2i, 83i);
+  let mr3 = min(m0 + 3i, 83i);
+  let mr4 = min(m0 + 4i, 83i);
+  let mr5 = min(m0 + 5i, 83i);
+  let mr6 = min(m0 + 6i, 83i);
+  let mr7 = min(m0 + 7i, 83i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let nc4 = min(n0 + 4i, 9i);
+  let nc5 = min(n0 + 5i, 9i);
+  let nc6 = min(n0 + 6i, 9i);
+  let nc7 = min(n0 + 7i, 9i);
+  let mg0 = min(m0 + 0i, 80i);
+  let mg1 = min(m0 + 4i, 80i);
   var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 84i; kb += 4i) {
+  var c3_1 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 64i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
     let ku3 = kb + 3i;
-    let tv_0: i32 = kb + h0;
-    let tv_1: i32 = kb + h1;
-    let tv_2: i32 = kb + h2;
-    let tv_3: i32 = kb + h3;
-    let tv_4: i32 = kb + h4;
-    let tv_5: i32 = kb + h5;
-    let tv_6: i32 = kb + h6;
-    let tv_7: i32 = kb + h7;
-    let av0 = in0[tv_0 >> 2u];
-    let av1 = in0[tv_1 >> 2u];
-    let av2 = in0[tv_2 >> 2u];
-    let av3 = in0[tv_3 >> 2u];
-    let bv0 = in1[tv_4 >> 2u];
-    let bv1 = in1[tv_5 >> 2u];
-    let bv2 = in1[tv_6 >> 2u];
-    let bv3 = in1[tv_7 >> 2u];
-    c0_0 = fma(vec4<f32>(av0.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c0_0);
-    c1_0 = fma(vec4<f32>(av1.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c1_0);
-    c2_0 = fma(vec4<f32>(av2.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c2_0);
-    c3_0 = fma(vec4<f32>(av3.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c3_0);
-    c0_0 = fma(vec4<f32>(av0.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c0_0);
-    c1_0 = fma(vec4<f32>(av1.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c1_0);
-    c2_0 = fma(vec4<f32>(av2.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c2_0);
-    c3_0 = fma(vec4<f32>(av3.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c3_0);
-    c0_0 = fma(vec4<f32>(av0.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c0_0);
-    c1_0 = fma(vec4<f32>(av1.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c1_0);
-    c2_0 = fma(vec4<f32>(av2.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c2_0);
-    c3_0 = fma(vec4<f32>(av3.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c3_0);
-    c0_0 = fma(vec4<f32>(av0.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c0_0);
-    c1_0 = fma(vec4<f32>(av1.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c1_0);
-    c2_0 = fma(vec4<f32>(av2.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c2_0);
-    c3_0 = fma(vec4<f32>(av3.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c3_0);
+    let tv_0: i32 = ku0 * 84i;
+    let tv_1: i32 = tv_0 + mg0;
+    let tv_2: i32 = tv_0 + mg1;
+    let tv_3: i32 = ku1 * 84i;
+    let tv_4: i32 = tv_3 + mg0;
+    let tv_5: i32 = tv_3 + mg1;
+    let tv_6: i32 = ku2 * 84i;
+    let tv_7: i32 = tv_6 + mg0;
+    let tv_8: i32 = tv_6 + mg1;
+    let tv_9: i32 = ku3 * 84i;
+    let tv_10: i32 = tv_9 + mg0;
+    let tv_11: i32 = tv_9 + mg1;
+    let tv_12: i32 = ku0 * 10i;
+    let tv_13: i32 = tv_12 + nc0;
+    let tv_14: f32 = in1[tv_13];
+    let tv_15: i32 = tv_12 + nc1;
+    let tv_16: f32 = in1[tv_15];
+    let tv_17: i32 = tv_12 + nc2;
+    let tv_18: f32 = in1[tv_17];
+    let tv_19: i32 = tv_12 + nc3;
+    let tv_20: f32 = in1[tv_19];
+    let tv_21: i32 = tv_12 + nc4;
+    let tv_22: f32 = in1[tv_21];
+    let tv_23: i32 = tv_12 + nc5;
+    let tv_24: f32 = in1[tv_23];
+    let tv_25: i32 = tv_12 + nc6;
+    let tv_26: f32 = in1[tv_25];
+    let tv_27: i32 = tv_12 + nc7;
+    let tv_28: f32 = in1[tv_27];
+    let tv_29: i32 = ku1 * 10i;
+    let tv_30: i32 = tv_29 + nc0;
+    let tv_31: f32 = in1[tv_30];
+    let tv_32: i32 = tv_29 + nc1;
+    let tv_33: f32 = in1[tv_32];
+    let tv_34: i32 = tv_29 + nc2;
+    let tv_35: f32 = in1[tv_34];
+    let tv_36: i32 = tv_29 + nc3;
+    let tv_37: f32 = in1[tv_36];
+    let tv_38: i32 = tv_29 + nc4;
+    let tv_39: f32 = in1[tv_38];
+    let tv_40: i32 = tv_29 + nc5;
+    let tv_41: f32 = in1[tv_40];
+    let tv_42: i32 = tv_29 + nc6;
+    let tv_43: f32 = in1[tv_42];
+    let tv_44: i32 = tv_29 + nc7;
+    let tv_45: f32 = in1[tv_44];
+    let tv_46: i32 = ku2 * 10i;
+    let tv_47: i32 = tv_46 + nc0;
+    let tv_48: f32 = in1[tv_47];
+    let tv_49: i32 = tv_46 + nc1;
+    let tv_50: f32 = in1[tv_49];
+    let tv_51: i32 = tv_46 + nc2;
+    let tv_52: f32 = in1[tv_51];
+    let tv_53: i32 = tv_46 + nc3;
+    let tv_54: f32 = in1[tv_53];
+    let tv_55: i32 = tv_46 + nc4;
+    let tv_56: f32 = in1[tv_55];
+    let tv_57: i32 = tv_46 + nc5;
+    let tv_58: f32 = in1[tv_57];
+    let tv_59: i32 = tv_46 + nc6;
+    let tv_60: f32 = in1[tv_59];
+    let tv_61: i32 = tv_46 + nc7;
+    let tv_62: f32 = in1[tv_61];
+    let tv_63: i32 = ku3 * 10i;
+    let tv_64: i32 = tv_63 + nc0;
+    let tv_65: f32 = in1[tv_64];
+    let tv_66: i32 = tv_63 + nc1;
+    let tv_67: f32 = in1[tv_66];
+    let tv_68: i32 = tv_63 + nc2;
+    let tv_69: f32 = in1[tv_68];
+    let tv_70: i32 = tv_63 + nc3;
+    let tv_71: f32 = in1[tv_70];
+    let tv_72: i32 = tv_63 + nc4;
+    let tv_73: f32 = in1[tv_72];
+    let tv_74: i32 = tv_63 + nc5;
+    let tv_75: f32 = in1[tv_74];
+    let tv_76: i32 = tv_63 + nc6;
+    let tv_77: f32 = in1[tv_76];
+    let tv_78: i32 = tv_63 + nc7;
+    let tv_79: f32 = in1[tv_78];
+    let av0_0 = in0[tv_1 >> 2u];
+    let av0_1 = in0[tv_2 >> 2u];
+    let av1_0 = in0[tv_4 >> 2u];
+    let av1_1 = in0[tv_5 >> 2u];
+    let av2_0 = in0[tv_7 >> 2u];
+    let av2_1 = in0[tv_8 >> 2u];
+    let av3_0 = in0[tv_10 >> 2u];
+    let av3_1 = in0[tv_11 >> 2u];
+    c0_0 = fma(vec4<f32>(av0_0.x), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c0_0);
+    c0_1 = fma(vec4<f32>(av0_0.x), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c0_1);
+    c1_0 = fma(vec4<f32>(av0_0.y), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c1_0);
+    c1_1 = fma(vec4<f32>(av0_0.y), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c1_1);
+    c2_0 = fma(vec4<f32>(av0_0.z), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c2_0);
+    c2_1 = fma(vec4<f32>(av0_0.z), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c2_1);
+    c3_0 = fma(vec4<f32>(av0_0.w), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c3_0);
+    c3_1 = fma(vec4<f32>(av0_0.w), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c3_1);
+    c4_0 = fma(vec4<f32>(av0_1.x), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c4_0);
+    c4_1 = fma(vec4<f32>(av0_1.x), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c4_1);
+    c5_0 = fma(vec4<f32>(av0_1.y), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c5_0);
+    c5_1 = fma(vec4<f32>(av0_1.y), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c5_1);
+    c6_0 = fma(vec4<f32>(av0_1.z), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c6_0);
+    c6_1 = fma(vec4<f32>(av0_1.z), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c6_1);
+    c7_0 = fma(vec4<f32>(av0_1.w), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c7_0);
+    c7_1 = fma(vec4<f32>(av0_1.w), vec4<f32>(tv_22, tv_24, tv_26, tv_28), c7_1);
+    c0_0 = fma(vec4<f32>(av1_0.x), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c0_0);
+    c0_1 = fma(vec4<f32>(av1_0.x), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c0_1);
+    c1_0 = fma(vec4<f32>(av1_0.y), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c1_0);
+    c1_1 = fma(vec4<f32>(av1_0.y), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c1_1);
+    c2_0 = fma(vec4<f32>(av1_0.z), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c2_0);
+    c2_1 = fma(vec4<f32>(av1_0.z), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c2_1);
+    c3_0 = fma(vec4<f32>(av1_0.w), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c3_0);
+    c3_1 = fma(vec4<f32>(av1_0.w), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c3_1);
+    c4_0 = fma(vec4<f32>(av1_1.x), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c4_0);
+    c4_1 = fma(vec4<f32>(av1_1.x), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c4_1);
+    c5_0 = fma(vec4<f32>(av1_1.y), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c5_0);
+    c5_1 = fma(vec4<f32>(av1_1.y), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c5_1);
+    c6_0 = fma(vec4<f32>(av1_1.z), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c6_0);
+    c6_1 = fma(vec4<f32>(av1_1.z), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c6_1);
+    c7_0 = fma(vec4<f32>(av1_1.w), vec4<f32>(tv_31, tv_33, tv_35, tv_37), c7_0);
+    c7_1 = fma(vec4<f32>(av1_1.w), vec4<f32>(tv_39, tv_41, tv_43, tv_45), c7_1);
+    c0_0 = fma(vec4<f32>(av2_0.x), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c0_0);
+    c0_1 = fma(vec4<f32>(av2_0.x), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c0_1);
+    c1_0 = fma(vec4<f32>(av2_0.y), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c1_0);
+    c1_1 = fma(vec4<f32>(av2_0.y), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c1_1);
+    c2_0 = fma(vec4<f32>(av2_0.z), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c2_0);
+    c2_1 = fma(vec4<f32>(av2_0.z), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c2_1);
+    c3_0 = fma(vec4<f32>(av2_0.w), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c3_0);
+    c3_1 = fma(vec4<f32>(av2_0.w), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c3_1);
+    c4_0 = fma(vec4<f32>(av2_1.x), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c4_0);
+    c4_1 = fma(vec4<f32>(av2_1.x), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c4_1);
+    c5_0 = fma(vec4<f32>(av2_1.y), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c5_0);
+    c5_1 = fma(vec4<f32>(av2_1.y), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c5_1);
+    c6_0 = fma(vec4<f32>(av2_1.z), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c6_0);
+    c6_1 = fma(vec4<f32>(av2_1.z), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c6_1);
+    c7_0 = fma(vec4<f32>(av2_1.w), vec4<f32>(tv_48, tv_50, tv_52, tv_54), c7_0);
+    c7_1 = fma(vec4<f32>(av2_1.w), vec4<f32>(tv_56, tv_58, tv_60, tv_62), c7_1);
+    c0_0 = fma(vec4<f32>(av3_0.x), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c0_0);
+    c0_1 = fma(vec4<f32>(av3_0.x), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c0_1);
+    c1_0 = fma(vec4<f32>(av3_0.y), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c1_0);
+    c1_1 = fma(vec4<f32>(av3_0.y), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c1_1);
+    c2_0 = fma(vec4<f32>(av3_0.z), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c2_0);
+    c2_1 = fma(vec4<f32>(av3_0.z), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c2_1);
+    c3_0 = fma(vec4<f32>(av3_0.w), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c3_0);
+    c3_1 = fma(vec4<f32>(av3_0.w), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c3_1);
+    c4_0 = fma(vec4<f32>(av3_1.x), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c4_0);
+    c4_1 = fma(vec4<f32>(av3_1.x), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c4_1);
+    c5_0 = fma(vec4<f32>(av3_1.y), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c5_0);
+    c5_1 = fma(vec4<f32>(av3_1.y), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c5_1);
+    c6_0 = fma(vec4<f32>(av3_1.z), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c6_0);
+    c6_1 = fma(vec4<f32>(av3_1.z), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c6_1);
+    c7_0 = fma(vec4<f32>(av3_1.w), vec4<f32>(tv_65, tv_67, tv_69, tv_71), c7_0);
+    c7_1 = fma(vec4<f32>(av3_1.w), vec4<f32>(tv_73, tv_75, tv_77, tv_79), c7_1);
   }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 64i && q < 120i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
+    if (r < 84i && q < 10i) {
+       {
+        let at = dst(r, q);
+        let v0 = fin(cc[e], r, q);
+        out[at] = v0;
+        let v1 = x1(v0, r, q);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, r, q);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, r, q);
+        out3[at] = v3;
+      }
     }
   }
 }

@@ -3,14 +3,22 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
+  return t6;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 400i;
+  let t0: i32 = mi * 120i;
   let t1: i32 = t0 + ni;
   return t1;
 }
@@ -19,7 +27,7 @@ fn dst(mi: i32, ni: i32) -> i32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 8i;
   let m0 = i32(gid.y) * 8i;
-  if (n0 >= 400i || m0 >= 64i) { return; }
+  if (n0 >= 120i || m0 >= 64i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 63i);
@@ -30,30 +38,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let mr5 = min(m0 + 5i, 63i);
   let mr6 = min(m0 + 6i, 63i);
   let mr7 = min(m0 + 7i, 63i);
-  let nc0 = min(n0 + 0i, 399i);
-  let nc1 = min(n0 + 1i, 399i);
-  let nc2 = min(n0 + 2i, 399i);
-  let nc3 = min(n0 + 3i, 399i);
-  let nc4 = min(n0 + 4i, 399i);
-  let nc5 = min(n0 + 5i, 399i);
-  let nc6 = min(n0 + 6i, 399i);
-  let nc7 = min(n0 + 7i, 399i);
-  let h0: i32 = mr0 * 120i;
-  let h1: i32 = mr1 * 120i;
-  let h2: i32 = mr2 * 120i;
-  let h3: i32 = mr3 * 120i;
-  let h4: i32 = mr4 * 120i;
-  let h5: i32 = mr5 * 120i;
-  let h6: i32 = mr6 * 120i;
-  let h7: i32 = mr7 * 120i;
-  let h8: i32 = nc0 * 120i;
-  let h9: i32 = nc1 * 120i;
-  let h10: i32 = nc2 * 120i;
-  let h11: i32 = nc3 * 120i;
-  let h12: i32 = nc4 * 120i;
-  let h13: i32 = nc5 * 120i;
-  let h14: i32 = nc6 * 120i;
-  let h15: i32 = nc7 * 120i;
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
+  let nc4 = min(n0 + 4i, 119i);
+  let nc5 = min(n0 + 5i, 119i);
+  let nc6 = min(n0 + 6i, 119i);
+  let nc7 = min(n0 + 7i, 119i);
+  let h0: i32 = mr0 * 84i;
+  let h1: i32 = mr1 * 84i;
+  let h2: i32 = mr2 * 84i;
+  let h3: i32 = mr3 * 84i;
+  let h4: i32 = mr4 * 84i;
+  let h5: i32 = mr5 * 84i;
+  let h6: i32 = mr6 * 84i;
+  let h7: i32 = mr7 * 84i;
+  let h8: i32 = nc0 * 84i;
+  let h9: i32 = nc1 * 84i;
+  let h10: i32 = nc2 * 84i;
+  let h11: i32 = nc3 * 84i;
+  let h12: i32 = nc4 * 84i;
+  let h13: i32 = nc5 * 84i;
+  let h14: i32 = nc6 * 84i;
+  let h15: i32 = nc7 * 84i;
   var c0_0 = vec4<f32>(0.0);
   var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
@@ -70,7 +78,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c6_1 = vec4<f32>(0.0);
   var c7_0 = vec4<f32>(0.0);
   var c7_1 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 120i; kb += 4i) {
+  for (var kb = 0i; kb < 84i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
@@ -176,7 +184,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var e = 0i; e < 64i; e++) {
     let r = m0 + e / 8i;
     let q = n0 + e % 8i;
-    if (r < 64i && q < 400i) {
+    if (r < 64i && q < 120i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
   }

@@ -3,143 +3,89 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
   return acc;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 84i;
+  let t0: i32 = mi * 400i;
   let t1: i32 = t0 + ni;
   return t1;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out1[t1];
-  let t3: f32 = 0.8999999761581421 * t2;
-  let t4: f32 = 0.10000000149011612 * v0;
-  let t5: f32 = t3 + t4;
-  return t5;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out2[t1];
-  let t3: f32 = 0.9990000128746033 * t2;
-  let t4: f32 = v0 * v0;
-  let t5: f32 = 0.0010000000474974513 * t4;
-  let t6: f32 = t3 + t5;
-  return t6;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out3[t1];
-  let t3: f32 = in2[0i];
-  let t4: f32 = v1 / t3;
-  let t5: f32 = in3[0i];
-  let t6: f32 = v2 / t5;
-  let t7: f32 = sqrt(t6);
-  let t8: f32 = t7 + 9.99999993922529e-9;
-  let t9: f32 = t4 / t8;
-  let t10: f32 = 0.0010000000474974513 * t9;
-  let t11: f32 = t2 - t10;
-  return t11;
 }
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 84i || m0 >= 120i) { return; }
+  if (n0 >= 400i || m0 >= 64i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 119i);
-  let mr1 = min(m0 + 1i, 119i);
-  let mr2 = min(m0 + 2i, 119i);
-  let mr3 = min(m0 + 3i, 119i);
-  let nc0 = min(n0 + 0i, 83i);
-  let nc1 = min(n0 + 1i, 83i);
-  let nc2 = min(n0 + 2i, 83i);
-  let nc3 = min(n0 + 3i, 83i);
-  let mg0 = min(m0 + 0i, 116i);
-  let ng0 = min(n0 + 0i, 80i);
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let nc0 = min(n0 + 0i, 399i);
+  let nc1 = min(n0 + 1i, 399i);
+  let nc2 = min(n0 + 2i, 399i);
+  let nc3 = min(n0 + 3i, 399i);
+  let h0: i32 = mr0 * 120i;
+  let h1: i32 = mr1 * 120i;
+  let h2: i32 = mr2 * 120i;
+  let h3: i32 = mr3 * 120i;
+  let h4: i32 = nc0 * 120i;
+  let h5: i32 = nc1 * 120i;
+  let h6: i32 = nc2 * 120i;
+  let h7: i32 = nc3 * 120i;
   var c0_0 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 64i; kb += 4i) {
+  for (var kb = 0i; kb < 120i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
     let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 120i;
-    let tv_1: i32 = tv_0 + mg0;
-    let tv_2: i32 = ku1 * 120i;
-    let tv_3: i32 = tv_2 + mg0;
-    let tv_4: i32 = ku2 * 120i;
-    let tv_5: i32 = tv_4 + mg0;
-    let tv_6: i32 = ku3 * 120i;
-    let tv_7: i32 = tv_6 + mg0;
-    let tv_8: i32 = ku0 * 84i;
-    let tv_9: i32 = tv_8 + ng0;
-    let tv_10: i32 = ku1 * 84i;
-    let tv_11: i32 = tv_10 + ng0;
-    let tv_12: i32 = ku2 * 84i;
-    let tv_13: i32 = tv_12 + ng0;
-    let tv_14: i32 = ku3 * 84i;
-    let tv_15: i32 = tv_14 + ng0;
-    let av0_0 = in0[tv_1 >> 2u];
-    let av1_0 = in0[tv_3 >> 2u];
-    let av2_0 = in0[tv_5 >> 2u];
-    let av3_0 = in0[tv_7 >> 2u];
-    let bv0_0 = in1[tv_9 >> 2u];
-    let bv1_0 = in1[tv_11 >> 2u];
-    let bv2_0 = in1[tv_13 >> 2u];
-    let bv3_0 = in1[tv_15 >> 2u];
-    c0_0 = fma(vec4<f32>(av0_0.x), bv0_0, c0_0);
-    c1_0 = fma(vec4<f32>(av0_0.y), bv0_0, c1_0);
-    c2_0 = fma(vec4<f32>(av0_0.z), bv0_0, c2_0);
-    c3_0 = fma(vec4<f32>(av0_0.w), bv0_0, c3_0);
-    c0_0 = fma(vec4<f32>(av1_0.x), bv1_0, c0_0);
-    c1_0 = fma(vec4<f32>(av1_0.y), bv1_0, c1_0);
-    c2_0 = fma(vec4<f32>(av1_0.z), bv1_0, c2_0);
-    c3_0 = fma(vec4<f32>(av1_0.w), bv1_0, c3_0);
-    c0_0 = fma(vec4<f32>(av2_0.x), bv2_0, c0_0);
-    c1_0 = fma(vec4<f32>(av2_0.y), bv2_0, c1_0);
-    c2_0 = fma(vec4<f32>(av2_0.z), bv2_0, c2_0);
-    c3_0 = fma(vec4<f32>(av2_0.w), bv2_0, c3_0);
-    c0_0 = fma(vec4<f32>(av3_0.x), bv3_0, c0_0);
-    c1_0 = fma(vec4<f32>(av3_0.y), bv3_0, c1_0);
-    c2_0 = fma(vec4<f32>(av3_0.z), bv3_0, c2_0);
-    c3_0 = fma(vec4<f32>(av3_0.w), bv3_0, c3_0);
+    let tv_0: i32 = kb + h0;
+    let tv_1: i32 = kb + h1;
+    let tv_2: i32 = kb + h2;
+    let tv_3: i32 = kb + h3;
+    let tv_4: i32 = kb + h4;
+    let tv_5: i32 = kb + h5;
+    let tv_6: i32 = kb + h6;
+    let tv_7: i32 = kb + h7;
+    let av0 = in0[tv_0 >> 2u];
+    let av1 = in0[tv_1 >> 2u];
+    let av2 = in0[tv_2 >> 2u];
+    let av3 = in0[tv_3 >> 2u];
+    let bv0 = in1[tv_4 >> 2u];
+    let bv1 = in1[tv_5 >> 2u];
+    let bv2 = in1[tv_6 >> 2u];
+    let bv3 = in1[tv_7 >> 2u];
+    c0_0 = fma(vec4<f32>(av0.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c0_0);
+    c1_0 = fma(vec4<f32>(av1.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c1_0);
+    c2_0 = fma(vec4<f32>(av2.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c2_0);
+    c3_0 = fma(vec4<f32>(av3.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c3_0);
+    c0_0 = fma(vec4<f32>(av0.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c0_0);
+    c1_0 = fma(vec4<f32>(av1.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c1_0);
+    c2_0 = fma(vec4<f32>(av2.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c2_0);
+    c3_0 = fma(vec4<f32>(av3.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c3_0);
+    c0_0 = fma(vec4<f32>(av0.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c0_0);
+    c1_0 = fma(vec4<f32>(av1.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c1_0);
+    c2_0 = fma(vec4<f32>(av2.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c2_0);
+    c3_0 = fma(vec4<f32>(av3.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c3_0);
+    c0_0 = fma(vec4<f32>(av0.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c0_0);
+    c1_0 = fma(vec4<f32>(av1.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c1_0);
+    c2_0 = fma(vec4<f32>(av2.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c2_0);
+    c3_0 = fma(vec4<f32>(av3.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
     let q = n0 + e % 4i;
-    if (r < 120i && q < 84i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-        let v3 = x3(v0, v1, v2, r, q);
-        out3[at] = v3;
-      }
+    if (r < 64i && q < 400i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

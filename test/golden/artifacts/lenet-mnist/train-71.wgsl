@@ -4,386 +4,100 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 100i;
+  let t1: i32 = r0 * 1600i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = r1 * 10i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + r2;
+  let t6: f32 = in0[t5];
+  return t6;
+}
+
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   return acc;
 }
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = ni * 196i;
-  let t3: i32 = mi / 14i;
-  let t4: i32 = t3 % 14i;
-  let t5: i32 = t4 * 14i;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = t2 + t7;
-  let t9: i32 = t1 + t8;
+fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out1[o1];
+  let t1: f32 = 0.8999999761581421 * t0;
+  let t2: f32 = 0.10000000149011612 * v0;
+  let t3: f32 = t1 + t2;
+  return t3;
+}
+
+fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out2[o1];
+  let t1: f32 = 0.9990000128746033 * t0;
+  let t2: f32 = v0 * v0;
+  let t3: f32 = 0.0010000000474974513 * t2;
+  let t4: f32 = t1 + t3;
+  return t4;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out3[o1];
+  let t1: f32 = in1[0i];
+  let t2: f32 = v1 / t1;
+  let t3: f32 = in2[0i];
+  let t4: f32 = v2 / t3;
+  let t5: f32 = sqrt(t4);
+  let t6: f32 = t5 + 9.99999993922529e-9;
+  let t7: f32 = t2 / t6;
+  let t8: f32 = 0.0010000000474974513 * t7;
+  let t9: f32 = t0 - t8;
   return t9;
 }
 
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(v0, 0.0, t11);
-  return t12;
-}
+var<workgroup> partial: array<f32, 64>;
 
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, v0, t11);
-  let t13: f32 = in3[t9];
-  let t14: bool = t13 != 0.0;
-  let t15: f32 = select(0.0, t12, t14);
-  return t15;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, v0, t11);
-  let t13: f32 = in3[t9];
-  let t14: bool = t13 != 0.0;
-  let t15: f32 = select(t12, 0.0, t14);
-  return t15;
-}
-
-@compute @workgroup_size(2, 32)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 8i;
-  if (n0 >= 6i || m0 >= 12544i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 12543i);
-  let mr1 = min(m0 + 1i, 12543i);
-  let mr2 = min(m0 + 2i, 12543i);
-  let mr3 = min(m0 + 3i, 12543i);
-  let mr4 = min(m0 + 4i, 12543i);
-  let mr5 = min(m0 + 5i, 12543i);
-  let mr6 = min(m0 + 6i, 12543i);
-  let mr7 = min(m0 + 7i, 12543i);
-  let nc0 = min(n0 + 0i, 5i);
-  let nc1 = min(n0 + 1i, 5i);
-  let nc2 = min(n0 + 2i, 5i);
-  let nc3 = min(n0 + 3i, 5i);
-  let h0: i32 = mr0 / 14i;
-  let h1: i32 = h0 % 14i;
-  let h2: i32 = mr0 % 14i;
-  let h3: i32 = mr0 / 196i;
-  let h4: i32 = h3 * 1600i;
-  let h5: i32 = h1 * 10i;
-  let h6: i32 = h4 + h5;
-  let h7: i32 = h6 + h2;
-  let h8: i32 = mr1 / 14i;
-  let h9: i32 = h8 % 14i;
-  let h10: i32 = mr1 % 14i;
-  let h11: i32 = mr1 / 196i;
-  let h12: i32 = h11 * 1600i;
-  let h13: i32 = h9 * 10i;
-  let h14: i32 = h12 + h13;
-  let h15: i32 = h14 + h10;
-  let h16: i32 = mr2 / 14i;
-  let h17: i32 = h16 % 14i;
-  let h18: i32 = mr2 % 14i;
-  let h19: i32 = mr2 / 196i;
-  let h20: i32 = h19 * 1600i;
-  let h21: i32 = h17 * 10i;
-  let h22: i32 = h20 + h21;
-  let h23: i32 = h22 + h18;
-  let h24: i32 = mr3 / 14i;
-  let h25: i32 = h24 % 14i;
-  let h26: i32 = mr3 % 14i;
-  let h27: i32 = mr3 / 196i;
-  let h28: i32 = h27 * 1600i;
-  let h29: i32 = h25 * 10i;
-  let h30: i32 = h28 + h29;
-  let h31: i32 = h30 + h26;
-  let h32: i32 = mr4 / 14i;
-  let h33: i32 = h32 % 14i;
-  let h34: i32 = mr4 % 14i;
-  let h35: i32 = mr4 / 196i;
-  let h36: i32 = h35 * 1600i;
-  let h37: i32 = h33 * 10i;
-  let h38: i32 = h36 + h37;
-  let h39: i32 = h38 + h34;
-  let h40: i32 = mr5 / 14i;
-  let h41: i32 = h40 % 14i;
-  let h42: i32 = mr5 % 14i;
-  let h43: i32 = mr5 / 196i;
-  let h44: i32 = h43 * 1600i;
-  let h45: i32 = h41 * 10i;
-  let h46: i32 = h44 + h45;
-  let h47: i32 = h46 + h42;
-  let h48: i32 = mr6 / 14i;
-  let h49: i32 = h48 % 14i;
-  let h50: i32 = mr6 % 14i;
-  let h51: i32 = mr6 / 196i;
-  let h52: i32 = h51 * 1600i;
-  let h53: i32 = h49 * 10i;
-  let h54: i32 = h52 + h53;
-  let h55: i32 = h54 + h50;
-  let h56: i32 = mr7 / 14i;
-  let h57: i32 = h56 % 14i;
-  let h58: i32 = mr7 % 14i;
-  let h59: i32 = mr7 / 196i;
-  let h60: i32 = h59 * 1600i;
-  let h61: i32 = h57 * 10i;
-  let h62: i32 = h60 + h61;
-  let h63: i32 = h62 + h58;
-  let h64: i32 = nc0 * 25i;
-  let h65: i32 = nc1 * 25i;
-  let h66: i32 = nc2 * 25i;
-  let h67: i32 = nc3 * 25i;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  var c4_0 = vec4<f32>(0.0);
-  var c5_0 = vec4<f32>(0.0);
-  var c6_0 = vec4<f32>(0.0);
-  var c7_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 400i; kb += 2i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 / 25i;
-    let t0_1: i32 = t0_0 * 100i;
-    let t0_2: i32 = ku0 / 5i;
-    let t0_3: i32 = t0_2 % 5i;
-    let t0_4: i32 = t0_3 * 10i;
-    let t0_5: i32 = t0_1 - t0_4;
-    let t0_6: i32 = ku0 % 5i;
-    let t0_7: i32 = t0_5 - t0_6;
-    let t0_8: i32 = t0_7 + h7;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = h1 - t0_3;
-    let t0_11: bool = bitcast<u32>(t0_10) < bitcast<u32>(10i);
-    let t0_12: i32 = h2 - t0_6;
-    let t0_13: bool = bitcast<u32>(t0_12) < bitcast<u32>(10i);
-    let t0_14: bool = t0_11 && t0_13;
-    let t0_15: f32 = select(0.0, t0_9, t0_14);
-    let t0_16: i32 = t0_7 + h15;
-    let t0_17: f32 = in0[t0_16];
-    let t0_18: i32 = h9 - t0_3;
-    let t0_19: bool = bitcast<u32>(t0_18) < bitcast<u32>(10i);
-    let t0_20: i32 = h10 - t0_6;
-    let t0_21: bool = bitcast<u32>(t0_20) < bitcast<u32>(10i);
-    let t0_22: bool = t0_19 && t0_21;
-    let t0_23: f32 = select(0.0, t0_17, t0_22);
-    let t0_24: i32 = t0_7 + h23;
-    let t0_25: f32 = in0[t0_24];
-    let t0_26: i32 = h17 - t0_3;
-    let t0_27: bool = bitcast<u32>(t0_26) < bitcast<u32>(10i);
-    let t0_28: i32 = h18 - t0_6;
-    let t0_29: bool = bitcast<u32>(t0_28) < bitcast<u32>(10i);
-    let t0_30: bool = t0_27 && t0_29;
-    let t0_31: f32 = select(0.0, t0_25, t0_30);
-    let t0_32: i32 = t0_7 + h31;
-    let t0_33: f32 = in0[t0_32];
-    let t0_34: i32 = h25 - t0_3;
-    let t0_35: bool = bitcast<u32>(t0_34) < bitcast<u32>(10i);
-    let t0_36: i32 = h26 - t0_6;
-    let t0_37: bool = bitcast<u32>(t0_36) < bitcast<u32>(10i);
-    let t0_38: bool = t0_35 && t0_37;
-    let t0_39: f32 = select(0.0, t0_33, t0_38);
-    let t0_40: i32 = t0_7 + h39;
-    let t0_41: f32 = in0[t0_40];
-    let t0_42: i32 = h33 - t0_3;
-    let t0_43: bool = bitcast<u32>(t0_42) < bitcast<u32>(10i);
-    let t0_44: i32 = h34 - t0_6;
-    let t0_45: bool = bitcast<u32>(t0_44) < bitcast<u32>(10i);
-    let t0_46: bool = t0_43 && t0_45;
-    let t0_47: f32 = select(0.0, t0_41, t0_46);
-    let t0_48: i32 = t0_7 + h47;
-    let t0_49: f32 = in0[t0_48];
-    let t0_50: i32 = h41 - t0_3;
-    let t0_51: bool = bitcast<u32>(t0_50) < bitcast<u32>(10i);
-    let t0_52: i32 = h42 - t0_6;
-    let t0_53: bool = bitcast<u32>(t0_52) < bitcast<u32>(10i);
-    let t0_54: bool = t0_51 && t0_53;
-    let t0_55: f32 = select(0.0, t0_49, t0_54);
-    let t0_56: i32 = t0_7 + h55;
-    let t0_57: f32 = in0[t0_56];
-    let t0_58: i32 = h49 - t0_3;
-    let t0_59: bool = bitcast<u32>(t0_58) < bitcast<u32>(10i);
-    let t0_60: i32 = h50 - t0_6;
-    let t0_61: bool = bitcast<u32>(t0_60) < bitcast<u32>(10i);
-    let t0_62: bool = t0_59 && t0_61;
-    let t0_63: f32 = select(0.0, t0_57, t0_62);
-    let t0_64: i32 = t0_7 + h63;
-    let t0_65: f32 = in0[t0_64];
-    let t0_66: i32 = h57 - t0_3;
-    let t0_67: bool = bitcast<u32>(t0_66) < bitcast<u32>(10i);
-    let t0_68: i32 = h58 - t0_6;
-    let t0_69: bool = bitcast<u32>(t0_68) < bitcast<u32>(10i);
-    let t0_70: bool = t0_67 && t0_69;
-    let t0_71: f32 = select(0.0, t0_65, t0_70);
-    let t0_72: i32 = t0_0 * 150i;
-    let t0_73: i32 = t0_3 * 5i;
-    let t0_74: i32 = t0_72 + t0_73;
-    let t0_75: i32 = t0_74 + t0_6;
-    let t0_76: i32 = t0_75 + h64;
-    let t0_77: f32 = in1[t0_76];
-    let t0_78: i32 = t0_75 + h65;
-    let t0_79: f32 = in1[t0_78];
-    let t0_80: i32 = t0_75 + h66;
-    let t0_81: f32 = in1[t0_80];
-    let t0_82: i32 = t0_75 + h67;
-    let t0_83: f32 = in1[t0_82];
-    c0_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c0_0);
-    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c1_0);
-    c2_0 = fma(vec4<f32>(t0_31), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c2_0);
-    c3_0 = fma(vec4<f32>(t0_39), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c3_0);
-    c4_0 = fma(vec4<f32>(t0_47), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c4_0);
-    c5_0 = fma(vec4<f32>(t0_55), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c5_0);
-    c6_0 = fma(vec4<f32>(t0_63), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c6_0);
-    c7_0 = fma(vec4<f32>(t0_71), vec4<f32>(t0_77, t0_79, t0_81, t0_83), c7_0);
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 / 25i;
-    let t1_1: i32 = t1_0 * 100i;
-    let t1_2: i32 = ku1 / 5i;
-    let t1_3: i32 = t1_2 % 5i;
-    let t1_4: i32 = t1_3 * 10i;
-    let t1_5: i32 = t1_1 - t1_4;
-    let t1_6: i32 = ku1 % 5i;
-    let t1_7: i32 = t1_5 - t1_6;
-    let t1_8: i32 = t1_7 + h7;
-    let t1_9: f32 = in0[t1_8];
-    let t1_10: i32 = h1 - t1_3;
-    let t1_11: bool = bitcast<u32>(t1_10) < bitcast<u32>(10i);
-    let t1_12: i32 = h2 - t1_6;
-    let t1_13: bool = bitcast<u32>(t1_12) < bitcast<u32>(10i);
-    let t1_14: bool = t1_11 && t1_13;
-    let t1_15: f32 = select(0.0, t1_9, t1_14);
-    let t1_16: i32 = t1_7 + h15;
-    let t1_17: f32 = in0[t1_16];
-    let t1_18: i32 = h9 - t1_3;
-    let t1_19: bool = bitcast<u32>(t1_18) < bitcast<u32>(10i);
-    let t1_20: i32 = h10 - t1_6;
-    let t1_21: bool = bitcast<u32>(t1_20) < bitcast<u32>(10i);
-    let t1_22: bool = t1_19 && t1_21;
-    let t1_23: f32 = select(0.0, t1_17, t1_22);
-    let t1_24: i32 = t1_7 + h23;
-    let t1_25: f32 = in0[t1_24];
-    let t1_26: i32 = h17 - t1_3;
-    let t1_27: bool = bitcast<u32>(t1_26) < bitcast<u32>(10i);
-    let t1_28: i32 = h18 - t1_6;
-    let t1_29: bool = bitcast<u32>(t1_28) < bitcast<u32>(10i);
-    let t1_30: bool = t1_27 && t1_29;
-    let t1_31: f32 = select(0.0, t1_25, t1_30);
-    let t1_32: i32 = t1_7 + h31;
-    let t1_33: f32 = in0[t1_32];
-    let t1_34: i32 = h25 - t1_3;
-    let t1_35: bool = bitcast<u32>(t1_34) < bitcast<u32>(10i);
-    let t1_36: i32 = h26 - t1_6;
-    let t1_37: bool = bitcast<u32>(t1_36) < bitcast<u32>(10i);
-    let t1_38: bool = t1_35 && t1_37;
-    let t1_39: f32 = select(0.0, t1_33, t1_38);
-    let t1_40: i32 = t1_7 + h39;
-    let t1_41: f32 = in0[t1_40];
-    let t1_42: i32 = h33 - t1_3;
-    let t1_43: bool = bitcast<u32>(t1_42) < bitcast<u32>(10i);
-    let t1_44: i32 = h34 - t1_6;
-    let t1_45: bool = bitcast<u32>(t1_44) < bitcast<u32>(10i);
-    let t1_46: bool = t1_43 && t1_45;
-    let t1_47: f32 = select(0.0, t1_41, t1_46);
-    let t1_48: i32 = t1_7 + h47;
-    let t1_49: f32 = in0[t1_48];
-    let t1_50: i32 = h41 - t1_3;
-    let t1_51: bool = bitcast<u32>(t1_50) < bitcast<u32>(10i);
-    let t1_52: i32 = h42 - t1_6;
-    let t1_53: bool = bitcast<u32>(t1_52) < bitcast<u32>(10i);
-    let t1_54: bool = t1_51 && t1_53;
-    let t1_55: f32 = select(0.0, t1_49, t1_54);
-    let t1_56: i32 = t1_7 + h55;
-    let t1_57: f32 = in0[t1_56];
-    let t1_58: i32 = h49 - t1_3;
-    let t1_59: bool = bitcast<u32>(t1_58) < bitcast<u32>(10i);
-    let t1_60: i32 = h50 - t1_6;
-    let t1_61: bool = bitcast<u32>(t1_60) < bitcast<u32>(10i);
-    let t1_62: bool = t1_59 && t1_61;
-    let t1_63: f32 = select(0.0, t1_57, t1_62);
-    let t1_64: i32 = t1_7 + h63;
-    let t1_65: f32 = in0[t1_64];
-    let t1_66: i32 = h57 - t1_3;
-    let t1_67: bool = bitcast<u32>(t1_66) < bitcast<u32>(10i);
-    let t1_68: i32 = h58 - t1_6;
-    let t1_69: bool = bitcast<u32>(t1_68) < bitcast<u32>(10i);
-    let t1_70: bool = t1_67 && t1_69;
-    let t1_71: f32 = select(0.0, t1_65, t1_70);
-    let t1_72: i32 = t1_0 * 150i;
-    let t1_73: i32 = t1_3 * 5i;
-    let t1_74: i32 = t1_72 + t1_73;
-    let t1_75: i32 = t1_74 + t1_6;
-    let t1_76: i32 = t1_75 + h64;
-    let t1_77: f32 = in1[t1_76];
-    let t1_78: i32 = t1_75 + h65;
-    let t1_79: f32 = in1[t1_78];
-    let t1_80: i32 = t1_75 + h66;
-    let t1_81: f32 = in1[t1_80];
-    let t1_82: i32 = t1_75 + h67;
-    let t1_83: f32 = in1[t1_82];
-    c0_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c0_0);
-    c1_0 = fma(vec4<f32>(t1_23), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c1_0);
-    c2_0 = fma(vec4<f32>(t1_31), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c2_0);
-    c3_0 = fma(vec4<f32>(t1_39), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c3_0);
-    c4_0 = fma(vec4<f32>(t1_47), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c4_0);
-    c5_0 = fma(vec4<f32>(t1_55), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c5_0);
-    c6_0 = fma(vec4<f32>(t1_63), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c6_0);
-    c7_0 = fma(vec4<f32>(t1_71), vec4<f32>(t1_77, t1_79, t1_81, t1_83), c7_0);
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 16) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  let end = min(6400i, (g + 1i) * 6400i);
+  for (var s = g * 6400i + i32(lid); s < end; s += 64i) {
+    let rt0_0: i32 = s / 100i;
+    let r0: i32 = rt0_0;
+    let rt1_0: i32 = s / 10i;
+    let rt1_1: i32 = rt1_0 % 10i;
+    let r1: i32 = rt1_1;
+    let rt2_0: i32 = s % 10i;
+    let r2: i32 = rt2_0;
+    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
   }
-  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
-  for (var e = 0i; e < 32i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 12544i && q < 6i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-        let v3 = x3(v0, v1, v2, r, q);
-        out3[at] = v3;
-      }
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+     {
+      let at = i;
+      let v0 = fin(partial[0], o0, o1, o2, o3);
+      out[at] = v0;
+      let v1 = x1(v0, o0, o1, o2, o3);
+      out1[at] = v1;
+      let v2 = x2(v0, v1, o0, o1, o2, o3);
+      out2[at] = v2;
+      let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
+      out3[at] = v3;
     }
   }
 }

@@ -3,22 +3,17 @@ enable subgroups;
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 fn body(o0: i32, o1: i32, r0: i32) -> f32 {
   let t0: i32 = o0 * 10i;
   let t1: i32 = t0 + r0;
   let t2: f32 = in0[t1];
-  let t3: f32 = in1[o0];
-  let t4: f32 = t2 - t3;
-  let t5: f32 = exp(t4);
-  return t5;
+  return t2;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32) -> f32 {
-  let t0: f32 = log(acc);
-  return t0;
+  return acc;
 }
 
 var<workgroup> sg_part: array<f32, 64>;
@@ -31,18 +26,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let o1: i32 = 0i;
   let sg_rank = subgroupExclusiveAdd(1u);
   let sg_n = subgroupAdd(1u);
-  var acc: f32 = 0.0;
+  var acc: f32 = (-bitcast<f32>(inf_bits));
   for (var s = i32(lid); s < 10i; s += 64i) {
     let r0: i32 = s;
-    acc = acc + body(o0, o1, r0);
+    acc = max(acc, body(o0, o1, r0));
   }
-  sg_part[lid] = select(0.0, subgroupAdd(acc), subgroupElect());
+  sg_part[lid] = select((-bitcast<f32>(inf_bits)), subgroupMax(acc), subgroupElect());
   workgroupBarrier();
-  var total_part: f32 = 0.0;
+  var total_part: f32 = (-bitcast<f32>(inf_bits));
   for (var j = sg_rank; j < 64u; j += sg_n) {
-    total_part = total_part + sg_part[j];
+    total_part = max(total_part, sg_part[j]);
   }
-  let total = subgroupAdd(total_part);
+  let total = subgroupMax(total_part);
   if (lid == 0u) {
     out[i] = fin(total, o0, o1);
   }

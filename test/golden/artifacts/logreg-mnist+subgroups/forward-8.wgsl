@@ -2,43 +2,215 @@
 enable subgroups;
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
-@group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, r0: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + r0;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  return t1;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-var<workgroup> sg_part: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32(wid.y * nwg.x + wid.x);
-  if (i >= 128i) { return; }
-  let o0: i32 = i;
-  let o1: i32 = 0i;
-  let sg_rank = subgroupExclusiveAdd(1u);
-  let sg_n = subgroupAdd(1u);
-  var acc: f32 = (-bitcast<f32>(inf_bits));
-  for (var s = i32(lid); s < 10i; s += 64i) {
-    let r0: i32 = s;
-    acc = max(acc, body(o0, o1, r0));
+@compute @workgroup_size(1, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
+  let n0 = i32(wid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 127i);
+  let mr1 = min(m0 + 1i, 127i);
+  let mr2 = min(m0 + 2i, 127i);
+  let mr3 = min(m0 + 3i, 127i);
+  let mr4 = min(m0 + 4i, 127i);
+  let mr5 = min(m0 + 5i, 127i);
+  let mr6 = min(m0 + 6i, 127i);
+  let mr7 = min(m0 + 7i, 127i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let nc4 = min(n0 + 4i, 9i);
+  let nc5 = min(n0 + 5i, 9i);
+  let nc6 = min(n0 + 6i, 9i);
+  let nc7 = min(n0 + 7i, 9i);
+  let nl0 = min(n0 + 0i + i32(sl % 4u), 9i);
+  let nl1 = min(n0 + 4i + i32(sl % 4u), 9i);
+  let h0: i32 = mr0 * 784i;
+  let h1: i32 = mr1 * 784i;
+  let h2: i32 = mr2 * 784i;
+  let h3: i32 = mr3 * 784i;
+  let h4: i32 = mr4 * 784i;
+  let h5: i32 = mr5 * 784i;
+  let h6: i32 = mr6 * 784i;
+  let h7: i32 = mr7 * 784i;
+  var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 784i; kb += 4i) {
+    let ku0 = kb + 0i;
+    let ku1 = kb + 1i;
+    let ku2 = kb + 2i;
+    let ku3 = kb + 3i;
+    let tv_0: i32 = kb + h0;
+    let tv_1: i32 = kb + h1;
+    let tv_2: i32 = kb + h2;
+    let tv_3: i32 = kb + h3;
+    let tv_4: i32 = kb + h4;
+    let tv_5: i32 = kb + h5;
+    let tv_6: i32 = kb + h6;
+    let tv_7: i32 = kb + h7;
+    let tv_8: i32 = ku0 * 10i;
+    let tv_9: i32 = tv_8 + nl0;
+    let tv_10: f32 = in1[tv_9];
+    let tv_11: i32 = tv_8 + nl1;
+    let tv_12: f32 = in1[tv_11];
+    let tv_13: i32 = ku1 * 10i;
+    let tv_14: i32 = tv_13 + nl0;
+    let tv_15: f32 = in1[tv_14];
+    let tv_16: i32 = tv_13 + nl1;
+    let tv_17: f32 = in1[tv_16];
+    let tv_18: i32 = ku2 * 10i;
+    let tv_19: i32 = tv_18 + nl0;
+    let tv_20: f32 = in1[tv_19];
+    let tv_21: i32 = tv_18 + nl1;
+    let tv_22: f32 = in1[tv_21];
+    let tv_23: i32 = ku3 * 10i;
+    let tv_24: i32 = tv_23 + nl0;
+    let tv_25: f32 = in1[tv_24];
+    let tv_26: i32 = tv_23 + nl1;
+    let tv_27: f32 = in1[tv_26];
+    let av0 = in0[tv_0 >> 2u];
+    let av1 = in0[tv_1 >> 2u];
+    let av2 = in0[tv_2 >> 2u];
+    let av3 = in0[tv_3 >> 2u];
+    let av4 = in0[tv_4 >> 2u];
+    let av5 = in0[tv_5 >> 2u];
+    let av6 = in0[tv_6 >> 2u];
+    let av7 = in0[tv_7 >> 2u];
+    let bx0_0 = subgroupBroadcast(tv_10, 0u);
+    let bx0_1 = subgroupBroadcast(tv_10, 1u);
+    let bx0_2 = subgroupBroadcast(tv_10, 2u);
+    let bx0_3 = subgroupBroadcast(tv_10, 3u);
+    let bx0_4 = subgroupBroadcast(tv_12, 0u);
+    let bx0_5 = subgroupBroadcast(tv_12, 1u);
+    let bx0_6 = subgroupBroadcast(tv_12, 2u);
+    let bx0_7 = subgroupBroadcast(tv_12, 3u);
+    let bx1_0 = subgroupBroadcast(tv_15, 0u);
+    let bx1_1 = subgroupBroadcast(tv_15, 1u);
+    let bx1_2 = subgroupBroadcast(tv_15, 2u);
+    let bx1_3 = subgroupBroadcast(tv_15, 3u);
+    let bx1_4 = subgroupBroadcast(tv_17, 0u);
+    let bx1_5 = subgroupBroadcast(tv_17, 1u);
+    let bx1_6 = subgroupBroadcast(tv_17, 2u);
+    let bx1_7 = subgroupBroadcast(tv_17, 3u);
+    let bx2_0 = subgroupBroadcast(tv_20, 0u);
+    let bx2_1 = subgroupBroadcast(tv_20, 1u);
+    let bx2_2 = subgroupBroadcast(tv_20, 2u);
+    let bx2_3 = subgroupBroadcast(tv_20, 3u);
+    let bx2_4 = subgroupBroadcast(tv_22, 0u);
+    let bx2_5 = subgroupBroadcast(tv_22, 1u);
+    let bx2_6 = subgroupBroadcast(tv_22, 2u);
+    let bx2_7 = subgroupBroadcast(tv_22, 3u);
+    let bx3_0 = subgroupBroadcast(tv_25, 0u);
+    let bx3_1 = subgroupBroadcast(tv_25, 1u);
+    let bx3_2 = subgroupBroadcast(tv_25, 2u);
+    let bx3_3 = subgroupBroadcast(tv_25, 3u);
+    let bx3_4 = subgroupBroadcast(tv_27, 0u);
+    let bx3_5 = subgroupBroadcast(tv_27, 1u);
+    let bx3_6 = subgroupBroadcast(tv_27, 2u);
+    let bx3_7 = subgroupBroadcast(tv_27, 3u);
+    c0_0 = fma(vec4<f32>(av0.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c7_1);
   }
-  sg_part[lid] = select((-bitcast<f32>(inf_bits)), subgroupMax(acc), subgroupElect());
-  workgroupBarrier();
-  var total_part: f32 = (-bitcast<f32>(inf_bits));
-  for (var j = sg_rank; j < 64u; j += sg_n) {
-    total_part = max(total_part, sg_part[j]);
-  }
-  let total = subgroupMax(total_part);
-  if (lid == 0u) {
-    out[i] = fin(total, o0, o1);
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
+    if (r < 128i && q < 10i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
   }
 }

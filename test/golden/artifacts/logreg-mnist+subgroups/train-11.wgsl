@@ -2,57 +2,124 @@
 enable subgroups;
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
-@group(0) @binding(0) var<storage, read_write> in0: array<i32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(0) var<storage, read_write> in0: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 
-fn body(r0: i32, r1: i32) -> f32 {
-  let t0: i32 = in0[r0];
-  let t1: bool = t0 == r1;
+fn body0(o0: i32, o1: i32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  return t2;
+}
+
+fn stage0(acc: f32, o0: i32) -> f32 {
+  return acc;
+}
+
+fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  let t3: f32 = t2 - s0;
+  let t4: f32 = exp(t3);
+  return t4;
+}
+
+fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
+  return acc;
+}
+
+fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
+  let t0: f32 = log(s1);
+  return t0;
+}
+
+fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
   let t2: f32 = select(0.0, 1.0, t1);
-  let t3: i32 = r0 * 10i;
-  let t4: i32 = t3 + r1;
-  let t5: f32 = in1[t4];
-  let t6: f32 = in2[r0];
-  let t7: f32 = t5 - t6;
-  let t8: f32 = in3[r0];
-  let t9: f32 = t7 - t8;
-  let t10: f32 = t2 * t9;
+  let t3: f32 = (-0.0078125) * t2;
+  let t4: f32 = -t3;
+  return t4;
+}
+
+fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: f32 = acc / s1;
+  return t0;
+}
+
+fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.0078125) * t2;
+  let t4: i32 = o0 * 10i;
+  let t5: i32 = t4 + o1;
+  let t6: f32 = in0[t5];
+  let t7: f32 = t6 - s0;
+  let t8: f32 = exp(t7);
+  let t9: f32 = s3 * t8;
+  let t10: f32 = t3 + t9;
   return t10;
 }
 
-fn fin(acc: f32) -> f32 {
-  let t0: f32 = acc * 0.0078125;
-  let t1: f32 = -t0;
-  return t1;
-}
-
-var<workgroup> sg_part: array<f32, 64>;
+var<workgroup> sg_f32_0: array<f32, 64>;
+var<workgroup> sg_f32_1: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32(wid.y * nwg.x + wid.x);
-  if (i >= 1i) { return; }
+  let row = i32(wid.y * nwg.x + wid.x);
+  if (row >= 128i) { return; }
+  let o0: i32 = row;
   let sg_rank = subgroupExclusiveAdd(1u);
   let sg_n = subgroupAdd(1u);
-  var acc: f32 = 0.0;
-  for (var s = i32(lid); s < 1280i; s += 64i) {
-    let rt0_0: i32 = s / 10i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s % 10i;
-    let r1: i32 = rt1_0;
-    acc = acc + body(r0, r1);
+  var acc0: f32 = (-bitcast<f32>(inf_bits));
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc0 = max(acc0, body0(o0, o1));
   }
-  sg_part[lid] = select(0.0, subgroupAdd(acc), subgroupElect());
+  sg_f32_0[lid] = select((-bitcast<f32>(inf_bits)), subgroupMax(acc0), subgroupElect());
   workgroupBarrier();
-  var total_part: f32 = 0.0;
+  var tot0_part: f32 = (-bitcast<f32>(inf_bits));
   for (var j = sg_rank; j < 64u; j += sg_n) {
-    total_part = total_part + sg_part[j];
+    tot0_part = max(tot0_part, sg_f32_0[j]);
   }
-  let total = subgroupAdd(total_part);
-  if (lid == 0u) {
-    out[i] = fin(total);
+  let tot0 = subgroupMax(tot0_part);
+  let s0 = stage0(tot0, o0);
+  if (lid == 0u) { out1[row] = s0; }
+  var acc1: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc1 = acc1 + body1(o0, o1, s0);
+  }
+  sg_f32_1[lid] = select(0.0, subgroupAdd(acc1), subgroupElect());
+  workgroupBarrier();
+  var tot1_part: f32 = 0.0;
+  for (var j = sg_rank; j < 64u; j += sg_n) {
+    tot1_part = tot1_part + sg_f32_1[j];
+  }
+  let tot1 = subgroupAdd(tot1_part);
+  let s1 = stage1(tot1, o0, s0);
+  let s2 = stage2(o0, s0, s1);
+  if (lid == 0u) { out2[row] = s2; }
+  var acc3: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
+  }
+  sg_f32_0[lid] = select(0.0, subgroupAdd(acc3), subgroupElect());
+  workgroupBarrier();
+  var tot3_part: f32 = 0.0;
+  for (var j = sg_rank; j < 64u; j += sg_n) {
+    tot3_part = tot3_part + sg_f32_0[j];
+  }
+  let tot3 = subgroupAdd(tot3_part);
+  let s3 = stage3(tot3, o0, s0, s1, s2);
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
 }

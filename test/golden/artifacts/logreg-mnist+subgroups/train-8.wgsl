@@ -2,124 +2,215 @@
 enable subgroups;
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
-@group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body0(o0: i32, o1: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  return t1;
 }
 
-fn stage0(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  let t3: f32 = t2 - s0;
-  let t4: f32 = exp(t3);
-  return t4;
-}
-
-fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
-  return acc;
-}
-
-fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
-  let t0: f32 = log(s1);
-  return t0;
-}
-
-fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.0078125) * t2;
-  let t4: f32 = -t3;
-  return t4;
-}
-
-fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: f32 = acc / s1;
-  return t0;
-}
-
-fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.0078125) * t2;
-  let t4: i32 = o0 * 10i;
-  let t5: i32 = t4 + o1;
-  let t6: f32 = in0[t5];
-  let t7: f32 = t6 - s0;
-  let t8: f32 = exp(t7);
-  let t9: f32 = s3 * t8;
-  let t10: f32 = t3 + t9;
-  return t10;
-}
-
-var<workgroup> sg_f32_0: array<f32, 64>;
-var<workgroup> sg_f32_1: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32(wid.y * nwg.x + wid.x);
-  if (row >= 128i) { return; }
-  let o0: i32 = row;
-  let sg_rank = subgroupExclusiveAdd(1u);
-  let sg_n = subgroupAdd(1u);
-  var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc0 = max(acc0, body0(o0, o1));
+@compute @workgroup_size(1, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(subgroup_invocation_id) sl: u32) {
+  let n0 = i32(wid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 127i);
+  let mr1 = min(m0 + 1i, 127i);
+  let mr2 = min(m0 + 2i, 127i);
+  let mr3 = min(m0 + 3i, 127i);
+  let mr4 = min(m0 + 4i, 127i);
+  let mr5 = min(m0 + 5i, 127i);
+  let mr6 = min(m0 + 6i, 127i);
+  let mr7 = min(m0 + 7i, 127i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let nc4 = min(n0 + 4i, 9i);
+  let nc5 = min(n0 + 5i, 9i);
+  let nc6 = min(n0 + 6i, 9i);
+  let nc7 = min(n0 + 7i, 9i);
+  let nl0 = min(n0 + 0i + i32(sl % 4u), 9i);
+  let nl1 = min(n0 + 4i + i32(sl % 4u), 9i);
+  let h0: i32 = mr0 * 784i;
+  let h1: i32 = mr1 * 784i;
+  let h2: i32 = mr2 * 784i;
+  let h3: i32 = mr3 * 784i;
+  let h4: i32 = mr4 * 784i;
+  let h5: i32 = mr5 * 784i;
+  let h6: i32 = mr6 * 784i;
+  let h7: i32 = mr7 * 784i;
+  var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 784i; kb += 4i) {
+    let ku0 = kb + 0i;
+    let ku1 = kb + 1i;
+    let ku2 = kb + 2i;
+    let ku3 = kb + 3i;
+    let tv_0: i32 = kb + h0;
+    let tv_1: i32 = kb + h1;
+    let tv_2: i32 = kb + h2;
+    let tv_3: i32 = kb + h3;
+    let tv_4: i32 = kb + h4;
+    let tv_5: i32 = kb + h5;
+    let tv_6: i32 = kb + h6;
+    let tv_7: i32 = kb + h7;
+    let tv_8: i32 = ku0 * 10i;
+    let tv_9: i32 = tv_8 + nl0;
+    let tv_10: f32 = in1[tv_9];
+    let tv_11: i32 = tv_8 + nl1;
+    let tv_12: f32 = in1[tv_11];
+    let tv_13: i32 = ku1 * 10i;
+    let tv_14: i32 = tv_13 + nl0;
+    let tv_15: f32 = in1[tv_14];
+    let tv_16: i32 = tv_13 + nl1;
+    let tv_17: f32 = in1[tv_16];
+    let tv_18: i32 = ku2 * 10i;
+    let tv_19: i32 = tv_18 + nl0;
+    let tv_20: f32 = in1[tv_19];
+    let tv_21: i32 = tv_18 + nl1;
+    let tv_22: f32 = in1[tv_21];
+    let tv_23: i32 = ku3 * 10i;
+    let tv_24: i32 = tv_23 + nl0;
+    let tv_25: f32 = in1[tv_24];
+    let tv_26: i32 = tv_23 + nl1;
+    let tv_27: f32 = in1[tv_26];
+    let av0 = in0[tv_0 >> 2u];
+    let av1 = in0[tv_1 >> 2u];
+    let av2 = in0[tv_2 >> 2u];
+    let av3 = in0[tv_3 >> 2u];
+    let av4 = in0[tv_4 >> 2u];
+    let av5 = in0[tv_5 >> 2u];
+    let av6 = in0[tv_6 >> 2u];
+    let av7 = in0[tv_7 >> 2u];
+    let bx0_0 = subgroupBroadcast(tv_10, 0u);
+    let bx0_1 = subgroupBroadcast(tv_10, 1u);
+    let bx0_2 = subgroupBroadcast(tv_10, 2u);
+    let bx0_3 = subgroupBroadcast(tv_10, 3u);
+    let bx0_4 = subgroupBroadcast(tv_12, 0u);
+    let bx0_5 = subgroupBroadcast(tv_12, 1u);
+    let bx0_6 = subgroupBroadcast(tv_12, 2u);
+    let bx0_7 = subgroupBroadcast(tv_12, 3u);
+    let bx1_0 = subgroupBroadcast(tv_15, 0u);
+    let bx1_1 = subgroupBroadcast(tv_15, 1u);
+    let bx1_2 = subgroupBroadcast(tv_15, 2u);
+    let bx1_3 = subgroupBroadcast(tv_15, 3u);
+    let bx1_4 = subgroupBroadcast(tv_17, 0u);
+    let bx1_5 = subgroupBroadcast(tv_17, 1u);
+    let bx1_6 = subgroupBroadcast(tv_17, 2u);
+    let bx1_7 = subgroupBroadcast(tv_17, 3u);
+    let bx2_0 = subgroupBroadcast(tv_20, 0u);
+    let bx2_1 = subgroupBroadcast(tv_20, 1u);
+    let bx2_2 = subgroupBroadcast(tv_20, 2u);
+    let bx2_3 = subgroupBroadcast(tv_20, 3u);
+    let bx2_4 = subgroupBroadcast(tv_22, 0u);
+    let bx2_5 = subgroupBroadcast(tv_22, 1u);
+    let bx2_6 = subgroupBroadcast(tv_22, 2u);
+    let bx2_7 = subgroupBroadcast(tv_22, 3u);
+    let bx3_0 = subgroupBroadcast(tv_25, 0u);
+    let bx3_1 = subgroupBroadcast(tv_25, 1u);
+    let bx3_2 = subgroupBroadcast(tv_25, 2u);
+    let bx3_3 = subgroupBroadcast(tv_25, 3u);
+    let bx3_4 = subgroupBroadcast(tv_27, 0u);
+    let bx3_5 = subgroupBroadcast(tv_27, 1u);
+    let bx3_6 = subgroupBroadcast(tv_27, 2u);
+    let bx3_7 = subgroupBroadcast(tv_27, 3u);
+    c0_0 = fma(vec4<f32>(av0.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.x), vec4<f32>(bx0_0, bx0_1, bx0_2, bx0_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.x), vec4<f32>(bx0_4, bx0_5, bx0_6, bx0_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.y), vec4<f32>(bx1_0, bx1_1, bx1_2, bx1_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.y), vec4<f32>(bx1_4, bx1_5, bx1_6, bx1_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.z), vec4<f32>(bx2_0, bx2_1, bx2_2, bx2_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.z), vec4<f32>(bx2_4, bx2_5, bx2_6, bx2_7), c7_1);
+    c0_0 = fma(vec4<f32>(av0.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c0_0);
+    c0_1 = fma(vec4<f32>(av0.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c0_1);
+    c1_0 = fma(vec4<f32>(av1.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c1_0);
+    c1_1 = fma(vec4<f32>(av1.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c1_1);
+    c2_0 = fma(vec4<f32>(av2.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c2_0);
+    c2_1 = fma(vec4<f32>(av2.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c2_1);
+    c3_0 = fma(vec4<f32>(av3.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c3_0);
+    c3_1 = fma(vec4<f32>(av3.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c3_1);
+    c4_0 = fma(vec4<f32>(av4.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c4_0);
+    c4_1 = fma(vec4<f32>(av4.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c4_1);
+    c5_0 = fma(vec4<f32>(av5.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c5_0);
+    c5_1 = fma(vec4<f32>(av5.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c5_1);
+    c6_0 = fma(vec4<f32>(av6.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c6_0);
+    c6_1 = fma(vec4<f32>(av6.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c6_1);
+    c7_0 = fma(vec4<f32>(av7.w), vec4<f32>(bx3_0, bx3_1, bx3_2, bx3_3), c7_0);
+    c7_1 = fma(vec4<f32>(av7.w), vec4<f32>(bx3_4, bx3_5, bx3_6, bx3_7), c7_1);
   }
-  sg_f32_0[lid] = select((-bitcast<f32>(inf_bits)), subgroupMax(acc0), subgroupElect());
-  workgroupBarrier();
-  var tot0_part: f32 = (-bitcast<f32>(inf_bits));
-  for (var j = sg_rank; j < 64u; j += sg_n) {
-    tot0_part = max(tot0_part, sg_f32_0[j]);
-  }
-  let tot0 = subgroupMax(tot0_part);
-  let s0 = stage0(tot0, o0);
-  if (lid == 0u) { out1[row] = s0; }
-  var acc1: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc1 = acc1 + body1(o0, o1, s0);
-  }
-  sg_f32_1[lid] = select(0.0, subgroupAdd(acc1), subgroupElect());
-  workgroupBarrier();
-  var tot1_part: f32 = 0.0;
-  for (var j = sg_rank; j < 64u; j += sg_n) {
-    tot1_part = tot1_part + sg_f32_1[j];
-  }
-  let tot1 = subgroupAdd(tot1_part);
-  let s1 = stage1(tot1, o0, s0);
-  let s2 = stage2(o0, s0, s1);
-  if (lid == 0u) { out2[row] = s2; }
-  var acc3: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
-  }
-  sg_f32_0[lid] = select(0.0, subgroupAdd(acc3), subgroupElect());
-  workgroupBarrier();
-  var tot3_part: f32 = 0.0;
-  for (var j = sg_rank; j < 64u; j += sg_n) {
-    tot3_part = tot3_part + sg_f32_0[j];
-  }
-  let tot3 = subgroupAdd(tot3_part);
-  let s3 = stage3(tot3, o0, s0, s1, s2);
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
+    if (r < 128i && q < 10i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
   }
 }

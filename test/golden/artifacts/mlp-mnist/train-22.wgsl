@@ -2,14 +2,14 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out1: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out3: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out[t1];
   let t3: f32 = 0.8999999761581421 * t2;
@@ -18,13 +18,13 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out1[t1];
   let t3: f32 = 0.10000000149011612 * v0;
@@ -46,28 +46,27 @@ fn sx1(w0: f32, ni: i32) -> f32 {
   return t2;
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(4, 16)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 8i;
-  if (n0 >= 256i || m0 >= 784i) { return; }
+  if (n0 >= 10i || m0 >= 256i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 783i);
-  let mr1 = min(m0 + 1i, 783i);
-  let mr2 = min(m0 + 2i, 783i);
-  let mr3 = min(m0 + 3i, 783i);
-  let mr4 = min(m0 + 4i, 783i);
-  let mr5 = min(m0 + 5i, 783i);
-  let mr6 = min(m0 + 6i, 783i);
-  let mr7 = min(m0 + 7i, 783i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
-  let mg0 = min(m0 + 0i, 780i);
-  let mg1 = min(m0 + 4i, 780i);
-  let ng0 = min(n0 + 0i, 252i);
+  let mr0 = min(m0 + 0i, 255i);
+  let mr1 = min(m0 + 1i, 255i);
+  let mr2 = min(m0 + 2i, 255i);
+  let mr3 = min(m0 + 3i, 255i);
+  let mr4 = min(m0 + 4i, 255i);
+  let mr5 = min(m0 + 5i, 255i);
+  let mr6 = min(m0 + 6i, 255i);
+  let mr7 = min(m0 + 7i, 255i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let mg0 = min(m0 + 0i, 252i);
+  let mg1 = min(m0 + 4i, 252i);
   var c0_0 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
@@ -81,26 +80,54 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
     let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 784i;
+    let tv_0: i32 = ku0 * 256i;
     let tv_1: i32 = tv_0 + mg0;
     let tv_2: i32 = tv_0 + mg1;
-    let tv_3: i32 = ku1 * 784i;
+    let tv_3: i32 = ku1 * 256i;
     let tv_4: i32 = tv_3 + mg0;
     let tv_5: i32 = tv_3 + mg1;
-    let tv_6: i32 = ku2 * 784i;
+    let tv_6: i32 = ku2 * 256i;
     let tv_7: i32 = tv_6 + mg0;
     let tv_8: i32 = tv_6 + mg1;
-    let tv_9: i32 = ku3 * 784i;
+    let tv_9: i32 = ku3 * 256i;
     let tv_10: i32 = tv_9 + mg0;
     let tv_11: i32 = tv_9 + mg1;
-    let tv_12: i32 = ku0 * 256i;
-    let tv_13: i32 = tv_12 + ng0;
-    let tv_14: i32 = ku1 * 256i;
-    let tv_15: i32 = tv_14 + ng0;
-    let tv_16: i32 = ku2 * 256i;
-    let tv_17: i32 = tv_16 + ng0;
-    let tv_18: i32 = ku3 * 256i;
-    let tv_19: i32 = tv_18 + ng0;
+    let tv_12: i32 = ku0 * 10i;
+    let tv_13: i32 = tv_12 + nc0;
+    let tv_14: f32 = in1[tv_13];
+    let tv_15: i32 = tv_12 + nc1;
+    let tv_16: f32 = in1[tv_15];
+    let tv_17: i32 = tv_12 + nc2;
+    let tv_18: f32 = in1[tv_17];
+    let tv_19: i32 = tv_12 + nc3;
+    let tv_20: f32 = in1[tv_19];
+    let tv_21: i32 = ku1 * 10i;
+    let tv_22: i32 = tv_21 + nc0;
+    let tv_23: f32 = in1[tv_22];
+    let tv_24: i32 = tv_21 + nc1;
+    let tv_25: f32 = in1[tv_24];
+    let tv_26: i32 = tv_21 + nc2;
+    let tv_27: f32 = in1[tv_26];
+    let tv_28: i32 = tv_21 + nc3;
+    let tv_29: f32 = in1[tv_28];
+    let tv_30: i32 = ku2 * 10i;
+    let tv_31: i32 = tv_30 + nc0;
+    let tv_32: f32 = in1[tv_31];
+    let tv_33: i32 = tv_30 + nc1;
+    let tv_34: f32 = in1[tv_33];
+    let tv_35: i32 = tv_30 + nc2;
+    let tv_36: f32 = in1[tv_35];
+    let tv_37: i32 = tv_30 + nc3;
+    let tv_38: f32 = in1[tv_37];
+    let tv_39: i32 = ku3 * 10i;
+    let tv_40: i32 = tv_39 + nc0;
+    let tv_41: f32 = in1[tv_40];
+    let tv_42: i32 = tv_39 + nc1;
+    let tv_43: f32 = in1[tv_42];
+    let tv_44: i32 = tv_39 + nc2;
+    let tv_45: f32 = in1[tv_44];
+    let tv_46: i32 = tv_39 + nc3;
+    let tv_47: f32 = in1[tv_46];
     let av0_0 = in0[tv_1 >> 2u];
     let av0_1 = in0[tv_2 >> 2u];
     let av1_0 = in0[tv_4 >> 2u];
@@ -109,42 +136,38 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let av2_1 = in0[tv_8 >> 2u];
     let av3_0 = in0[tv_10 >> 2u];
     let av3_1 = in0[tv_11 >> 2u];
-    let bv0_0 = in1[tv_13 >> 2u];
-    let bv1_0 = in1[tv_15 >> 2u];
-    let bv2_0 = in1[tv_17 >> 2u];
-    let bv3_0 = in1[tv_19 >> 2u];
-    c0_0 = fma(vec4<f32>(av0_0.x), bv0_0, c0_0);
-    c1_0 = fma(vec4<f32>(av0_0.y), bv0_0, c1_0);
-    c2_0 = fma(vec4<f32>(av0_0.z), bv0_0, c2_0);
-    c3_0 = fma(vec4<f32>(av0_0.w), bv0_0, c3_0);
-    c4_0 = fma(vec4<f32>(av0_1.x), bv0_0, c4_0);
-    c5_0 = fma(vec4<f32>(av0_1.y), bv0_0, c5_0);
-    c6_0 = fma(vec4<f32>(av0_1.z), bv0_0, c6_0);
-    c7_0 = fma(vec4<f32>(av0_1.w), bv0_0, c7_0);
-    c0_0 = fma(vec4<f32>(av1_0.x), bv1_0, c0_0);
-    c1_0 = fma(vec4<f32>(av1_0.y), bv1_0, c1_0);
-    c2_0 = fma(vec4<f32>(av1_0.z), bv1_0, c2_0);
-    c3_0 = fma(vec4<f32>(av1_0.w), bv1_0, c3_0);
-    c4_0 = fma(vec4<f32>(av1_1.x), bv1_0, c4_0);
-    c5_0 = fma(vec4<f32>(av1_1.y), bv1_0, c5_0);
-    c6_0 = fma(vec4<f32>(av1_1.z), bv1_0, c6_0);
-    c7_0 = fma(vec4<f32>(av1_1.w), bv1_0, c7_0);
-    c0_0 = fma(vec4<f32>(av2_0.x), bv2_0, c0_0);
-    c1_0 = fma(vec4<f32>(av2_0.y), bv2_0, c1_0);
-    c2_0 = fma(vec4<f32>(av2_0.z), bv2_0, c2_0);
-    c3_0 = fma(vec4<f32>(av2_0.w), bv2_0, c3_0);
-    c4_0 = fma(vec4<f32>(av2_1.x), bv2_0, c4_0);
-    c5_0 = fma(vec4<f32>(av2_1.y), bv2_0, c5_0);
-    c6_0 = fma(vec4<f32>(av2_1.z), bv2_0, c6_0);
-    c7_0 = fma(vec4<f32>(av2_1.w), bv2_0, c7_0);
-    c0_0 = fma(vec4<f32>(av3_0.x), bv3_0, c0_0);
-    c1_0 = fma(vec4<f32>(av3_0.y), bv3_0, c1_0);
-    c2_0 = fma(vec4<f32>(av3_0.z), bv3_0, c2_0);
-    c3_0 = fma(vec4<f32>(av3_0.w), bv3_0, c3_0);
-    c4_0 = fma(vec4<f32>(av3_1.x), bv3_0, c4_0);
-    c5_0 = fma(vec4<f32>(av3_1.y), bv3_0, c5_0);
-    c6_0 = fma(vec4<f32>(av3_1.z), bv3_0, c6_0);
-    c7_0 = fma(vec4<f32>(av3_1.w), bv3_0, c7_0);
+    c0_0 = fma(vec4<f32>(av0_0.x), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c0_0);
+    c1_0 = fma(vec4<f32>(av0_0.y), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c1_0);
+    c2_0 = fma(vec4<f32>(av0_0.z), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c2_0);
+    c3_0 = fma(vec4<f32>(av0_0.w), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c3_0);
+    c4_0 = fma(vec4<f32>(av0_1.x), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c4_0);
+    c5_0 = fma(vec4<f32>(av0_1.y), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c5_0);
+    c6_0 = fma(vec4<f32>(av0_1.z), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c6_0);
+    c7_0 = fma(vec4<f32>(av0_1.w), vec4<f32>(tv_14, tv_16, tv_18, tv_20), c7_0);
+    c0_0 = fma(vec4<f32>(av1_0.x), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c0_0);
+    c1_0 = fma(vec4<f32>(av1_0.y), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c1_0);
+    c2_0 = fma(vec4<f32>(av1_0.z), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c2_0);
+    c3_0 = fma(vec4<f32>(av1_0.w), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c3_0);
+    c4_0 = fma(vec4<f32>(av1_1.x), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c4_0);
+    c5_0 = fma(vec4<f32>(av1_1.y), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c5_0);
+    c6_0 = fma(vec4<f32>(av1_1.z), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c6_0);
+    c7_0 = fma(vec4<f32>(av1_1.w), vec4<f32>(tv_23, tv_25, tv_27, tv_29), c7_0);
+    c0_0 = fma(vec4<f32>(av2_0.x), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c0_0);
+    c1_0 = fma(vec4<f32>(av2_0.y), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c1_0);
+    c2_0 = fma(vec4<f32>(av2_0.z), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c2_0);
+    c3_0 = fma(vec4<f32>(av2_0.w), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c3_0);
+    c4_0 = fma(vec4<f32>(av2_1.x), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c4_0);
+    c5_0 = fma(vec4<f32>(av2_1.y), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c5_0);
+    c6_0 = fma(vec4<f32>(av2_1.z), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c6_0);
+    c7_0 = fma(vec4<f32>(av2_1.w), vec4<f32>(tv_32, tv_34, tv_36, tv_38), c7_0);
+    c0_0 = fma(vec4<f32>(av3_0.x), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c0_0);
+    c1_0 = fma(vec4<f32>(av3_0.y), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c1_0);
+    c2_0 = fma(vec4<f32>(av3_0.z), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c2_0);
+    c3_0 = fma(vec4<f32>(av3_0.w), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c3_0);
+    c4_0 = fma(vec4<f32>(av3_1.x), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c4_0);
+    c5_0 = fma(vec4<f32>(av3_1.y), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c5_0);
+    c6_0 = fma(vec4<f32>(av3_1.z), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c6_0);
+    c7_0 = fma(vec4<f32>(av3_1.w), vec4<f32>(tv_41, tv_43, tv_45, tv_47), c7_0);
   }
   if (m0 == 0i) {
     var cs0: f32 = 0.0;
@@ -152,15 +175,15 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var cs2: f32 = 0.0;
     var cs3: f32 = 0.0;
     for (var ks0 = 0i; ks0 < 128i; ks0++) {
-      let ts_0: i32 = ks0 * 256i;
+      let ts_0: i32 = ks0 * 10i;
       let ts_1: i32 = ts_0 + nc0;
-      let ts_2: f32 = in1[ts_1 >> 2u][ts_1 & 3i];
+      let ts_2: f32 = in1[ts_1];
       let ts_3: i32 = ts_0 + nc1;
-      let ts_4: f32 = in1[ts_3 >> 2u][ts_3 & 3i];
+      let ts_4: f32 = in1[ts_3];
       let ts_5: i32 = ts_0 + nc2;
-      let ts_6: f32 = in1[ts_5 >> 2u][ts_5 & 3i];
+      let ts_6: f32 = in1[ts_5];
       let ts_7: i32 = ts_0 + nc3;
-      let ts_8: f32 = in1[ts_7 >> 2u][ts_7 & 3i];
+      let ts_8: f32 = in1[ts_7];
       cs0 += ts_2;
       cs1 += ts_4;
       cs2 += ts_6;
@@ -168,7 +191,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var cs = array<f32, 4>(cs0, cs1, cs2, cs3);
     for (var j = 0i; j < 4i; j++) {
-      if (n0 + j < 256i) {
+      if (n0 + j < 10i) {
         let at = n0 + j;
         let w0 = sfin(cs[j], at);
         out2[at] = w0;
@@ -181,7 +204,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   for (var e = 0i; e < 32i; e++) {
     let r = m0 + e / 4i;
     let q = n0 + e % 4i;
-    if (r < 784i && q < 256i) {
+    if (r < 256i && q < 10i) {
        {
         let at = dst(r, q);
         let v0 = fin(cc[e], r, q);

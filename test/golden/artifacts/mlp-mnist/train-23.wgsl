@@ -9,7 +9,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(5) var<storage, read_write> out3: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out[t1];
   let t3: f32 = 0.8999999761581421 * t2;
@@ -18,13 +18,13 @@ fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
 fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 256i;
+  let t0: i32 = mi * 10i;
   let t1: i32 = t0 + ni;
   let t2: f32 = out1[t1];
   let t3: f32 = 0.10000000149011612 * v0;
@@ -46,197 +46,49 @@ fn sx1(w0: f32, ni: i32) -> f32 {
   return t2;
 }
 
-var<workgroup> sa: array<vec4<f32>, 128>;
-var<workgroup> sb: array<vec4<f32>, 128>;
-
-@compute @workgroup_size(8, 8)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let li = i32(lid);
-  let bm0 = i32(wid.y) * 32i;
-  let bn0 = i32(wid.x) * 32i;
-  let m0 = bm0 + i32(lid3.y) * 4i;
-  let n0 = bn0 + i32(lid3.x) * 4i;
-  let gz = i32(wid.z);
+@compute @workgroup_size(4, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 10i || m0 >= 256i) { return; }
+  let gz = i32(gid.z);
   let bz = gz;
-  let ak0 = (li + 0i) / 32i;
-  let al0 = (li + 0i) % 32i;
-  let ar0 = min(bm0 + al0, 783i);
-  let ak1 = (li + 64i) / 32i;
-  let al1 = (li + 64i) % 32i;
-  let ar1 = min(bm0 + al1, 783i);
-  let ak2 = (li + 128i) / 32i;
-  let al2 = (li + 128i) % 32i;
-  let ar2 = min(bm0 + al2, 783i);
-  let ak3 = (li + 192i) / 32i;
-  let al3 = (li + 192i) % 32i;
-  let ar3 = min(bm0 + al3, 783i);
-  let ak4 = (li + 256i) / 32i;
-  let al4 = (li + 256i) % 32i;
-  let ar4 = min(bm0 + al4, 783i);
-  let ak5 = (li + 320i) / 32i;
-  let al5 = (li + 320i) % 32i;
-  let ar5 = min(bm0 + al5, 783i);
-  let ak6 = (li + 384i) / 32i;
-  let al6 = (li + 384i) % 32i;
-  let ar6 = min(bm0 + al6, 783i);
-  let ak7 = (li + 448i) / 32i;
-  let al7 = (li + 448i) % 32i;
-  let ar7 = min(bm0 + al7, 783i);
-  let bk0 = (li + 0i) / 32i;
-  let bl0 = (li + 0i) % 32i;
-  let br0 = min(bn0 + bl0, 255i);
-  let bk1 = (li + 64i) / 32i;
-  let bl1 = (li + 64i) % 32i;
-  let br1 = min(bn0 + bl1, 255i);
-  let bk2 = (li + 128i) / 32i;
-  let bl2 = (li + 128i) % 32i;
-  let br2 = min(bn0 + bl2, 255i);
-  let bk3 = (li + 192i) / 32i;
-  let bl3 = (li + 192i) % 32i;
-  let br3 = min(bn0 + bl3, 255i);
-  let bk4 = (li + 256i) / 32i;
-  let bl4 = (li + 256i) % 32i;
-  let br4 = min(bn0 + bl4, 255i);
-  let bk5 = (li + 320i) / 32i;
-  let bl5 = (li + 320i) % 32i;
-  let br5 = min(bn0 + bl5, 255i);
-  let bk6 = (li + 384i) / 32i;
-  let bl6 = (li + 384i) % 32i;
-  let br6 = min(bn0 + bl6, 255i);
-  let bk7 = (li + 448i) / 32i;
-  let bl7 = (li + 448i) % 32i;
-  let br7 = min(bn0 + bl7, 255i);
-  let nc0 = min(n0 + 0i, 255i);
-  let nc1 = min(n0 + 1i, 255i);
-  let nc2 = min(n0 + 2i, 255i);
-  let nc3 = min(n0 + 3i, 255i);
+  let mr0 = min(m0 + 0i, 255i);
+  let mr1 = min(m0 + 1i, 255i);
+  let mr2 = min(m0 + 2i, 255i);
+  let mr3 = min(m0 + 3i, 255i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
   var c0_0 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 128i; kb += 16i) {
-    let aq0 = kb + ak0;
-    let ac0 = min(aq0, 127i);
-    let aq1 = kb + ak1;
-    let ac1 = min(aq1, 127i);
-    let aq2 = kb + ak2;
-    let ac2 = min(aq2, 127i);
-    let aq3 = kb + ak3;
-    let ac3 = min(aq3, 127i);
-    let aq4 = kb + ak4;
-    let ac4 = min(aq4, 127i);
-    let aq5 = kb + ak5;
-    let ac5 = min(aq5, 127i);
-    let aq6 = kb + ak6;
-    let ac6 = min(aq6, 127i);
-    let aq7 = kb + ak7;
-    let ac7 = min(aq7, 127i);
-    let bq0 = kb + bk0;
-    let bc0 = min(bq0, 127i);
-    let bq1 = kb + bk1;
-    let bc1 = min(bq1, 127i);
-    let bq2 = kb + bk2;
-    let bc2 = min(bq2, 127i);
-    let bq3 = kb + bk3;
-    let bc3 = min(bq3, 127i);
-    let bq4 = kb + bk4;
-    let bc4 = min(bq4, 127i);
-    let bq5 = kb + bk5;
-    let bc5 = min(bq5, 127i);
-    let bq6 = kb + bk6;
-    let bc6 = min(bq6, 127i);
-    let bq7 = kb + bk7;
-    let bc7 = min(bq7, 127i);
-    let tl_0: i32 = ac0 * 784i;
-    let tl_1: i32 = tl_0 + ar0;
-    let tl_2: f32 = in0[tl_1];
-    let tl_3: i32 = ac1 * 784i;
-    let tl_4: i32 = tl_3 + ar1;
-    let tl_5: f32 = in0[tl_4];
-    let tl_6: i32 = ac2 * 784i;
-    let tl_7: i32 = tl_6 + ar2;
-    let tl_8: f32 = in0[tl_7];
-    let tl_9: i32 = ac3 * 784i;
-    let tl_10: i32 = tl_9 + ar3;
-    let tl_11: f32 = in0[tl_10];
-    let tl_12: i32 = ac4 * 784i;
-    let tl_13: i32 = tl_12 + ar4;
-    let tl_14: f32 = in0[tl_13];
-    let tl_15: i32 = ac5 * 784i;
-    let tl_16: i32 = tl_15 + ar5;
-    let tl_17: f32 = in0[tl_16];
-    let tl_18: i32 = ac6 * 784i;
-    let tl_19: i32 = tl_18 + ar6;
-    let tl_20: f32 = in0[tl_19];
-    let tl_21: i32 = ac7 * 784i;
-    let tl_22: i32 = tl_21 + ar7;
-    let tl_23: f32 = in0[tl_22];
-    let tl_24: i32 = bc0 * 256i;
-    let tl_25: i32 = tl_24 + br0;
-    let tl_26: f32 = in1[tl_25];
-    let tl_27: i32 = bc1 * 256i;
-    let tl_28: i32 = tl_27 + br1;
-    let tl_29: f32 = in1[tl_28];
-    let tl_30: i32 = bc2 * 256i;
-    let tl_31: i32 = tl_30 + br2;
-    let tl_32: f32 = in1[tl_31];
-    let tl_33: i32 = bc3 * 256i;
-    let tl_34: i32 = tl_33 + br3;
-    let tl_35: f32 = in1[tl_34];
-    let tl_36: i32 = bc4 * 256i;
-    let tl_37: i32 = tl_36 + br4;
-    let tl_38: f32 = in1[tl_37];
-    let tl_39: i32 = bc5 * 256i;
-    let tl_40: i32 = tl_39 + br5;
-    let tl_41: f32 = in1[tl_40];
-    let tl_42: i32 = bc6 * 256i;
-    let tl_43: i32 = tl_42 + br6;
-    let tl_44: f32 = in1[tl_43];
-    let tl_45: i32 = bc7 * 256i;
-    let tl_46: i32 = tl_45 + br7;
-    let tl_47: f32 = in1[tl_46];
-    let as0 = ak0 * 32i + al0;
-    sa[as0 >> 2u][as0 & 3i] = select(0.0, tl_2, aq0 < 128i);
-    let as1 = ak1 * 32i + al1;
-    sa[as1 >> 2u][as1 & 3i] = select(0.0, tl_5, aq1 < 128i);
-    let as2 = ak2 * 32i + al2;
-    sa[as2 >> 2u][as2 & 3i] = select(0.0, tl_8, aq2 < 128i);
-    let as3 = ak3 * 32i + al3;
-    sa[as3 >> 2u][as3 & 3i] = select(0.0, tl_11, aq3 < 128i);
-    let as4 = ak4 * 32i + al4;
-    sa[as4 >> 2u][as4 & 3i] = select(0.0, tl_14, aq4 < 128i);
-    let as5 = ak5 * 32i + al5;
-    sa[as5 >> 2u][as5 & 3i] = select(0.0, tl_17, aq5 < 128i);
-    let as6 = ak6 * 32i + al6;
-    sa[as6 >> 2u][as6 & 3i] = select(0.0, tl_20, aq6 < 128i);
-    let as7 = ak7 * 32i + al7;
-    sa[as7 >> 2u][as7 & 3i] = select(0.0, tl_23, aq7 < 128i);
-    let bs0 = bk0 * 32i + bl0;
-    sb[bs0 >> 2u][bs0 & 3i] = select(0.0, tl_26, bq0 < 128i);
-    let bs1 = bk1 * 32i + bl1;
-    sb[bs1 >> 2u][bs1 & 3i] = select(0.0, tl_29, bq1 < 128i);
-    let bs2 = bk2 * 32i + bl2;
-    sb[bs2 >> 2u][bs2 & 3i] = select(0.0, tl_32, bq2 < 128i);
-    let bs3 = bk3 * 32i + bl3;
-    sb[bs3 >> 2u][bs3 & 3i] = select(0.0, tl_35, bq3 < 128i);
-    let bs4 = bk4 * 32i + bl4;
-    sb[bs4 >> 2u][bs4 & 3i] = select(0.0, tl_38, bq4 < 128i);
-    let bs5 = bk5 * 32i + bl5;
-    sb[bs5 >> 2u][bs5 & 3i] = select(0.0, tl_41, bq5 < 128i);
-    let bs6 = bk6 * 32i + bl6;
-    sb[bs6 >> 2u][bs6 & 3i] = select(0.0, tl_44, bq6 < 128i);
-    let bs7 = bk7 * 32i + bl7;
-    sb[bs7 >> 2u][bs7 & 3i] = select(0.0, tl_47, bq7 < 128i);
-    workgroupBarrier();
-    for (var kk = 0i; kk < 16i; kk++) {
-      let a0 = sa[kk * 8i + i32(lid3.y) * 1i + 0i];
-      let b0 = sb[kk * 8i + i32(lid3.x) * 1i + 0i];
-      c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
-      c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
-      c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
-      c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
-    }
-    workgroupBarrier();
+  for (var kb = 0i; kb < 128i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 * 256i;
+    let t0_1: i32 = t0_0 + mr0;
+    let t0_2: f32 = in0[t0_1];
+    let t0_3: i32 = t0_0 + mr1;
+    let t0_4: f32 = in0[t0_3];
+    let t0_5: i32 = t0_0 + mr2;
+    let t0_6: f32 = in0[t0_5];
+    let t0_7: i32 = t0_0 + mr3;
+    let t0_8: f32 = in0[t0_7];
+    let t0_9: i32 = ku0 * 10i;
+    let t0_10: i32 = t0_9 + nc0;
+    let t0_11: f32 = in1[t0_10];
+    let t0_12: i32 = t0_9 + nc1;
+    let t0_13: f32 = in1[t0_12];
+    let t0_14: i32 = t0_9 + nc2;
+    let t0_15: f32 = in1[t0_14];
+    let t0_16: i32 = t0_9 + nc3;
+    let t0_17: f32 = in1[t0_16];
+    c0_0 = fma(vec4<f32>(t0_2), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c0_0);
+    c1_0 = fma(vec4<f32>(t0_4), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c1_0);
+    c2_0 = fma(vec4<f32>(t0_6), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c2_0);
+    c3_0 = fma(vec4<f32>(t0_8), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c3_0);
   }
   if (m0 == 0i) {
     var cs0: f32 = 0.0;
@@ -244,7 +96,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var cs2: f32 = 0.0;
     var cs3: f32 = 0.0;
     for (var ks0 = 0i; ks0 < 128i; ks0++) {
-      let ts_0: i32 = ks0 * 256i;
+      let ts_0: i32 = ks0 * 10i;
       let ts_1: i32 = ts_0 + nc0;
       let ts_2: f32 = in1[ts_1];
       let ts_3: i32 = ts_0 + nc1;
@@ -260,7 +112,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     var cs = array<f32, 4>(cs0, cs1, cs2, cs3);
     for (var j = 0i; j < 4i; j++) {
-      if (n0 + j < 256i) {
+      if (n0 + j < 10i) {
         let at = n0 + j;
         let w0 = sfin(cs[j], at);
         out2[at] = w0;
@@ -273,7 +125,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
     let q = n0 + e % 4i;
-    if (r < 784i && q < 256i) {
+    if (r < 256i && q < 10i) {
        {
         let at = dst(r, q);
         let v0 = fin(cc[e], r, q);

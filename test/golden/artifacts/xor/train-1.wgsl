@@ -4,58 +4,47 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = in2[0i];
+  let t0: f32 = in2[ni];
   let t1: f32 = acc + t0;
   let t2: f32 = 1.0 / (1.0 + exp(-t1));
   return t2;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  return mi;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = in3[mi];
-  let t1: f32 = v0 - t0;
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
   return t1;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = 0.5 * v1;
-  let t1: f32 = t0 + t0;
-  let t2: f32 = 1.0 - v0;
-  let t3: f32 = v0 * t2;
-  let t4: f32 = t1 * t3;
-  return t4;
 }
 
 @compute @workgroup_size(1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 1i;
+  let n0 = i32(gid.x) * 2i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 1i || m0 >= 4i) { return; }
+  if (n0 >= 2i || m0 >= 4i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 3i);
   let mr1 = min(m0 + 1i, 3i);
   let mr2 = min(m0 + 2i, 3i);
   let mr3 = min(m0 + 3i, 3i);
-  let nc0 = min(n0 + 0i, 0i);
+  let nc0 = min(n0 + 0i, 1i);
+  let nc1 = min(n0 + 1i, 1i);
   let h0: i32 = mr0 * 2i;
   let h1: i32 = mr1 * 2i;
   let h2: i32 = mr2 * 2i;
   let h3: i32 = mr3 * 2i;
   var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
   var c1_0: f32 = 0.0;
+  var c1_1: f32 = 0.0;
   var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
   var c3_0: f32 = 0.0;
-  for (var kb = 0i; kb < 2i; kb += 2i) {
+  var c3_1: f32 = 0.0;
+  for (var kb = 0i; kb < 2i; kb += 1i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 + h0;
     let t0_1: f32 = in0[t0_0];
@@ -65,40 +54,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_5: f32 = in0[t0_4];
     let t0_6: i32 = ku0 + h3;
     let t0_7: f32 = in0[t0_6];
-    let t0_8: f32 = in1[ku0];
-    c0_0 = fma(t0_1, t0_8, c0_0);
-    c1_0 = fma(t0_3, t0_8, c1_0);
-    c2_0 = fma(t0_5, t0_8, c2_0);
-    c3_0 = fma(t0_7, t0_8, c3_0);
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 + h0;
-    let t1_1: f32 = in0[t1_0];
-    let t1_2: i32 = ku1 + h1;
-    let t1_3: f32 = in0[t1_2];
-    let t1_4: i32 = ku1 + h2;
-    let t1_5: f32 = in0[t1_4];
-    let t1_6: i32 = ku1 + h3;
-    let t1_7: f32 = in0[t1_6];
-    let t1_8: f32 = in1[ku1];
-    c0_0 = fma(t1_1, t1_8, c0_0);
-    c1_0 = fma(t1_3, t1_8, c1_0);
-    c2_0 = fma(t1_5, t1_8, c2_0);
-    c3_0 = fma(t1_7, t1_8, c3_0);
+    let t0_8: i32 = ku0 * 2i;
+    let t0_9: i32 = t0_8 + nc0;
+    let t0_10: f32 = in1[t0_9];
+    let t0_11: i32 = t0_8 + nc1;
+    let t0_12: f32 = in1[t0_11];
+    c0_0 = fma(t0_1, t0_10, c0_0);
+    c0_1 = fma(t0_1, t0_12, c0_1);
+    c1_0 = fma(t0_3, t0_10, c1_0);
+    c1_1 = fma(t0_3, t0_12, c1_1);
+    c2_0 = fma(t0_5, t0_10, c2_0);
+    c2_1 = fma(t0_5, t0_12, c2_1);
+    c3_0 = fma(t0_7, t0_10, c3_0);
+    c3_1 = fma(t0_7, t0_12, c3_1);
   }
-  var cc = array<f32, 4>(c0_0, c1_0, c2_0, c3_0);
-  for (var e = 0i; e < 4i; e++) {
-    let r = m0 + e / 1i;
-    let q = n0 + e % 1i;
-    if (r < 4i && q < 1i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-      }
+  var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);
+  for (var e = 0i; e < 8i; e++) {
+    let r = m0 + e / 2i;
+    let q = n0 + e % 2i;
+    if (r < 4i && q < 2i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

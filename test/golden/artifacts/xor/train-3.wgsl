@@ -2,43 +2,89 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
 
-fn body(r0: i32, r1: i32) -> f32 {
-  let t0: f32 = in0[r0];
-  let t1: f32 = t0 * t0;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[0i];
+  let t1: f32 = acc + t0;
+  let t2: f32 = 1.0 / (1.0 + exp(-t1));
+  return t2;
+}
+
+fn dst(mi: i32, ni: i32) -> i32 {
+  return mi;
+}
+
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in3[mi];
+  let t1: f32 = v0 - t0;
   return t1;
 }
 
-fn fin(acc: f32) -> f32 {
-  let t0: f32 = acc * 0.5;
-  return t0;
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = 0.5 * v1;
+  let t1: f32 = t0 + t0;
+  let t2: f32 = 1.0 - v0;
+  let t3: f32 = v0 * t2;
+  let t4: f32 = t1 * t3;
+  return t4;
 }
 
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 1) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  var acc: f32 = 0.0;
-  let end = min(4i, (g + 1i) * 4i);
-  for (var s = g * 4i + i32(lid); s < end; s += 64i) {
-    let r0: i32 = s;
-    let r1: i32 = 0i;
-    acc = acc + body(r0, r1);
+@compute @workgroup_size(1, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 1i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 1i || m0 >= 4i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 3i);
+  let mr1 = min(m0 + 1i, 3i);
+  let mr2 = min(m0 + 2i, 3i);
+  let mr3 = min(m0 + 3i, 3i);
+  let nc0 = min(n0 + 0i, 0i);
+  let h0: i32 = mr0 * 2i;
+  let h1: i32 = mr1 * 2i;
+  let h2: i32 = mr2 * 2i;
+  let h3: i32 = mr3 * 2i;
+  var c0_0: f32 = 0.0;
+  var c1_0: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  for (var kb = 0i; kb < 2i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: f32 = in1[ku0];
+    c0_0 = fma(t0_1, t0_8, c0_0);
+    c1_0 = fma(t0_3, t0_8, c1_0);
+    c2_0 = fma(t0_5, t0_8, c2_0);
+    c3_0 = fma(t0_7, t0_8, c3_0);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
+  var cc = array<f32, 4>(c0_0, c1_0, c2_0, c3_0);
+  for (var e = 0i; e < 4i; e++) {
+    let r = m0 + e / 1i;
+    let q = n0 + e % 1i;
+    if (r < 4i && q < 1i) {
+       {
+        let at = dst(r, q);
+        let v0 = fin(cc[e], r, q);
+        out[at] = v0;
+        let v1 = x1(v0, r, q);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, r, q);
+        out2[at] = v2;
+      }
     }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[i] = fin(partial[0]);
   }
 }

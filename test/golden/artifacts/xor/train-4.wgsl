@@ -2,69 +2,28 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 2i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
-  let t3: f32 = 1.0 - t2;
-  let t4: f32 = t2 * t3;
-  let t5: f32 = acc * t4;
-  return t5;
-}
-
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 2i;
-  let t1: i32 = t0 + ni;
+fn body(r0: i32, r1: i32) -> f32 {
+  let t0: f32 = in0[r0];
+  let t1: f32 = t0 * t0;
   return t1;
 }
 
-@compute @workgroup_size(1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 2i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 2i || m0 >= 4i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 3i);
-  let mr1 = min(m0 + 1i, 3i);
-  let mr2 = min(m0 + 2i, 3i);
-  let mr3 = min(m0 + 3i, 3i);
-  let nc0 = min(n0 + 0i, 1i);
-  let nc1 = min(n0 + 1i, 1i);
-  let h0: f32 = in0[mr0];
-  let h1: f32 = in0[mr1];
-  let h2: f32 = in0[mr2];
-  let h3: f32 = in0[mr3];
-  let h4: f32 = in1[nc0];
-  let h5: f32 = in1[nc1];
-  var c0_0: f32 = 0.0;
-  var c0_1: f32 = 0.0;
-  var c1_0: f32 = 0.0;
-  var c1_1: f32 = 0.0;
-  var c2_0: f32 = 0.0;
-  var c2_1: f32 = 0.0;
-  var c3_0: f32 = 0.0;
-  var c3_1: f32 = 0.0;
-  for (var ki = 0i; ki < 1i; ki++) {
-    c0_0 = fma(h0, h4, c0_0);
-    c0_1 = fma(h0, h5, c0_1);
-    c1_0 = fma(h1, h4, c1_0);
-    c1_1 = fma(h1, h5, c1_1);
-    c2_0 = fma(h2, h4, c2_0);
-    c2_1 = fma(h2, h5, c2_1);
-    c3_0 = fma(h3, h4, c3_0);
-    c3_1 = fma(h3, h5, c3_1);
-  }
-  var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);
-  for (var e = 0i; e < 8i; e++) {
-    let r = m0 + e / 2i;
-    let q = n0 + e % 2i;
-    if (r < 4i && q < 2i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
+fn fin(acc: f32) -> f32 {
+  let t0: f32 = acc * 0.5;
+  return t0;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 1) { return; }
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 4i; r0++) {
+    for (var r1 = 0i; r1 < 1i; r1++) {
+      acc = acc + body(r0, r1);
     }
   }
+  out[i] = fin(acc);
 }

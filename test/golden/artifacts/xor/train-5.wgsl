@@ -2,104 +2,43 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 2i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out[t1];
-  let t3: f32 = 2.0 * acc;
-  let t4: f32 = t2 - t3;
-  return t4;
-}
-
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 2i;
-  let t1: i32 = t0 + ni;
+fn body(r0: i32, r1: i32) -> f32 {
+  let t0: f32 = in0[r0];
+  let t1: f32 = t0 * t0;
   return t1;
 }
 
-fn sfin(acc: f32, ni: i32) -> f32 {
-  let t0: f32 = out1[ni];
-  let t1: f32 = 2.0 * acc;
-  let t2: f32 = t0 - t1;
-  return t2;
+fn fin(acc: f32) -> f32 {
+  let t0: f32 = acc * 0.5;
+  return t0;
 }
 
-@compute @workgroup_size(1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 2i;
-  let m0 = i32(gid.y) * 2i;
-  if (n0 >= 2i || m0 >= 2i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 1i);
-  let mr1 = min(m0 + 1i, 1i);
-  let nc0 = min(n0 + 0i, 1i);
-  let nc1 = min(n0 + 1i, 1i);
-  var c0_0: f32 = 0.0;
-  var c0_1: f32 = 0.0;
-  var c1_0: f32 = 0.0;
-  var c1_1: f32 = 0.0;
-  for (var kb = 0i; kb < 4i; kb += 2i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 * 2i;
-    let t0_1: i32 = t0_0 + mr0;
-    let t0_2: f32 = in0[t0_1];
-    let t0_3: i32 = t0_0 + mr1;
-    let t0_4: f32 = in0[t0_3];
-    let t0_5: i32 = t0_0 + nc0;
-    let t0_6: f32 = in1[t0_5];
-    let t0_7: i32 = t0_0 + nc1;
-    let t0_8: f32 = in1[t0_7];
-    c0_0 = fma(t0_2, t0_6, c0_0);
-    c0_1 = fma(t0_2, t0_8, c0_1);
-    c1_0 = fma(t0_4, t0_6, c1_0);
-    c1_1 = fma(t0_4, t0_8, c1_1);
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 * 2i;
-    let t1_1: i32 = t1_0 + mr0;
-    let t1_2: f32 = in0[t1_1];
-    let t1_3: i32 = t1_0 + mr1;
-    let t1_4: f32 = in0[t1_3];
-    let t1_5: i32 = t1_0 + nc0;
-    let t1_6: f32 = in1[t1_5];
-    let t1_7: i32 = t1_0 + nc1;
-    let t1_8: f32 = in1[t1_7];
-    c0_0 = fma(t1_2, t1_6, c0_0);
-    c0_1 = fma(t1_2, t1_8, c0_1);
-    c1_0 = fma(t1_4, t1_6, c1_0);
-    c1_1 = fma(t1_4, t1_8, c1_1);
+var<workgroup> partial: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 1) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
+  var acc: f32 = 0.0;
+  let end = min(4i, (g + 1i) * 4i);
+  for (var s = g * 4i + i32(lid); s < end; s += 64i) {
+    let r0: i32 = s;
+    let r1: i32 = 0i;
+    acc = acc + body(r0, r1);
   }
-  if (m0 == 0i) {
-    var cs0: f32 = 0.0;
-    var cs1: f32 = 0.0;
-    for (var ks0 = 0i; ks0 < 4i; ks0++) {
-      let ts_0: i32 = ks0 * 2i;
-      let ts_1: i32 = ts_0 + nc0;
-      let ts_2: f32 = in1[ts_1];
-      let ts_3: i32 = ts_0 + nc1;
-      let ts_4: f32 = in1[ts_3];
-      cs0 += ts_2;
-      cs1 += ts_4;
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
     }
-    var cs = array<f32, 2>(cs0, cs1);
-    for (var j = 0i; j < 2i; j++) {
-      if (n0 + j < 2i) {
-        let at = n0 + j;
-        let w0 = sfin(cs[j], at);
-        out1[at] = w0;
-      }
-    }
+    workgroupBarrier();
   }
-  var cc = array<f32, 4>(c0_0, c0_1, c1_0, c1_1);
-  for (var e = 0i; e < 4i; e++) {
-    let r = m0 + e / 2i;
-    let q = n0 + e % 2i;
-    if (r < 2i && q < 2i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
-    }
+  if (lid == 0u) {
+    out[i] = fin(partial[0]);
   }
 }

@@ -2,95 +2,68 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = out[mi];
-  let t1: f32 = 2.0 * acc;
-  let t2: f32 = t0 - t1;
-  return t2;
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: f32 = 1.0 - t2;
+  let t4: f32 = t2 * t3;
+  let t5: f32 = acc * t4;
+  return t5;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  return mi;
-}
-
-fn sfin(acc: f32, ni: i32) -> f32 {
-  let t0: f32 = out1[0i];
-  let t1: f32 = 2.0 * acc;
-  let t2: f32 = t0 - t1;
-  return t2;
+  let t0: i32 = mi * 2i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
 @compute @workgroup_size(1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 1i;
-  let m0 = i32(gid.y) * 2i;
-  if (n0 >= 1i || m0 >= 2i) { return; }
+  let n0 = i32(gid.x) * 2i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 2i || m0 >= 4i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
-  let mr0 = min(m0 + 0i, 1i);
-  let mr1 = min(m0 + 1i, 1i);
-  let nc0 = min(n0 + 0i, 0i);
+  let mr0 = min(m0 + 0i, 3i);
+  let mr1 = min(m0 + 1i, 3i);
+  let mr2 = min(m0 + 2i, 3i);
+  let mr3 = min(m0 + 3i, 3i);
+  let nc0 = min(n0 + 0i, 1i);
+  let nc1 = min(n0 + 1i, 1i);
+  let h0: f32 = in0[mr0];
+  let h1: f32 = in0[mr1];
+  let h2: f32 = in0[mr2];
+  let h3: f32 = in0[mr3];
+  let h4: f32 = in1[nc0];
+  let h5: f32 = in1[nc1];
   var c0_0: f32 = 0.0;
+  var c0_1: f32 = 0.0;
   var c1_0: f32 = 0.0;
-  for (var kb = 0i; kb < 4i; kb += 4i) {
-    let ku0 = kb + 0i;
-    let ku1 = kb + 1i;
-    let ku2 = kb + 2i;
-    let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 2i;
-    let tv_1: i32 = tv_0 + mr0;
-    let tv_2: f32 = in0[tv_1];
-    let tv_3: i32 = tv_0 + mr1;
-    let tv_4: f32 = in0[tv_3];
-    let tv_5: i32 = ku1 * 2i;
-    let tv_6: i32 = tv_5 + mr0;
-    let tv_7: f32 = in0[tv_6];
-    let tv_8: i32 = tv_5 + mr1;
-    let tv_9: f32 = in0[tv_8];
-    let tv_10: i32 = ku2 * 2i;
-    let tv_11: i32 = tv_10 + mr0;
-    let tv_12: f32 = in0[tv_11];
-    let tv_13: i32 = tv_10 + mr1;
-    let tv_14: f32 = in0[tv_13];
-    let tv_15: i32 = ku3 * 2i;
-    let tv_16: i32 = tv_15 + mr0;
-    let tv_17: f32 = in0[tv_16];
-    let tv_18: i32 = tv_15 + mr1;
-    let tv_19: f32 = in0[tv_18];
-    let bv0 = in1[kb >> 2u];
-    c0_0 = fma(tv_2, bv0.x, c0_0);
-    c1_0 = fma(tv_4, bv0.x, c1_0);
-    c0_0 = fma(tv_7, bv0.y, c0_0);
-    c1_0 = fma(tv_9, bv0.y, c1_0);
-    c0_0 = fma(tv_12, bv0.z, c0_0);
-    c1_0 = fma(tv_14, bv0.z, c1_0);
-    c0_0 = fma(tv_17, bv0.w, c0_0);
-    c1_0 = fma(tv_19, bv0.w, c1_0);
+  var c1_1: f32 = 0.0;
+  var c2_0: f32 = 0.0;
+  var c2_1: f32 = 0.0;
+  var c3_0: f32 = 0.0;
+  var c3_1: f32 = 0.0;
+  for (var ki = 0i; ki < 1i; ki++) {
+    c0_0 = fma(h0, h4, c0_0);
+    c0_1 = fma(h0, h5, c0_1);
+    c1_0 = fma(h1, h4, c1_0);
+    c1_1 = fma(h1, h5, c1_1);
+    c2_0 = fma(h2, h4, c2_0);
+    c2_1 = fma(h2, h5, c2_1);
+    c3_0 = fma(h3, h4, c3_0);
+    c3_1 = fma(h3, h5, c3_1);
   }
-  if (m0 == 0i) {
-    var cs0: f32 = 0.0;
-    for (var ks0 = 0i; ks0 < 4i; ks0++) {
-      let ts_0: f32 = in1[ks0 >> 2u][ks0 & 3i];
-      cs0 += ts_0;
-    }
-    var cs = array<f32, 1>(cs0);
-    for (var j = 0i; j < 1i; j++) {
-      if (n0 + j < 1i) {
-        let at = n0 + j;
-        let w0 = sfin(cs[j], at);
-        out1[at] = w0;
-      }
-    }
-  }
-  var cc = array<f32, 2>(c0_0, c1_0);
-  for (var e = 0i; e < 2i; e++) {
-    let r = m0 + e / 1i;
-    let q = n0 + e % 1i;
-    if (r < 2i && q < 1i) {
+  var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);
+  for (var e = 0i; e < 8i; e++) {
+    let r = m0 + e / 2i;
+    let q = n0 + e % 2i;
+    if (r < 4i && q < 2i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
