@@ -6,6 +6,7 @@
  * Inputs are `x` (canonical layout) and `y` (i32 labels, or the f32 regression target); the
  * output is `loss`.
  */
+import { compile } from '../src/compile.js';
 import { GraphBuilder, type Value } from '../src/ir/builder.js';
 import { assertNever } from '../src/ir/errors.js';
 import type { Init } from '../src/ir/ops.js';
@@ -101,4 +102,24 @@ export function workloadEnv(w: Workload, params: ReadonlyMap<string, Float32Arra
   env.set('x', tensor(inputShape(w), batch.x, 'f32', precision));
   env.set('y', batch.kind === 'class' ? tensor([w.batch], batch.labels, 'i32') : tensor(inputShape(w), batch.target, 'f32', precision));
   return env;
+}
+
+/**
+ * Multiply-add FLOPs (2 per multiply-add) of one training step of the workload: every matmul of the
+ * compiled training program (forward, backward; the convolutions and their gradients are matmuls
+ * over index arithmetic), counted from its kernels' m x n x k and batch. The elementwise work,
+ * reductions and the update are left out: this is the work an FMA ceiling bounds.
+ */
+export function stepFlops(w: Workload): number {
+  let flops = 0;
+  compile(workloadModel(w), {
+    dump: (stage, _text, program, work) => {
+      if (stage !== 'schedule' || program !== 'train') return;
+      flops = 0;
+      for (const k of work.kernels ?? []) {
+        if (k.body.kind === 'matmul') flops += 2 * k.body.m * k.body.n * k.body.k * k.body.batch.reduce((a, b) => a * b, 1);
+      }
+    },
+  });
+  return flops;
 }

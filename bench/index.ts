@@ -31,7 +31,7 @@ import { evaluate } from '../src/ir/interp.js';
 import { adjoint } from './adjoint.js';
 import { checkCounters, resetCounts, snapshot, type Counts } from './counters.js';
 import { dawnClasses, installGpu } from './gpu.js';
-import { workloadEnv, workloadModel } from './graphs.js';
+import { stepFlops, workloadEnv, workloadModel } from './graphs.js';
 import { NotAvailableError, type Library, type Session, type Tuning } from './library.js';
 import { jaxjs } from './peers/jaxjs.js';
 import { tfjs } from './peers/tfjs.js';
@@ -383,6 +383,8 @@ async function main(): Promise<void> {
     schedule: quick ? describe(QUICK) : BENCH_AGREE ? describe(AGREE) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; '),
     totalSeconds: (performance.now() - start) / 1000,
     notes: [...notes],
+    ...(ceiling ? { fmaCeilingGflops: ceiling.best.gflops } : {}),
+    stepGflop: Object.fromEntries(workloads.map((w) => [w.id, stepFlops(w) / 1e9])),
   };
   // BENCH_RESULTS_DIR: where the self-contained bundle (bench/bundle.ts) writes.
   const dir = process.env.BENCH_RESULTS_DIR ? pathToFileURL(resolve(process.env.BENCH_RESULTS_DIR) + '/') : new URL('../../bench/results/', import.meta.url);

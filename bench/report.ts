@@ -90,6 +90,10 @@ export interface RunMeta {
   readonly schedule: string;
   readonly totalSeconds: number;
   readonly notes: readonly string[];
+  /** The adapter's FMA ceiling, GFLOP/s (bench/matmul.ts: the best of several no-load kernels), when measured. */
+  readonly fmaCeilingGflops?: number;
+  /** Per workload: the matmul FLOPs of one training step (graphs.ts stepFlops), GFLOP. */
+  readonly stepGflop?: Readonly<Record<string, number>>;
 }
 
 export function median(xs: readonly number[]): number {
@@ -150,6 +154,38 @@ function firstStepTable(results: readonly Result[]): string[] {
   return lines;
 }
 
+/**
+ * Each workload's matmul work per step against the adapter's FMA ceiling: the fewest ms a step can
+ * take doing only its multiply-adds at the ceiling, the share of the ceiling each library's step
+ * reaches (its matmul FLOPs / its ms per step), and the share a step 3x faster than the fastest
+ * peer's would need: above 100% no kernel can get there; near the best single matmul's share
+ * (the matmul table below) the whole step would have to run as fast as one large matmul.
+ */
+function ceilingTable(meta: RunMeta, results: readonly Result[]): string[] {
+  const ceiling = meta.fmaCeilingGflops;
+  if (!ceiling || !meta.stepGflop) return [];
+  const pct = (gflop: number, ms: number | undefined) => (ms ? `${((100 * gflop) / (ms / 1000) / ceiling).toFixed(0)}%` : '-');
+  const lines = [
+    `Matmul work per step against this adapter's FMA ceiling (${ceiling.toFixed(2)} GFLOP/s, this run): "% of ceiling" = the step's matmul FLOPs (forward and backward, ` +
+      'convolutions included) / its ms per step (loss read every step) / the ceiling; the elementwise work, reductions and update are not counted.',
+    '',
+    '| workload | matmul GFLOP/step | ms/step at the ceiling | adjoint ms/step (% of ceiling) | fastest peer ms/step (% of ceiling) | 3x the fastest peer: ms/step (% of ceiling needed) |',
+    '|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const [workload, gflop] of Object.entries(meta.stepGflop)) {
+    const own = results.find((r) => r.workload === workload && r.library === 'adjoint' && r.status === 'ok');
+    const peers = results.filter((p) => p.workload === workload && p.library !== 'adjoint' && p.status === 'ok' && p.msSyncEach !== undefined);
+    const best = peers.reduce<Result | undefined>((b, p) => (b === undefined || p.msSyncEach! < b.msSyncEach! ? p : b), undefined);
+    const target = best ? best.msSyncEach! / 3 : undefined;
+    lines.push(
+      `| ${workload} | ${gflop.toFixed(3)} | ${ms((1000 * gflop) / ceiling)} | ${own ? `${ms(own.msSyncEach)} (${pct(gflop, own.msSyncEach)})` : '-'} | ` +
+        `${best ? `${ms(best.msSyncEach)} (${pct(gflop, best.msSyncEach)}, ${best.library})` : '-'} | ${target ? `${ms(target)} (${pct(gflop, target)})` : '-'} |`,
+    );
+  }
+  lines.push('');
+  return lines;
+}
+
 /** The markdown report: header, one table per run, agreement lines, notes. */
 export function markdown(meta: RunMeta, results: readonly Result[], agreements: readonly Agreement[]): string {
   const lines: string[] = [];
@@ -187,6 +223,7 @@ export function markdown(meta: RunMeta, results: readonly Result[], agreements: 
   }
   lines.push('');
   lines.push(...firstStepTable(results));
+  lines.push(...ceilingTable(meta, results));
   const verdict = (d: number): string => (d <= 1e-3 ? 'agree (<= 1e-3)' : 'DISAGREE (> 1e-3)');
   for (const a of agreements) {
     const at50 = a.at50 ? `; at step 50 (${a.at50.libraries.join(', ')}): ${a.at50.maxRelDiff.toExponential(2)} — ${verdict(a.at50.maxRelDiff)}` : '';

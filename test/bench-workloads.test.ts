@@ -2,10 +2,11 @@
  * @file Tests of the benchmark's shared definitions (no adapter): seeded numbers are reproducible
  * and well distributed, initial weights respect their Glorot bounds, MNIST batches are real and
  * deterministic, the TF.js layout conversions move hand-picked elements where they belong, and the
- * IR model of the MLP workload computes the same loss as a plain float64 forward written here.
+ * IR model of the MLP workload computes the same loss as a plain float64 forward written here; a
+ * step's matmul FLOPs are counted as by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { workloadEnv, workloadModel } from '../bench/graphs.js';
+import { stepFlops, workloadEnv, workloadModel } from '../bench/graphs.js';
 import { chwRowsToHwc, oihwToHwio } from '../bench/peers/tfjs.js';
 import { causalBias, initParams, makeBatches, mnistSamples, mulberry32, normals, subSeed, LENET, MLP, TRANSFORMER, WORKLOADS } from '../bench/workloads.js';
 import { evaluate } from '../src/ir/interp.js';
@@ -150,5 +151,16 @@ describe('IR models of the workloads', () => {
       total += lse - logits[batch.labels[s]!]!;
     }
     expect(got).toBeCloseTo(total / 128, 10);
+  });
+});
+
+describe('matmul FLOPs per step', () => {
+  it('the MLP 784-256-10: forward and weight gradients of both layers, the input gradient of the second only; LeNet counts its convolutions', () => {
+    const b = MLP.batch;
+    const [i, h, o] = MLP.sizes as [number, number, number];
+    const forward = 2 * b * (i * h + h * o);
+    expect(stepFlops(MLP)).toBe(2 * forward + 2 * b * o * h);
+    // conv1 alone (6 filters of 5x5 over 28x28 with padding 2) is 2 * 64 * 28 * 28 * 6 * 25 FLOPs forward.
+    expect(stepFlops(LENET)).toBeGreaterThan(2 * LENET.batch * 28 * 28 * 6 * 25);
   });
 });
