@@ -124,6 +124,12 @@ const mb = (bytes: number | undefined): string => (bytes === undefined ? '-' : (
 const kb = (bytes: number | undefined): string => (bytes === undefined ? '-' : (bytes / 1024).toFixed(1));
 const ratio = (r: number | null | undefined): string => (r === null || r === undefined ? '-' : `${r.toFixed(2)}x`);
 
+/** The peer (not adjoint) that ran `workload` with the lowest figure `of`, if any did. */
+function fastestPeer(results: readonly Result[], workload: string, of: (r: Result) => number | undefined): Result | undefined {
+  const peers = results.filter((p) => p.workload === workload && p.library !== 'adjoint' && p.status === 'ok' && of(p) !== undefined);
+  return peers.reduce<Result | undefined>((b, p) => (b === undefined || of(p)! < of(b)! ? p : b), undefined);
+}
+
 /**
  * adjoint's first step against the fastest peer's, with its kernel tuning reported apart: the
  * first load compiles only the default variants and the first step runs them; the other variants
@@ -141,8 +147,7 @@ function firstStepTable(results: readonly Result[]): string[] {
     '|---|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
-    const peers = results.filter((p) => p.workload === r.workload && p.library !== 'adjoint' && p.status === 'ok' && p.firstStepMs !== undefined);
-    const best = peers.reduce<Result | undefined>((b, p) => (b === undefined || p.firstStepMs! < b.firstStepMs! ? p : b), undefined);
+    const best = fastestPeer(results, r.workload, (p) => p.firstStepMs);
     const t = r.tuning!;
     lines.push(
       `| ${r.workload} | ${ms(r.firstStepMs)} (${ms(r.compileMs)} + ${ms(r.loadMs)}) | ${best ? `${ms(best.firstStepMs)} (${best.library})` : '-'} | ` +
@@ -174,8 +179,7 @@ function ceilingTable(meta: RunMeta, results: readonly Result[]): string[] {
   ];
   for (const [workload, gflop] of Object.entries(meta.stepGflop)) {
     const own = results.find((r) => r.workload === workload && r.library === 'adjoint' && r.status === 'ok');
-    const peers = results.filter((p) => p.workload === workload && p.library !== 'adjoint' && p.status === 'ok' && p.msSyncEach !== undefined);
-    const best = peers.reduce<Result | undefined>((b, p) => (b === undefined || p.msSyncEach! < b.msSyncEach! ? p : b), undefined);
+    const best = fastestPeer(results, workload, (p) => p.msSyncEach);
     const target = best ? best.msSyncEach! / 3 : undefined;
     lines.push(
       `| ${workload} | ${gflop.toFixed(3)} | ${ms((1000 * gflop) / ceiling)} | ${own ? `${ms(own.msSyncEach)} (${pct(gflop, own.msSyncEach)})` : '-'} | ` +

@@ -106,9 +106,9 @@ export class Program {
    */
   get tuned(): Promise<void> {
     this.openTuning?.();
-    return this.tuning_;
+    return this.tuneRun;
   }
-  private tuning_: Promise<void> = Promise.resolve();
+  private tuneRun: Promise<void> = Promise.resolve();
   /**
    * Starts background tuning (once). Until then the queue is the first step's: on a driver that
    * compiles each shader at its first dispatch (llvmpipe), a warm-up dispatch of a variant
@@ -281,10 +281,10 @@ export class Program {
             resolve();
           };
         });
-        p.tuning_ = gate.then(() => p.tuneKernels(toTune, cache!, how));
-      } else p.tuning_ = p.tuneKernels(toTune, cache!, how);
+        p.tuneRun = gate.then(() => p.tuneKernels(toTune, cache!, how));
+      } else p.tuneRun = p.tuneKernels(toTune, cache!, how);
       if (mode === 'load') {
-        await p.tuning_;
+        await p.tuneRun;
         if (p.tuneError) {
           p.destroy();
           throw p.tuneError;

@@ -7,7 +7,9 @@
  * and gpu.cpp do on GPUs), and where the device has `subgroups` the subgroup variants
  * (`subgroup16x4`, `subgroup8x8`: register tiles whose threads share the tile's rows of A, each row
  * read by one lane in BL and broadcast to the others; `subgroupcols8x8`: the same with the tile's
- * columns of B shared, for narrow N). Every variant takes the same operand expressions, the same split of K
+ * columns of B shared, for narrow N), and the compact ones built to compile fast
+ * (`subgroupcompact16x4`, `subgroupcompact8x8`, `compact4x4`: K one step per iteration, scalar
+ * reads; the table marks the first that fits `quick`, what a kernel runs until tuned). Every variant takes the same operand expressions, the same split of K
  * (decided once per kernel, so every variant writes the same partials) and the same fused
  * epilogue at the final store.
  */
@@ -181,7 +183,8 @@ function vectorAxis(e: Expr, rv: string, rows: number, tile: number, k: number, 
 
 /**
  * The register-tiled matmul: each thread keeps a tm x tn tile of accumulators and walks K (or its
- * chunk of K), unrolled by UNROLL (2 measured as fast as 4, with half the shader to compile).
+ * chunk of K), unrolled by `unroll` (UNROLL = 2 measured as fast as 4, with half the shader to
+ * compile; 1, the compact variants: no vectorized operands either).
  * Operands are expressions, emitted inline: their parts that do not depend on `ki` (a row's or
  * column's base offset, a convolution's output position) are computed once before the loop, and
  * their parts that depend on `ki` only (a convolution's tap) once per step for all rows and
@@ -347,7 +350,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     for (let u = 0; u < 4; u++) fmas((i) => ab(i, u), (j) => bb(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
     l.close();
   } else {
-    // Scalar loads: the K loop unrolled by unroll, then the remainder (chunks are multiples of 4:
+    // Scalar loads: the K loop unrolled `unroll` times, then the remainder (chunks are multiples of 4:
     // only the end of K has one).
     const main = split ? 'kmain' : `${kk - (kk % unroll)}i`;
     if (split) l.line(`let kmain = kend - (kend - kbeg) % ${unroll}i;`);
