@@ -96,6 +96,21 @@ const cases: { name: string; g: Graph; tol?: number }[] = [
     }),
   },
   {
+    // Maps: four lanes in a row (last dimension 12), four lanes each with its own coordinates
+    // (300 = 5 x 6 x 10), one thread each (63 elements); further outputs of one kernel, i32 values,
+    // broadcast and strided reads, in-place updates.
+    name: 'maps: row4 ([6,12] with a broadcast row, two outputs), flat4 ([5,6,10] strided, i32), thread ([7,9]), in-place updates of [9,4] and [2,6]',
+    g: graph((b) => {
+      const e = b.exp(b.add_(b.input('r', [6, 12]), b.input('rb', [12])));
+      b.output('row', e);
+      b.output('row2', b.mul(e, b.input('r2', [6, 12])));
+      b.output('flat', b.relu(b.slice(b.input('f', [5, 6, 20]), [0, 0, 1], [5, 6, 20], [1, 1, 2])));
+      b.output('int', b.add_(b.input('n', [5, 6, 10], 'i32'), b.input('m', [5, 6, 10], 'i32')));
+      b.output('thread', b.sigmoid(b.input('t', [7, 9])));
+      for (const [name, shape] of [['w', [9, 4]], ['u', [2, 6]]] as const) b.update(name, b.sub(b.param(name, [...shape]), b.mul(b.input(`g${name}`, [...shape]), 0.1)));
+    }),
+  },
+  {
     // Row kernels of several stages (mean, variance and the gradient's sums): the subgroup
     // variant alternates its workgroup arrays between stages.
     name: 'the gradients of softmax rows of 5 and layernorm rows of 300', tol: 5e-5,

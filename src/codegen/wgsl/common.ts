@@ -262,7 +262,10 @@ export interface Module {
   usesPow: boolean;
   /** Whether some body calls the random number generator (RNG_FN). */
   usesRng?: boolean;
-  /** Input bindings declared as array<vec4<f32>> (see ExprEmitter). */
+  /**
+   * Bindings declared as arrays of vec4 (see ExprEmitter): inputs by number (vec4<f32>), outputs by
+   * their negative numbers (vec4 of their dtype).
+   */
   vec4?: ReadonlySet<number>;
   /** WGSL extensions the module enables (`enable subgroups;`), from {@link ENABLES} only. */
   enables?: readonly Enable[];
@@ -293,8 +296,10 @@ export function header(mod: Module, inputs: readonly ScalarType[], out: ScalarTy
   // Every binding is read_write: temporaries share one arena buffer, and WebGPU refuses a buffer
   // bound both read-only and writable in one dispatch (disjoint writable ranges are fine).
   inputs.forEach((t, i) => l.line(`@group(0) @binding(${i}) var<storage, read_write> in${i}: array<${mod.vec4?.has(i) ? 'vec4<f32>' : wgslType(t)}>;`));
-  l.line(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${wgslType(out)}>;`);
-  extras.forEach((t, i) => l.line(`@group(0) @binding(${inputs.length + 1 + i}) var<storage, read_write> out${i + 1}: array<${wgslType(t)}>;`));
+  // Outputs in `vec4` (by their negative binding numbers: -1 `out`, -2 `out1`, …) are arrays of vec4.
+  const outType = (t: ScalarType, b: number) => (mod.vec4?.has(b) ? `vec4<${wgslType(t)}>` : wgslType(t));
+  l.line(`@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${outType(out, -1)}>;`);
+  extras.forEach((t, i) => l.line(`@group(0) @binding(${inputs.length + 1 + i}) var<storage, read_write> out${i + 1}: array<${outType(t, -2 - i)}>;`));
   if (mod.usesPow) l.line(POW_FN);
   if (mod.usesRng) l.line(RNG_FN);
   return l.text() + '\n' + mod.fns.join('\n');

@@ -2,7 +2,7 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: f32 = in0[o1];
@@ -13,11 +13,31 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 16) { return; }
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  out[i] = value(o0, o1, o2, o3);
+  let i0 = i + 0i;
+  let l0o0: i32 = 0i;
+  let l0o1: i32 = i0;
+  let l0o2: i32 = 0i;
+  let l0o3: i32 = 0i;
+  let i1 = i + 1i;
+  let l1o0: i32 = 0i;
+  let l1o1: i32 = i1;
+  let l1o2: i32 = 0i;
+  let l1o3: i32 = 0i;
+  let i2 = i + 2i;
+  let l2o0: i32 = 0i;
+  let l2o1: i32 = i2;
+  let l2o2: i32 = 0i;
+  let l2o3: i32 = 0i;
+  let i3 = i + 3i;
+  let l3o0: i32 = 0i;
+  let l3o1: i32 = i3;
+  let l3o2: i32 = 0i;
+  let l3o3: i32 = 0i;
+  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
+  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
+  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
+  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

@@ -91,7 +91,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 150i; kb += 1i) {
+  for (var kb = 0i; kb < 150i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 / 25i;
     let t0_1: i32 = t0_0 * 196i;
@@ -125,6 +125,39 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
     c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
     c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 25i;
+    let t1_1: i32 = t1_0 * 196i;
+    let t1_2: i32 = ku1 / 5i;
+    let t1_3: i32 = t1_2 % 5i;
+    let t1_4: i32 = t1_3 * 14i;
+    let t1_5: i32 = t1_1 + t1_4;
+    let t1_6: i32 = ku1 % 5i;
+    let t1_7: i32 = t1_5 + t1_6;
+    let t1_8: i32 = t1_7 + h7;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = t1_7 + h15;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = t1_7 + h23;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = t1_7 + h31;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = t1_0 * 25i;
+    let t1_17: i32 = t1_3 * 5i;
+    let t1_18: i32 = t1_16 + t1_17;
+    let t1_19: i32 = t1_18 + t1_6;
+    let t1_20: i32 = t1_19 + h32;
+    let t1_21: f32 = in1[t1_20];
+    let t1_22: i32 = t1_19 + h33;
+    let t1_23: f32 = in1[t1_22];
+    let t1_24: i32 = t1_19 + h34;
+    let t1_25: f32 = in1[t1_24];
+    let t1_26: i32 = t1_19 + h35;
+    let t1_27: f32 = in1[t1_26];
+    c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c0_0);
+    c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c1_0);
+    c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c2_0);
+    c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
   for (var e = 0i; e < 16i; e++) {

@@ -2,51 +2,163 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> in5: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 56i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: f32 = in0[t6];
-  let t8: i32 = t0 + 1i;
-  let t9: i32 = t8 + t1;
-  let t10: i32 = t9 + t3;
-  let t11: i32 = t10 + t5;
-  let t12: f32 = in0[t11];
-  let t13: f32 = max(t7, t12);
-  let t14: i32 = t0 + 28i;
-  let t15: i32 = t14 + t1;
-  let t16: i32 = t15 + t3;
-  let t17: i32 = t16 + t5;
-  let t18: f32 = in0[t17];
-  let t19: f32 = max(t13, t18);
-  let t20: i32 = t0 + 29i;
-  let t21: i32 = t20 + t1;
-  let t22: i32 = t21 + t3;
-  let t23: i32 = t22 + t5;
-  let t24: f32 = in0[t23];
-  let t25: f32 = max(t19, t24);
-  return t25;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc - t0;
+  let t2: f32 = in3[ni];
+  let t3: f32 = t1 * t2;
+  let t4: f32 = in4[ni];
+  let t5: f32 = t3 * t4;
+  let t6: f32 = in5[ni];
+  let t7: f32 = t5 + t6;
+  let t8: f32 = max(t7, 0.0);
+  return t8;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 75264) { return; }
-  let ot0_0: i32 = i / 1176i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 196i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 14i;
-  let ot2_1: i32 = ot2_0 % 14i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 14i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi / 784i;
+  let t1: i32 = t0 * 4704i;
+  let t2: i32 = ni * 784i;
+  let t3: i32 = mi / 28i;
+  let t4: i32 = t3 % 28i;
+  let t5: i32 = t4 * 28i;
+  let t6: i32 = mi % 28i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t1 + t8;
+  return t9;
+}
+
+@compute @workgroup_size(2, 32)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 6i || m0 >= 50176i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 50175i);
+  let mr1 = min(m0 + 1i, 50175i);
+  let mr2 = min(m0 + 2i, 50175i);
+  let mr3 = min(m0 + 3i, 50175i);
+  let nc0 = min(n0 + 0i, 5i);
+  let nc1 = min(n0 + 1i, 5i);
+  let nc2 = min(n0 + 2i, 5i);
+  let nc3 = min(n0 + 3i, 5i);
+  let h0: i32 = mr0 / 28i;
+  let h1: i32 = h0 % 28i;
+  let h2: i32 = h1 - 2i;
+  let h3: i32 = mr0 % 28i;
+  let h4: i32 = h3 - 2i;
+  let h5: i32 = mr0 / 784i;
+  let h6: i32 = h5 * 784i;
+  let h7: i32 = h1 * 28i;
+  let h8: i32 = h6 + h7;
+  let h9: i32 = h8 + h3;
+  let h10: i32 = mr1 / 28i;
+  let h11: i32 = h10 % 28i;
+  let h12: i32 = h11 - 2i;
+  let h13: i32 = mr1 % 28i;
+  let h14: i32 = h13 - 2i;
+  let h15: i32 = mr1 / 784i;
+  let h16: i32 = h15 * 784i;
+  let h17: i32 = h11 * 28i;
+  let h18: i32 = h16 + h17;
+  let h19: i32 = h18 + h13;
+  let h20: i32 = mr2 / 28i;
+  let h21: i32 = h20 % 28i;
+  let h22: i32 = h21 - 2i;
+  let h23: i32 = mr2 % 28i;
+  let h24: i32 = h23 - 2i;
+  let h25: i32 = mr2 / 784i;
+  let h26: i32 = h25 * 784i;
+  let h27: i32 = h21 * 28i;
+  let h28: i32 = h26 + h27;
+  let h29: i32 = h28 + h23;
+  let h30: i32 = mr3 / 28i;
+  let h31: i32 = h30 % 28i;
+  let h32: i32 = h31 - 2i;
+  let h33: i32 = mr3 % 28i;
+  let h34: i32 = h33 - 2i;
+  let h35: i32 = mr3 / 784i;
+  let h36: i32 = h35 * 784i;
+  let h37: i32 = h31 * 28i;
+  let h38: i32 = h36 + h37;
+  let h39: i32 = h38 + h33;
+  let h40: i32 = nc0 * 25i;
+  let h41: i32 = nc1 * 25i;
+  let h42: i32 = nc2 * 25i;
+  let h43: i32 = nc3 * 25i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 25i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 5i;
+    let t0_1: i32 = t0_0 * 28i;
+    let t0_2: i32 = ku0 % 5i;
+    let t0_3: i32 = t0_1 + t0_2;
+    let t0_4: i32 = t0_3 + (-58i);
+    let t0_5: i32 = t0_4 + h9;
+    let t0_6: f32 = in0[t0_5];
+    let t0_7: i32 = h2 + t0_0;
+    let t0_8: bool = bitcast<u32>(t0_7) < bitcast<u32>(28i);
+    let t0_9: i32 = h4 + t0_2;
+    let t0_10: bool = bitcast<u32>(t0_9) < bitcast<u32>(28i);
+    let t0_11: bool = t0_8 && t0_10;
+    let t0_12: f32 = select(0.0, t0_6, t0_11);
+    let t0_13: i32 = t0_4 + h19;
+    let t0_14: f32 = in0[t0_13];
+    let t0_15: i32 = h12 + t0_0;
+    let t0_16: bool = bitcast<u32>(t0_15) < bitcast<u32>(28i);
+    let t0_17: i32 = h14 + t0_2;
+    let t0_18: bool = bitcast<u32>(t0_17) < bitcast<u32>(28i);
+    let t0_19: bool = t0_16 && t0_18;
+    let t0_20: f32 = select(0.0, t0_14, t0_19);
+    let t0_21: i32 = t0_4 + h29;
+    let t0_22: f32 = in0[t0_21];
+    let t0_23: i32 = h22 + t0_0;
+    let t0_24: bool = bitcast<u32>(t0_23) < bitcast<u32>(28i);
+    let t0_25: i32 = h24 + t0_2;
+    let t0_26: bool = bitcast<u32>(t0_25) < bitcast<u32>(28i);
+    let t0_27: bool = t0_24 && t0_26;
+    let t0_28: f32 = select(0.0, t0_22, t0_27);
+    let t0_29: i32 = t0_4 + h39;
+    let t0_30: f32 = in0[t0_29];
+    let t0_31: i32 = h32 + t0_0;
+    let t0_32: bool = bitcast<u32>(t0_31) < bitcast<u32>(28i);
+    let t0_33: i32 = h34 + t0_2;
+    let t0_34: bool = bitcast<u32>(t0_33) < bitcast<u32>(28i);
+    let t0_35: bool = t0_32 && t0_34;
+    let t0_36: f32 = select(0.0, t0_30, t0_35);
+    let t0_37: i32 = t0_0 * 5i;
+    let t0_38: i32 = t0_37 + t0_2;
+    let t0_39: i32 = t0_38 + h40;
+    let t0_40: f32 = in1[t0_39];
+    let t0_41: i32 = t0_38 + h41;
+    let t0_42: f32 = in1[t0_41];
+    let t0_43: i32 = t0_38 + h42;
+    let t0_44: f32 = in1[t0_43];
+    let t0_45: i32 = t0_38 + h43;
+    let t0_46: f32 = in1[t0_45];
+    c0_0 = fma(vec4<f32>(t0_12), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c0_0);
+    c1_0 = fma(vec4<f32>(t0_20), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c1_0);
+    c2_0 = fma(vec4<f32>(t0_28), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c2_0);
+    c3_0 = fma(vec4<f32>(t0_36), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c3_0);
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 50176i && q < 6i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
+  }
 }

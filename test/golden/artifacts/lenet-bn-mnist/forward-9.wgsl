@@ -36,9 +36,9 @@ fn dst(mi: i32, ni: i32) -> i32 {
   return t9;
 }
 
-@compute @workgroup_size(4, 16)
+@compute @workgroup_size(2, 32)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
+  let n0 = i32(gid.x) * 8i;
   let m0 = i32(gid.y) * 8i;
   if (n0 >= 16i || m0 >= 6400i) { return; }
   let gz = i32(gid.z);
@@ -55,6 +55,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let nc1 = min(n0 + 1i, 15i);
   let nc2 = min(n0 + 2i, 15i);
   let nc3 = min(n0 + 3i, 15i);
+  let nc4 = min(n0 + 4i, 15i);
+  let nc5 = min(n0 + 5i, 15i);
+  let nc6 = min(n0 + 6i, 15i);
+  let nc7 = min(n0 + 7i, 15i);
   let h0: i32 = mr0 / 100i;
   let h1: i32 = h0 * 1176i;
   let h2: i32 = mr0 / 10i;
@@ -123,14 +127,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let h65: i32 = nc1 * 150i;
   let h66: i32 = nc2 * 150i;
   let h67: i32 = nc3 * 150i;
+  let h68: i32 = nc4 * 150i;
+  let h69: i32 = nc5 * 150i;
+  let h70: i32 = nc6 * 150i;
+  let h71: i32 = nc7 * 150i;
   var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
   var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
   var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
   var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
   var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
   for (var kb = 0i; kb < 150i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 / 25i;
@@ -169,14 +185,30 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_33: f32 = in1[t0_32];
     let t0_34: i32 = t0_27 + h67;
     let t0_35: f32 = in1[t0_34];
+    let t0_36: i32 = t0_27 + h68;
+    let t0_37: f32 = in1[t0_36];
+    let t0_38: i32 = t0_27 + h69;
+    let t0_39: f32 = in1[t0_38];
+    let t0_40: i32 = t0_27 + h70;
+    let t0_41: f32 = in1[t0_40];
+    let t0_42: i32 = t0_27 + h71;
+    let t0_43: f32 = in1[t0_42];
     c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c0_0);
+    c0_1 = fma(vec4<f32>(t0_9), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c0_1);
     c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c1_0);
+    c1_1 = fma(vec4<f32>(t0_11), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c1_1);
     c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c2_0);
+    c2_1 = fma(vec4<f32>(t0_13), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c2_1);
     c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c3_0);
+    c3_1 = fma(vec4<f32>(t0_15), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c3_1);
     c4_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c4_0);
+    c4_1 = fma(vec4<f32>(t0_17), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c4_1);
     c5_0 = fma(vec4<f32>(t0_19), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c5_0);
+    c5_1 = fma(vec4<f32>(t0_19), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c5_1);
     c6_0 = fma(vec4<f32>(t0_21), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c6_0);
+    c6_1 = fma(vec4<f32>(t0_21), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c6_1);
     c7_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c7_0);
+    c7_1 = fma(vec4<f32>(t0_23), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c7_1);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 25i;
     let t1_1: i32 = t1_0 * 196i;
@@ -214,19 +246,35 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_33: f32 = in1[t1_32];
     let t1_34: i32 = t1_27 + h67;
     let t1_35: f32 = in1[t1_34];
+    let t1_36: i32 = t1_27 + h68;
+    let t1_37: f32 = in1[t1_36];
+    let t1_38: i32 = t1_27 + h69;
+    let t1_39: f32 = in1[t1_38];
+    let t1_40: i32 = t1_27 + h70;
+    let t1_41: f32 = in1[t1_40];
+    let t1_42: i32 = t1_27 + h71;
+    let t1_43: f32 = in1[t1_42];
     c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c0_0);
+    c0_1 = fma(vec4<f32>(t1_9), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c0_1);
     c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c1_0);
+    c1_1 = fma(vec4<f32>(t1_11), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c1_1);
     c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c2_0);
+    c2_1 = fma(vec4<f32>(t1_13), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c2_1);
     c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c3_0);
+    c3_1 = fma(vec4<f32>(t1_15), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c3_1);
     c4_0 = fma(vec4<f32>(t1_17), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c4_0);
+    c4_1 = fma(vec4<f32>(t1_17), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c4_1);
     c5_0 = fma(vec4<f32>(t1_19), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c5_0);
+    c5_1 = fma(vec4<f32>(t1_19), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c5_1);
     c6_0 = fma(vec4<f32>(t1_21), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c6_0);
+    c6_1 = fma(vec4<f32>(t1_21), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c6_1);
     c7_0 = fma(vec4<f32>(t1_23), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c7_0);
+    c7_1 = fma(vec4<f32>(t1_23), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c7_1);
   }
-  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
-  for (var e = 0i; e < 32i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
     if (r < 6400i && q < 16i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

@@ -3,34 +3,144 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 + t7;
-  return t8;
-}
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 301056) { return; }
-  let ot0_0: i32 = i / 4704i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 784i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 28i;
-  let ot2_1: i32 = ot2_0 % 28i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 28i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+@compute @workgroup_size(8, 4)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 150i || m0 >= 16i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz / 25i;
+  let ks = gz % 25i;
+  let mr0 = min(m0 + 0i, 15i);
+  let mr1 = min(m0 + 1i, 15i);
+  let mr2 = min(m0 + 2i, 15i);
+  let mr3 = min(m0 + 3i, 15i);
+  let nc0 = min(n0 + 0i, 149i);
+  let nc1 = min(n0 + 1i, 149i);
+  let nc2 = min(n0 + 2i, 149i);
+  let nc3 = min(n0 + 3i, 149i);
+  let h0: i32 = mr0 * 100i;
+  let h1: i32 = mr1 * 100i;
+  let h2: i32 = mr2 * 100i;
+  let h3: i32 = mr3 * 100i;
+  let h4: i32 = nc0 / 25i;
+  let h5: i32 = h4 * 196i;
+  let h6: i32 = nc0 / 5i;
+  let h7: i32 = h6 % 5i;
+  let h8: i32 = h7 * 14i;
+  let h9: i32 = h5 + h8;
+  let h10: i32 = nc0 % 5i;
+  let h11: i32 = h9 + h10;
+  let h12: i32 = nc1 / 25i;
+  let h13: i32 = h12 * 196i;
+  let h14: i32 = nc1 / 5i;
+  let h15: i32 = h14 % 5i;
+  let h16: i32 = h15 * 14i;
+  let h17: i32 = h13 + h16;
+  let h18: i32 = nc1 % 5i;
+  let h19: i32 = h17 + h18;
+  let h20: i32 = nc2 / 25i;
+  let h21: i32 = h20 * 196i;
+  let h22: i32 = nc2 / 5i;
+  let h23: i32 = h22 % 5i;
+  let h24: i32 = h23 * 14i;
+  let h25: i32 = h21 + h24;
+  let h26: i32 = nc2 % 5i;
+  let h27: i32 = h25 + h26;
+  let h28: i32 = nc3 / 25i;
+  let h29: i32 = h28 * 196i;
+  let h30: i32 = nc3 / 5i;
+  let h31: i32 = h30 % 5i;
+  let h32: i32 = h31 * 14i;
+  let h33: i32 = h29 + h32;
+  let h34: i32 = nc3 % 5i;
+  let h35: i32 = h33 + h34;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  let kbeg = ks * 256i;
+  let kend = min(kbeg + 256i, 6400i);
+  let kmain = kend - (kend - kbeg) % 2i;
+  for (var kb = kbeg; kb < kmain; kb += 2i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 100i;
+    let t0_1: i32 = t0_0 * 1600i;
+    let t0_2: i32 = ku0 / 10i;
+    let t0_3: i32 = t0_2 % 10i;
+    let t0_4: i32 = t0_3 * 10i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 10i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_7 + h1;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = t0_7 + h2;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = t0_7 + h3;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = t0_0 * 1176i;
+    let t0_17: i32 = t0_3 * 14i;
+    let t0_18: i32 = t0_16 + t0_17;
+    let t0_19: i32 = t0_18 + t0_6;
+    let t0_20: i32 = t0_19 + h11;
+    let t0_21: f32 = in1[t0_20];
+    let t0_22: i32 = t0_19 + h19;
+    let t0_23: f32 = in1[t0_22];
+    let t0_24: i32 = t0_19 + h27;
+    let t0_25: f32 = in1[t0_24];
+    let t0_26: i32 = t0_19 + h35;
+    let t0_27: f32 = in1[t0_26];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 100i;
+    let t1_1: i32 = t1_0 * 1600i;
+    let t1_2: i32 = ku1 / 10i;
+    let t1_3: i32 = t1_2 % 10i;
+    let t1_4: i32 = t1_3 * 10i;
+    let t1_5: i32 = t1_1 + t1_4;
+    let t1_6: i32 = ku1 % 10i;
+    let t1_7: i32 = t1_5 + t1_6;
+    let t1_8: i32 = t1_7 + h0;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = t1_7 + h1;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = t1_7 + h2;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = t1_7 + h3;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = t1_0 * 1176i;
+    let t1_17: i32 = t1_3 * 14i;
+    let t1_18: i32 = t1_16 + t1_17;
+    let t1_19: i32 = t1_18 + t1_6;
+    let t1_20: i32 = t1_19 + h11;
+    let t1_21: f32 = in1[t1_20];
+    let t1_22: i32 = t1_19 + h19;
+    let t1_23: f32 = in1[t1_22];
+    let t1_24: i32 = t1_19 + h27;
+    let t1_25: f32 = in1[t1_24];
+    let t1_26: i32 = t1_19 + h35;
+    let t1_27: f32 = in1[t1_26];
+    c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c0_0);
+    c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c1_0);
+    c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c2_0);
+    c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c3_0);
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 16i && q < 150i) {
+      out[(gz * 16i + r) * 150i + q] = cc[e];
+    }
+  }
 }

@@ -2,57 +2,123 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 100i;
-  let t1: i32 = r0 * 1600i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = acc * 0.00015624999650754035;
-  return t0;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi / 100i;
+  let t1: i32 = t0 * 1600i;
+  let t2: i32 = ni * 100i;
+  let t3: i32 = mi / 10i;
+  let t4: i32 = t3 % 10i;
+  let t5: i32 = t4 * 10i;
+  let t6: i32 = mi % 10i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t1 + t8;
+  return t9;
 }
 
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 16) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(6400i, (g + 1i) * 6400i);
-  for (var s = g * 6400i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 100i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 10i;
-    let rt1_1: i32 = rt1_0 % 10i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 10i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+@compute @workgroup_size(4, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 16i || m0 >= 6400i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 6399i);
+  let mr1 = min(m0 + 1i, 6399i);
+  let mr2 = min(m0 + 2i, 6399i);
+  let mr3 = min(m0 + 3i, 6399i);
+  let nc0 = min(n0 + 0i, 15i);
+  let nc1 = min(n0 + 1i, 15i);
+  let nc2 = min(n0 + 2i, 15i);
+  let nc3 = min(n0 + 3i, 15i);
+  let h0: i32 = mr0 / 100i;
+  let h1: i32 = h0 * 1176i;
+  let h2: i32 = mr0 / 10i;
+  let h3: i32 = h2 % 10i;
+  let h4: i32 = h3 * 14i;
+  let h5: i32 = h1 + h4;
+  let h6: i32 = mr0 % 10i;
+  let h7: i32 = h5 + h6;
+  let h8: i32 = mr1 / 100i;
+  let h9: i32 = h8 * 1176i;
+  let h10: i32 = mr1 / 10i;
+  let h11: i32 = h10 % 10i;
+  let h12: i32 = h11 * 14i;
+  let h13: i32 = h9 + h12;
+  let h14: i32 = mr1 % 10i;
+  let h15: i32 = h13 + h14;
+  let h16: i32 = mr2 / 100i;
+  let h17: i32 = h16 * 1176i;
+  let h18: i32 = mr2 / 10i;
+  let h19: i32 = h18 % 10i;
+  let h20: i32 = h19 * 14i;
+  let h21: i32 = h17 + h20;
+  let h22: i32 = mr2 % 10i;
+  let h23: i32 = h21 + h22;
+  let h24: i32 = mr3 / 100i;
+  let h25: i32 = h24 * 1176i;
+  let h26: i32 = mr3 / 10i;
+  let h27: i32 = h26 % 10i;
+  let h28: i32 = h27 * 14i;
+  let h29: i32 = h25 + h28;
+  let h30: i32 = mr3 % 10i;
+  let h31: i32 = h29 + h30;
+  let h32: i32 = nc0 * 150i;
+  let h33: i32 = nc1 * 150i;
+  let h34: i32 = nc2 * 150i;
+  let h35: i32 = nc3 * 150i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 150i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 25i;
+    let t0_1: i32 = t0_0 * 196i;
+    let t0_2: i32 = ku0 / 5i;
+    let t0_3: i32 = t0_2 % 5i;
+    let t0_4: i32 = t0_3 * 14i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 5i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h7;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_7 + h15;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = t0_7 + h23;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = t0_7 + h31;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = t0_0 * 25i;
+    let t0_17: i32 = t0_3 * 5i;
+    let t0_18: i32 = t0_16 + t0_17;
+    let t0_19: i32 = t0_18 + t0_6;
+    let t0_20: i32 = t0_19 + h32;
+    let t0_21: f32 = in1[t0_20];
+    let t0_22: i32 = t0_19 + h33;
+    let t0_23: f32 = in1[t0_22];
+    let t0_24: i32 = t0_19 + h34;
+    let t0_25: f32 = in1[t0_24];
+    let t0_26: i32 = t0_19 + h35;
+    let t0_27: f32 = in1[t0_26];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 6400i && q < 16i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1, o2, o3);
   }
 }

@@ -8,7 +8,7 @@ fn value(o0: i32) -> f32 {
   let t0: f32 = out[o0];
   let t1: f32 = t0 * 0.8999999761581421;
   let t2: f32 = in0[o0];
-  let t3: f32 = t2 * 0.10001562535762787;
+  let t3: f32 = t2 * 0.10000000149011612;
   let t4: f32 = t1 + t3;
   return t4;
 }

@@ -5,104 +5,42 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = in3[ni];
-  let t1: f32 = acc + t0;
-  let t2: f32 = max(t1, 0.0);
-  return t2;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1600i;
+  let t1: i32 = o1 * 100i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 10i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
+  let t6: f32 = in0[t5];
+  let t7: f32 = in1[o1];
+  let t8: f32 = t6 - t7;
+  let t9: f32 = in2[o1];
+  let t10: f32 = t8 * t9;
+  let t11: f32 = in3[o1];
+  let t12: f32 = t10 * t11;
+  let t13: f32 = in4[o1];
+  let t14: f32 = t12 + t13;
+  let t15: f32 = max(t14, 0.0);
+  return t15;
 }
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  return t1;
-}
-
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 120i || m0 >= 64i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 119i);
-  let nc1 = min(n0 + 1i, 119i);
-  let nc2 = min(n0 + 2i, 119i);
-  let nc3 = min(n0 + 3i, 119i);
-  let h0: i32 = mr0 * 400i;
-  let h1: i32 = mr0 * 1600i;
-  let h2: i32 = mr1 * 400i;
-  let h3: i32 = mr1 * 1600i;
-  let h4: i32 = mr2 * 400i;
-  let h5: i32 = mr2 * 1600i;
-  let h6: i32 = mr3 * 400i;
-  let h7: i32 = mr3 * 1600i;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 400i; kb += 1i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 / 25i;
-    let t0_1: i32 = t0_0 * 25i;
-    let t0_2: i32 = ku0 / 5i;
-    let t0_3: i32 = t0_2 % 5i;
-    let t0_4: i32 = t0_3 * 5i;
-    let t0_5: i32 = t0_1 + t0_4;
-    let t0_6: i32 = ku0 % 5i;
-    let t0_7: i32 = t0_5 + t0_6;
-    let t0_8: i32 = t0_7 + h0;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = t0_0 * 100i;
-    let t0_11: i32 = t0_3 * 20i;
-    let t0_12: i32 = t0_10 + t0_11;
-    let t0_13: i32 = t0_6 * 2i;
-    let t0_14: i32 = t0_12 + t0_13;
-    let t0_15: i32 = t0_14 + 11i;
-    let t0_16: i32 = t0_15 + h1;
-    let t0_17: f32 = in1[t0_16];
-    let t0_18: f32 = max(t0_9, t0_17);
-    let t0_19: i32 = t0_7 + h2;
-    let t0_20: f32 = in0[t0_19];
-    let t0_21: i32 = t0_15 + h3;
-    let t0_22: f32 = in1[t0_21];
-    let t0_23: f32 = max(t0_20, t0_22);
-    let t0_24: i32 = t0_7 + h4;
-    let t0_25: f32 = in0[t0_24];
-    let t0_26: i32 = t0_15 + h5;
-    let t0_27: f32 = in1[t0_26];
-    let t0_28: f32 = max(t0_25, t0_27);
-    let t0_29: i32 = t0_7 + h6;
-    let t0_30: f32 = in0[t0_29];
-    let t0_31: i32 = t0_15 + h7;
-    let t0_32: f32 = in1[t0_31];
-    let t0_33: f32 = max(t0_30, t0_32);
-    let t0_34: i32 = ku0 * 120i;
-    let t0_35: i32 = t0_34 + nc0;
-    let t0_36: f32 = in2[t0_35];
-    let t0_37: i32 = t0_34 + nc1;
-    let t0_38: f32 = in2[t0_37];
-    let t0_39: i32 = t0_34 + nc2;
-    let t0_40: f32 = in2[t0_39];
-    let t0_41: i32 = t0_34 + nc3;
-    let t0_42: f32 = in2[t0_41];
-    c0_0 = fma(vec4<f32>(t0_18), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c0_0);
-    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c1_0);
-    c2_0 = fma(vec4<f32>(t0_28), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c2_0);
-    c3_0 = fma(vec4<f32>(t0_33), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c3_0);
-  }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 64i && q < 120i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
-    }
-  }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 102400) { return; }
+  let ot0_0: i32 = i / 1600i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 100i;
+  let ot1_1: i32 = ot1_0 % 16i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 10i;
+  let ot2_1: i32 = ot2_0 % 10i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 10i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

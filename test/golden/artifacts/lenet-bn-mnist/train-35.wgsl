@@ -4,179 +4,105 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<i32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<i32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out1: array<f32>;
-fn rng_uniform(k0: u32, k1: u32, c0: u32, c1: u32) -> f32 {
-  let w0: u32 = 466688986u ^ k0;
-  let w1: u32 = w0 ^ k1;
-  let w2: u32 = c0 + k0;
-  let w3: u32 = c1 + k1;
-  let w4: u32 = w2 + w3;
-  let w5: u32 = (w3 << 13u) | (w3 >> 19u);
-  let w6: u32 = w5 ^ w4;
-  let w7: u32 = w4 + w6;
-  let w8: u32 = (w6 << 15u) | (w6 >> 17u);
-  let w9: u32 = w8 ^ w7;
-  let w10: u32 = w7 + w9;
-  let w11: u32 = (w9 << 26u) | (w9 >> 6u);
-  let w12: u32 = w11 ^ w10;
-  let w13: u32 = w10 + w12;
-  let w14: u32 = (w12 << 6u) | (w12 >> 26u);
-  let w15: u32 = w14 ^ w13;
-  let w16: u32 = w13 + k1;
-  let w17: u32 = w15 + w1;
-  let w18: u32 = w17 + 1u;
-  let w19: u32 = w16 + w18;
-  let w20: u32 = (w18 << 17u) | (w18 >> 15u);
-  let w21: u32 = w20 ^ w19;
-  let w22: u32 = w19 + w21;
-  let w23: u32 = (w21 << 29u) | (w21 >> 3u);
-  let w24: u32 = w23 ^ w22;
-  let w25: u32 = w22 + w24;
-  let w26: u32 = (w24 << 16u) | (w24 >> 16u);
-  let w27: u32 = w26 ^ w25;
-  let w28: u32 = w25 + w27;
-  let w29: u32 = (w27 << 24u) | (w27 >> 8u);
-  let w30: u32 = w29 ^ w28;
-  let w31: u32 = w28 + w1;
-  let w32: u32 = w30 + k0;
-  let w33: u32 = w32 + 2u;
-  let w34: u32 = w31 + w33;
-  let w35: u32 = (w33 << 13u) | (w33 >> 19u);
-  let w36: u32 = w35 ^ w34;
-  let w37: u32 = w34 + w36;
-  let w38: u32 = (w36 << 15u) | (w36 >> 17u);
-  let w39: u32 = w38 ^ w37;
-  let w40: u32 = w37 + w39;
-  let w41: u32 = (w39 << 26u) | (w39 >> 6u);
-  let w42: u32 = w41 ^ w40;
-  let w43: u32 = w40 + w42;
-  let w44: u32 = (w42 << 6u) | (w42 >> 26u);
-  let w45: u32 = w44 ^ w43;
-  let w46: u32 = w43 + k0;
-  let w47: u32 = w45 + k1;
-  let w48: u32 = w47 + 3u;
-  let w49: u32 = w46 + w48;
-  let w50: u32 = (w48 << 17u) | (w48 >> 15u);
-  let w51: u32 = w50 ^ w49;
-  let w52: u32 = w49 + w51;
-  let w53: u32 = (w51 << 29u) | (w51 >> 3u);
-  let w54: u32 = w53 ^ w52;
-  let w55: u32 = w52 + w54;
-  let w56: u32 = (w54 << 16u) | (w54 >> 16u);
-  let w57: u32 = w56 ^ w55;
-  let w58: u32 = w55 + w57;
-  let w59: u32 = (w57 << 24u) | (w57 >> 8u);
-  let w60: u32 = w59 ^ w58;
-  let w61: u32 = w58 + k1;
-  let w62: u32 = w60 + w1;
-  let w63: u32 = w62 + 4u;
-  let w64: u32 = w61 + w63;
-  let w65: u32 = (w63 << 13u) | (w63 >> 19u);
-  let w66: u32 = w65 ^ w64;
-  let w67: u32 = w64 + w66;
-  let w68: u32 = (w66 << 15u) | (w66 >> 17u);
-  let w69: u32 = w68 ^ w67;
-  let w70: u32 = w67 + w69;
-  let w71: u32 = (w69 << 26u) | (w69 >> 6u);
-  let w72: u32 = w71 ^ w70;
-  let w73: u32 = w70 + w72;
-  let w74: u32 = (w72 << 6u) | (w72 >> 26u);
-  let w75: u32 = w74 ^ w73;
-  let w76: u32 = w73 + w1;
-  let w77: u32 = w75 + k0;
-  let w78: u32 = w77 + 5u;
-  return f32(w76 >> 8u) * 5.960464477539063e-8;
-}
-
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: f32 = in2[ni];
+  let t0: f32 = in3[ni];
   let t1: f32 = acc + t0;
   let t2: f32 = max(t1, 0.0);
   return t2;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 84i;
+  let t0: i32 = mi * 120i;
   let t1: i32 = t0 + ni;
   return t1;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = in3[0i];
-  let t1: i32 = mi * 84i;
-  let t2: i32 = t1 + ni;
-  let t3: i32 = in4[0i];
-  let t4: f32 = rng_uniform(bitcast<u32>(t0), 0u, bitcast<u32>(t2), bitcast<u32>(t3));
-  let t5: bool = t4 >= 0.20000000298023224;
-  let t6: f32 = select(0.0, 1.0, t5);
-  let t7: f32 = t6 * 1.25;
-  let t8: f32 = v0 * t7;
-  return t8;
 }
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 4i;
-  if (n0 >= 84i || m0 >= 64i) { return; }
+  if (n0 >= 120i || m0 >= 64i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 63i);
   let mr1 = min(m0 + 1i, 63i);
   let mr2 = min(m0 + 2i, 63i);
   let mr3 = min(m0 + 3i, 63i);
-  let nc0 = min(n0 + 0i, 83i);
-  let nc1 = min(n0 + 1i, 83i);
-  let nc2 = min(n0 + 2i, 83i);
-  let nc3 = min(n0 + 3i, 83i);
-  let h0: i32 = mr0 * 120i;
-  let h1: i32 = mr1 * 120i;
-  let h2: i32 = mr2 * 120i;
-  let h3: i32 = mr3 * 120i;
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
+  let h0: i32 = mr0 * 400i;
+  let h1: i32 = mr0 * 1600i;
+  let h2: i32 = mr1 * 400i;
+  let h3: i32 = mr1 * 1600i;
+  let h4: i32 = mr2 * 400i;
+  let h5: i32 = mr2 * 1600i;
+  let h6: i32 = mr3 * 400i;
+  let h7: i32 = mr3 * 1600i;
   var c0_0 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 120i; kb += 1i) {
+  for (var kb = 0i; kb < 400i; kb += 1i) {
     let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 + h0;
-    let t0_1: f32 = in0[t0_0];
-    let t0_2: i32 = ku0 + h1;
-    let t0_3: f32 = in0[t0_2];
-    let t0_4: i32 = ku0 + h2;
-    let t0_5: f32 = in0[t0_4];
-    let t0_6: i32 = ku0 + h3;
-    let t0_7: f32 = in0[t0_6];
-    let t0_8: i32 = ku0 * 84i;
-    let t0_9: i32 = t0_8 + nc0;
-    let t0_10: f32 = in1[t0_9];
-    let t0_11: i32 = t0_8 + nc1;
-    let t0_12: f32 = in1[t0_11];
-    let t0_13: i32 = t0_8 + nc2;
-    let t0_14: f32 = in1[t0_13];
-    let t0_15: i32 = t0_8 + nc3;
-    let t0_16: f32 = in1[t0_15];
-    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c0_0);
-    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c1_0);
-    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c2_0);
-    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c3_0);
+    let t0_0: i32 = ku0 / 25i;
+    let t0_1: i32 = t0_0 * 25i;
+    let t0_2: i32 = ku0 / 5i;
+    let t0_3: i32 = t0_2 % 5i;
+    let t0_4: i32 = t0_3 * 5i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 5i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_0 * 100i;
+    let t0_11: i32 = t0_3 * 20i;
+    let t0_12: i32 = t0_10 + t0_11;
+    let t0_13: i32 = t0_6 * 2i;
+    let t0_14: i32 = t0_12 + t0_13;
+    let t0_15: i32 = t0_14 + 11i;
+    let t0_16: i32 = t0_15 + h1;
+    let t0_17: f32 = in1[t0_16];
+    let t0_18: f32 = max(t0_9, t0_17);
+    let t0_19: i32 = t0_7 + h2;
+    let t0_20: f32 = in0[t0_19];
+    let t0_21: i32 = t0_15 + h3;
+    let t0_22: f32 = in1[t0_21];
+    let t0_23: f32 = max(t0_20, t0_22);
+    let t0_24: i32 = t0_7 + h4;
+    let t0_25: f32 = in0[t0_24];
+    let t0_26: i32 = t0_15 + h5;
+    let t0_27: f32 = in1[t0_26];
+    let t0_28: f32 = max(t0_25, t0_27);
+    let t0_29: i32 = t0_7 + h6;
+    let t0_30: f32 = in0[t0_29];
+    let t0_31: i32 = t0_15 + h7;
+    let t0_32: f32 = in1[t0_31];
+    let t0_33: f32 = max(t0_30, t0_32);
+    let t0_34: i32 = ku0 * 120i;
+    let t0_35: i32 = t0_34 + nc0;
+    let t0_36: f32 = in2[t0_35];
+    let t0_37: i32 = t0_34 + nc1;
+    let t0_38: f32 = in2[t0_37];
+    let t0_39: i32 = t0_34 + nc2;
+    let t0_40: f32 = in2[t0_39];
+    let t0_41: i32 = t0_34 + nc3;
+    let t0_42: f32 = in2[t0_41];
+    c0_0 = fma(vec4<f32>(t0_18), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c0_0);
+    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c1_0);
+    c2_0 = fma(vec4<f32>(t0_28), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c2_0);
+    c3_0 = fma(vec4<f32>(t0_33), vec4<f32>(t0_36, t0_38, t0_40, t0_42), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
   for (var e = 0i; e < 16i; e++) {
     let r = m0 + e / 4i;
     let q = n0 + e % 4i;
-    if (r < 64i && q < 84i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-      }
+    if (r < 64i && q < 120i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

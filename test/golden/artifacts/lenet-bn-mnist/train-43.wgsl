@@ -2,126 +2,516 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<i32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<i32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out1: array<f32>;
+fn rng_uniform(k0: u32, k1: u32, c0: u32, c1: u32) -> f32 {
+  let w0: u32 = 466688986u ^ k0;
+  let w1: u32 = w0 ^ k1;
+  let w2: u32 = c0 + k0;
+  let w3: u32 = c1 + k1;
+  let w4: u32 = w2 + w3;
+  let w5: u32 = (w3 << 13u) | (w3 >> 19u);
+  let w6: u32 = w5 ^ w4;
+  let w7: u32 = w4 + w6;
+  let w8: u32 = (w6 << 15u) | (w6 >> 17u);
+  let w9: u32 = w8 ^ w7;
+  let w10: u32 = w7 + w9;
+  let w11: u32 = (w9 << 26u) | (w9 >> 6u);
+  let w12: u32 = w11 ^ w10;
+  let w13: u32 = w10 + w12;
+  let w14: u32 = (w12 << 6u) | (w12 >> 26u);
+  let w15: u32 = w14 ^ w13;
+  let w16: u32 = w13 + k1;
+  let w17: u32 = w15 + w1;
+  let w18: u32 = w17 + 1u;
+  let w19: u32 = w16 + w18;
+  let w20: u32 = (w18 << 17u) | (w18 >> 15u);
+  let w21: u32 = w20 ^ w19;
+  let w22: u32 = w19 + w21;
+  let w23: u32 = (w21 << 29u) | (w21 >> 3u);
+  let w24: u32 = w23 ^ w22;
+  let w25: u32 = w22 + w24;
+  let w26: u32 = (w24 << 16u) | (w24 >> 16u);
+  let w27: u32 = w26 ^ w25;
+  let w28: u32 = w25 + w27;
+  let w29: u32 = (w27 << 24u) | (w27 >> 8u);
+  let w30: u32 = w29 ^ w28;
+  let w31: u32 = w28 + w1;
+  let w32: u32 = w30 + k0;
+  let w33: u32 = w32 + 2u;
+  let w34: u32 = w31 + w33;
+  let w35: u32 = (w33 << 13u) | (w33 >> 19u);
+  let w36: u32 = w35 ^ w34;
+  let w37: u32 = w34 + w36;
+  let w38: u32 = (w36 << 15u) | (w36 >> 17u);
+  let w39: u32 = w38 ^ w37;
+  let w40: u32 = w37 + w39;
+  let w41: u32 = (w39 << 26u) | (w39 >> 6u);
+  let w42: u32 = w41 ^ w40;
+  let w43: u32 = w40 + w42;
+  let w44: u32 = (w42 << 6u) | (w42 >> 26u);
+  let w45: u32 = w44 ^ w43;
+  let w46: u32 = w43 + k0;
+  let w47: u32 = w45 + k1;
+  let w48: u32 = w47 + 3u;
+  let w49: u32 = w46 + w48;
+  let w50: u32 = (w48 << 17u) | (w48 >> 15u);
+  let w51: u32 = w50 ^ w49;
+  let w52: u32 = w49 + w51;
+  let w53: u32 = (w51 << 29u) | (w51 >> 3u);
+  let w54: u32 = w53 ^ w52;
+  let w55: u32 = w52 + w54;
+  let w56: u32 = (w54 << 16u) | (w54 >> 16u);
+  let w57: u32 = w56 ^ w55;
+  let w58: u32 = w55 + w57;
+  let w59: u32 = (w57 << 24u) | (w57 >> 8u);
+  let w60: u32 = w59 ^ w58;
+  let w61: u32 = w58 + k1;
+  let w62: u32 = w60 + w1;
+  let w63: u32 = w62 + 4u;
+  let w64: u32 = w61 + w63;
+  let w65: u32 = (w63 << 13u) | (w63 >> 19u);
+  let w66: u32 = w65 ^ w64;
+  let w67: u32 = w64 + w66;
+  let w68: u32 = (w66 << 15u) | (w66 >> 17u);
+  let w69: u32 = w68 ^ w67;
+  let w70: u32 = w67 + w69;
+  let w71: u32 = (w69 << 26u) | (w69 >> 6u);
+  let w72: u32 = w71 ^ w70;
+  let w73: u32 = w70 + w72;
+  let w74: u32 = (w72 << 6u) | (w72 >> 26u);
+  let w75: u32 = w74 ^ w73;
+  let w76: u32 = w73 + w1;
+  let w77: u32 = w75 + k0;
+  let w78: u32 = w77 + 5u;
+  return f32(w76 >> 8u) * 5.960464477539063e-8;
+}
 
-fn body0(o0: i32, o1: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
+
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  let t2: f32 = max(t1, 0.0);
   return t2;
 }
 
-fn stage0(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  let t3: f32 = t2 - s0;
-  let t4: f32 = exp(t3);
-  return t4;
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = in3[0i];
+  let t1: i32 = mi * 84i;
+  let t2: i32 = t1 + ni;
+  let t3: i32 = in4[0i];
+  let t4: f32 = rng_uniform(bitcast<u32>(t0), 0u, bitcast<u32>(t2), bitcast<u32>(t3));
+  let t5: bool = t4 >= 0.20000000298023224;
+  let t6: f32 = select(0.0, 1.0, t5);
+  let t7: f32 = t6 * 1.25;
+  let t8: f32 = v0 * t7;
+  return t8;
 }
 
-fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
-  return acc;
-}
+var<workgroup> sa: array<vec4<f32>, 256>;
+var<workgroup> sb: array<vec4<f32>, 256>;
 
-fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
-  let t0: f32 = log(s1);
-  return t0;
-}
-
-fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: f32 = -t3;
-  return t4;
-}
-
-fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: f32 = acc / s1;
-  return t0;
-}
-
-fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: i32 = o0 * 10i;
-  let t5: i32 = t4 + o1;
-  let t6: f32 = in0[t5];
-  let t7: f32 = t6 - s0;
-  let t8: f32 = exp(t7);
-  let t9: f32 = s3 * t8;
-  let t10: f32 = t3 + t9;
-  return t10;
-}
-
-var<workgroup> red_f32: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32(wid.y * nwg.x + wid.x);
-  if (row >= 64i) { return; }
-  let o0: i32 = row;
-  var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc0 = max(acc0, body0(o0, o1));
-  }
-  red_f32[lid] = acc0;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = max(red_f32[lid], red_f32[lid + h]);
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let li = i32(lid);
+  let bm0 = i32(wid.y) * 64i;
+  let bn0 = i32(wid.x) * 64i;
+  let m0 = bm0 + i32(lid3.y) * 8i;
+  let n0 = bn0 + i32(lid3.x) * 8i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let ak0 = (li + 0i) % 16i;
+  let al0 = (li + 0i) / 16i;
+  let ar0 = min(bm0 + al0, 63i);
+  let ak1 = (li + 64i) % 16i;
+  let al1 = (li + 64i) / 16i;
+  let ar1 = min(bm0 + al1, 63i);
+  let ak2 = (li + 128i) % 16i;
+  let al2 = (li + 128i) / 16i;
+  let ar2 = min(bm0 + al2, 63i);
+  let ak3 = (li + 192i) % 16i;
+  let al3 = (li + 192i) / 16i;
+  let ar3 = min(bm0 + al3, 63i);
+  let ak4 = (li + 256i) % 16i;
+  let al4 = (li + 256i) / 16i;
+  let ar4 = min(bm0 + al4, 63i);
+  let ak5 = (li + 320i) % 16i;
+  let al5 = (li + 320i) / 16i;
+  let ar5 = min(bm0 + al5, 63i);
+  let ak6 = (li + 384i) % 16i;
+  let al6 = (li + 384i) / 16i;
+  let ar6 = min(bm0 + al6, 63i);
+  let ak7 = (li + 448i) % 16i;
+  let al7 = (li + 448i) / 16i;
+  let ar7 = min(bm0 + al7, 63i);
+  let ak8 = (li + 512i) % 16i;
+  let al8 = (li + 512i) / 16i;
+  let ar8 = min(bm0 + al8, 63i);
+  let ak9 = (li + 576i) % 16i;
+  let al9 = (li + 576i) / 16i;
+  let ar9 = min(bm0 + al9, 63i);
+  let ak10 = (li + 640i) % 16i;
+  let al10 = (li + 640i) / 16i;
+  let ar10 = min(bm0 + al10, 63i);
+  let ak11 = (li + 704i) % 16i;
+  let al11 = (li + 704i) / 16i;
+  let ar11 = min(bm0 + al11, 63i);
+  let ak12 = (li + 768i) % 16i;
+  let al12 = (li + 768i) / 16i;
+  let ar12 = min(bm0 + al12, 63i);
+  let ak13 = (li + 832i) % 16i;
+  let al13 = (li + 832i) / 16i;
+  let ar13 = min(bm0 + al13, 63i);
+  let ak14 = (li + 896i) % 16i;
+  let al14 = (li + 896i) / 16i;
+  let ar14 = min(bm0 + al14, 63i);
+  let ak15 = (li + 960i) % 16i;
+  let al15 = (li + 960i) / 16i;
+  let ar15 = min(bm0 + al15, 63i);
+  let bk0 = (li + 0i) / 64i;
+  let bl0 = (li + 0i) % 64i;
+  let br0 = min(bn0 + bl0, 83i);
+  let bk1 = (li + 64i) / 64i;
+  let bl1 = (li + 64i) % 64i;
+  let br1 = min(bn0 + bl1, 83i);
+  let bk2 = (li + 128i) / 64i;
+  let bl2 = (li + 128i) % 64i;
+  let br2 = min(bn0 + bl2, 83i);
+  let bk3 = (li + 192i) / 64i;
+  let bl3 = (li + 192i) % 64i;
+  let br3 = min(bn0 + bl3, 83i);
+  let bk4 = (li + 256i) / 64i;
+  let bl4 = (li + 256i) % 64i;
+  let br4 = min(bn0 + bl4, 83i);
+  let bk5 = (li + 320i) / 64i;
+  let bl5 = (li + 320i) % 64i;
+  let br5 = min(bn0 + bl5, 83i);
+  let bk6 = (li + 384i) / 64i;
+  let bl6 = (li + 384i) % 64i;
+  let br6 = min(bn0 + bl6, 83i);
+  let bk7 = (li + 448i) / 64i;
+  let bl7 = (li + 448i) % 64i;
+  let br7 = min(bn0 + bl7, 83i);
+  let bk8 = (li + 512i) / 64i;
+  let bl8 = (li + 512i) % 64i;
+  let br8 = min(bn0 + bl8, 83i);
+  let bk9 = (li + 576i) / 64i;
+  let bl9 = (li + 576i) % 64i;
+  let br9 = min(bn0 + bl9, 83i);
+  let bk10 = (li + 640i) / 64i;
+  let bl10 = (li + 640i) % 64i;
+  let br10 = min(bn0 + bl10, 83i);
+  let bk11 = (li + 704i) / 64i;
+  let bl11 = (li + 704i) % 64i;
+  let br11 = min(bn0 + bl11, 83i);
+  let bk12 = (li + 768i) / 64i;
+  let bl12 = (li + 768i) % 64i;
+  let br12 = min(bn0 + bl12, 83i);
+  let bk13 = (li + 832i) / 64i;
+  let bl13 = (li + 832i) % 64i;
+  let br13 = min(bn0 + bl13, 83i);
+  let bk14 = (li + 896i) / 64i;
+  let bl14 = (li + 896i) % 64i;
+  let br14 = min(bn0 + bl14, 83i);
+  let bk15 = (li + 960i) / 64i;
+  let bl15 = (li + 960i) % 64i;
+  let br15 = min(bn0 + bl15, 83i);
+  let nc0 = min(n0 + 0i, 83i);
+  let nc1 = min(n0 + 1i, 83i);
+  let nc2 = min(n0 + 2i, 83i);
+  let nc3 = min(n0 + 3i, 83i);
+  let nc4 = min(n0 + 4i, 83i);
+  let nc5 = min(n0 + 5i, 83i);
+  let nc6 = min(n0 + 6i, 83i);
+  let nc7 = min(n0 + 7i, 83i);
+  let h0: i32 = ar0 * 120i;
+  let h1: i32 = ar1 * 120i;
+  let h2: i32 = ar2 * 120i;
+  let h3: i32 = ar3 * 120i;
+  let h4: i32 = ar4 * 120i;
+  let h5: i32 = ar5 * 120i;
+  let h6: i32 = ar6 * 120i;
+  let h7: i32 = ar7 * 120i;
+  let h8: i32 = ar8 * 120i;
+  let h9: i32 = ar9 * 120i;
+  let h10: i32 = ar10 * 120i;
+  let h11: i32 = ar11 * 120i;
+  let h12: i32 = ar12 * 120i;
+  let h13: i32 = ar13 * 120i;
+  let h14: i32 = ar14 * 120i;
+  let h15: i32 = ar15 * 120i;
+  var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 120i; kb += 16i) {
+    let aq0 = kb + ak0;
+    let ac0 = min(aq0, 119i);
+    let aq1 = kb + ak1;
+    let ac1 = min(aq1, 119i);
+    let aq2 = kb + ak2;
+    let ac2 = min(aq2, 119i);
+    let aq3 = kb + ak3;
+    let ac3 = min(aq3, 119i);
+    let aq4 = kb + ak4;
+    let ac4 = min(aq4, 119i);
+    let aq5 = kb + ak5;
+    let ac5 = min(aq5, 119i);
+    let aq6 = kb + ak6;
+    let ac6 = min(aq6, 119i);
+    let aq7 = kb + ak7;
+    let ac7 = min(aq7, 119i);
+    let aq8 = kb + ak8;
+    let ac8 = min(aq8, 119i);
+    let aq9 = kb + ak9;
+    let ac9 = min(aq9, 119i);
+    let aq10 = kb + ak10;
+    let ac10 = min(aq10, 119i);
+    let aq11 = kb + ak11;
+    let ac11 = min(aq11, 119i);
+    let aq12 = kb + ak12;
+    let ac12 = min(aq12, 119i);
+    let aq13 = kb + ak13;
+    let ac13 = min(aq13, 119i);
+    let aq14 = kb + ak14;
+    let ac14 = min(aq14, 119i);
+    let aq15 = kb + ak15;
+    let ac15 = min(aq15, 119i);
+    let bq0 = kb + bk0;
+    let bc0 = min(bq0, 119i);
+    let bq1 = kb + bk1;
+    let bc1 = min(bq1, 119i);
+    let bq2 = kb + bk2;
+    let bc2 = min(bq2, 119i);
+    let bq3 = kb + bk3;
+    let bc3 = min(bq3, 119i);
+    let bq4 = kb + bk4;
+    let bc4 = min(bq4, 119i);
+    let bq5 = kb + bk5;
+    let bc5 = min(bq5, 119i);
+    let bq6 = kb + bk6;
+    let bc6 = min(bq6, 119i);
+    let bq7 = kb + bk7;
+    let bc7 = min(bq7, 119i);
+    let bq8 = kb + bk8;
+    let bc8 = min(bq8, 119i);
+    let bq9 = kb + bk9;
+    let bc9 = min(bq9, 119i);
+    let bq10 = kb + bk10;
+    let bc10 = min(bq10, 119i);
+    let bq11 = kb + bk11;
+    let bc11 = min(bq11, 119i);
+    let bq12 = kb + bk12;
+    let bc12 = min(bq12, 119i);
+    let bq13 = kb + bk13;
+    let bc13 = min(bq13, 119i);
+    let bq14 = kb + bk14;
+    let bc14 = min(bq14, 119i);
+    let bq15 = kb + bk15;
+    let bc15 = min(bq15, 119i);
+    let tl_0: i32 = ac0 + h0;
+    let tl_1: f32 = in0[tl_0];
+    let tl_2: i32 = ac1 + h1;
+    let tl_3: f32 = in0[tl_2];
+    let tl_4: i32 = ac2 + h2;
+    let tl_5: f32 = in0[tl_4];
+    let tl_6: i32 = ac3 + h3;
+    let tl_7: f32 = in0[tl_6];
+    let tl_8: i32 = ac4 + h4;
+    let tl_9: f32 = in0[tl_8];
+    let tl_10: i32 = ac5 + h5;
+    let tl_11: f32 = in0[tl_10];
+    let tl_12: i32 = ac6 + h6;
+    let tl_13: f32 = in0[tl_12];
+    let tl_14: i32 = ac7 + h7;
+    let tl_15: f32 = in0[tl_14];
+    let tl_16: i32 = ac8 + h8;
+    let tl_17: f32 = in0[tl_16];
+    let tl_18: i32 = ac9 + h9;
+    let tl_19: f32 = in0[tl_18];
+    let tl_20: i32 = ac10 + h10;
+    let tl_21: f32 = in0[tl_20];
+    let tl_22: i32 = ac11 + h11;
+    let tl_23: f32 = in0[tl_22];
+    let tl_24: i32 = ac12 + h12;
+    let tl_25: f32 = in0[tl_24];
+    let tl_26: i32 = ac13 + h13;
+    let tl_27: f32 = in0[tl_26];
+    let tl_28: i32 = ac14 + h14;
+    let tl_29: f32 = in0[tl_28];
+    let tl_30: i32 = ac15 + h15;
+    let tl_31: f32 = in0[tl_30];
+    let tl_32: i32 = bc0 * 84i;
+    let tl_33: i32 = tl_32 + br0;
+    let tl_34: f32 = in1[tl_33];
+    let tl_35: i32 = bc1 * 84i;
+    let tl_36: i32 = tl_35 + br1;
+    let tl_37: f32 = in1[tl_36];
+    let tl_38: i32 = bc2 * 84i;
+    let tl_39: i32 = tl_38 + br2;
+    let tl_40: f32 = in1[tl_39];
+    let tl_41: i32 = bc3 * 84i;
+    let tl_42: i32 = tl_41 + br3;
+    let tl_43: f32 = in1[tl_42];
+    let tl_44: i32 = bc4 * 84i;
+    let tl_45: i32 = tl_44 + br4;
+    let tl_46: f32 = in1[tl_45];
+    let tl_47: i32 = bc5 * 84i;
+    let tl_48: i32 = tl_47 + br5;
+    let tl_49: f32 = in1[tl_48];
+    let tl_50: i32 = bc6 * 84i;
+    let tl_51: i32 = tl_50 + br6;
+    let tl_52: f32 = in1[tl_51];
+    let tl_53: i32 = bc7 * 84i;
+    let tl_54: i32 = tl_53 + br7;
+    let tl_55: f32 = in1[tl_54];
+    let tl_56: i32 = bc8 * 84i;
+    let tl_57: i32 = tl_56 + br8;
+    let tl_58: f32 = in1[tl_57];
+    let tl_59: i32 = bc9 * 84i;
+    let tl_60: i32 = tl_59 + br9;
+    let tl_61: f32 = in1[tl_60];
+    let tl_62: i32 = bc10 * 84i;
+    let tl_63: i32 = tl_62 + br10;
+    let tl_64: f32 = in1[tl_63];
+    let tl_65: i32 = bc11 * 84i;
+    let tl_66: i32 = tl_65 + br11;
+    let tl_67: f32 = in1[tl_66];
+    let tl_68: i32 = bc12 * 84i;
+    let tl_69: i32 = tl_68 + br12;
+    let tl_70: f32 = in1[tl_69];
+    let tl_71: i32 = bc13 * 84i;
+    let tl_72: i32 = tl_71 + br13;
+    let tl_73: f32 = in1[tl_72];
+    let tl_74: i32 = bc14 * 84i;
+    let tl_75: i32 = tl_74 + br14;
+    let tl_76: f32 = in1[tl_75];
+    let tl_77: i32 = bc15 * 84i;
+    let tl_78: i32 = tl_77 + br15;
+    let tl_79: f32 = in1[tl_78];
+    let as0 = ak0 * 64i + al0;
+    sa[as0 >> 2u][as0 & 3i] = select(0.0, tl_1, aq0 < 120i);
+    let as1 = ak1 * 64i + al1;
+    sa[as1 >> 2u][as1 & 3i] = select(0.0, tl_3, aq1 < 120i);
+    let as2 = ak2 * 64i + al2;
+    sa[as2 >> 2u][as2 & 3i] = select(0.0, tl_5, aq2 < 120i);
+    let as3 = ak3 * 64i + al3;
+    sa[as3 >> 2u][as3 & 3i] = select(0.0, tl_7, aq3 < 120i);
+    let as4 = ak4 * 64i + al4;
+    sa[as4 >> 2u][as4 & 3i] = select(0.0, tl_9, aq4 < 120i);
+    let as5 = ak5 * 64i + al5;
+    sa[as5 >> 2u][as5 & 3i] = select(0.0, tl_11, aq5 < 120i);
+    let as6 = ak6 * 64i + al6;
+    sa[as6 >> 2u][as6 & 3i] = select(0.0, tl_13, aq6 < 120i);
+    let as7 = ak7 * 64i + al7;
+    sa[as7 >> 2u][as7 & 3i] = select(0.0, tl_15, aq7 < 120i);
+    let as8 = ak8 * 64i + al8;
+    sa[as8 >> 2u][as8 & 3i] = select(0.0, tl_17, aq8 < 120i);
+    let as9 = ak9 * 64i + al9;
+    sa[as9 >> 2u][as9 & 3i] = select(0.0, tl_19, aq9 < 120i);
+    let as10 = ak10 * 64i + al10;
+    sa[as10 >> 2u][as10 & 3i] = select(0.0, tl_21, aq10 < 120i);
+    let as11 = ak11 * 64i + al11;
+    sa[as11 >> 2u][as11 & 3i] = select(0.0, tl_23, aq11 < 120i);
+    let as12 = ak12 * 64i + al12;
+    sa[as12 >> 2u][as12 & 3i] = select(0.0, tl_25, aq12 < 120i);
+    let as13 = ak13 * 64i + al13;
+    sa[as13 >> 2u][as13 & 3i] = select(0.0, tl_27, aq13 < 120i);
+    let as14 = ak14 * 64i + al14;
+    sa[as14 >> 2u][as14 & 3i] = select(0.0, tl_29, aq14 < 120i);
+    let as15 = ak15 * 64i + al15;
+    sa[as15 >> 2u][as15 & 3i] = select(0.0, tl_31, aq15 < 120i);
+    let bs0 = bk0 * 64i + bl0;
+    sb[bs0 >> 2u][bs0 & 3i] = select(0.0, tl_34, bq0 < 120i);
+    let bs1 = bk1 * 64i + bl1;
+    sb[bs1 >> 2u][bs1 & 3i] = select(0.0, tl_37, bq1 < 120i);
+    let bs2 = bk2 * 64i + bl2;
+    sb[bs2 >> 2u][bs2 & 3i] = select(0.0, tl_40, bq2 < 120i);
+    let bs3 = bk3 * 64i + bl3;
+    sb[bs3 >> 2u][bs3 & 3i] = select(0.0, tl_43, bq3 < 120i);
+    let bs4 = bk4 * 64i + bl4;
+    sb[bs4 >> 2u][bs4 & 3i] = select(0.0, tl_46, bq4 < 120i);
+    let bs5 = bk5 * 64i + bl5;
+    sb[bs5 >> 2u][bs5 & 3i] = select(0.0, tl_49, bq5 < 120i);
+    let bs6 = bk6 * 64i + bl6;
+    sb[bs6 >> 2u][bs6 & 3i] = select(0.0, tl_52, bq6 < 120i);
+    let bs7 = bk7 * 64i + bl7;
+    sb[bs7 >> 2u][bs7 & 3i] = select(0.0, tl_55, bq7 < 120i);
+    let bs8 = bk8 * 64i + bl8;
+    sb[bs8 >> 2u][bs8 & 3i] = select(0.0, tl_58, bq8 < 120i);
+    let bs9 = bk9 * 64i + bl9;
+    sb[bs9 >> 2u][bs9 & 3i] = select(0.0, tl_61, bq9 < 120i);
+    let bs10 = bk10 * 64i + bl10;
+    sb[bs10 >> 2u][bs10 & 3i] = select(0.0, tl_64, bq10 < 120i);
+    let bs11 = bk11 * 64i + bl11;
+    sb[bs11 >> 2u][bs11 & 3i] = select(0.0, tl_67, bq11 < 120i);
+    let bs12 = bk12 * 64i + bl12;
+    sb[bs12 >> 2u][bs12 & 3i] = select(0.0, tl_70, bq12 < 120i);
+    let bs13 = bk13 * 64i + bl13;
+    sb[bs13 >> 2u][bs13 & 3i] = select(0.0, tl_73, bq13 < 120i);
+    let bs14 = bk14 * 64i + bl14;
+    sb[bs14 >> 2u][bs14 & 3i] = select(0.0, tl_76, bq14 < 120i);
+    let bs15 = bk15 * 64i + bl15;
+    sb[bs15 >> 2u][bs15 & 3i] = select(0.0, tl_79, bq15 < 120i);
+    workgroupBarrier();
+    for (var kk = 0i; kk < 16i; kk++) {
+      let a0 = sa[kk * 16i + i32(lid3.y) * 2i + 0i];
+      let a1 = sa[kk * 16i + i32(lid3.y) * 2i + 1i];
+      let b0 = sb[kk * 16i + i32(lid3.x) * 2i + 0i];
+      let b1 = sb[kk * 16i + i32(lid3.x) * 2i + 1i];
+      c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+      c0_1 = fma(vec4<f32>(a0.x), b1, c0_1);
+      c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+      c1_1 = fma(vec4<f32>(a0.y), b1, c1_1);
+      c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+      c2_1 = fma(vec4<f32>(a0.z), b1, c2_1);
+      c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
+      c3_1 = fma(vec4<f32>(a0.w), b1, c3_1);
+      c4_0 = fma(vec4<f32>(a1.x), b0, c4_0);
+      c4_1 = fma(vec4<f32>(a1.x), b1, c4_1);
+      c5_0 = fma(vec4<f32>(a1.y), b0, c5_0);
+      c5_1 = fma(vec4<f32>(a1.y), b1, c5_1);
+      c6_0 = fma(vec4<f32>(a1.z), b0, c6_0);
+      c6_1 = fma(vec4<f32>(a1.z), b1, c6_1);
+      c7_0 = fma(vec4<f32>(a1.w), b0, c7_0);
+      c7_1 = fma(vec4<f32>(a1.w), b1, c7_1);
     }
     workgroupBarrier();
   }
-  let s0 = stage0(red_f32[0], o0);
-  workgroupBarrier();
-  if (lid == 0u) { out1[row] = s0; }
-  var acc1: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc1 = acc1 + body1(o0, o1, s0);
-  }
-  red_f32[lid] = acc1;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
+    if (r < 64i && q < 84i) {
+       {
+        let at = dst(r, q);
+        let v0 = fin(cc[e], r, q);
+        out[at] = v0;
+        let v1 = x1(v0, r, q);
+        out1[at] = v1;
+      }
     }
-    workgroupBarrier();
-  }
-  let s1 = stage1(red_f32[0], o0, s0);
-  workgroupBarrier();
-  let s2 = stage2(o0, s0, s1);
-  if (lid == 0u) { out2[row] = s2; }
-  var acc3: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
-  }
-  red_f32[lid] = acc3;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
-    }
-    workgroupBarrier();
-  }
-  let s3 = stage3(red_f32[0], o0, s0, s1, s2);
-  workgroupBarrier();
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
 }

@@ -3,23 +3,31 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> in1: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
 fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
+  return t6;
 }
 
 fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 400i;
+  let t0: i32 = mi * 120i;
   let t1: i32 = t0 + ni;
   return t1;
 }
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 8i;
+  let n0 = i32(gid.x) * 4i;
   let m0 = i32(gid.y) * 8i;
-  if (n0 >= 400i || m0 >= 64i) { return; }
+  if (n0 >= 120i || m0 >= 64i) { return; }
   let gz = i32(gid.z);
   let bz = gz;
   let mr0 = min(m0 + 0i, 63i);
@@ -30,47 +38,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let mr5 = min(m0 + 5i, 63i);
   let mr6 = min(m0 + 6i, 63i);
   let mr7 = min(m0 + 7i, 63i);
-  let nc0 = min(n0 + 0i, 399i);
-  let nc1 = min(n0 + 1i, 399i);
-  let nc2 = min(n0 + 2i, 399i);
-  let nc3 = min(n0 + 3i, 399i);
-  let nc4 = min(n0 + 4i, 399i);
-  let nc5 = min(n0 + 5i, 399i);
-  let nc6 = min(n0 + 6i, 399i);
-  let nc7 = min(n0 + 7i, 399i);
-  let h0: i32 = mr0 * 120i;
-  let h1: i32 = mr1 * 120i;
-  let h2: i32 = mr2 * 120i;
-  let h3: i32 = mr3 * 120i;
-  let h4: i32 = mr4 * 120i;
-  let h5: i32 = mr5 * 120i;
-  let h6: i32 = mr6 * 120i;
-  let h7: i32 = mr7 * 120i;
-  let h8: i32 = nc0 * 120i;
-  let h9: i32 = nc1 * 120i;
-  let h10: i32 = nc2 * 120i;
-  let h11: i32 = nc3 * 120i;
-  let h12: i32 = nc4 * 120i;
-  let h13: i32 = nc5 * 120i;
-  let h14: i32 = nc6 * 120i;
-  let h15: i32 = nc7 * 120i;
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
+  let h0: i32 = mr0 * 84i;
+  let h1: i32 = mr1 * 84i;
+  let h2: i32 = mr2 * 84i;
+  let h3: i32 = mr3 * 84i;
+  let h4: i32 = mr4 * 84i;
+  let h5: i32 = mr5 * 84i;
+  let h6: i32 = mr6 * 84i;
+  let h7: i32 = mr7 * 84i;
+  let h8: i32 = nc0 * 84i;
+  let h9: i32 = nc1 * 84i;
+  let h10: i32 = nc2 * 84i;
+  let h11: i32 = nc3 * 84i;
   var c0_0 = vec4<f32>(0.0);
-  var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
-  var c1_1 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
-  var c2_1 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  var c3_1 = vec4<f32>(0.0);
   var c4_0 = vec4<f32>(0.0);
-  var c4_1 = vec4<f32>(0.0);
   var c5_0 = vec4<f32>(0.0);
-  var c5_1 = vec4<f32>(0.0);
   var c6_0 = vec4<f32>(0.0);
-  var c6_1 = vec4<f32>(0.0);
   var c7_0 = vec4<f32>(0.0);
-  var c7_1 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 120i; kb += 4i) {
+  for (var kb = 0i; kb < 84i; kb += 4i) {
     let ku0 = kb + 0i;
     let ku1 = kb + 1i;
     let ku2 = kb + 2i;
@@ -87,10 +79,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tv_9: i32 = kb + h9;
     let tv_10: i32 = kb + h10;
     let tv_11: i32 = kb + h11;
-    let tv_12: i32 = kb + h12;
-    let tv_13: i32 = kb + h13;
-    let tv_14: i32 = kb + h14;
-    let tv_15: i32 = kb + h15;
     let av0 = in0[tv_0 >> 2u];
     let av1 = in0[tv_1 >> 2u];
     let av2 = in0[tv_2 >> 2u];
@@ -103,80 +91,44 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let bv1 = in1[tv_9 >> 2u];
     let bv2 = in1[tv_10 >> 2u];
     let bv3 = in1[tv_11 >> 2u];
-    let bv4 = in1[tv_12 >> 2u];
-    let bv5 = in1[tv_13 >> 2u];
-    let bv6 = in1[tv_14 >> 2u];
-    let bv7 = in1[tv_15 >> 2u];
     c0_0 = fma(vec4<f32>(av0.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c0_0);
-    c0_1 = fma(vec4<f32>(av0.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c0_1);
     c1_0 = fma(vec4<f32>(av1.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c1_0);
-    c1_1 = fma(vec4<f32>(av1.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c1_1);
     c2_0 = fma(vec4<f32>(av2.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c2_0);
-    c2_1 = fma(vec4<f32>(av2.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c2_1);
     c3_0 = fma(vec4<f32>(av3.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c3_0);
-    c3_1 = fma(vec4<f32>(av3.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c3_1);
     c4_0 = fma(vec4<f32>(av4.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c4_0);
-    c4_1 = fma(vec4<f32>(av4.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c4_1);
     c5_0 = fma(vec4<f32>(av5.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c5_0);
-    c5_1 = fma(vec4<f32>(av5.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c5_1);
     c6_0 = fma(vec4<f32>(av6.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c6_0);
-    c6_1 = fma(vec4<f32>(av6.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c6_1);
     c7_0 = fma(vec4<f32>(av7.x), vec4<f32>(bv0.x, bv1.x, bv2.x, bv3.x), c7_0);
-    c7_1 = fma(vec4<f32>(av7.x), vec4<f32>(bv4.x, bv5.x, bv6.x, bv7.x), c7_1);
     c0_0 = fma(vec4<f32>(av0.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c0_0);
-    c0_1 = fma(vec4<f32>(av0.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c0_1);
     c1_0 = fma(vec4<f32>(av1.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c1_0);
-    c1_1 = fma(vec4<f32>(av1.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c1_1);
     c2_0 = fma(vec4<f32>(av2.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c2_0);
-    c2_1 = fma(vec4<f32>(av2.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c2_1);
     c3_0 = fma(vec4<f32>(av3.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c3_0);
-    c3_1 = fma(vec4<f32>(av3.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c3_1);
     c4_0 = fma(vec4<f32>(av4.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c4_0);
-    c4_1 = fma(vec4<f32>(av4.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c4_1);
     c5_0 = fma(vec4<f32>(av5.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c5_0);
-    c5_1 = fma(vec4<f32>(av5.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c5_1);
     c6_0 = fma(vec4<f32>(av6.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c6_0);
-    c6_1 = fma(vec4<f32>(av6.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c6_1);
     c7_0 = fma(vec4<f32>(av7.y), vec4<f32>(bv0.y, bv1.y, bv2.y, bv3.y), c7_0);
-    c7_1 = fma(vec4<f32>(av7.y), vec4<f32>(bv4.y, bv5.y, bv6.y, bv7.y), c7_1);
     c0_0 = fma(vec4<f32>(av0.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c0_0);
-    c0_1 = fma(vec4<f32>(av0.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c0_1);
     c1_0 = fma(vec4<f32>(av1.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c1_0);
-    c1_1 = fma(vec4<f32>(av1.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c1_1);
     c2_0 = fma(vec4<f32>(av2.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c2_0);
-    c2_1 = fma(vec4<f32>(av2.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c2_1);
     c3_0 = fma(vec4<f32>(av3.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c3_0);
-    c3_1 = fma(vec4<f32>(av3.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c3_1);
     c4_0 = fma(vec4<f32>(av4.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c4_0);
-    c4_1 = fma(vec4<f32>(av4.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c4_1);
     c5_0 = fma(vec4<f32>(av5.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c5_0);
-    c5_1 = fma(vec4<f32>(av5.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c5_1);
     c6_0 = fma(vec4<f32>(av6.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c6_0);
-    c6_1 = fma(vec4<f32>(av6.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c6_1);
     c7_0 = fma(vec4<f32>(av7.z), vec4<f32>(bv0.z, bv1.z, bv2.z, bv3.z), c7_0);
-    c7_1 = fma(vec4<f32>(av7.z), vec4<f32>(bv4.z, bv5.z, bv6.z, bv7.z), c7_1);
     c0_0 = fma(vec4<f32>(av0.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c0_0);
-    c0_1 = fma(vec4<f32>(av0.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c0_1);
     c1_0 = fma(vec4<f32>(av1.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c1_0);
-    c1_1 = fma(vec4<f32>(av1.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c1_1);
     c2_0 = fma(vec4<f32>(av2.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c2_0);
-    c2_1 = fma(vec4<f32>(av2.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c2_1);
     c3_0 = fma(vec4<f32>(av3.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c3_0);
-    c3_1 = fma(vec4<f32>(av3.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c3_1);
     c4_0 = fma(vec4<f32>(av4.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c4_0);
-    c4_1 = fma(vec4<f32>(av4.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c4_1);
     c5_0 = fma(vec4<f32>(av5.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c5_0);
-    c5_1 = fma(vec4<f32>(av5.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c5_1);
     c6_0 = fma(vec4<f32>(av6.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c6_0);
-    c6_1 = fma(vec4<f32>(av6.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c6_1);
     c7_0 = fma(vec4<f32>(av7.w), vec4<f32>(bv0.w, bv1.w, bv2.w, bv3.w), c7_0);
-    c7_1 = fma(vec4<f32>(av7.w), vec4<f32>(bv4.w, bv5.w, bv6.w, bv7.w), c7_1);
   }
-  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
-  for (var e = 0i; e < 64i; e++) {
-    let r = m0 + e / 8i;
-    let q = n0 + e % 8i;
-    if (r < 64i && q < 400i) {
+  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
+  for (var e = 0i; e < 32i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 120i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }
   }

@@ -4,100 +4,255 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
-}
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out1[o1];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out2[o1];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out3[o1];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 784i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 28i;
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+@compute @workgroup_size(8, 2)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 8i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 150i || m0 >= 16i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz / 25i;
+  let ks = gz % 25i;
+  let mr0 = min(m0 + 0i, 15i);
+  let mr1 = min(m0 + 1i, 15i);
+  let mr2 = min(m0 + 2i, 15i);
+  let mr3 = min(m0 + 3i, 15i);
+  let mr4 = min(m0 + 4i, 15i);
+  let mr5 = min(m0 + 5i, 15i);
+  let mr6 = min(m0 + 6i, 15i);
+  let mr7 = min(m0 + 7i, 15i);
+  let nc0 = min(n0 + 0i, 149i);
+  let nc1 = min(n0 + 1i, 149i);
+  let nc2 = min(n0 + 2i, 149i);
+  let nc3 = min(n0 + 3i, 149i);
+  let nc4 = min(n0 + 4i, 149i);
+  let nc5 = min(n0 + 5i, 149i);
+  let nc6 = min(n0 + 6i, 149i);
+  let nc7 = min(n0 + 7i, 149i);
+  let h0: i32 = mr0 * 100i;
+  let h1: i32 = mr1 * 100i;
+  let h2: i32 = mr2 * 100i;
+  let h3: i32 = mr3 * 100i;
+  let h4: i32 = mr4 * 100i;
+  let h5: i32 = mr5 * 100i;
+  let h6: i32 = mr6 * 100i;
+  let h7: i32 = mr7 * 100i;
+  let h8: i32 = nc0 / 25i;
+  let h9: i32 = h8 * 196i;
+  let h10: i32 = nc0 / 5i;
+  let h11: i32 = h10 % 5i;
+  let h12: i32 = h11 * 14i;
+  let h13: i32 = h9 + h12;
+  let h14: i32 = nc0 % 5i;
+  let h15: i32 = h13 + h14;
+  let h16: i32 = nc1 / 25i;
+  let h17: i32 = h16 * 196i;
+  let h18: i32 = nc1 / 5i;
+  let h19: i32 = h18 % 5i;
+  let h20: i32 = h19 * 14i;
+  let h21: i32 = h17 + h20;
+  let h22: i32 = nc1 % 5i;
+  let h23: i32 = h21 + h22;
+  let h24: i32 = nc2 / 25i;
+  let h25: i32 = h24 * 196i;
+  let h26: i32 = nc2 / 5i;
+  let h27: i32 = h26 % 5i;
+  let h28: i32 = h27 * 14i;
+  let h29: i32 = h25 + h28;
+  let h30: i32 = nc2 % 5i;
+  let h31: i32 = h29 + h30;
+  let h32: i32 = nc3 / 25i;
+  let h33: i32 = h32 * 196i;
+  let h34: i32 = nc3 / 5i;
+  let h35: i32 = h34 % 5i;
+  let h36: i32 = h35 * 14i;
+  let h37: i32 = h33 + h36;
+  let h38: i32 = nc3 % 5i;
+  let h39: i32 = h37 + h38;
+  let h40: i32 = nc4 / 25i;
+  let h41: i32 = h40 * 196i;
+  let h42: i32 = nc4 / 5i;
+  let h43: i32 = h42 % 5i;
+  let h44: i32 = h43 * 14i;
+  let h45: i32 = h41 + h44;
+  let h46: i32 = nc4 % 5i;
+  let h47: i32 = h45 + h46;
+  let h48: i32 = nc5 / 25i;
+  let h49: i32 = h48 * 196i;
+  let h50: i32 = nc5 / 5i;
+  let h51: i32 = h50 % 5i;
+  let h52: i32 = h51 * 14i;
+  let h53: i32 = h49 + h52;
+  let h54: i32 = nc5 % 5i;
+  let h55: i32 = h53 + h54;
+  let h56: i32 = nc6 / 25i;
+  let h57: i32 = h56 * 196i;
+  let h58: i32 = nc6 / 5i;
+  let h59: i32 = h58 % 5i;
+  let h60: i32 = h59 * 14i;
+  let h61: i32 = h57 + h60;
+  let h62: i32 = nc6 % 5i;
+  let h63: i32 = h61 + h62;
+  let h64: i32 = nc7 / 25i;
+  let h65: i32 = h64 * 196i;
+  let h66: i32 = nc7 / 5i;
+  let h67: i32 = h66 % 5i;
+  let h68: i32 = h67 * 14i;
+  let h69: i32 = h65 + h68;
+  let h70: i32 = nc7 % 5i;
+  let h71: i32 = h69 + h70;
+  var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
+  let kbeg = ks * 256i;
+  let kend = min(kbeg + 256i, 6400i);
+  let kmain = kend - (kend - kbeg) % 2i;
+  for (var kb = kbeg; kb < kmain; kb += 2i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 100i;
+    let t0_1: i32 = t0_0 * 1600i;
+    let t0_2: i32 = ku0 / 10i;
+    let t0_3: i32 = t0_2 % 10i;
+    let t0_4: i32 = t0_3 * 10i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 10i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_7 + h1;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = t0_7 + h2;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = t0_7 + h3;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = t0_7 + h4;
+    let t0_17: f32 = in0[t0_16];
+    let t0_18: i32 = t0_7 + h5;
+    let t0_19: f32 = in0[t0_18];
+    let t0_20: i32 = t0_7 + h6;
+    let t0_21: f32 = in0[t0_20];
+    let t0_22: i32 = t0_7 + h7;
+    let t0_23: f32 = in0[t0_22];
+    let t0_24: i32 = t0_0 * 1176i;
+    let t0_25: i32 = t0_3 * 14i;
+    let t0_26: i32 = t0_24 + t0_25;
+    let t0_27: i32 = t0_26 + t0_6;
+    let t0_28: i32 = t0_27 + h15;
+    let t0_29: f32 = in1[t0_28];
+    let t0_30: i32 = t0_27 + h23;
+    let t0_31: f32 = in1[t0_30];
+    let t0_32: i32 = t0_27 + h31;
+    let t0_33: f32 = in1[t0_32];
+    let t0_34: i32 = t0_27 + h39;
+    let t0_35: f32 = in1[t0_34];
+    let t0_36: i32 = t0_27 + h47;
+    let t0_37: f32 = in1[t0_36];
+    let t0_38: i32 = t0_27 + h55;
+    let t0_39: f32 = in1[t0_38];
+    let t0_40: i32 = t0_27 + h63;
+    let t0_41: f32 = in1[t0_40];
+    let t0_42: i32 = t0_27 + h71;
+    let t0_43: f32 = in1[t0_42];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c0_0);
+    c0_1 = fma(vec4<f32>(t0_9), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c0_1);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c1_0);
+    c1_1 = fma(vec4<f32>(t0_11), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c1_1);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c2_0);
+    c2_1 = fma(vec4<f32>(t0_13), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c2_1);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c3_0);
+    c3_1 = fma(vec4<f32>(t0_15), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c3_1);
+    c4_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c4_0);
+    c4_1 = fma(vec4<f32>(t0_17), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c4_1);
+    c5_0 = fma(vec4<f32>(t0_19), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c5_0);
+    c5_1 = fma(vec4<f32>(t0_19), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c5_1);
+    c6_0 = fma(vec4<f32>(t0_21), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c6_0);
+    c6_1 = fma(vec4<f32>(t0_21), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c6_1);
+    c7_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c7_0);
+    c7_1 = fma(vec4<f32>(t0_23), vec4<f32>(t0_37, t0_39, t0_41, t0_43), c7_1);
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 100i;
+    let t1_1: i32 = t1_0 * 1600i;
+    let t1_2: i32 = ku1 / 10i;
+    let t1_3: i32 = t1_2 % 10i;
+    let t1_4: i32 = t1_3 * 10i;
+    let t1_5: i32 = t1_1 + t1_4;
+    let t1_6: i32 = ku1 % 10i;
+    let t1_7: i32 = t1_5 + t1_6;
+    let t1_8: i32 = t1_7 + h0;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = t1_7 + h1;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = t1_7 + h2;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = t1_7 + h3;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = t1_7 + h4;
+    let t1_17: f32 = in0[t1_16];
+    let t1_18: i32 = t1_7 + h5;
+    let t1_19: f32 = in0[t1_18];
+    let t1_20: i32 = t1_7 + h6;
+    let t1_21: f32 = in0[t1_20];
+    let t1_22: i32 = t1_7 + h7;
+    let t1_23: f32 = in0[t1_22];
+    let t1_24: i32 = t1_0 * 1176i;
+    let t1_25: i32 = t1_3 * 14i;
+    let t1_26: i32 = t1_24 + t1_25;
+    let t1_27: i32 = t1_26 + t1_6;
+    let t1_28: i32 = t1_27 + h15;
+    let t1_29: f32 = in1[t1_28];
+    let t1_30: i32 = t1_27 + h23;
+    let t1_31: f32 = in1[t1_30];
+    let t1_32: i32 = t1_27 + h31;
+    let t1_33: f32 = in1[t1_32];
+    let t1_34: i32 = t1_27 + h39;
+    let t1_35: f32 = in1[t1_34];
+    let t1_36: i32 = t1_27 + h47;
+    let t1_37: f32 = in1[t1_36];
+    let t1_38: i32 = t1_27 + h55;
+    let t1_39: f32 = in1[t1_38];
+    let t1_40: i32 = t1_27 + h63;
+    let t1_41: f32 = in1[t1_40];
+    let t1_42: i32 = t1_27 + h71;
+    let t1_43: f32 = in1[t1_42];
+    c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c0_0);
+    c0_1 = fma(vec4<f32>(t1_9), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c0_1);
+    c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c1_0);
+    c1_1 = fma(vec4<f32>(t1_11), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c1_1);
+    c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c2_0);
+    c2_1 = fma(vec4<f32>(t1_13), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c2_1);
+    c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c3_0);
+    c3_1 = fma(vec4<f32>(t1_15), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c3_1);
+    c4_0 = fma(vec4<f32>(t1_17), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c4_0);
+    c4_1 = fma(vec4<f32>(t1_17), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c4_1);
+    c5_0 = fma(vec4<f32>(t1_19), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c5_0);
+    c5_1 = fma(vec4<f32>(t1_19), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c5_1);
+    c6_0 = fma(vec4<f32>(t1_21), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c6_0);
+    c6_1 = fma(vec4<f32>(t1_21), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c6_1);
+    c7_0 = fma(vec4<f32>(t1_23), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c7_0);
+    c7_1 = fma(vec4<f32>(t1_23), vec4<f32>(t1_37, t1_39, t1_41, t1_43), c7_1);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-      let v2 = x2(v0, v1, o0, o1, o2, o3);
-      out2[at] = v2;
-      let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-      out3[at] = v3;
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
+    if (r < 16i && q < 150i) {
+      out[(gz * 16i + r) * 150i + q] = cc[e];
     }
   }
 }
