@@ -10,7 +10,8 @@
  * reference interpreter. Writes bench/results/latest-<adapter>.jsonl and .md (quick-<adapter> with
  * BENCH_QUICK=1); prints the markdown.
  * One process benchmarks one adapter (`--adapter` or ADJOINT_ADAPTER, default: the first Dawn
- * offers); `npm run bench` runs bench/all.ts, which starts one such process per adapter.
+ * offers); `npm run bench` runs bench/all.ts, which starts one such process per adapter. That
+ * process runs each workload in a child process of its own, so every first step is cold.
  *
  * Also: the matmul kernel against a naive one (matmul.ts) and every model of models/ fused against
  * unfused (models.ts).
@@ -18,15 +19,17 @@
  * Knobs: BENCH_WORKLOADS=mlp,lenet (ids in workloads.ts), BENCH_QUICK=1 (a few steps each),
  * BENCH_FUSION=0 (no models table), BENCH_AGREE=1 (every library to step 50 on every workload,
  * short timing, no kernel tables; writes agree-<adapter>.md: `npm run bench:agree`),
- * BENCH_RESULTS_DIR (where to write; default bench/results).
+ * BENCH_RESULTS_DIR (where to write; default bench/results), BENCH_ONE_PROCESS=1 (every workload
+ * in this process: first steps after the first workload find the libraries' caches warm).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { getDevice, takeAdapterFlag } from '../src/runtime/device.js';
 import { benchMatmul, fmaCeiling, matmulTable } from './matmul.js';
 import { benchFusion, fusionTable } from './models.js';
-import { cpus } from 'node:os';
-import { relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { cpus, tmpdir } from 'node:os';
+import { join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { evaluate } from '../src/ir/interp.js';
 import { adjoint } from './adjoint.js';
 import { checkCounters, resetCounts, snapshot, type Counts } from './counters.js';
@@ -326,8 +329,77 @@ function fileLabel(label: string): string {
   return label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'adapter';
 }
 
+/** What the workloads' runs give: per library x workload results, agreements, notes. */
+interface Part {
+  readonly results: Result[];
+  readonly agreements: Agreement[];
+  readonly notes: Set<string>;
+}
+
+/** Benchmarks the workloads one after the other in this process. */
+async function benchWorkloads(workloads: readonly Workload[], quick: boolean): Promise<Part> {
+  const part: Part = { results: [], agreements: [], notes: new Set() };
+  const libs: Library[] = [];
+  for (const lib of [adjoint, tfjs, jaxjs]) {
+    try {
+      await lib.init();
+      libs.push(lib);
+    } catch (e) {
+      if (!(e instanceof NotAvailableError)) throw e;
+      part.notes.add(`left out: ${lib.name}: ${e.reason}`);
+      log(`${lib.name} n/a: ${e.reason}`);
+    }
+  }
+  for (const w of workloads) {
+    const sched = scheduleFor(w, quick);
+    log(`${w.title}: ${describe(sched)}`);
+    const r = await benchWorkload(w, libs, sched);
+    part.results.push(...r.results);
+    if (r.agreement) part.agreements.push(r.agreement);
+    for (const s of r.skipped) part.notes.add(`left out: ${s}`);
+  }
+  return part;
+}
+
+/**
+ * Each workload in a child process of its own (this script with BENCH_PART set), one after the
+ * other, so that every library's first step on every workload is cold: in one process a library's
+ * later workloads find its shader, pipeline and buffer caches warm from the earlier ones (TF.js
+ * allocated 30.8 MB of setup buffers for the transformer after three workloads, 44.8 MB alone).
+ * BENCH_ONE_PROCESS=1 runs them all here instead.
+ */
+async function workloadsApart(workloads: readonly Workload[]): Promise<Part> {
+  const part: Part = { results: [], agreements: [], notes: new Set() };
+  const tmp = mkdtempSync(join(tmpdir(), 'adjoint-bench-'));
+  try {
+    for (const w of workloads) {
+      const out = join(tmp, `${w.id}.json`);
+      const code = await new Promise<number>((done) => {
+        const child = spawn(process.execPath, [fileURLToPath(import.meta.url)], { stdio: 'inherit', env: { ...process.env, BENCH_WORKLOADS: w.id, BENCH_PART: out } });
+        child.on('exit', (c, signal) => done(c ?? (signal ? 128 : 1)));
+        child.on('error', () => done(1));
+      });
+      if (code !== 0 || !existsSync(out)) throw new Error(`the ${w.id} workload's process failed (exit ${code})`);
+      const got = JSON.parse(readFileSync(out, 'utf8')) as { results: Result[]; agreements: Agreement[]; notes: string[] };
+      part.results.push(...got.results);
+      part.agreements.push(...got.agreements);
+      for (const n of got.notes) part.notes.add(n);
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  return part;
+}
+
 async function main(): Promise<void> {
   const start = performance.now();
+  // A child of workloadsApart: its one workload's results to the file BENCH_PART names, nothing else.
+  if (process.env.BENCH_PART) {
+    await installGpu();
+    const part = await benchWorkloads(selectWorkloads(process.env.BENCH_WORKLOADS), process.env.BENCH_QUICK === '1');
+    writeFileSync(process.env.BENCH_PART, JSON.stringify({ results: part.results, agreements: part.agreements, notes: [...part.notes] }));
+    return;
+  }
   // --adapter (or ADJOINT_ADAPTER): this process's adapter; `npm run bench` (bench/all.ts) runs one process per adapter.
   takeAdapterFlag(process.argv.slice(2));
   const quick = process.env.BENCH_QUICK === '1';
@@ -348,28 +420,10 @@ async function main(): Promise<void> {
   const fusion = BENCH_FUSION && !BENCH_AGREE ? await benchFusion(mmDevice, quick, log) : [];
   mmDevice.destroy();
 
-  const results: Result[] = [];
-  const agreements: Agreement[] = [];
-  const notes = new Set<string>();
-  const libs: Library[] = [];
-  for (const lib of [adjoint, tfjs, jaxjs]) {
-    try {
-      await lib.init();
-      libs.push(lib);
-    } catch (e) {
-      if (!(e instanceof NotAvailableError)) throw e;
-      notes.add(`left out: ${lib.name}: ${e.reason}`);
-      log(`${lib.name} n/a: ${e.reason}`);
-    }
-  }
-  for (const w of workloads) {
-    const sched = scheduleFor(w, quick);
-    log(`${w.title}: ${describe(sched)}`);
-    const r = await benchWorkload(w, libs, sched);
-    results.push(...r.results);
-    if (r.agreement) agreements.push(r.agreement);
-    for (const s of r.skipped) notes.add(`left out: ${s}`);
-  }
+  // Every workload in a process of its own (cold first steps), unless BENCH_ONE_PROCESS=1.
+  const { results, agreements, notes } = workloads.length > 1 && process.env.BENCH_ONE_PROCESS !== '1'
+    ? await workloadsApart(workloads)
+    : await benchWorkloads(workloads, quick);
   const cpu = cpus();
   const meta: RunMeta = {
     date: new Date().toISOString(),
