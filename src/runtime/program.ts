@@ -619,10 +619,13 @@ export class Program {
     }
     this.device.queue.submit([enc.finish()]);
     this.stepCount++;
-    if (this.openTuning) {
-      const open = this.openTuning;
-      void this.device.queue.onSubmittedWorkDone().then(open, open);
-    }
+    // Background tuning starts once this (first) step is over: its work done and, when it reads,
+    // its values delivered, then one macrotask later, so the caller's continuation runs before the
+    // tuner's first pipeline is built (on SwiftShader, building them on this thread held the MLP's
+    // first loss back by ~270 ms).
+    const open = this.openTuning;
+    const openAfter = (done: Promise<unknown>) => void done.then(() => setTimeout(open!, 0), () => setTimeout(open!, 0));
+    if (open && !read.length) openAfter(this.device.queue.onSubmittedWorkDone());
     const checked = this.device.popErrorScope().then(
       async (e) => {
         if (!e || this.failure) return this.failure;
@@ -636,6 +639,7 @@ export class Program {
     );
     if (!reads.length) return undefined;
     const values = Promise.all(reads.map(async ([s, st]) => [s.name, await this.mapRead(s, st)] as const));
+    if (open) openAfter(Promise.all([values, this.device.queue.onSubmittedWorkDone()]));
     return Promise.all([checked, values]).then(([failure, xs]) => {
       if (failure) throw failure;
       return new Map(xs);
