@@ -32,7 +32,7 @@ export interface LoadOptions {
    * runs it at once. The others:
    * - `'background'` (or true; the default): load() compiles only what the steps run (until a
    *   kernel is timed, its variant built to compile fast, else the one with the fewest storage reads, then the shortest WGSL) and
-   *   resolves; once the first step's work is done (or `tuned` is asked for, or a second has passed) the other
+   *   resolves; once the first step is over (its work done, its values delivered) (or `tuned` is asked for, or a second has passed) the other
    *   variants are compiled and timed in the background on scratch buffers (never the
    *   program's: parameters are untouched), while steps run; each choice is swapped in as it is
    *   made and written to the cache. `program.tuned` resolves when all is done, `program.tuneMs`
@@ -102,7 +102,7 @@ export class Program {
   /**
    * Resolves when tuning is over: every kernel timed, or tuning stopped by destroy() or by a
    * device error (then `tuneError`). Never rejects. Asking for it starts background tuning at
-   * once (else it starts when the first step's work is done, or TUNE_IDLE_MS after load).
+   * once (else it starts when the first step is over, or TUNE_IDLE_MS after load).
    */
   get tuned(): Promise<void> {
     this.openTuning?.();
