@@ -624,8 +624,8 @@ export class Program {
     // tuner's first pipeline is built (on SwiftShader, building them on this thread held the MLP's
     // first loss back by ~270 ms).
     const open = this.openTuning;
-    const openAfter = (done: Promise<unknown>) => void done.then(() => setTimeout(open!, 0), () => setTimeout(open!, 0));
-    if (open && !read.length) openAfter(this.device.queue.onSubmittedWorkDone());
+    const after = open && (() => setTimeout(open));
+    if (after && !read.length) void this.device.queue.onSubmittedWorkDone().then(after, after);
     const checked = this.device.popErrorScope().then(
       async (e) => {
         if (!e || this.failure) return this.failure;
@@ -639,7 +639,8 @@ export class Program {
     );
     if (!reads.length) return undefined;
     const values = Promise.all(reads.map(async ([s, st]) => [s.name, await this.mapRead(s, st)] as const));
-    if (open) openAfter(Promise.all([values, this.device.queue.onSubmittedWorkDone()]));
+    // (the values are mapped once the step's work is done)
+    if (after) void values.then(after, after);
     return Promise.all([checked, values]).then(([failure, xs]) => {
       if (failure) throw failure;
       return new Map(xs);
