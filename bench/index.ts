@@ -391,6 +391,16 @@ async function workloadsApart(workloads: readonly Workload[]): Promise<Part> {
   return part;
 }
 
+/** Installs the GPU and its counters and checks them with one trivial shader on a device of its own. */
+async function startGpu(): Promise<Awaited<ReturnType<typeof installGpu>>> {
+  const gpu = await installGpu();
+  const device = await (await gpu.gpu.requestAdapter())?.requestDevice();
+  if (!device) throw new Error('no WebGPU device');
+  await checkCounters(device, dawnClasses());
+  device.destroy();
+  return gpu;
+}
+
 async function main(): Promise<void> {
   const start = performance.now();
   // A child of workloadsApart: its one workload's results to the file BENCH_PART names, nothing else.
@@ -398,11 +408,7 @@ async function main(): Promise<void> {
     // The driver's once-per-process start (Vulkan instance, the shader compiler's first use) is
     // paid here, by one trivial shader, as in a run of every workload in one process: not by the
     // first library's first step alone.
-    const { gpu } = await installGpu();
-    const warm = await (await gpu.requestAdapter())?.requestDevice();
-    if (!warm) throw new Error('no WebGPU device');
-    await checkCounters(warm, dawnClasses());
-    warm.destroy();
+    await startGpu();
     const part = await benchWorkloads(selectWorkloads(process.env.BENCH_WORKLOADS), process.env.BENCH_QUICK === '1');
     writeFileSync(process.env.BENCH_PART, JSON.stringify({ results: part.results, agreements: part.agreements, notes: [...part.notes] }));
     return;
@@ -411,11 +417,7 @@ async function main(): Promise<void> {
   takeAdapterFlag(process.argv.slice(2));
   const quick = process.env.BENCH_QUICK === '1';
   const workloads = selectWorkloads(process.env.BENCH_WORKLOADS);
-  const { gpu, adapter, label } = await installGpu();
-  const device = await (await gpu.requestAdapter())?.requestDevice();
-  if (!device) throw new Error('no WebGPU device');
-  await checkCounters(device, dawnClasses());
-  device.destroy();
+  const { adapter, label } = await startGpu();
   log(`adapter: ${adapter}; counters verified on Dawn's classes`);
 
   // Kernel quality first: the codegen's matmul against a naive one-thread-per-output kernel.

@@ -12,6 +12,9 @@ import {
   type Dispatch, type EmitContext, type KernelOf, type Module, type Variant, type VariantTable,
 } from './common.js';
 
+/** The names of `vars(n, p)`: p0, p1, … */
+const names = (n: number, p: string) => Array.from({ length: n }, (_, i) => `${p}${i}`);
+
 function emitMap(k: KernelOf<'map'>, ctx: EmitContext): Dispatch[] {
   const body = k.body;
   const mod: Module = { fns: [], bindingNames: bindingName, usesPow: false };
@@ -20,7 +23,7 @@ function emitMap(k: KernelOf<'map'>, ctx: EmitContext): Dispatch[] {
   const l = new Lines().open(MAIN_SIG(WG));
   l.line(`let i = ${LINEAR(WG)};`).line(`if (i >= ${n}) { return; }`);
   coordLets(l, 'i', body.shape, 'o');
-  const oNames = vars(body.shape.length, 'o').map((v) => (v as { name: string }).name);
+  const oNames = names(body.shape.length, 'o');
   addExtras(mod, k, vars(body.shape.length, 'o'));
   storeAll(l, k, 'i', `value(${oNames.join(', ')})`, oNames);
   l.close();
@@ -48,13 +51,13 @@ function emitLanes(k: KernelOf<'map'>, ctx: EmitContext, row: boolean): Dispatch
   const lanes: string[][] = [];
   if (row) {
     coordLets(l, 'i', shape, 'o');
-    const o = vars(r, 'o').map((v) => (v as { name: string }).name);
+    const o = names(r, 'o');
     for (let j = 0; j < LANES; j++) lanes.push([...o.slice(0, -1), j ? `${o[r - 1]} + ${j}i` : o[r - 1]!]);
   } else {
     for (let j = 0; j < LANES; j++) {
       l.line(`let i${j} = i + ${j}i;`);
       coordLets(l, `i${j}`, shape, `l${j}o`);
-      lanes.push(vars(r, `l${j}o`).map((v) => (v as { name: string }).name));
+      lanes.push(names(r, `l${j}o`));
     }
   }
   const types = [k.dtype, ...extraTypes(k)];
@@ -78,5 +81,5 @@ const flat4: Variant<'map'> = { name: 'flat4', fits: (k) => !rowFits(k) && numel
 
 export const MAP_VARIANTS: VariantTable<'map'> = {
   variants: [{ name: 'thread', quick: true, fits: () => true, emit: emitMap }, row4, flat4],
-  preferred: (k) => (rowFits(k) ? 'row4' : numel(k.body.shape) % LANES === 0 ? 'flat4' : 'thread'),
+  preferred: (k, limits) => [row4, flat4].find((v) => v.fits(k, limits))?.name ?? 'thread',
 };
