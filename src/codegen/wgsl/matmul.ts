@@ -5,7 +5,7 @@
  * tiled ones (`wg32x32`, `wg64x64`: a workgroup stages a BK-deep slab of A and B in workgroup
  * memory, then each thread accumulates its 4x4 or 8x8 outputs from there, as TF.js, ONNX Runtime
  * and gpu.cpp do on GPUs), and where the device has `subgroups` the subgroup variants
- * (`subgroup16x4`, `subgroup8x8`: register tiles whose threads share the tile's rows of A, each row
+ * (`subgroup16x4`, `subgroup32x4`, `subgroup8x8`: register tiles whose threads share the tile's rows of A, each row
  * read by one lane in BL and broadcast to the others; `subgroupcols8x8`: the same with the tile's
  * columns of B shared, for narrow N), and the compact ones built to compile fast
  * (`subgroupcompact16x4`, `subgroupcompact8x8`, `compact4x4`: K one step per iteration, scalar
@@ -101,6 +101,8 @@ export const MATMUL_VARIANTS: VariantTable<'matmul'> = {
     { name: 'reg8x4', fits: () => true, emit: (k, ctx) => emitRegister(k, [8, 4], ctx) },
     { name: 'subgroup16x4', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, 'rows') },
     { name: 'subgroup8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'rows') },
+    // 32 rows per thread (m > 16: else the same kernel as subgroup16x4): one broadcast row's load serves twice the FMAs.
+    { name: 'subgroup32x4', fits: (k, limits) => limits.subgroups === true && k.body.m > 16, emit: (k, ctx) => emitRegister(k, [32, 4], ctx, 'rows') },
     // Quick to compile (K one step at a time, scalar reads): what a kernel runs until tuned.
     { name: 'subgroupcompact16x4', quick: true, fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [16, 4], ctx, 'rows', 1) },
     { name: 'subgroupcompact8x8', fits: (_, limits) => limits.subgroups === true, emit: (k, ctx) => emitRegister(k, [8, 8], ctx, 'rows', 1) },
@@ -279,20 +281,29 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
   for (let i = 0; i < tm; i++) {
     for (let j = 0; j < tn; j += quads ? 4 : 1) l.line(quads ? `var ${acc(i, j)} = vec4<f32>(0.0);` : `var ${acc(i, j)}: f32 = 0.0;`);
   }
-  /** acc(i, j..) += a * b(j..) for every row i and column j (b: the column values, or a vec4 per group). */
-  const fmas = (a: (i: number) => string, b: (j: number) => string, bQuad?: (g: number) => string) => {
+  /**
+   * acc(i, j..) += a(i, u) * b(j.., u) for every row i, column j and step u of the block, one
+   * accumulator after another (all of a block's steps on one accumulator in a row, then the next:
+   * measured 1.2-1.3x faster than step after step on lavapipe's 512^3, whose CPU registers hold a
+   * few accumulators and whose spills then cost one load and one store per block, not per step).
+   * Each accumulator still sums its steps of K in order: the results are the same.
+   */
+  const fmas = (steps: number, a: (i: number, u: number) => string, b: (j: number, u: number) => string, bQuad?: (g: number, u: number) => string) => {
     for (let i = 0; i < tm; i++) {
       if (!quads) {
-        for (let j = 0; j < tn; j++) l.line(`${acc(i, j)} = fma(${a(i)}, ${b(j)}, ${acc(i, j)});`);
+        for (let j = 0; j < tn; j++) for (let u = 0; u < steps; u++) l.line(`${acc(i, j)} = fma(${a(i, u)}, ${b(j, u)}, ${acc(i, j)});`);
         continue;
       }
       for (let g = 0; g < tn / 4; g++) {
-        const bv = bQuad?.(g) ?? `vec4<f32>(${[0, 1, 2, 3].map((q) => b(4 * g + q)).join(', ')})`;
-        l.line(`${acc(i, 4 * g)} = fma(vec4<f32>(${a(i)}), ${bv}, ${acc(i, 4 * g)});`);
+        for (let u = 0; u < steps; u++) {
+          const bv = bQuad?.(g, u) ?? `vec4<f32>(${[0, 1, 2, 3].map((q) => b(4 * g + q, u)).join(', ')})`;
+          l.line(`${acc(i, 4 * g)} = fma(vec4<f32>(${a(i, u)}), ${bv}, ${acc(i, 4 * g)});`);
+        }
       }
     }
   };
-  const step = (kv: string, tag: string) => {
+  /** One step of K's operand values (emitted as lets): the rows' and the columns' (broadcast where shared). */
+  const step = (kv: string, tag: string): { a: string[]; b: string[] } => {
     const em = new ExprEmitter(mod.bindingNames, `t${tag}_`, hoisted);
     const to = new Map([['ki', ivar(kv)]]);
     const a = rows.map((e) => em.emit(substitute(e, to)));
@@ -300,9 +311,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     mod.usesPow ||= em.usesPow;
     mod.usesRng ||= em.usesRng;
     for (const s of em.lets) l.line(s);
-    const ab = bcast('rows', a, `x${tag}_`);
-    const vb2 = bcast('cols', v, `y${tag}_`);
-    fmas((i) => ab[i]!, (j) => vb2[j]!);
+    return { a: bcast('rows', a, `x${tag}_`), b: bcast('cols', v, `y${tag}_`) };
   };
   const [from, to] = split ? ['kbeg', 'kend'] : ['0i', `${kk}i`];
   if (split) l.line(`let kbeg = ks * ${chunk}i;`).line(`let kend = min(kbeg + ${chunk}i, ${kk}i);`);
@@ -347,7 +356,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     };
     const ab = shared('rows', a, va, lanesM, 'a');
     const bb = shared('cols', b, vb, lanesN, 'b');
-    for (let u = 0; u < 4; u++) fmas((i) => ab(i, u), (j) => bb(j, u), vb === 'r' ? (g) => `bv${u}_${g}` : undefined);
+    fmas(4, ab, bb, vb === 'r' ? (g, u) => `bv${u}_${g}` : undefined);
     l.close();
   } else {
     // Scalar loads: the K loop unrolled `unroll` times, then the remainder (chunks are multiples of 4:
@@ -356,15 +365,17 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     if (split) l.line(`let kmain = kend - (kend - kbeg) % ${unroll}i;`);
     if (kk >= unroll) {
       l.open(`for (var kb = ${from}; kb < ${main}; kb += ${unroll}i)`);
-      for (let u = 0; u < unroll; u++) {
+      const vals = Array.from({ length: unroll }, (_, u) => {
         l.line(`let ku${u} = kb + ${u}i;`);
-        step(`ku${u}`, `${u}`);
-      }
+        return step(`ku${u}`, `${u}`);
+      });
+      fmas(unroll, (i, u) => vals[u]!.a[i]!, (j, u) => vals[u]!.b[j]!);
       l.close();
     }
     if (kk % unroll) {
       l.open(`for (var ki = ${kk >= unroll ? main : from}; ki < ${to}; ki++)`);
-      step('ki', 'r');
+      const v = step('ki', 'r');
+      fmas(1, (i) => v.a[i]!, (j) => v.b[j]!);
       l.close();
     }
   }

@@ -148,10 +148,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_44: f32 = in1[t0_43];
     let t0_45: i32 = t0_38 + h43;
     let t0_46: f32 = in1[t0_45];
-    c0_0 = fma(vec4<f32>(t0_12), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c0_0);
-    c1_0 = fma(vec4<f32>(t0_20), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c1_0);
-    c2_0 = fma(vec4<f32>(t0_28), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c2_0);
-    c3_0 = fma(vec4<f32>(t0_36), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 5i;
     let t1_1: i32 = t1_0 * 28i;
@@ -200,9 +196,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_44: f32 = in1[t1_43];
     let t1_45: i32 = t1_38 + h43;
     let t1_46: f32 = in1[t1_45];
+    c0_0 = fma(vec4<f32>(t0_12), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c0_0);
     c0_0 = fma(vec4<f32>(t1_12), vec4<f32>(t1_40, t1_42, t1_44, t1_46), c0_0);
+    c1_0 = fma(vec4<f32>(t0_20), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c1_0);
     c1_0 = fma(vec4<f32>(t1_20), vec4<f32>(t1_40, t1_42, t1_44, t1_46), c1_0);
+    c2_0 = fma(vec4<f32>(t0_28), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c2_0);
     c2_0 = fma(vec4<f32>(t1_28), vec4<f32>(t1_40, t1_42, t1_44, t1_46), c2_0);
+    c3_0 = fma(vec4<f32>(t0_36), vec4<f32>(t0_40, t0_42, t0_44, t0_46), c3_0);
     c3_0 = fma(vec4<f32>(t1_36), vec4<f32>(t1_40, t1_42, t1_44, t1_46), c3_0);
   }
   for (var ki = 24i; ki < 25i; ki++) {

@@ -160,10 +160,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_13: f32 = in1[t0_12];
     let t0_14: i32 = ku0 + h7;
     let t0_15: f32 = in1[t0_14];
-    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c0_0);
-    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c1_0);
-    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c2_0);
-    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 + h0;
     let t1_1: f32 = in0[t1_0];
@@ -181,9 +177,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_13: f32 = in1[t1_12];
     let t1_14: i32 = ku1 + h7;
     let t1_15: f32 = in1[t1_14];
+    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c0_0);
     c0_0 = fma(vec4<f32>(t1_1), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c0_0);
+    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c1_0);
     c1_0 = fma(vec4<f32>(t1_3), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c1_0);
+    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c2_0);
     c2_0 = fma(vec4<f32>(t1_5), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c2_0);
+    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c3_0);
     c3_0 = fma(vec4<f32>(t1_7), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);

@@ -107,10 +107,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_51: bool = bitcast<u32>(t0_50) < bitcast<u32>(28i);
     let t0_52: bool = t0_49 && t0_51;
     let t0_53: f32 = select(0.0, t0_47, t0_52);
-    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c0_0);
-    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c1_0);
-    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c2_0);
-    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 784i;
     let t1_1: i32 = t1_0 * 4704i;
@@ -166,9 +162,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_51: bool = bitcast<u32>(t1_50) < bitcast<u32>(28i);
     let t1_52: bool = t1_49 && t1_51;
     let t1_53: f32 = select(0.0, t1_47, t1_52);
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c0_0);
     c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c1_0);
     c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c2_0);
     c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c3_0);
     c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);

@@ -117,12 +117,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_55: bool = bitcast<u32>(t0_54) < bitcast<u32>(28i);
     let t0_56: bool = t0_53 && t0_55;
     let t0_57: f32 = select(0.0, t0_51, t0_56);
-    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c0_0);
-    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c1_0);
-    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c2_0);
-    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c3_0);
-    c4_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c4_0);
-    c5_0 = fma(vec4<f32>(t0_19), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c5_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 784i;
     let t1_1: i32 = t1_0 * 4704i;
@@ -182,11 +176,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_55: bool = bitcast<u32>(t1_54) < bitcast<u32>(28i);
     let t1_56: bool = t1_53 && t1_55;
     let t1_57: f32 = select(0.0, t1_51, t1_56);
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c0_0);
     c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c1_0);
     c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c2_0);
     c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c3_0);
     c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c3_0);
+    c4_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c4_0);
     c4_0 = fma(vec4<f32>(t1_17), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c4_0);
+    c5_0 = fma(vec4<f32>(t0_19), vec4<f32>(t0_33, t0_41, t0_49, t0_57), c5_0);
     c5_0 = fma(vec4<f32>(t1_19), vec4<f32>(t1_33, t1_41, t1_49, t1_57), c5_0);
   }
   var cc = array<f32, 24>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w);

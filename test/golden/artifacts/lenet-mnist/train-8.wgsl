@@ -112,10 +112,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_25: f32 = in1[t0_24];
     let t0_26: i32 = t0_19 + h35;
     let t0_27: f32 = in1[t0_26];
-    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c0_0);
-    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
-    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
-    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 25i;
     let t1_1: i32 = t1_0 * 196i;
@@ -145,9 +141,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_25: f32 = in1[t1_24];
     let t1_26: i32 = t1_19 + h35;
     let t1_27: f32 = in1[t1_26];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c0_0);
     c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
     c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
     c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
     c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_21, t1_23, t1_25, t1_27), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);

@@ -194,10 +194,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_49: f32 = in1[t0_48];
     let t0_50: i32 = t0_43 + h35;
     let t0_51: f32 = in1[t0_50];
-    c0_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c0_0);
-    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c1_0);
-    c2_0 = fma(vec4<f32>(t0_31), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c2_0);
-    c3_0 = fma(vec4<f32>(t0_39), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 / 25i;
     let t1_1: i32 = t1_0 * 100i;
@@ -251,9 +247,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_49: f32 = in1[t1_48];
     let t1_50: i32 = t1_43 + h35;
     let t1_51: f32 = in1[t1_50];
+    c0_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c0_0);
     c0_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_45, t1_47, t1_49, t1_51), c0_0);
+    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c1_0);
     c1_0 = fma(vec4<f32>(t1_23), vec4<f32>(t1_45, t1_47, t1_49, t1_51), c1_0);
+    c2_0 = fma(vec4<f32>(t0_31), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c2_0);
     c2_0 = fma(vec4<f32>(t1_31), vec4<f32>(t1_45, t1_47, t1_49, t1_51), c2_0);
+    c3_0 = fma(vec4<f32>(t0_39), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c3_0);
     c3_0 = fma(vec4<f32>(t1_39), vec4<f32>(t1_45, t1_47, t1_49, t1_51), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);

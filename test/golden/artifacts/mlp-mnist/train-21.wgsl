@@ -120,20 +120,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let av2_0 = in0[tv_5 >> 2u];
     let av3_0 = in0[tv_7 >> 2u];
     c0_0 = fma(vec4<f32>(av0_0.x), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c0_0);
-    c1_0 = fma(vec4<f32>(av0_0.y), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c1_0);
-    c2_0 = fma(vec4<f32>(av0_0.z), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c2_0);
-    c3_0 = fma(vec4<f32>(av0_0.w), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c3_0);
     c0_0 = fma(vec4<f32>(av1_0.x), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c0_0);
-    c1_0 = fma(vec4<f32>(av1_0.y), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c1_0);
-    c2_0 = fma(vec4<f32>(av1_0.z), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c2_0);
-    c3_0 = fma(vec4<f32>(av1_0.w), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c3_0);
     c0_0 = fma(vec4<f32>(av2_0.x), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c0_0);
-    c1_0 = fma(vec4<f32>(av2_0.y), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c1_0);
-    c2_0 = fma(vec4<f32>(av2_0.z), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c2_0);
-    c3_0 = fma(vec4<f32>(av2_0.w), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c3_0);
     c0_0 = fma(vec4<f32>(av3_0.x), vec4<f32>(tv_37, tv_39, tv_41, tv_43), c0_0);
+    c1_0 = fma(vec4<f32>(av0_0.y), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c1_0);
+    c1_0 = fma(vec4<f32>(av1_0.y), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c1_0);
+    c1_0 = fma(vec4<f32>(av2_0.y), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c1_0);
     c1_0 = fma(vec4<f32>(av3_0.y), vec4<f32>(tv_37, tv_39, tv_41, tv_43), c1_0);
+    c2_0 = fma(vec4<f32>(av0_0.z), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c2_0);
+    c2_0 = fma(vec4<f32>(av1_0.z), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c2_0);
+    c2_0 = fma(vec4<f32>(av2_0.z), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c2_0);
     c2_0 = fma(vec4<f32>(av3_0.z), vec4<f32>(tv_37, tv_39, tv_41, tv_43), c2_0);
+    c3_0 = fma(vec4<f32>(av0_0.w), vec4<f32>(tv_10, tv_12, tv_14, tv_16), c3_0);
+    c3_0 = fma(vec4<f32>(av1_0.w), vec4<f32>(tv_19, tv_21, tv_23, tv_25), c3_0);
+    c3_0 = fma(vec4<f32>(av2_0.w), vec4<f32>(tv_28, tv_30, tv_32, tv_34), c3_0);
     c3_0 = fma(vec4<f32>(av3_0.w), vec4<f32>(tv_37, tv_39, tv_41, tv_43), c3_0);
   }
   if (m0 == 0i) {

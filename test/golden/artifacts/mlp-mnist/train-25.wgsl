@@ -97,20 +97,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let bv2_0 = in1[tv_13 >> 2u];
     let bv3_0 = in1[tv_15 >> 2u];
     c0_0 = fma(vec4<f32>(av0_0.x), bv0_0, c0_0);
-    c1_0 = fma(vec4<f32>(av0_0.y), bv0_0, c1_0);
-    c2_0 = fma(vec4<f32>(av0_0.z), bv0_0, c2_0);
-    c3_0 = fma(vec4<f32>(av0_0.w), bv0_0, c3_0);
     c0_0 = fma(vec4<f32>(av1_0.x), bv1_0, c0_0);
-    c1_0 = fma(vec4<f32>(av1_0.y), bv1_0, c1_0);
-    c2_0 = fma(vec4<f32>(av1_0.z), bv1_0, c2_0);
-    c3_0 = fma(vec4<f32>(av1_0.w), bv1_0, c3_0);
     c0_0 = fma(vec4<f32>(av2_0.x), bv2_0, c0_0);
-    c1_0 = fma(vec4<f32>(av2_0.y), bv2_0, c1_0);
-    c2_0 = fma(vec4<f32>(av2_0.z), bv2_0, c2_0);
-    c3_0 = fma(vec4<f32>(av2_0.w), bv2_0, c3_0);
     c0_0 = fma(vec4<f32>(av3_0.x), bv3_0, c0_0);
+    c1_0 = fma(vec4<f32>(av0_0.y), bv0_0, c1_0);
+    c1_0 = fma(vec4<f32>(av1_0.y), bv1_0, c1_0);
+    c1_0 = fma(vec4<f32>(av2_0.y), bv2_0, c1_0);
     c1_0 = fma(vec4<f32>(av3_0.y), bv3_0, c1_0);
+    c2_0 = fma(vec4<f32>(av0_0.z), bv0_0, c2_0);
+    c2_0 = fma(vec4<f32>(av1_0.z), bv1_0, c2_0);
+    c2_0 = fma(vec4<f32>(av2_0.z), bv2_0, c2_0);
     c2_0 = fma(vec4<f32>(av3_0.z), bv3_0, c2_0);
+    c3_0 = fma(vec4<f32>(av0_0.w), bv0_0, c3_0);
+    c3_0 = fma(vec4<f32>(av1_0.w), bv1_0, c3_0);
+    c3_0 = fma(vec4<f32>(av2_0.w), bv2_0, c3_0);
     c3_0 = fma(vec4<f32>(av3_0.w), bv3_0, c3_0);
   }
   if (m0 == 0i) {

@@ -59,14 +59,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_10: f32 = in1[t0_9];
     let t0_11: i32 = t0_8 + nc1;
     let t0_12: f32 = in1[t0_11];
-    c0_0 = fma(t0_1, t0_10, c0_0);
-    c0_1 = fma(t0_1, t0_12, c0_1);
-    c1_0 = fma(t0_3, t0_10, c1_0);
-    c1_1 = fma(t0_3, t0_12, c1_1);
-    c2_0 = fma(t0_5, t0_10, c2_0);
-    c2_1 = fma(t0_5, t0_12, c2_1);
-    c3_0 = fma(t0_7, t0_10, c3_0);
-    c3_1 = fma(t0_7, t0_12, c3_1);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 + h0;
     let t1_1: f32 = in0[t1_0];
@@ -81,13 +73,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_10: f32 = in1[t1_9];
     let t1_11: i32 = t1_8 + nc1;
     let t1_12: f32 = in1[t1_11];
+    c0_0 = fma(t0_1, t0_10, c0_0);
     c0_0 = fma(t1_1, t1_10, c0_0);
+    c0_1 = fma(t0_1, t0_12, c0_1);
     c0_1 = fma(t1_1, t1_12, c0_1);
+    c1_0 = fma(t0_3, t0_10, c1_0);
     c1_0 = fma(t1_3, t1_10, c1_0);
+    c1_1 = fma(t0_3, t0_12, c1_1);
     c1_1 = fma(t1_3, t1_12, c1_1);
+    c2_0 = fma(t0_5, t0_10, c2_0);
     c2_0 = fma(t1_5, t1_10, c2_0);
+    c2_1 = fma(t0_5, t0_12, c2_1);
     c2_1 = fma(t1_5, t1_12, c2_1);
+    c3_0 = fma(t0_7, t0_10, c3_0);
     c3_0 = fma(t1_7, t1_10, c3_0);
+    c3_1 = fma(t0_7, t0_12, c3_1);
     c3_1 = fma(t1_7, t1_12, c3_1);
   }
   var cc = array<f32, 8>(c0_0, c0_1, c1_0, c1_1, c2_0, c2_1, c3_0, c3_1);

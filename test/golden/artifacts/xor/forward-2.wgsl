@@ -48,10 +48,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_6: i32 = ku0 + h3;
     let t0_7: f32 = in0[t0_6];
     let t0_8: f32 = in1[ku0];
-    c0_0 = fma(t0_1, t0_8, c0_0);
-    c1_0 = fma(t0_3, t0_8, c1_0);
-    c2_0 = fma(t0_5, t0_8, c2_0);
-    c3_0 = fma(t0_7, t0_8, c3_0);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 + h0;
     let t1_1: f32 = in0[t1_0];
@@ -62,9 +58,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_6: i32 = ku1 + h3;
     let t1_7: f32 = in0[t1_6];
     let t1_8: f32 = in1[ku1];
+    c0_0 = fma(t0_1, t0_8, c0_0);
     c0_0 = fma(t1_1, t1_8, c0_0);
+    c1_0 = fma(t0_3, t0_8, c1_0);
     c1_0 = fma(t1_3, t1_8, c1_0);
+    c2_0 = fma(t0_5, t0_8, c2_0);
     c2_0 = fma(t1_5, t1_8, c2_0);
+    c3_0 = fma(t0_7, t0_8, c3_0);
     c3_0 = fma(t1_7, t1_8, c3_0);
   }
   var cc = array<f32, 4>(c0_0, c1_0, c2_0, c3_0);

@@ -63,12 +63,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let tv_19: f32 = in0[tv_18];
     let bv0 = in1[kb >> 2u];
     c0_0 = fma(tv_2, bv0.x, c0_0);
-    c1_0 = fma(tv_4, bv0.x, c1_0);
     c0_0 = fma(tv_7, bv0.y, c0_0);
-    c1_0 = fma(tv_9, bv0.y, c1_0);
     c0_0 = fma(tv_12, bv0.z, c0_0);
-    c1_0 = fma(tv_14, bv0.z, c1_0);
     c0_0 = fma(tv_17, bv0.w, c0_0);
+    c1_0 = fma(tv_4, bv0.x, c1_0);
+    c1_0 = fma(tv_9, bv0.y, c1_0);
+    c1_0 = fma(tv_14, bv0.z, c1_0);
     c1_0 = fma(tv_19, bv0.w, c1_0);
   }
   if (m0 == 0i) {

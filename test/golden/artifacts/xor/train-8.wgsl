@@ -54,10 +54,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_6: f32 = in1[t0_5];
     let t0_7: i32 = t0_0 + nc1;
     let t0_8: f32 = in1[t0_7];
-    c0_0 = fma(t0_2, t0_6, c0_0);
-    c0_1 = fma(t0_2, t0_8, c0_1);
-    c1_0 = fma(t0_4, t0_6, c1_0);
-    c1_1 = fma(t0_4, t0_8, c1_1);
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 * 2i;
     let t1_1: i32 = t1_0 + mr0;
@@ -68,9 +64,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_6: f32 = in1[t1_5];
     let t1_7: i32 = t1_0 + nc1;
     let t1_8: f32 = in1[t1_7];
+    c0_0 = fma(t0_2, t0_6, c0_0);
     c0_0 = fma(t1_2, t1_6, c0_0);
+    c0_1 = fma(t0_2, t0_8, c0_1);
     c0_1 = fma(t1_2, t1_8, c0_1);
+    c1_0 = fma(t0_4, t0_6, c1_0);
     c1_0 = fma(t1_4, t1_6, c1_0);
+    c1_1 = fma(t0_4, t0_8, c1_1);
     c1_1 = fma(t1_4, t1_8, c1_1);
   }
   if (m0 == 0i) {
