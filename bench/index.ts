@@ -25,7 +25,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { getDevice, takeAdapterFlag } from '../src/runtime/device.js';
-import { benchMatmul, fmaCeiling, matmulTable } from './matmul.js';
+import { benchMatmul, fmaCeiling, matmulTable, pairedCeiling } from './matmul.js';
 import { benchFusion, fusionTable } from './models.js';
 import { cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -425,7 +425,8 @@ async function main(): Promise<void> {
   const mmDevice = await getDevice({ quiet: true });
   const mm = BENCH_AGREE ? [] : await benchMatmul(mmDevice, quick ? [256] : [256, 512, 1024]);
   const ceiling = mm.length ? await fmaCeiling(mmDevice, quick) : undefined;
-  if (mm.length) log(matmulTable(mm, ceiling));
+  const paired = ceiling && !quick ? await pairedCeiling(mmDevice, ceiling.best) : undefined;
+  if (mm.length) log(matmulTable(mm, ceiling, paired));
   // What fusion buys on each model of models/: fused against one kernel per op.
   const fusion = BENCH_FUSION && !BENCH_AGREE ? await benchFusion(mmDevice, quick, log) : [];
   mmDevice.destroy();
@@ -453,11 +454,11 @@ async function main(): Promise<void> {
   // BENCH_RESULTS_DIR: where the self-contained bundle (bench/bundle.ts) writes.
   const dir = process.env.BENCH_RESULTS_DIR ? pathToFileURL(resolve(process.env.BENCH_RESULTS_DIR) + '/') : new URL('../../bench/results/', import.meta.url);
   mkdirSync(dir, { recursive: true });
-  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling.best.gflops, fmaShapes: ceiling.shapes })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
+  const jsonl = [JSON.stringify({ meta }), ...mm.map((r) => JSON.stringify({ matmul: r })), ...(ceiling ? [JSON.stringify({ fmaCeilingGflops: ceiling.best.gflops, fmaShapes: ceiling.shapes })] : []), ...(paired ? [JSON.stringify({ pairedCeiling: paired })] : []), ...fusion.map((r) => JSON.stringify({ fusion: r })), ...results.map((r) => JSON.stringify(r)), ...agreements.map((a) => JSON.stringify({ agreement: a }))];
   // A quick run never overwrites a full run's figures.
   const name = `${BENCH_AGREE ? 'agree' : quick ? 'quick' : 'latest'}-${fileLabel(label)}`;
   writeFileSync(new URL(`${name}.jsonl`, dir), jsonl.join('\n') + '\n');
-  const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm, ceiling) + '\n' : '')
+  const md = markdown(meta, results, agreements) + (mm.length ? '\n## Matmul kernel (GFLOP/s on this adapter)\n\n' + matmulTable(mm, ceiling, paired) + '\n' : '')
     + (fusion.length ? '\n## Fusion on models/ (training step, loss read every step; unfused = one kernel per op)\n\n' + fusionTable(fusion) + '\n' : '');
   writeFileSync(new URL(`${name}.md`, dir), md);
   process.stdout.write(md);

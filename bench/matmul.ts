@@ -11,6 +11,7 @@ import { Program } from '../src/runtime/program.js';
 import { deviceLimits } from '../src/runtime/device.js';
 import { memoryTuneCache } from '../src/runtime/tune.js';
 import { VARIANTS } from '../src/codegen/wgsl.js';
+import { median } from './report.js';
 
 export interface MatmulRow {
   readonly n: number;
@@ -19,7 +20,8 @@ export interface MatmulRow {
   readonly ratio: number;
 }
 
-async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
+/** A loaded n^3 matmul program (tuned on this adapter, or the naive kernel): `run(reps)` = ms per step over `reps` steps, the last one read back. */
+async function matmulRunner(device: GPUDevice, n: number, naive: boolean): Promise<{ run(reps: number): Promise<number>; destroy(): void }> {
   const b = new GraphBuilder();
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
   const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive, limits: deviceLimits(device) }), { tuneCache: memoryTuneCache(), tune: 'load' });
@@ -27,14 +29,22 @@ async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number
   prog.write('a', data);
   prog.write('b', data);
   await prog.step({}, ['c']); // warm-up: pipeline compilation
+  return {
+    async run(reps: number): Promise<number> {
+      const t0 = performance.now();
+      for (let i = 0; i < reps - 1; i++) prog.step();
+      await prog.step({}, ['c']);
+      return (performance.now() - t0) / reps;
+    },
+    destroy: () => prog.destroy(),
+  };
+}
+
+async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
+  const runner = await matmulRunner(device, n, naive);
   const times: number[] = [];
-  for (let r = 0; r < 3; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < reps - 1; i++) prog.step();
-    await prog.step({}, ['c']);
-    times.push((performance.now() - t0) / reps);
-  }
-  prog.destroy();
+  for (let r = 0; r < 3; r++) times.push(await runner.run(reps));
+  runner.destroy();
   times.sort((x, y) => x - y);
   return (2 * n * n * n) / (times[1]! * 1e6);
 }
@@ -62,8 +72,8 @@ const FMA_SHAPES: readonly (readonly [rows: number, cols: number, workgroup: num
   [8, 8, 64], [4, 8, 64], [4, 4, 64], [2, 4, 64], [8, 8, 256], [4, 4, 256], [2, 4, 256],
 ];
 
-/** GFLOP/s of rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers. */
-async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup: number): Promise<number> {
+/** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers; `run(reps)` = ms per dispatch. */
+function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number): { run(reps: number): Promise<number>; destroy(): void } {
   const n = 512;
   const acc = Array.from({ length: rows * cols }, (_, e) => `c${e}`);
   const code = [
@@ -100,10 +110,16 @@ async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup
     await device.queue.onSubmittedWorkDone();
     return (performance.now() - t0) / reps;
   };
-  await run(1);
-  const times = [await run(3), await run(3), await run(3)].sort((x, y) => x - y);
-  buf.destroy();
-  return (2 * n * n * n) / (times[1]! * 1e6);
+  return { run, destroy: () => buf.destroy() };
+}
+
+/** GFLOP/s of one shape of the ceiling kernel: the median of three timed batches. */
+async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup: number): Promise<number> {
+  const k = fmaKernel(device, rows, cols, workgroup);
+  await k.run(1);
+  const times = [await k.run(3), await k.run(3), await k.run(3)].sort((x, y) => x - y);
+  k.destroy();
+  return (2 * 512 ** 3) / (times[1]! * 1e6);
 }
 
 /** The adapter's FMA ceiling over several kernel shapes; quote the best. */
@@ -128,7 +144,40 @@ export async function benchMatmul(device: GPUDevice, sizes = [256, 512, 1024]): 
   return rows;
 }
 
-export function matmulTable(rows: readonly MatmulRow[], fma?: FmaCeiling): string {
+/** The 512^3 matmul timed alternately with the ceiling's best kernel. */
+export interface PairedCeiling {
+  readonly n: number;
+  readonly pairs: number;
+  /** Medians of the matmul's and of the ceiling kernel's figures. */
+  readonly matmulGflops: number;
+  readonly ceilingGflops: number;
+  /** The median of the pairs' ratios (matmul / ceiling kernel). */
+  readonly ratio: number;
+}
+
+/**
+ * The tuned n^3 matmul and the ceiling's best shape timed alternately, `pairs` times. On a shared
+ * 2-core CPU a figure moves by up to half over minutes, so a ratio of figures taken apart (and of a
+ * ceiling that is the best of seven noisy figures) says more about the drift than about the
+ * kernel: each pair is taken within a second, and the median of the pairs' ratios is quoted.
+ */
+export async function pairedCeiling(device: GPUDevice, best: FmaShape, n = 512, pairs = 7): Promise<PairedCeiling> {
+  const mm = await matmulRunner(device, n, false);
+  const fma = fmaKernel(device, best.rows, best.cols, best.workgroup);
+  await fma.run(1);
+  const flop = 2 * n * n * n;
+  const m: number[] = [];
+  const c: number[] = [];
+  for (let p = 0; p < pairs; p++) {
+    m.push(flop / ((await mm.run(3)) * 1e6));
+    c.push((2 * 512 ** 3) / ((await fma.run(3)) * 1e6));
+  }
+  mm.destroy();
+  fma.destroy();
+  return { n, pairs, matmulGflops: median(m), ceilingGflops: median(c), ratio: median(m.map((x, i) => x / c[i]!)) };
+}
+
+export function matmulTable(rows: readonly MatmulRow[], fma?: FmaCeiling, paired?: PairedCeiling): string {
   const ceiling = fma?.best.gflops;
   const shape = (s: FmaShape): string => `${s.rows}x${s.cols} x ${s.workgroup} threads ${s.gflops.toFixed(2)}`;
   return [
@@ -138,6 +187,10 @@ export function matmulTable(rows: readonly MatmulRow[], fma?: FmaCeiling): strin
     ...(fma
       ? ['', `FMA ceiling of this adapter: ${fma.best.gflops.toFixed(2)} GFLOP/s, the best of ${fma.shapes.length} kernels doing a 512^3 matmul's FMAs on register accumulators, no loads ` +
           `(accumulators per thread x threads per workgroup, GFLOP/s: ${fma.shapes.map(shape).join('; ')}).`]
+      : []),
+    ...(paired
+      ? ['', `${paired.n}^3 beside the ceiling's best kernel, timed alternately ${paired.pairs} times (medians): matmul ${paired.matmulGflops.toFixed(2)} GFLOP/s, ` +
+          `ceiling kernel ${paired.ceilingGflops.toFixed(2)} GFLOP/s; the median of the pairs' ratios: **${(100 * paired.ratio).toFixed(0)}%** of the ceiling.`]
       : []),
   ].join('\n');
 }
