@@ -9,7 +9,7 @@ import { compile } from '../src/compile.js';
 import { adapterInfo, deviceLimits, getDevice } from '../src/runtime/device.js';
 import { Program } from '../src/runtime/program.js';
 import { memoryTuneCache } from '../src/runtime/tune.js';
-import { benchVariants, fmaCeiling, variantTable } from './matmul.js';
+import { benchVariants, fmaCeiling, pairedCeiling, variantTable } from './matmul.js';
 import { zoo } from './models.js';
 
 const log = (s: string) => console.log(s);
@@ -25,6 +25,8 @@ async function main(): Promise<void> {
   const rows = [];
   for (const n of sizes) rows.push(...(await benchVariants(device, n)));
   log(variantTable(rows, ceiling) + '\n');
+  const paired = await pairedCeiling(device, fma.best);
+  log(`512^3 tuned, timed alternately with the ceiling's best kernel ${paired.pairs} times (medians): ${paired.matmulGflops.toFixed(2)} against ${paired.ceilingGflops.toFixed(2)} GFLOP/s; the median of the pairs' ratios ${(100 * paired.ratio).toFixed(0)}%\n`);
   const wanted = (process.env.BENCH_MODELS ?? 'mlp-mnist.json,lenet-mnist.json,transformer-lm.ts').split(',');
   for (const m of zoo().filter((z) => wanted.includes(z.file))) {
     const c = compile(m.model(), { limits: deviceLimits(device) });
