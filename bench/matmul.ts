@@ -20,8 +20,14 @@ export interface MatmulRow {
   readonly ratio: number;
 }
 
-/** A loaded n^3 matmul program (tuned on this adapter, or the naive kernel): `run(reps)` = ms per step over `reps` steps, the last one read back. */
-async function matmulRunner(device: GPUDevice, n: number, naive: boolean): Promise<{ run(reps: number): Promise<number>; destroy(): void }> {
+/** A loaded kernel: `gflops(reps)` times `reps` runs of it (one batch) and returns its GFLOP/s. */
+interface Runner {
+  gflops(reps: number): Promise<number>;
+  destroy(): void;
+}
+
+/** A loaded n^3 matmul program (tuned on this adapter, or the naive kernel); a run is one step, the batch's last one read back. */
+async function matmulRunner(device: GPUDevice, n: number, naive: boolean): Promise<Runner> {
   const b = new GraphBuilder();
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
   const prog = await Program.load(device, emitArtifact(b.build(), { naiveMatmul: naive, limits: deviceLimits(device) }), { tuneCache: memoryTuneCache(), tune: 'load' });
@@ -30,24 +36,25 @@ async function matmulRunner(device: GPUDevice, n: number, naive: boolean): Promi
   prog.write('b', data);
   await prog.step({}, ['c']); // warm-up: pipeline compilation
   return {
-    async run(reps: number): Promise<number> {
+    async gflops(reps: number): Promise<number> {
       const t0 = performance.now();
       for (let i = 0; i < reps - 1; i++) prog.step();
       await prog.step({}, ['c']);
-      return (performance.now() - t0) / reps;
+      return (2 * n * n * n * reps) / ((performance.now() - t0) * 1e6);
     },
     destroy: () => prog.destroy(),
   };
 }
 
-async function gflops(device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> {
-  const runner = await matmulRunner(device, n, naive);
-  const times: number[] = [];
-  for (let r = 0; r < 3; r++) times.push(await runner.run(reps));
+/** A runner's GFLOP/s: the median of three timed batches of `reps` runs. */
+async function medianGflops(runner: Runner, reps: number): Promise<number> {
+  const figures: number[] = [];
+  for (let r = 0; r < 3; r++) figures.push(await runner.gflops(reps));
   runner.destroy();
-  times.sort((x, y) => x - y);
-  return (2 * n * n * n) / (times[1]! * 1e6);
+  return median(figures);
 }
+
+const gflops = async (device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> => medianGflops(await matmulRunner(device, n, naive), reps);
 
 /** One shape of the FMA-ceiling kernel: accumulators per thread (rows x cols) and threads per workgroup. */
 export interface FmaShape {
@@ -72,8 +79,8 @@ const FMA_SHAPES: readonly (readonly [rows: number, cols: number, workgroup: num
   [8, 8, 64], [4, 8, 64], [4, 4, 64], [2, 4, 64], [8, 8, 256], [4, 4, 256], [2, 4, 256],
 ];
 
-/** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers; `run(reps)` = ms per dispatch. */
-function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number): { run(reps: number): Promise<number>; destroy(): void } {
+/** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers; a run is one dispatch. */
+function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number): Runner {
   const n = 512;
   const acc = Array.from({ length: rows * cols }, (_, e) => `c${e}`);
   const code = [
@@ -96,7 +103,7 @@ function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: num
   const bind = device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: buf } }] });
   // n*n outputs, rows*cols per thread: the same FMA count (n^3) for every shape.
   const groups = (n * n) / (rows * cols) / workgroup;
-  const run = async (reps: number): Promise<number> => {
+  const gflops = async (reps: number): Promise<number> => {
     const t0 = performance.now();
     const enc = device.createCommandEncoder();
     for (let r = 0; r < reps; r++) {
@@ -108,18 +115,16 @@ function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: num
     }
     device.queue.submit([enc.finish()]);
     await device.queue.onSubmittedWorkDone();
-    return (performance.now() - t0) / reps;
+    return (2 * n * n * n * reps) / ((performance.now() - t0) * 1e6);
   };
-  return { run, destroy: () => buf.destroy() };
+  return { gflops, destroy: () => buf.destroy() };
 }
 
-/** GFLOP/s of one shape of the ceiling kernel: the median of three timed batches. */
+/** GFLOP/s of one shape of the ceiling kernel: after a warm-up dispatch, the median of three timed batches. */
 async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup: number): Promise<number> {
   const k = fmaKernel(device, rows, cols, workgroup);
-  await k.run(1);
-  const times = [await k.run(3), await k.run(3), await k.run(3)].sort((x, y) => x - y);
-  k.destroy();
-  return (2 * 512 ** 3) / (times[1]! * 1e6);
+  await k.gflops(1);
+  return medianGflops(k, 3);
 }
 
 /** The adapter's FMA ceiling over several kernel shapes; quote the best. */
@@ -164,13 +169,12 @@ export interface PairedCeiling {
 export async function pairedCeiling(device: GPUDevice, best: FmaShape, n = 512, pairs = 7): Promise<PairedCeiling> {
   const mm = await matmulRunner(device, n, false);
   const fma = fmaKernel(device, best.rows, best.cols, best.workgroup);
-  await fma.run(1);
-  const flop = 2 * n * n * n;
+  await fma.gflops(1);
   const m: number[] = [];
   const c: number[] = [];
   for (let p = 0; p < pairs; p++) {
-    m.push(flop / ((await mm.run(3)) * 1e6));
-    c.push((2 * 512 ** 3) / ((await fma.run(3)) * 1e6));
+    m.push(await mm.gflops(3));
+    c.push(await fma.gflops(3));
   }
   mm.destroy();
   fma.destroy();
