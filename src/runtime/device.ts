@@ -169,7 +169,8 @@ async function nodeImport<T>(specifier: string): Promise<T> {
   return (await import(/* @vite-ignore */ specifier)) as T;
 }
 
-function isNode(): boolean {
+/** Whether this code runs in Node (with the `webgpu` package), not a browser. */
+export function isNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
 

@@ -12,6 +12,7 @@
 import { DeviceError } from '../ir/errors.js';
 import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js';
 import { deviceHealth, deviceLimits } from './device.js';
+import { gpuWait } from './gpu-wait.js';
 import { initTensor } from './init.js';
 import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
 
@@ -247,7 +248,7 @@ export class Program {
           }));
         }
       }
-      const failedPipelines = (await Promise.all(made)).filter((x) => x !== undefined);
+      const failedPipelines = (await gpuWait(Promise.all(made))).filter((x) => x !== undefined);
       const { validation, oom } = await popOuter();
       const problems = [...(await Promise.all(rejected)).filter((x) => x !== undefined), ...failedPipelines];
       if (oom) throw new DeviceError(`out of GPU memory while loading "${artifact.name}": ${oom.message}`);
@@ -347,7 +348,7 @@ export class Program {
     const module = this.device.createShaderModule({ code: this.artifact.shaders[shader]!, label: `shader${shader}` });
     const scope = this.device.popErrorScope().catch((e: unknown) => e as Error);
     const made = this.device.createComputePipelineAsync({ layout: this.pipelineLayoutOf(shader), compute: { module, entryPoint: 'main' }, label });
-    const [err, pipeline, problem] = await Promise.allSettled([scope, made, strict ? strictProblem(module) : Promise.resolve(undefined)]);
+    const [err, pipeline, problem] = await gpuWait(Promise.allSettled([scope, made, strict ? strictProblem(module) : Promise.resolve(undefined)]));
     const why = (err.status === 'fulfilled' && err.value ? err.value.message : undefined) ??
       (pipeline.status === 'rejected' ? (pipeline.reason as Error).message : undefined) ??
       (problem.status === 'fulfilled' ? problem.value : (problem.reason as Error).message);
@@ -625,7 +626,7 @@ export class Program {
     // first loss back by ~270 ms).
     const open = this.openTuning;
     const after = open && (() => setTimeout(open));
-    if (after && !read.length) void this.device.queue.onSubmittedWorkDone().then(after, after);
+    if (after && !read.length) void gpuWait(this.device.queue.onSubmittedWorkDone()).then(after, after);
     const checked = this.device.popErrorScope().then(
       async (e) => {
         if (!e || this.failure) return this.failure;
@@ -685,7 +686,7 @@ export class Program {
   private async mapRead(s: TensorSlot, st: Staging): Promise<HostArray> {
     try {
       try {
-        await st.buffer.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+        await gpuWait(st.buffer.mapAsync(GPUMapMode.READ, 0, s.region.bytes));
       } catch (e) {
         throw this.failed(`reading "${s.name}"`, (e as Error).message);
       }
@@ -707,7 +708,7 @@ export class Program {
     enc.copyBufferToBuffer(this.buffers[s.region.arena]!, s.region.offset, this.paramStaging, 0, s.region.bytes);
     this.device.queue.submit([enc.finish()]);
     try {
-      await this.paramStaging.mapAsync(GPUMapMode.READ, 0, s.region.bytes);
+      await gpuWait(this.paramStaging.mapAsync(GPUMapMode.READ, 0, s.region.bytes));
     } catch (e) {
       throw this.failed(`reading "${name}"`, (e as Error).message);
     }

@@ -11,6 +11,7 @@
 import { DeviceError } from '../ir/errors.js';
 import type { Artifact, DispatchSpec } from './artifact.js';
 import { adapterInfo } from './device.js';
+import { gpuWait } from './gpu-wait.js';
 
 /** What the tuner measured for one kernel and what it chose. */
 export interface TuneEntry {
@@ -170,10 +171,10 @@ export class Timer {
         const enc = this.device.createCommandEncoder();
         encode(enc.beginComputePass(), b);
         // Work queued before (a program's steps, when tuning runs in the background) is not this batch's.
-        await this.device.queue.onSubmittedWorkDone();
+        await gpuWait(this.device.queue.onSubmittedWorkDone());
         const t0 = performance.now();
         const checked = this.submit(enc);
-        await this.device.queue.onSubmittedWorkDone();
+        await gpuWait(this.device.queue.onSubmittedWorkDone());
         out.push((performance.now() - t0) / b.reps);
         await checked;
       }
@@ -188,7 +189,7 @@ export class Timer {
       enc.copyBufferToBuffer(q.resolve, 0, q.read, 0, 16 * part.length);
       const t0 = performance.now();
       const checked = this.submit(enc);
-      await q.read.mapAsync(GPUMapMode.READ, 0, 16 * part.length);
+      await gpuWait(q.read.mapAsync(GPUMapMode.READ, 0, 16 * part.length));
       await checked;
       const wall = (performance.now() - t0) / part.reduce((n, b) => n + b.reps, 0);
       const stamps = new BigInt64Array(q.read.getMappedRange(0, 16 * part.length).slice(0));
