@@ -25,6 +25,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { getDevice, takeAdapterFlag } from '../src/runtime/device.js';
+import { gpuWait, gpuWaitSleeps } from '../src/runtime/gpu-wait.js';
 import { benchMatmul, fmaCeiling, matmulTable, pairedCeiling } from './matmul.js';
 import { benchFusion, fusionTable } from './models.js';
 import { cpus, tmpdir } from 'node:os';
@@ -81,6 +82,15 @@ const CHECK_STEP = 50;
 const BENCH_AGREE = process.env.BENCH_AGREE === '1';
 /** BENCH_FUSION=0 leaves out the fused-vs-unfused table of the models. */
 const BENCH_FUSION = process.env.BENCH_FUSION !== '0';
+/**
+ * Every library's setup and steps are awaited the same way, through gpuWait (runtime/gpu-wait.ts):
+ * in Node, Dawn polls for finished work by spinning the event loop while a read is pending, which
+ * takes a core from a CPU adapter; gpuWait sleeps between its polls, whoever's promise it is, so
+ * the peers' steps do not spin either and the tables compare the libraries, not the wait.
+ * BENCH_SPIN=1: as shipped, every library spinning (adjoint too: gpuWaitSleeps(false)).
+ */
+const BENCH_SPIN = process.env.BENCH_SPIN === '1';
+if (BENCH_SPIN) gpuWaitSleeps(false);
 
 function scheduleFor(w: Workload, quick: boolean): Schedule {
   return quick ? QUICK : BENCH_AGREE ? AGREE : (FULL[w.id] ?? FULL['mlp-wide']!);
@@ -121,7 +131,7 @@ class Run {
     if (!this.session) throw new Error('internal: no session');
     this.step++;
     const t0 = performance.now();
-    const loss = await this.session.step(batchForStep(this.batches, this.step), readLoss);
+    const loss = await gpuWait(this.session.step(batchForStep(this.batches, this.step), readLoss));
     const dt = performance.now() - t0;
     if (readLoss) {
       if (loss === undefined || !Number.isFinite(loss)) throw new Error(`step ${this.step} returned loss ${loss}`);
@@ -193,7 +203,7 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
     resetCounts();
     const t0 = performance.now();
     try {
-      run.session = await lib.setup(w, params);
+      run.session = await gpuWait(lib.setup(w, params));
       await run.runStep(true);
       run.firstStepMs = performance.now() - t0;
       run.phases = run.session.phases;
@@ -445,7 +455,8 @@ async function main(): Promise<void> {
     cpu: `${cpu.length} x ${cpu[0]?.model ?? 'unknown'}`,
     node: process.versions.node,
     quick,
-    schedule: quick ? describe(QUICK) : BENCH_AGREE ? describe(AGREE) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; '),
+    schedule: (quick ? describe(QUICK) : BENCH_AGREE ? describe(AGREE) : workloads.map((w) => `${w.id}: ${describe(scheduleFor(w, false))}`).join('; ')) +
+      (BENCH_SPIN ? '; BENCH_SPIN=1: every library waits as shipped, spinning the event loop' : "; every library's setup and steps awaited without spinning (gpuWait, also for the peers)"),
     totalSeconds: (performance.now() - start) / 1000,
     notes: [...notes],
     ...(ceiling ? { fmaCeilingGflops: ceiling.best.gflops } : {}),

@@ -9,6 +9,7 @@ import { emitArtifact } from '../src/compile.js';
 import { GraphBuilder } from '../src/ir/builder.js';
 import { Program } from '../src/runtime/program.js';
 import { deviceLimits } from '../src/runtime/device.js';
+import { gpuWait } from '../src/runtime/gpu-wait.js';
 import { memoryTuneCache } from '../src/runtime/tune.js';
 import { VARIANTS } from '../src/codegen/wgsl.js';
 import { median } from './report.js';
@@ -114,7 +115,8 @@ function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: num
       pass.end();
     }
     device.queue.submit([enc.finish()]);
-    await device.queue.onSubmittedWorkDone();
+    // (as the runtime waits: without spinning a core the adapter's workers need, gpu-wait.ts)
+    await gpuWait(device.queue.onSubmittedWorkDone());
     return (2 * n * n * n * reps) / ((performance.now() - t0) * 1e6);
   };
   return { gflops, destroy: () => buf.destroy() };
