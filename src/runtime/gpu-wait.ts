@@ -61,8 +61,9 @@ export async function gpuWait<T>(p: Promise<T>): Promise<T> {
  * Dawn does, e.g. to measure the difference).
  */
 export function gpuWaitSleeps(on?: boolean): boolean {
-  if (on !== undefined) enabled = on && isNode() && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function';
-  return (enabled ??= isNode() && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function');
+  const can = () => isNode() && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function';
+  if (on !== undefined) enabled = on && can();
+  return (enabled ??= can());
 }
 
 /** How many waits are pending (tests). */
