@@ -61,9 +61,13 @@ export async function gpuWait<T>(p: Promise<T>): Promise<T> {
  * Dawn does, e.g. to measure the difference).
  */
 export function gpuWaitSleeps(on?: boolean): boolean {
-  const can = () => isNode() && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function';
-  if (on !== undefined) enabled = on && can();
-  return (enabled ??= can());
+  if (on !== undefined) enabled = on && canSleep();
+  return (enabled ??= canSleep());
+}
+
+/** Node, with setImmediate and SharedArrayBuffer (for Atomics.wait). */
+function canSleep(): boolean {
+  return isNode() && typeof setImmediate === 'function' && typeof SharedArrayBuffer === 'function';
 }
 
 /** How many waits are pending (tests). */
