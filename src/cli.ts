@@ -29,6 +29,7 @@ import { matchTensors, weightsOf, type CheckpointData } from './runtime/checkpoi
 import { initTensor } from './runtime/init.js';
 import { Program } from './runtime/program.js';
 import { fileTuneCache } from './runtime/tune-file.js';
+import { gpuWait } from './runtime/gpu-wait.js';
 import { onnxExportCommand, onnxImportCommand } from './onnx/cli.js';
 
 class UsageError extends AdjointError {
@@ -206,6 +207,52 @@ async function runTune(args: Parsed): Promise<void> {
     }
   }
   process.stdout.write(`cache: ${cache.where}\n`);
+}
+
+/**
+ * profile: where a step's time goes on this device. Loads a program with the tuned variants (tuning
+ * first what the cache lacks, as `tune` does), its parameters initialized and its inputs zero, times
+ * whole steps, then each dispatch alone (Program.profile), and prints the kernels slowest first.
+ */
+async function runProfile(args: Parsed): Promise<void> {
+  const path = onePath('profile', args, 'a model file or an artifact directory');
+  const steps = intFlag(args, 'steps', 5)!;
+  const rounds = intFlag(args, 'rounds', 5)!;
+  if (steps < 1) throw new UsageError('--steps must be at least 1');
+  if (rounds < 1) throw new UsageError('--rounds must be at least 1');
+  const device = await getDevice({ quiet: true });
+  const cache = fileTuneCache(str(args, 'cache'));
+  process.stdout.write(`device: ${adapterInfo(device)}\n`);
+  const programs = await programsOf(path, device);
+  const forward = args.values.forward === true || !programs.train;
+  const [name, a] = forward ? ['forward', programs.forward] as const : ['train', programs.train!] as const;
+  const p = await Program.load(device, a, { tune: 'load', tuneCache: cache });
+  try {
+    p.initialize(0);
+    const step = async () => {
+      const t0 = performance.now();
+      p.step();
+      await gpuWait(device.queue.onSubmittedWorkDone());
+      return performance.now() - t0;
+    };
+    await step(); // warm-up: every pipeline's first run (a driver may compile at first dispatch)
+    const times: number[] = [];
+    for (let i = 0; i < steps; i++) times.push(await step());
+    const stepMs = [...times].sort((x, y) => x - y)[(times.length - 1) >> 1]!;
+    const prof = await p.profile({ rounds });
+    const sum = prof.dispatches.reduce((n, d) => n + d.ms, 0);
+    const tuned = p.tuneMs > 0 ? `, tuning ${p.tuneMs.toFixed(0)} ms` : '';
+    process.stdout.write(`${name}: load ${p.loadMs.toFixed(0)} ms${tuned}; a step ${stepMs.toFixed(3)} ms (median of ${steps}, inputs zero, nothing read back); ` +
+      `${prof.dispatches.length} dispatches timed alone: ${sum.toFixed(3)} ms in all (${prof.timer === 'timestamp' ? 'timestamp queries' : 'wall clock'}, median of ${prof.rounds} rounds)\n`);
+    const rows = [...prof.dispatches].sort((x, y) => y.ms - x.ms).map((d) => [`k${d.dispatch}`, d.ms.toFixed(3), `${((100 * d.ms) / Math.max(sum, 1e-9)).toFixed(1)}%`, d.variant ?? '-', d.workgroups.join('x'), d.label]);
+    const head = ['kernel', 'ms', 'share', 'variant', 'grid', 'fused ops'];
+    const w = head.map((h, j) => Math.max(h.length, ...rows.map((r) => r[j]!.length)));
+    const line = (r: readonly string[]) => '  ' + r.map((c, j) => (j === r.length - 1 ? c : j === 1 || j === 2 ? c.padStart(w[j]!) : c.padEnd(w[j]!))).join('  ') + '\n';
+    process.stdout.write(line(head));
+    for (const r of rows) process.stdout.write(line(r));
+  } finally {
+    p.destroy();
+  }
 }
 
 /** The files an artifact directory may hold: its manifest and its programs' shaders. */
@@ -502,6 +549,24 @@ the background while it steps; tune does it ahead of time and waits for it.)`,
       force: { type: 'boolean', help: 'time again even the kernels the cache knows' },
     },
     run: runTune,
+  },
+  profile: {
+    summary: "time each kernel of a step on this device: where the step's time goes",
+    usage: 'profile <model file | artifact dir> [--forward] [--steps N] [--rounds N] [--cache <file>]',
+    description: `Loads the training step of a model (compiled for this adapter's limits) or an artifact
+directory, with the variants the tuning cache chose (tuning first the kernels it lacks, as
+\`adjoint tune\` does), the parameters initialized (seed 0) and the inputs zero. Times whole
+steps, then each dispatch alone on the program's own buffers (timestamp queries where offered,
+else the wall clock; the median of several rounds), and prints the kernels slowest first: time
+per dispatch, share of the kernels' sum, the variant run, the grid and the ops fused into it.
+A step takes longer than its kernels' sum by the gaps between dispatches and the submit.`,
+    flags: {
+      forward: { type: 'boolean', help: 'profile the forward program instead of the training step' },
+      steps: { type: 'string', arg: '<N>', help: 'whole steps timed (default 5, after one warm-up step)' },
+      rounds: { type: 'string', arg: '<N>', help: 'rounds of timing each kernel (default 5)' },
+      cache: { type: 'string', arg: '<file>', help: 'the tuning cache file (as for tune)' },
+    },
+    run: runProfile,
   },
   import: {
     summary: 'read an ONNX model into an adjoint model file and a safetensors weights file',

@@ -23,7 +23,7 @@ export {
 export type { AdapterName, GetDeviceOptions, ComputeLimitName, ComputeLimits, DeviceHealth } from './device.js';
 export { Program } from './program.js';
 export { gpuWaitSleeps } from './gpu-wait.js';
-export type { HostArray, LoadOptions } from './program.js';
+export type { HostArray, LoadOptions, KernelChoice, Profile, DispatchProfile } from './program.js';
 export type { Artifact, TensorSlot, PersistentSlot, DispatchSpec, Region } from './artifact.js';
 export { parseBundle, bundleFiles, ArtifactError, MANIFEST } from './bundle.js';
 export type { Bundle } from './bundle.js';

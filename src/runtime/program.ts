@@ -14,7 +14,7 @@ import type { Artifact, PersistentSlot, Region, TensorSlot } from './artifact.js
 import { deviceHealth, deviceLimits } from './device.js';
 import { gpuWait } from './gpu-wait.js';
 import { initTensor } from './init.js';
-import { defaultTuneCache, kernelKey, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
+import { defaultTuneCache, kernelKey, timeKernels, tuningByDefault, Timer, tuneJobs, type TuneCache, type TuneEntry } from './tune.js';
 
 export type HostArray = Float32Array | Int32Array;
 
@@ -53,6 +53,25 @@ export interface LoadOptions {
    * Default: 64 MiB.
    */
   readonly tuneScratchBytes?: number;
+}
+
+/** One dispatch of a step timed on its own ({@link Program.profile}). */
+export interface DispatchProfile {
+  readonly dispatch: number;
+  readonly label: string;
+  /** The variant it runs (undefined: the kernel has one). */
+  readonly variant?: string;
+  readonly workgroups: readonly [number, number, number];
+  /** Milliseconds per dispatch: the median of the rounds. */
+  readonly ms: number;
+}
+
+/** What {@link Program.profile} measured. */
+export interface Profile {
+  readonly timer: 'timestamp' | 'wall';
+  readonly rounds: number;
+  /** In step order. */
+  readonly dispatches: readonly DispatchProfile[];
 }
 
 /** What load() decided for one kernel with several variants. */
@@ -722,6 +741,62 @@ export class Program {
     const out = new Map<string, HostArray>();
     for (const s of [...this.artifact.params, ...this.artifact.state]) out.set(s.name, await this.read(s.name));
     return out;
+  }
+
+  /**
+   * Times every dispatch of a step on its own, running the variant it runs now, on this program's
+   * own buffers: a warm-up dispatch each, then `rounds` rounds (default 5) in which each dispatch
+   * runs a batch of about 4 ms (timestamp queries where the device has them, else the wall clock,
+   * as the tuner times), the median per dispatch. Waits for queued steps and for tuning first. A
+   * dispatch run again and again changes the tensors it writes, so every buffer is copied aside
+   * first and back after: the program's parameters, state and step count are as they were (for a
+   * moment it needs as much GPU memory again). Rejects with a DeviceError if there is no room for
+   * the copies or the device fails.
+   */
+  async profile(opts: { readonly rounds?: number } = {}): Promise<Profile> {
+    this.checkDevice('profile');
+    const rounds = Math.max(1, Math.floor(opts.rounds ?? 5));
+    await this.tuned;
+    this.checkDevice('profile');
+    await gpuWait(this.device.queue.onSubmittedWorkDone());
+    const copy = (from: readonly GPUBuffer[], to: readonly GPUBuffer[]) => {
+      const enc = this.device.createCommandEncoder();
+      from.forEach((b, i) => enc.copyBufferToBuffer(b, 0, to[i]!, 0, b.size));
+      this.device.queue.submit([enc.finish()]);
+    };
+    this.device.pushErrorScope('out-of-memory');
+    const aside = this.buffers.map((b, i) => this.device.createBuffer({ size: b.size, usage: GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST, label: `profile:arena${i}` }));
+    const oom = await this.device.popErrorScope();
+    if (oom) {
+      for (const b of aside) b.destroy();
+      const mb = this.buffers.reduce((n, b) => n + b.size, 0) / 2 ** 20;
+      throw this.failed('profile', `no room for a copy of the program's buffers (${mb.toFixed(1)} MiB): ${oom.message.trim()}`);
+    }
+    const timer = new Timer(this.device);
+    try {
+      copy(this.buffers, aside);
+      const ms = await timeKernels(timer, this.artifact.dispatches.map((_, i) => ({ pipeline: this.pipelines.get(this.shaderOf(i))!, group: this.bindGroups[i]!, workgroups: this.workgroupsOf(i) })), rounds);
+      return {
+        timer: timer.kind,
+        rounds,
+        dispatches: this.artifact.dispatches.map((d, i) => ({
+          dispatch: i,
+          label: d.label,
+          ...(d.variants && d.variants.length > 1 ? { variant: d.variants[this.choice[i] ?? 0]!.name } : {}),
+          workgroups: this.workgroupsOf(i),
+          ms: ms[i]!,
+        })),
+      };
+    } catch (e) {
+      throw e instanceof DeviceError ? e : this.failed('profile', (e as Error).message);
+    } finally {
+      timer.destroy();
+      if (!this.destroyed && !deviceHealth(this.device).lost) {
+        copy(aside, this.buffers);
+        await gpuWait(this.device.queue.onSubmittedWorkDone());
+      }
+      for (const b of aside) b.destroy();
+    }
   }
 
   destroy(): void {

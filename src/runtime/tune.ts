@@ -275,3 +275,28 @@ export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[], oneByOne 
     return { choice, times, timer: timer.kind };
   });
 }
+
+/** One kernel to time on its own: a pipeline, its bind group and its grid. */
+export interface Timed {
+  readonly pipeline: GPUComputePipeline;
+  readonly group: GPUBindGroup;
+  readonly workgroups: readonly [number, number, number];
+}
+
+/**
+ * Milliseconds per dispatch of each kernel (Program.profile): a warm-up dispatch each, then
+ * `rounds` rounds, each timing every kernel once in a batch of about BATCH_MS (so one kernel's
+ * figures are spread over the whole run, as a machine's drift is), and the median of each
+ * kernel's rounds.
+ */
+export async function timeKernels(timer: Timer, kernels: readonly Timed[], rounds: number): Promise<number[]> {
+  const batch = (k: Timed, reps: number): Batch => ({ pipeline: k.pipeline, group: k.group, workgroups: k.workgroups, reps });
+  const warm = await timer.time(kernels.map((k) => batch(k, 1)));
+  const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
+  const figures: number[][] = kernels.map(() => []);
+  for (let r = 0; r < Math.max(1, rounds); r++) {
+    const t = await timer.time(kernels.map((k, i) => batch(k, reps[i]!)));
+    t.forEach((ms, i) => figures[i]!.push(ms));
+  }
+  return figures.map((f) => [...f].sort((a, b) => a - b)[(f.length - 1) >> 1]!);
+}
