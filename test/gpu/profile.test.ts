@@ -7,15 +7,15 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitArtifact, trainingGraph } from '../../src/compile.js';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import type { Graph } from '../../src/ir/graph.js';
 import { evaluate } from '../../src/ir/interp.js';
 import { getDevice } from '../../src/runtime/device.js';
 import { Program } from '../../src/runtime/program.js';
-import { main } from '../../src/cli.js';
 import { maxRelError, randomEnv } from './harness.js';
+import { runCli } from '../cli-run.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });
@@ -95,18 +95,7 @@ describe('Program.profile', () => {
 });
 
 describe('adjoint profile', () => {
-  const run = async (...argv: string[]) => {
-    let out = '';
-    let err = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((x) => ((out += String(x)), true));
-    const e = vi.spyOn(process.stderr, 'write').mockImplementation((x) => ((err += String(x)), true));
-    try {
-      return { code: await main(argv), out, err };
-    } finally {
-      o.mockRestore();
-      e.mockRestore();
-    }
-  };
+  const run = runCli;
 
   it('prints a step\'s time and every kernel slowest first, with its share, variant and grid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'adjoint-profile-'));

@@ -23,6 +23,7 @@ import { fileTuneCache } from '../../src/runtime/tune-file.js';
 import { maxRelError, randomEnv } from './harness.js';
 import { vi } from 'vitest';
 import { main } from '../../src/cli.js';
+import { runCli } from '../cli-run.js';
 
 let device: GPUDevice;
 beforeAll(async () => { device = await getDevice({ quiet: true }); });
@@ -106,17 +107,7 @@ describe('tuning kernel variants', () => {
 
   it('adjoint tune prints every kernel\'s variants, times and choice and fills the cache; a second run reads it; inspect lists the variants', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'adjoint-tune-cli-'));
-    const run = async (...argv: string[]) => {
-      let out = '';
-      const o = vi.spyOn(process.stdout, 'write').mockImplementation((x) => ((out += String(x)), true));
-      const e = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-      try {
-        return { code: await main(argv), out };
-      } finally {
-        o.mockRestore();
-        e.mockRestore();
-      }
-    };
+    const run = runCli;
     try {
       const cache = join(dir, 'tune.json');
       const first = await run('tune', 'models/logreg-mnist.json', '--cache', cache);

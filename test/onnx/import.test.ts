@@ -9,8 +9,7 @@
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import { main } from '../../src/cli.js';
+import { describe, expect, it } from 'vitest';
 import { GraphBuilder } from '../../src/ir/builder.js';
 import { evaluate } from '../../src/ir/interp.js';
 import { tensor, type Tensor } from '../../src/ir/tensor.js';
@@ -24,21 +23,11 @@ import { decodeTensor, encodeModel, tensorValues, floatTensor, int64Tensor, type
 import { onnxModel } from '../../src/onnx/model.js';
 import { prng, withValue } from '../passes/gradcheck.js';
 import { initValues } from '../../src/runtime/init.js';
+import { runCli } from '../cli-run.js';
 
 const FIX = 'test/fixtures/onnx';
 
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const run = runCli;
 
 /** The imported network's graph with its values as a float64 environment. */
 function imported(path: string) {
