@@ -47,6 +47,7 @@ export const adjoint: Library = {
         const timed = prog.tuning.filter((k) => k.source === 'tuned').length;
         return { kernels: prog.tuning.length, timed, tuneMs: prog.tuneMs, secondTuneMs: second.tuneMs, secondLoadMs: second.loadMs };
       },
+      profile: () => prog.profile(),
       async dispose() {
         prog.destroy();
       },

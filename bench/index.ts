@@ -42,6 +42,9 @@ import { tfjs } from './peers/tfjs.js';
 import { markdown, maxRelDiff, median, type Agreement, type PerStep, type Result, type RunMeta } from './report.js';
 import { batchForStep, initParams, makeBatches, selectWorkloads, type Batch, type Workload } from './workloads.js';
 
+/** The slowest kernels of adjoint's step listed per workload. */
+const KERNELS_SHOWN = 4;
+
 /** How many steps a workload runs in each phase. */
 interface Schedule {
   /** Steps before timing; the first is timed separately as "first step". */
@@ -119,6 +122,7 @@ class Run {
   firstStepMs = 0;
   phases: Session['phases'];
   tuning: Tuning | undefined;
+  kernels: Result['kernels'];
   setup: Counts | null = null;
 
   constructor(
@@ -267,6 +271,18 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       await run.fail(e);
     }
   }
+  // Untimed: where adjoint's step goes, each kernel timed alone (leaves the session as it was).
+  for (const run of live()) {
+    if (!run.session?.profile) continue;
+    try {
+      const p = await gpuWait(run.session.profile());
+      const slowest = [...p.dispatches].sort((a, b) => b.ms - a.ms).slice(0, KERNELS_SHOWN);
+      run.kernels = { timer: p.timer, sumMs: p.dispatches.reduce((n, d) => n + d.ms, 0), dispatches: p.dispatches.length, slowest };
+      log(`${w.id}: ${run.lib.name} kernels timed alone: ${run.kernels.sumMs.toFixed(1)} ms in all; slowest ${slowest.map((d) => `k${d.dispatch} ${d.ms.toFixed(2)}`).join(', ')}`);
+    } catch (e) {
+      log(`${w.id}: ${run.lib.name}: profiling failed: ${(e as Error).message}`);
+    }
+  }
   for (const run of runs) await run.dispose();
   log(`${w.id}: done`);
 
@@ -297,6 +313,7 @@ async function benchWorkload(w: Workload, libs: readonly Library[], sched: Sched
       firstStepMs: run.firstStepMs,
       ...(run.phases ? { compileMs: run.phases.compileMs, loadMs: run.phases.loadMs } : {}),
       ...(run.tuning ? { tuning: run.tuning } : {}),
+      ...(run.kernels ? { kernels: run.kernels } : {}),
       setupBuffers: run.setup?.buffers,
       setupBytes: run.setup?.bufferBytes,
       setupPipelines: run.setup?.pipelines,

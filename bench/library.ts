@@ -4,6 +4,7 @@
  * harness owns the data, the order of batches and the clock; a library owns only its model.
  */
 import { AdjointError } from '../src/ir/errors.js';
+import type { Profile } from '../src/runtime/program.js';
 import type { Batch, Workload } from './workloads.js';
 
 /** A workload set up in one library: its parameters live on the device between steps. */
@@ -26,6 +27,8 @@ export interface Session {
    * both loads' tuning times.
    */
   tuning?(): Promise<Tuning>;
+  /** adjoint: every dispatch of a step timed alone (Program.profile; the session's state is left as it was). */
+  profile?(): Promise<Profile>;
 }
 
 /** Kernel tuning of a session (adjoint): the first load's, in the background, and a second load's. */

@@ -56,6 +56,14 @@ export interface Result {
   readonly lossCheck?: number;
   /** Loss of step 50, when this library ran that far. */
   readonly loss50?: number;
+  /** adjoint: its step's kernels, each timed alone after the timed steps (Program.profile), slowest first. */
+  readonly kernels?: {
+    readonly timer: 'timestamp' | 'wall';
+    /** The sum over every dispatch of the step. */
+    readonly sumMs: number;
+    readonly dispatches: number;
+    readonly slowest: readonly { readonly dispatch: number; readonly label: string; readonly variant?: string; readonly ms: number }[];
+  };
   /** Raw samples (ms per step) of both phases. */
   readonly samples?: { readonly syncEach: readonly number[]; readonly syncBatch: readonly number[] };
 }
@@ -160,6 +168,30 @@ function firstStepTable(results: readonly Result[]): string[] {
 }
 
 /**
+ * Where adjoint's step goes: after the timed steps, every dispatch of the step timed alone
+ * (Program.profile), the kernels' sum against the step, and the slowest kernels with their share.
+ */
+function kernelTable(results: readonly Result[]): string[] {
+  const rows = results.filter((r) => r.library === 'adjoint' && r.status === 'ok' && r.kernels);
+  if (rows.length === 0) return [];
+  const lines = [
+    "Where adjoint's step goes: after the timed steps, each dispatch of the step timed alone on the program's own buffers (`Program.profile`, as `adjoint profile` " +
+      'prints it; median of 5 rounds); a step takes longer than the sum by the gaps between dispatches, the batch upload and the loss read. The slowest kernels, ' +
+      'each with its variant, ms per dispatch and share of the sum.',
+    '',
+    '| workload | ms/step (sync each) | kernels timed alone: sum ms (dispatches, timer) | slowest kernels: fused ops (variant) ms, share |',
+    '|---|---:|---:|---|',
+  ];
+  for (const r of rows) {
+    const k = r.kernels!;
+    const top = k.slowest.map((d) => `k${d.dispatch} ${d.label}${d.variant ? ` (${d.variant})` : ''} ${d.ms.toFixed(2)}, ${((100 * d.ms) / k.sumMs).toFixed(0)}%`).join('; ');
+    lines.push(`| ${r.workload} | ${ms(r.msSyncEach)} | ${ms(k.sumMs)} (${k.dispatches}, ${k.timer}) | ${top} |`);
+  }
+  lines.push('');
+  return lines;
+}
+
+/**
  * Each workload's matmul work per step against the adapter's FMA ceiling: the fewest ms a step can
  * take doing only its multiply-adds at the ceiling, the share of the ceiling each library's step
  * reaches (its matmul FLOPs / its ms per step), and the share a step 3x faster than the fastest
@@ -228,6 +260,7 @@ export function markdown(meta: RunMeta, results: readonly Result[], agreements: 
   lines.push('');
   lines.push(...firstStepTable(results));
   lines.push(...ceilingTable(meta, results));
+  lines.push(...kernelTable(results));
   const verdict = (d: number): string => (d <= 1e-3 ? 'agree (<= 1e-3)' : 'DISAGREE (> 1e-3)');
   for (const a of agreements) {
     const at50 = a.at50 ? `; at step 50 (${a.at50.libraries.join(', ')}): ${a.at50.maxRelDiff.toExponential(2)} — ${verdict(a.at50.maxRelDiff)}` : '';
