@@ -5,8 +5,10 @@
  * The cases cover partial tiles, batches, transposed operands, fused epilogues, split K, column
  * sums, convolutions, reductions (serial, workgroup, split, subgroup) and row kernels; the last test
  * checks that every variant of every table ran in some case. Programs are compiled for the
- * device's `subgroups` feature (both CPU adapters have it), so the subgroup variants run too; on a
- * device without it they must be absent, which the coverage test checks instead.
+ * device's `subgroups` feature (both CPU adapters have it), so the subgroup variants run too (where
+ * the device's subgroups are wider than 4, also compiled for subgroups of 4: the variants offered
+ * only there, and quadBroadcast, run on it as well); on a device without it they must be absent,
+ * which the coverage test checks instead.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emitArtifact } from '../../src/compile.js';
@@ -130,19 +132,26 @@ const covered = new Set<string>();
 describe('kernel variants', () => {
   for (const c of cases) {
     it(`${c.name}: every variant matches the interpreter`, async () => {
-      const full = emitArtifact(c.g, { limits: { subgroups, ...(subgroupMinSize ? { subgroupMinSize } : {}) } });
-      const names = new Map<string, string>();
-      for (const d of full.dispatches) for (const v of d.variants ?? [{ name: '' }]) if (v.name) names.set(`${kindOf(d.label)}:${v.name}`, v.name);
-      // Kernels with one variant only (the split reduction) are their own default.
-      for (const d of full.dispatches) {
-        if (d.variants) continue;
-        const t = VARIANTS[kindOf(d.label)];
-        for (const v of t.variants) if (t.variants.length === 1 || d.label.includes(`(${v.name}`)) names.set(`${kindOf(d.label)}:${v.name}`, v.name);
+      // Compiled for the device's limits; where its subgroups are wider than 4, also for
+      // subgroups of 4 (valid on any: quads), for the variants offered only there.
+      const own = { subgroups, ...(subgroupMinSize ? { subgroupMinSize } : {}) };
+      const limitSets = subgroups && (subgroupMinSize ?? 4) > 4 ? [own, { subgroups, subgroupMinSize: 4 }] : [own];
+      const names = new Map<string, { name: string; limits: typeof own }>();
+      for (const limits of limitSets) {
+        const full = emitArtifact(c.g, { limits });
+        const add = (key: string, name: string) => { if (!names.has(key)) names.set(key, { name, limits }); };
+        for (const d of full.dispatches) for (const v of d.variants ?? [{ name: '' }]) if (v.name) add(`${kindOf(d.label)}:${v.name}`, v.name);
+        // Kernels with one variant only (the split reduction) are their own default.
+        for (const d of full.dispatches) {
+          if (d.variants) continue;
+          const t = VARIANTS[kindOf(d.label)];
+          for (const v of t.variants) if (t.variants.length === 1 || d.label.includes(`(${v.name}`)) add(`${kindOf(d.label)}:${v.name}`, v.name);
+        }
       }
       const env = randomEnv(c.g, 5);
       const want = evaluate(c.g, env, 'f32');
-      for (const [key, name] of names) {
-        const a = emitArtifact(c.g, { variants: [name], limits: { subgroups, ...(subgroupMinSize ? { subgroupMinSize } : {}) } });
+      for (const [key, { name, limits }] of names) {
+        const a = emitArtifact(c.g, { variants: [name], limits });
         const program = await Program.load(device, a, { strictShaders: true, poison: true, tune: false });
         try {
           for (const [n, t] of env) program.write(n, t.data instanceof Int32Array ? t.data : Float32Array.from(t.data));

@@ -15,31 +15,15 @@ fn fin(acc: f32, o0: i32, o1: i32) -> f32 {
   return acc;
 }
 
-var<workgroup> partial: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 128) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 128) { return; }
   let o0: i32 = i;
   let o1: i32 = 0i;
   var acc: f32 = (-bitcast<f32>(inf_bits));
-  let end = min(10i, (g + 1i) * 10i);
-  for (var s = g * 10i + i32(lid); s < end; s += 64i) {
-    let r0: i32 = s;
+  for (var r0 = 0i; r0 < 10i; r0++) {
     acc = max(acc, body(o0, o1, r0));
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = max(partial[lid], partial[lid + h]);
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1);
-  }
+  out[i] = fin(acc, o0, o1);
 }

@@ -28,15 +28,32 @@ fn fin(acc: f32) -> f32 {
   return t1;
 }
 
+var<workgroup> partial: array<f32, 64>;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 1) { return; }
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 1) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
   var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 128i; r0++) {
-    for (var r1 = 0i; r1 < 10i; r1++) {
-      acc = acc + body(r0, r1);
-    }
+  let end = min(1280i, (g + 1i) * 1280i);
+  for (var s = g * 1280i + i32(lid); s < end; s += 64i) {
+    let rt0_0: i32 = s / 10i;
+    let r0: i32 = rt0_0;
+    let rt1_0: i32 = s % 10i;
+    let r1: i32 = rt1_0;
+    acc = acc + body(r0, r1);
   }
-  out[i] = fin(acc);
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    out[i] = fin(partial[0]);
+  }
 }

@@ -65,62 +65,34 @@ fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
   return t10;
 }
 
-var<workgroup> red_f32: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32(wid.y * nwg.x + wid.x);
+  let row = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (row >= 128i) { return; }
   let o0: i32 = row;
   var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = i32(lid); e < 10i; e += 64i) {
+  for (var e = 0i; e < 10i; e += 1i) {
     let o1: i32 = e;
     acc0 = max(acc0, body0(o0, o1));
   }
-  red_f32[lid] = acc0;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = max(red_f32[lid], red_f32[lid + h]);
-    }
-    workgroupBarrier();
-  }
-  let s0 = stage0(red_f32[0], o0);
-  workgroupBarrier();
-  if (lid == 0u) { out1[row] = s0; }
+  let s0 = stage0(acc0, o0);
+  out1[row] = s0;
   var acc1: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
+  for (var e = 0i; e < 10i; e += 1i) {
     let o1: i32 = e;
     acc1 = acc1 + body1(o0, o1, s0);
   }
-  red_f32[lid] = acc1;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
-    }
-    workgroupBarrier();
-  }
-  let s1 = stage1(red_f32[0], o0, s0);
-  workgroupBarrier();
+  let s1 = stage1(acc1, o0, s0);
   let s2 = stage2(o0, s0, s1);
-  if (lid == 0u) { out2[row] = s2; }
+  out2[row] = s2;
   var acc3: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
+  for (var e = 0i; e < 10i; e += 1i) {
     let o1: i32 = e;
     acc3 = acc3 + body3(o0, o1, s0, s1, s2);
   }
-  red_f32[lid] = acc3;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
-    }
-    workgroupBarrier();
-  }
-  let s3 = stage3(red_f32[0], o0, s0, s1, s2);
-  workgroupBarrier();
-  for (var e = i32(lid); e < 10i; e += 64i) {
+  let s3 = stage3(acc3, o0, s0, s1, s2);
+  for (var e = 0i; e < 10i; e += 1i) {
     let o1: i32 = e;
     out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
