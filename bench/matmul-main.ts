@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   log(`date: ${new Date().toISOString()}; command: ${process.env.ADJOINT_ADAPTER ? `ADJOINT_ADAPTER=${process.env.ADJOINT_ADAPTER} ` : ''}npm run bench:matmul`);
   const fma = await fmaCeiling(device);
   const ceiling = fma.best.gflops;
-  log(`FMA ceiling: ${ceiling.toFixed(2)} GFLOP/s (the best of ${fma.shapes.length} accumulator/workgroup shapes, no loads: ${fma.best.rows}x${fma.best.cols} x ${fma.best.workgroup})\n`);
+  log(`FMA ceiling: ${ceiling.toFixed(2)} GFLOP/s (the best of ${fma.shapes.length} accumulator/workgroup/unroll shapes, no loads: ${fma.best.rows}x${fma.best.cols} x ${fma.best.workgroup} threads x ${fma.best.unroll} steps)\n`);
   const sizes = process.env.BENCH_MATMUL_BIG === '1' ? [512, 1024] : [512];
   const rows = [];
   for (const n of sizes) rows.push(...(await benchVariants(device, n)));

@@ -2,8 +2,8 @@
  * @file Matmul benchmark: GFLOP/s of the codegen's register-tiled matmul kernel and of a naive
  * one-thread-per-output kernel (the generic contraction), square sizes 256, 512 and 1024, side by
  * side on the same adapter, and the adapter's FMA ceiling: the count of FMAs of a 512^3 matmul on
- * register accumulators with no loads in the loop, the best over several accumulator tiles and
- * workgroup sizes (what no matmul on this adapter can beat). Each figure is the median of several timed batches of dispatches.
+ * register accumulators with no loads in the loop, the best over several accumulator tiles,
+ * workgroup sizes and steps of K per loop iteration (what no matmul on this adapter can beat). Each figure is the median of several timed batches of dispatches.
  */
 import { emitArtifact } from '../src/compile.js';
 import { GraphBuilder } from '../src/ir/builder.js';
@@ -57,11 +57,12 @@ async function medianGflops(runner: Runner, reps: number): Promise<number> {
 
 const gflops = async (device: GPUDevice, n: number, naive: boolean, reps: number): Promise<number> => medianGflops(await matmulRunner(device, n, naive), reps);
 
-/** One shape of the FMA-ceiling kernel: accumulators per thread (rows x cols) and threads per workgroup. */
+/** One shape of the FMA-ceiling kernel: accumulators per thread (rows x cols), threads per workgroup, steps of K per loop iteration. */
 export interface FmaShape {
   readonly rows: number;
   readonly cols: number;
   readonly workgroup: number;
+  readonly unroll: number;
   readonly gflops: number;
 }
 
@@ -72,29 +73,37 @@ export interface FmaCeiling {
 }
 
 /**
- * Accumulator tiles x workgroup sizes timed for the ceiling. A CPU adapter runs 4 (SwiftShader,
- * 128-bit) or 8 (lavapipe, 256-bit) invocations per vector register, so 64 accumulators may spill
- * where 16 fit; a GPU wants many threads. The best is the adapter's ceiling, not one kernel's.
+ * Accumulator tiles x workgroup sizes x steps of K per loop iteration timed for the ceiling. A CPU
+ * adapter runs 4 (SwiftShader, 128-bit) or 8 (lavapipe, 256-bit) invocations per vector register,
+ * so 64 accumulators may spill where 16 fit; a GPU wants many threads. One FMA per accumulator per
+ * iteration measures SwiftShader's loop (each loop-carried value is written back under the lanes'
+ * mask every iteration) more than its FMAs: 4 and 8 steps per iteration read 2-2.5x higher there
+ * (6.4 -> 15-19 GFLOP/s; lavapipe 52 -> 54-61). The best is the adapter's ceiling, not one kernel's.
  */
-const FMA_SHAPES: readonly (readonly [rows: number, cols: number, workgroup: number])[] = [
-  [8, 8, 64], [4, 8, 64], [4, 4, 64], [2, 4, 64], [8, 8, 256], [4, 4, 256], [2, 4, 256],
+const FMA_SHAPES: readonly (readonly [rows: number, cols: number, workgroup: number, unroll: number])[] = [
+  [8, 8, 64, 1], [4, 8, 64, 1], [4, 4, 64, 1], [2, 4, 64, 1], [8, 8, 256, 1], [4, 4, 256, 1], [2, 4, 256, 1],
+  [8, 8, 64, 4], [8, 8, 64, 8], [4, 4, 64, 8],
 ];
 
-/** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers; a run is one dispatch. */
-function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number): Runner {
+/** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers, `unroll` steps of K per iteration; a run is one dispatch. */
+function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number, unroll: number): Runner {
   const n = 512;
   const acc = Array.from({ length: rows * cols }, (_, e) => `c${e}`);
+  const steps = Array.from({ length: unroll }, (_, u) => u);
   const code = [
     '@group(0) @binding(0) var<storage, read_write> buf: array<f32>;',
     `@compute @workgroup_size(${workgroup})`,
     'fn main(@builtin(global_invocation_id) gid: vec3<u32>) {',
     '  let seed = buf[gid.x % 4u];',
     ...acc.map((c) => `  var ${c}: f32 = 0.0;`),
-    `  for (var k = 0i; k < ${n}i; k++) {`,
-    '    let f = f32(k) * seed;',
-    ...Array.from({ length: rows }, (_, i) => `    let x${i} = f + ${i}.0;`),
-    ...Array.from({ length: cols }, (_, j) => `    let y${j} = f * ${j + 1}.0;`),
-    ...acc.map((c, e) => `    ${c} = fma(x${Math.floor(e / cols)}, y${e % cols}, ${c});`),
+    `  for (var k = 0i; k < ${n}i; k += ${unroll}i) {`,
+    ...steps.flatMap((u) => [
+      `    let f${u} = f32(k + ${u}i) * seed;`,
+      ...Array.from({ length: rows }, (_, i) => `    let x${u}_${i} = f${u} + ${i}.0;`),
+      ...Array.from({ length: cols }, (_, j) => `    let y${u}_${j} = f${u} * ${j + 1}.0;`),
+    ]),
+    // Each accumulator's steps one after another (as the matmuls do).
+    ...acc.flatMap((c, e) => steps.map((u) => `    ${c} = fma(x${u}_${Math.floor(e / cols)}, y${u}_${e % cols}, ${c});`)),
     '  }',
     `  if (${acc.join(' + ')} == 12345.0) { buf[4u + gid.x % 1000u] = 1.0; }`,
     '}',
@@ -123,8 +132,8 @@ function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: num
 }
 
 /** GFLOP/s of one shape of the ceiling kernel: after a warm-up dispatch, the median of three timed batches. */
-async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup: number): Promise<number> {
-  const k = fmaKernel(device, rows, cols, workgroup);
+async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup: number, unroll: number): Promise<number> {
+  const k = fmaKernel(device, rows, cols, workgroup, unroll);
   await k.gflops(1);
   return medianGflops(k, 3);
 }
@@ -132,9 +141,9 @@ async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup
 /** The adapter's FMA ceiling over several kernel shapes; quote the best. */
 export async function fmaCeiling(device: GPUDevice, quick = false): Promise<FmaCeiling> {
   const shapes: FmaShape[] = [];
-  for (const [rows, cols, workgroup] of quick ? FMA_SHAPES.slice(0, 2) : FMA_SHAPES) {
+  for (const [rows, cols, workgroup, unroll] of quick ? [FMA_SHAPES[0]!, FMA_SHAPES[8]!] : FMA_SHAPES) {
     if (workgroup > device.limits.maxComputeInvocationsPerWorkgroup) continue;
-    shapes.push({ rows, cols, workgroup, gflops: await fmaShape(device, rows, cols, workgroup) });
+    shapes.push({ rows, cols, workgroup, unroll, gflops: await fmaShape(device, rows, cols, workgroup, unroll) });
   }
   const best = shapes.reduce((a, b) => (b.gflops > a.gflops ? b : a));
   return { best, shapes };
@@ -170,7 +179,7 @@ export interface PairedCeiling {
  */
 export async function pairedCeiling(device: GPUDevice, best: FmaShape, n = 512, pairs = 7): Promise<PairedCeiling> {
   const mm = await matmulRunner(device, n, false);
-  const fma = fmaKernel(device, best.rows, best.cols, best.workgroup);
+  const fma = fmaKernel(device, best.rows, best.cols, best.workgroup, best.unroll);
   await fma.gflops(1);
   const m: number[] = [];
   const c: number[] = [];
@@ -185,14 +194,14 @@ export async function pairedCeiling(device: GPUDevice, best: FmaShape, n = 512, 
 
 export function matmulTable(rows: readonly MatmulRow[], fma?: FmaCeiling, paired?: PairedCeiling): string {
   const ceiling = fma?.best.gflops;
-  const shape = (s: FmaShape): string => `${s.rows}x${s.cols} x ${s.workgroup} threads ${s.gflops.toFixed(2)}`;
+  const shape = (s: FmaShape): string => `${s.rows}x${s.cols} x ${s.workgroup} threads${s.unroll > 1 ? ` x ${s.unroll} steps` : ''} ${s.gflops.toFixed(2)}`;
   return [
     `| matmul n x n | codegen (tiled) GFLOP/s | naive GFLOP/s | ratio |${ceiling ? ' tiled / FMA ceiling |' : ''}`,
     `|---|---|---|---|${ceiling ? '---|' : ''}`,
     ...rows.map((r) => `| ${r.n} | ${r.tiledGflops.toFixed(2)} | ${r.naiveGflops.toFixed(2)} | ${r.ratio.toFixed(1)}x |${ceiling ? ` ${((100 * r.tiledGflops) / ceiling).toFixed(0)}% |` : ''}`),
     ...(fma
       ? ['', `FMA ceiling of this adapter: ${fma.best.gflops.toFixed(2)} GFLOP/s, the best of ${fma.shapes.length} kernels doing a 512^3 matmul's FMAs on register accumulators, no loads ` +
-          `(accumulators per thread x threads per workgroup, GFLOP/s: ${fma.shapes.map(shape).join('; ')}).`]
+          `(accumulators per thread x threads per workgroup [x steps of K per iteration], GFLOP/s: ${fma.shapes.map(shape).join('; ')}).`]
       : []),
     ...(paired
       ? ['', `${paired.n}^3 beside the ceiling's best kernel, timed alternately ${paired.pairs} times (medians): matmul ${paired.matmulGflops.toFixed(2)} GFLOP/s, ` +
