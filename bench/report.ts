@@ -176,7 +176,7 @@ function kernelTable(results: readonly Result[]): string[] {
   if (rows.length === 0) return [];
   const lines = [
     "Where adjoint's step goes: after the timed steps, each dispatch of the step timed alone on the program's own buffers (`Program.profile`, as `adjoint profile` " +
-      'prints it; median of 5 rounds); a step takes longer than the sum by the gaps between dispatches, the batch upload and the loss read. The slowest kernels, ' +
+      'prints it; median of 5 rounds); a step takes longer than the sum by the gaps between dispatches, the batch upload and the loss read (on a CPU adapter the sum can also exceed the step: it is taken minutes after the steps, and the speed of such a machine drifts). The slowest kernels, ' +
       'each with its variant, ms per dispatch and share of the sum.',
     '',
     '| workload | ms/step (sync each) | kernels timed alone: sum ms (dispatches, timer) | slowest kernels: fused ops (variant) ms, share |',
