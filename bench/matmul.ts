@@ -77,13 +77,16 @@ export interface FmaCeiling {
  * adapter runs 4 (SwiftShader, 128-bit) or 8 (lavapipe, 256-bit) invocations per vector register,
  * so 64 accumulators may spill where 16 fit; a GPU wants many threads. One FMA per accumulator per
  * iteration measures SwiftShader's loop (each loop-carried value is written back under the lanes'
- * mask every iteration) more than its FMAs: 4 and 8 steps per iteration read 2-2.5x higher there
- * (6.4 -> 15-19 GFLOP/s; lavapipe 52 -> 54-61). The best is the adapter's ceiling, not one kernel's.
+ * mask every iteration) more than its FMAs: 4 and 8 steps per iteration read 2-3x higher there
+ * (6.5-9.1 -> 17.5-25 GFLOP/s; lavapipe 53-83 -> 83-97, bench of 2026-12-03). The best is the
+ * adapter's ceiling, not one kernel's.
  */
 const FMA_SHAPES: readonly (readonly [rows: number, cols: number, workgroup: number, unroll: number])[] = [
   [8, 8, 64, 1], [4, 8, 64, 1], [4, 4, 64, 1], [2, 4, 64, 1], [8, 8, 256, 1], [4, 4, 256, 1], [2, 4, 256, 1],
   [8, 8, 64, 4], [8, 8, 64, 8], [4, 4, 64, 8],
 ];
+/** The shapes a quick run times: the first of each kind. */
+const QUICK_SHAPES: typeof FMA_SHAPES = [[8, 8, 64, 1], [8, 8, 64, 8]];
 
 /** The ceiling kernel of one shape: rows x cols accumulators per thread doing a 512^3 matmul's FMAs on values held in registers, `unroll` steps of K per iteration; a run is one dispatch. */
 function fmaKernel(device: GPUDevice, rows: number, cols: number, workgroup: number, unroll: number): Runner {
@@ -141,7 +144,7 @@ async function fmaShape(device: GPUDevice, rows: number, cols: number, workgroup
 /** The adapter's FMA ceiling over several kernel shapes; quote the best. */
 export async function fmaCeiling(device: GPUDevice, quick = false): Promise<FmaCeiling> {
   const shapes: FmaShape[] = [];
-  for (const [rows, cols, workgroup, unroll] of quick ? [FMA_SHAPES[0]!, FMA_SHAPES[8]!] : FMA_SHAPES) {
+  for (const [rows, cols, workgroup, unroll] of quick ? QUICK_SHAPES : FMA_SHAPES) {
     if (workgroup > device.limits.maxComputeInvocationsPerWorkgroup) continue;
     shapes.push({ rows, cols, workgroup, unroll, gflops: await fmaShape(device, rows, cols, workgroup, unroll) });
   }
@@ -224,11 +227,12 @@ export async function benchVariants(device: GPUDevice, n = 512, reps = 3): Promi
   b.output('c', b.matmul(b.input('a', [n, n]), b.input('b', [n, n])));
   const g = b.build();
   const rows: VariantRow[] = [];
+  const limits = deviceLimits(device);
   // The variants this device is offered (others fall back to the default: not theirs to report).
-  const offered = new Set(emitArtifact(g, { limits: deviceLimits(device) }).dispatches.flatMap((d) => (d.variants ?? []).map((x) => x.name)));
+  const offered = new Set(emitArtifact(g, { limits }).dispatches.flatMap((d) => (d.variants ?? []).map((x) => x.name)));
   for (const v of VARIANTS.matmul.variants) {
     if (!offered.has(v.name)) continue;
-    const prog = await Program.load(device, emitArtifact(g, { variants: [v.name], limits: deviceLimits(device) }), { tune: false });
+    const prog = await Program.load(device, emitArtifact(g, { variants: [v.name], limits }), { tune: false });
     const data = Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
     prog.write('a', data);
     prog.write('b', data);
