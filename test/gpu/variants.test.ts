@@ -125,6 +125,19 @@ const cases: { name: string; g: Graph; tol?: number }[] = [
       return simplify(grad(b.build(), { loss: 'loss' }).graph);
     })(),
   },
+  {
+    // Window variants: a convolution's input and filter gradients (stride 1, padded: rows aligned
+    // to image rows of 8, taps of 5; the filter gradient's K of 1024 split) and a strided one.
+    name: 'the gradients of convolutions: 5x5 padded over [16,2,8,8] (split K), 3x3 stride 2 over [2,4,9,9]', tol: 1e-4,
+    g: (() => {
+      const b = new GraphBuilder();
+      const c1 = b.conv2d(b.param('x', [16, 2, 8, 8]), b.param('w', [4, 2, 5, 5]), { stride: [1, 1], padding: [2, 2], dilation: [1, 1] });
+      const c2 = b.conv2d(b.param('u', [2, 4, 9, 9]), b.param('v', [6, 4, 3, 3]), { stride: [2, 2], padding: [1, 1], dilation: [1, 1] });
+      const loss = b.add_(b.reduceSum(b.mul(c1, b.input('r1', [16, 4, 8, 8]))), b.reduceSum(b.mul(c2, b.input('r2', [2, 6, 5, 5]))));
+      b.output('loss', loss);
+      return simplify(grad(b.build(), { loss: 'loss' }).graph);
+    })(),
+  },
 ];
 
 const covered = new Set<string>();

@@ -2,44 +2,75 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, r0: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + r0;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  return t1;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 64) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = i;
-  let o1: i32 = 0i;
-  var acc: f32 = (-bitcast<f32>(inf_bits));
-  let end = min(10i, (g + 1i) * 10i);
-  for (var s = g * 10i + i32(lid); s < end; s += 64i) {
-    let r0: i32 = s;
-    acc = max(acc, body(o0, o1, r0));
+@compute @workgroup_size(4, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 10i || m0 >= 64i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let h0: i32 = mr0 * 84i;
+  let h1: i32 = mr1 * 84i;
+  let h2: i32 = mr2 * 84i;
+  let h3: i32 = mr3 * 84i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 84i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = ku0 * 10i;
+    let t0_9: i32 = t0_8 + nc0;
+    let t0_10: f32 = in1[t0_9];
+    let t0_11: i32 = t0_8 + nc1;
+    let t0_12: f32 = in1[t0_11];
+    let t0_13: i32 = t0_8 + nc2;
+    let t0_14: f32 = in1[t0_13];
+    let t0_15: i32 = t0_8 + nc3;
+    let t0_16: f32 = in1[t0_15];
+    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c0_0);
+    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c1_0);
+    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c2_0);
+    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c3_0);
   }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = max(partial[lid], partial[lid + h]);
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 10i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1);
   }
 }

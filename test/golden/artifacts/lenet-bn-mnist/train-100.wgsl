@@ -2,10 +2,7 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
 fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t0: i32 = o1 * 100i;
@@ -15,13 +12,7 @@ fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t4: i32 = t2 + t3;
   let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = in1[t5];
-  let t8: f32 = in2[o1];
-  let t9: f32 = t7 - t8;
-  let t10: f32 = in3[o1];
-  let t11: f32 = t9 * t10;
-  let t12: f32 = t6 * t11;
-  return t12;
+  return t6;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {

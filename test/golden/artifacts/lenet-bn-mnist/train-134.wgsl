@@ -4,88 +4,110 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1176i;
-  let t1: i32 = o1 * 196i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 - 1i;
-  let t4: i32 = t3 / 2i;
-  let t5: i32 = t4 * 14i;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
+}
+
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = ni % 5i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t0 + t8;
+  return t9;
+}
+
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
   let t6: i32 = t2 + t5;
-  let t7: i32 = o3 - 1i;
-  let t8: i32 = t7 / 2i;
-  let t9: i32 = t6 + t8;
-  let t10: f32 = in1[t9];
-  let t11: bool = bitcast<u32>(t3) < bitcast<u32>(27i);
-  let t12: i32 = t3 % 2i;
-  let t13: bool = t12 == 0i;
-  let t14: bool = t11 && t13;
-  let t15: bool = bitcast<u32>(t7) < bitcast<u32>(27i);
-  let t16: bool = t14 && t15;
-  let t17: i32 = t7 % 2i;
-  let t18: bool = t17 == 0i;
-  let t19: bool = t16 && t18;
-  let t20: f32 = select(0.0, t10, t19);
-  let t21: i32 = o3 / 2i;
-  let t22: i32 = t6 + t21;
-  let t23: f32 = in2[t22];
-  let t24: bool = bitcast<u32>(o3) < bitcast<u32>(27i);
-  let t25: bool = t14 && t24;
-  let t26: i32 = o3 % 2i;
-  let t27: bool = t26 == 0i;
-  let t28: bool = t25 && t27;
-  let t29: f32 = select(0.0, t23, t28);
-  let t30: f32 = t20 + t29;
-  let t31: i32 = o2 / 2i;
-  let t32: i32 = t31 * 14i;
-  let t33: i32 = t2 + t32;
-  let t34: i32 = t33 + t8;
-  let t35: f32 = in3[t34];
-  let t36: bool = bitcast<u32>(o2) < bitcast<u32>(27i);
-  let t37: i32 = o2 % 2i;
-  let t38: bool = t37 == 0i;
-  let t39: bool = t36 && t38;
-  let t40: bool = t39 && t15;
-  let t41: bool = t40 && t18;
-  let t42: f32 = select(0.0, t35, t41);
-  let t43: f32 = t30 + t42;
-  let t44: i32 = t33 + t21;
-  let t45: f32 = in4[t44];
-  let t46: bool = t39 && t24;
-  let t47: bool = t46 && t27;
-  let t48: f32 = select(0.0, t45, t47);
-  let t49: f32 = t43 + t48;
-  let t50: i32 = o0 * 4704i;
-  let t51: i32 = o1 * 784i;
-  let t52: i32 = t50 + t51;
-  let t53: i32 = o2 * 28i;
-  let t54: i32 = t52 + t53;
-  let t55: i32 = t54 + o3;
-  let t56: f32 = in0[t55];
-  let t57: bool = t56 > 0.0;
-  let t58: f32 = select(0.0, 1.0, t57);
-  let t59: bool = t58 != 0.0;
-  let t60: f32 = select(0.0, t49, t59);
-  return t60;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out1[t9];
+  let t11: f32 = 0.8999999761581421 * t10;
+  let t12: f32 = 0.10000000149011612 * v0;
+  let t13: f32 = t11 + t12;
+  return t13;
+}
+
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out2[t9];
+  let t11: f32 = 0.9990000128746033 * t10;
+  let t12: f32 = v0 * v0;
+  let t13: f32 = 0.0010000000474974513 * t12;
+  let t14: f32 = t11 + t13;
+  return t14;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out3[t9];
+  let t11: f32 = in0[0i];
+  let t12: f32 = v1 / t11;
+  let t13: f32 = in1[0i];
+  let t14: f32 = v2 / t13;
+  let t15: f32 = sqrt(t14);
+  let t16: f32 = t15 + 9.99999993922529e-9;
+  let t17: f32 = t12 / t16;
+  let t18: f32 = 0.0010000000474974513 * t17;
+  let t19: f32 = t10 - t18;
+  return t19;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 301056) { return; }
-  let ot0_0: i32 = i / 4704i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 784i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 28i;
-  let ot2_1: i32 = ot2_0 % 28i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 28i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  let e = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (e >= 2400i) { return; }
+  let bz = e / 2400i;
+  let mi = (e / 150i) % 16i;
+  let ni = e % 150i;
+  var acc: f32 = 0.0;
+  for (var s = 0i; s < 25i; s++) {
+    acc = acc + in2[(bz * 25i + s) * 2400i + e % 2400i];
+  }
+   {
+    let at = dst(mi, ni);
+    let v0 = fin(acc, mi, ni);
+    out[at] = v0;
+    let v1 = x1(v0, mi, ni);
+    out1[at] = v1;
+    let v2 = x2(v0, v1, mi, ni);
+    out2[at] = v2;
+    let v3 = x3(v0, v1, v2, mi, ni);
+    out3[at] = v3;
+  }
 }

@@ -2,7 +2,11 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t0: i32 = o1 * 784i;
@@ -12,13 +16,23 @@ fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t4: i32 = t2 + t3;
   let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = -t6;
-  return t7;
+  let t7: f32 = in1[o1];
+  let t8: f32 = t6 * t7;
+  let t9: f32 = in2[t5];
+  let t10: f32 = in3[o1];
+  let t11: f32 = t9 - t10;
+  let t12: f32 = t8 * t11;
+  return t12;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = acc * 0.00001992984653043095;
-  return t0;
+  let t0: f32 = in4[o1];
+  let t1: f32 = t0 * t0;
+  let t2: f32 = t1 * t0;
+  let t3: f32 = t2 * (-0.5);
+  let t4: f32 = acc * t3;
+  let t5: f32 = t4 * 0.00001992984653043095;
+  return t5;
 }
 
 @compute @workgroup_size(64)

@@ -3,7 +3,11 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> in5: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
@@ -14,8 +18,17 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t5: i32 = t4 + o3;
   let t6: f32 = in0[t5];
   let t7: f32 = in1[o1];
-  let t8: f32 = t6 + t7;
-  return t8;
+  let t8: f32 = t6 * t7;
+  let t9: f32 = in2[o1];
+  let t10: f32 = t8 * t9;
+  let t11: f32 = in3[o1];
+  let t12: f32 = in4[t5];
+  let t13: f32 = in5[o1];
+  let t14: f32 = t12 - t13;
+  let t15: f32 = t11 * t14;
+  let t16: f32 = t10 + t15;
+  let t17: f32 = t16 + t15;
+  return t17;
 }
 
 @compute @workgroup_size(64)

@@ -142,7 +142,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   var c1_0 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 10i; kb += 1i) {
+  for (var kb = 0i; kb < 10i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 + h0;
     let t0_1: f32 = in0[t0_0];
@@ -160,10 +160,31 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_13: f32 = in1[t0_12];
     let t0_14: i32 = ku0 + h7;
     let t0_15: f32 = in1[t0_14];
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 + h0;
+    let t1_1: f32 = in0[t1_0];
+    let t1_2: i32 = ku1 + h1;
+    let t1_3: f32 = in0[t1_2];
+    let t1_4: i32 = ku1 + h2;
+    let t1_5: f32 = in0[t1_4];
+    let t1_6: i32 = ku1 + h3;
+    let t1_7: f32 = in0[t1_6];
+    let t1_8: i32 = ku1 + h4;
+    let t1_9: f32 = in1[t1_8];
+    let t1_10: i32 = ku1 + h5;
+    let t1_11: f32 = in1[t1_10];
+    let t1_12: i32 = ku1 + h6;
+    let t1_13: f32 = in1[t1_12];
+    let t1_14: i32 = ku1 + h7;
+    let t1_15: f32 = in1[t1_14];
     c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c0_0);
+    c0_0 = fma(vec4<f32>(t1_1), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c0_0);
     c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c1_0);
+    c1_0 = fma(vec4<f32>(t1_3), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c1_0);
     c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c2_0);
+    c2_0 = fma(vec4<f32>(t1_5), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c2_0);
     c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c3_0);
+    c3_0 = fma(vec4<f32>(t1_7), vec4<f32>(t1_9, t1_11, t1_13, t1_15), c3_0);
   }
   var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
   for (var e = 0i; e < 16i; e++) {

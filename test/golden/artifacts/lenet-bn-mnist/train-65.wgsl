@@ -10,7 +10,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
-  let t0: i32 = r0 * 84i;
+  let t0: i32 = r0 * 10i;
   let t1: i32 = o0 + t0;
   let t2: f32 = in0[t1];
   return t2;
@@ -51,24 +51,40 @@ fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
   return t9;
 }
 
+var<workgroup> partial: array<f32, 64>;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 84) { return; }
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 10) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
   let o0: i32 = i;
   var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
+  let end = min(64i, (g + 1i) * 64i);
+  for (var s = g * 64i + i32(lid); s < end; s += 64i) {
+    let r0: i32 = s;
     acc = acc + body(o0, r0);
   }
-   {
-    let at = i;
-    let v0 = fin(acc, o0);
-    out[at] = v0;
-    let v1 = x1(v0, o0);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, o0);
-    out3[at] = v3;
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+     {
+      let at = i;
+      let v0 = fin(partial[0], o0);
+      out[at] = v0;
+      let v1 = x1(v0, o0);
+      out1[at] = v1;
+      let v2 = x2(v0, v1, o0);
+      out2[at] = v2;
+      let v3 = x3(v0, v1, v2, o0);
+      out3[at] = v3;
+    }
   }
 }

@@ -3,8 +3,7 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 400i;
@@ -13,14 +12,11 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t3: i32 = o2 * 5i;
   let t4: i32 = t2 + t3;
   let t5: i32 = t4 + o3;
-  let t6: f32 = in2[t5];
-  let t7: f32 = in1[t5];
+  let t6: f32 = in1[t5];
+  let t7: f32 = in0[t5];
   let t8: bool = t7 != 0.0;
-  let t9: f32 = select(0.0, t6, t8);
-  let t10: f32 = in0[t5];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, t9, t11);
-  return t12;
+  let t9: f32 = select(t6, 0.0, t8);
+  return t9;
 }
 
 @compute @workgroup_size(64)

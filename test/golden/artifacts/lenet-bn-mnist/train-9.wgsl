@@ -31,27 +31,45 @@ fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   return t1;
 }
 
+var<workgroup> partial: array<f32, 64>;
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 6) { return; }
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 6) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
   let o0: i32 = 0i;
   let o1: i32 = i;
   let o2: i32 = 0i;
   let o3: i32 = 0i;
   var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 28i; r1++) {
-      for (var r2 = 0i; r2 < 28i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
-    }
+  let end = min(50176i, (g + 1i) * 50176i);
+  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
+    let rt0_0: i32 = s / 784i;
+    let r0: i32 = rt0_0;
+    let rt1_0: i32 = s / 28i;
+    let rt1_1: i32 = rt1_0 % 28i;
+    let r1: i32 = rt1_1;
+    let rt2_0: i32 = s % 28i;
+    let r2: i32 = rt2_0;
+    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
   }
-   {
-    let at = i;
-    let v0 = fin(acc, o0, o1, o2, o3);
-    out[at] = v0;
-    let v1 = x1(v0, o0, o1, o2, o3);
-    out1[at] = v1;
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+     {
+      let at = i;
+      let v0 = fin(partial[0], o0, o1, o2, o3);
+      out[at] = v0;
+      let v1 = x1(v0, o0, o1, o2, o3);
+      out1[at] = v1;
+    }
   }
 }

@@ -2,126 +2,75 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-fn body0(o0: i32, o1: i32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: f32 = in2[ni];
+  let t1: f32 = acc + t0;
+  return t1;
 }
 
-fn stage0(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 10i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
-  let t0: i32 = o0 * 10i;
-  let t1: i32 = t0 + o1;
-  let t2: f32 = in0[t1];
-  let t3: f32 = t2 - s0;
-  let t4: f32 = exp(t3);
-  return t4;
-}
-
-fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
-  return acc;
-}
-
-fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
-  let t0: f32 = log(s1);
-  return t0;
-}
-
-fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: f32 = -t3;
-  return t4;
-}
-
-fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
-  let t0: f32 = acc / s1;
-  return t0;
-}
-
-fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
-  let t0: i32 = in1[o0];
-  let t1: bool = t0 == o1;
-  let t2: f32 = select(0.0, 1.0, t1);
-  let t3: f32 = (-0.015625) * t2;
-  let t4: i32 = o0 * 10i;
-  let t5: i32 = t4 + o1;
-  let t6: f32 = in0[t5];
-  let t7: f32 = t6 - s0;
-  let t8: f32 = exp(t7);
-  let t9: f32 = s3 * t8;
-  let t10: f32 = t3 + t9;
-  return t10;
-}
-
-var<workgroup> red_f32: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let row = i32(wid.y * nwg.x + wid.x);
-  if (row >= 64i) { return; }
-  let o0: i32 = row;
-  var acc0: f32 = (-bitcast<f32>(inf_bits));
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc0 = max(acc0, body0(o0, o1));
+@compute @workgroup_size(4, 16)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 10i || m0 >= 64i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let nc0 = min(n0 + 0i, 9i);
+  let nc1 = min(n0 + 1i, 9i);
+  let nc2 = min(n0 + 2i, 9i);
+  let nc3 = min(n0 + 3i, 9i);
+  let h0: i32 = mr0 * 84i;
+  let h1: i32 = mr1 * 84i;
+  let h2: i32 = mr2 * 84i;
+  let h3: i32 = mr3 * 84i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 84i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = ku0 * 10i;
+    let t0_9: i32 = t0_8 + nc0;
+    let t0_10: f32 = in1[t0_9];
+    let t0_11: i32 = t0_8 + nc1;
+    let t0_12: f32 = in1[t0_11];
+    let t0_13: i32 = t0_8 + nc2;
+    let t0_14: f32 = in1[t0_13];
+    let t0_15: i32 = t0_8 + nc3;
+    let t0_16: f32 = in1[t0_15];
+    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c0_0);
+    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c1_0);
+    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c2_0);
+    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_10, t0_12, t0_14, t0_16), c3_0);
   }
-  red_f32[lid] = acc0;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = max(red_f32[lid], red_f32[lid + h]);
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 10i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
-    workgroupBarrier();
-  }
-  let s0 = stage0(red_f32[0], o0);
-  workgroupBarrier();
-  if (lid == 0u) { out1[row] = s0; }
-  var acc1: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc1 = acc1 + body1(o0, o1, s0);
-  }
-  red_f32[lid] = acc1;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
-    }
-    workgroupBarrier();
-  }
-  let s1 = stage1(red_f32[0], o0, s0);
-  workgroupBarrier();
-  let s2 = stage2(o0, s0, s1);
-  if (lid == 0u) { out2[row] = s2; }
-  var acc3: f32 = 0.0;
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
-  }
-  red_f32[lid] = acc3;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
-    }
-    workgroupBarrier();
-  }
-  let s3 = stage3(red_f32[0], o0, s0, s1, s2);
-  workgroupBarrier();
-  for (var e = i32(lid); e < 10i; e += 64i) {
-    let o1: i32 = e;
-    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
 }

@@ -5,185 +5,70 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = in2[t1];
-  let t3: bool = t2 > 0.0;
-  let t4: f32 = select(0.0, 1.0, t3);
-  let t5: bool = t4 != 0.0;
-  let t6: f32 = select(0.0, acc, t5);
-  return t6;
+fn body(o0: i32, r0: i32) -> f32 {
+  let t0: i32 = r0 * 10i;
+  let t1: i32 = o0 + t0;
+  let t2: f32 = in0[t1];
+  return t2;
 }
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  return t1;
+fn fin(acc: f32, o0: i32) -> f32 {
+  return acc;
 }
 
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 8i;
-  let m0 = i32(gid.y) * 8i;
-  if (n0 >= 84i || m0 >= 64i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let mr4 = min(m0 + 4i, 63i);
-  let mr5 = min(m0 + 5i, 63i);
-  let mr6 = min(m0 + 6i, 63i);
-  let mr7 = min(m0 + 7i, 63i);
-  let nc0 = min(n0 + 0i, 83i);
-  let nc1 = min(n0 + 1i, 83i);
-  let nc2 = min(n0 + 2i, 83i);
-  let nc3 = min(n0 + 3i, 83i);
-  let nc4 = min(n0 + 4i, 83i);
-  let nc5 = min(n0 + 5i, 83i);
-  let nc6 = min(n0 + 6i, 83i);
-  let nc7 = min(n0 + 7i, 83i);
-  let h0: i32 = mr0 * 10i;
-  let h1: i32 = mr1 * 10i;
-  let h2: i32 = mr2 * 10i;
-  let h3: i32 = mr3 * 10i;
-  let h4: i32 = mr4 * 10i;
-  let h5: i32 = mr5 * 10i;
-  let h6: i32 = mr6 * 10i;
-  let h7: i32 = mr7 * 10i;
-  let h8: i32 = nc0 * 10i;
-  let h9: i32 = nc1 * 10i;
-  let h10: i32 = nc2 * 10i;
-  let h11: i32 = nc3 * 10i;
-  let h12: i32 = nc4 * 10i;
-  let h13: i32 = nc5 * 10i;
-  let h14: i32 = nc6 * 10i;
-  let h15: i32 = nc7 * 10i;
-  var c0_0 = vec4<f32>(0.0);
-  var c0_1 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c1_1 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c2_1 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  var c3_1 = vec4<f32>(0.0);
-  var c4_0 = vec4<f32>(0.0);
-  var c4_1 = vec4<f32>(0.0);
-  var c5_0 = vec4<f32>(0.0);
-  var c5_1 = vec4<f32>(0.0);
-  var c6_0 = vec4<f32>(0.0);
-  var c6_1 = vec4<f32>(0.0);
-  var c7_0 = vec4<f32>(0.0);
-  var c7_1 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 10i; kb += 2i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 + h0;
-    let t0_1: f32 = in0[t0_0];
-    let t0_2: i32 = ku0 + h1;
-    let t0_3: f32 = in0[t0_2];
-    let t0_4: i32 = ku0 + h2;
-    let t0_5: f32 = in0[t0_4];
-    let t0_6: i32 = ku0 + h3;
-    let t0_7: f32 = in0[t0_6];
-    let t0_8: i32 = ku0 + h4;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = ku0 + h5;
-    let t0_11: f32 = in0[t0_10];
-    let t0_12: i32 = ku0 + h6;
-    let t0_13: f32 = in0[t0_12];
-    let t0_14: i32 = ku0 + h7;
-    let t0_15: f32 = in0[t0_14];
-    let t0_16: i32 = ku0 + h8;
-    let t0_17: f32 = in1[t0_16];
-    let t0_18: i32 = ku0 + h9;
-    let t0_19: f32 = in1[t0_18];
-    let t0_20: i32 = ku0 + h10;
-    let t0_21: f32 = in1[t0_20];
-    let t0_22: i32 = ku0 + h11;
-    let t0_23: f32 = in1[t0_22];
-    let t0_24: i32 = ku0 + h12;
-    let t0_25: f32 = in1[t0_24];
-    let t0_26: i32 = ku0 + h13;
-    let t0_27: f32 = in1[t0_26];
-    let t0_28: i32 = ku0 + h14;
-    let t0_29: f32 = in1[t0_28];
-    let t0_30: i32 = ku0 + h15;
-    let t0_31: f32 = in1[t0_30];
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 + h0;
-    let t1_1: f32 = in0[t1_0];
-    let t1_2: i32 = ku1 + h1;
-    let t1_3: f32 = in0[t1_2];
-    let t1_4: i32 = ku1 + h2;
-    let t1_5: f32 = in0[t1_4];
-    let t1_6: i32 = ku1 + h3;
-    let t1_7: f32 = in0[t1_6];
-    let t1_8: i32 = ku1 + h4;
-    let t1_9: f32 = in0[t1_8];
-    let t1_10: i32 = ku1 + h5;
-    let t1_11: f32 = in0[t1_10];
-    let t1_12: i32 = ku1 + h6;
-    let t1_13: f32 = in0[t1_12];
-    let t1_14: i32 = ku1 + h7;
-    let t1_15: f32 = in0[t1_14];
-    let t1_16: i32 = ku1 + h8;
-    let t1_17: f32 = in1[t1_16];
-    let t1_18: i32 = ku1 + h9;
-    let t1_19: f32 = in1[t1_18];
-    let t1_20: i32 = ku1 + h10;
-    let t1_21: f32 = in1[t1_20];
-    let t1_22: i32 = ku1 + h11;
-    let t1_23: f32 = in1[t1_22];
-    let t1_24: i32 = ku1 + h12;
-    let t1_25: f32 = in1[t1_24];
-    let t1_26: i32 = ku1 + h13;
-    let t1_27: f32 = in1[t1_26];
-    let t1_28: i32 = ku1 + h14;
-    let t1_29: f32 = in1[t1_28];
-    let t1_30: i32 = ku1 + h15;
-    let t1_31: f32 = in1[t1_30];
-    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c0_0);
-    c0_0 = fma(vec4<f32>(t1_1), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c0_0);
-    c0_1 = fma(vec4<f32>(t0_1), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c0_1);
-    c0_1 = fma(vec4<f32>(t1_1), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c0_1);
-    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c1_0);
-    c1_0 = fma(vec4<f32>(t1_3), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c1_0);
-    c1_1 = fma(vec4<f32>(t0_3), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c1_1);
-    c1_1 = fma(vec4<f32>(t1_3), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c1_1);
-    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c2_0);
-    c2_0 = fma(vec4<f32>(t1_5), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c2_0);
-    c2_1 = fma(vec4<f32>(t0_5), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c2_1);
-    c2_1 = fma(vec4<f32>(t1_5), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c2_1);
-    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c3_0);
-    c3_0 = fma(vec4<f32>(t1_7), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c3_0);
-    c3_1 = fma(vec4<f32>(t0_7), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c3_1);
-    c3_1 = fma(vec4<f32>(t1_7), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c3_1);
-    c4_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c4_0);
-    c4_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c4_0);
-    c4_1 = fma(vec4<f32>(t0_9), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c4_1);
-    c4_1 = fma(vec4<f32>(t1_9), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c4_1);
-    c5_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c5_0);
-    c5_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c5_0);
-    c5_1 = fma(vec4<f32>(t0_11), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c5_1);
-    c5_1 = fma(vec4<f32>(t1_11), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c5_1);
-    c6_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c6_0);
-    c6_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c6_0);
-    c6_1 = fma(vec4<f32>(t0_13), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c6_1);
-    c6_1 = fma(vec4<f32>(t1_13), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c6_1);
-    c7_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c7_0);
-    c7_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c7_0);
-    c7_1 = fma(vec4<f32>(t0_15), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c7_1);
-    c7_1 = fma(vec4<f32>(t1_15), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c7_1);
+fn x1(v0: f32, o0: i32) -> f32 {
+  let t0: f32 = out1[o0];
+  let t1: f32 = 0.8999999761581421 * t0;
+  let t2: f32 = 0.10000000149011612 * v0;
+  let t3: f32 = t1 + t2;
+  return t3;
+}
+
+fn x2(v0: f32, v1: f32, o0: i32) -> f32 {
+  let t0: f32 = out2[o0];
+  let t1: f32 = 0.9990000128746033 * t0;
+  let t2: f32 = v0 * v0;
+  let t3: f32 = 0.0010000000474974513 * t2;
+  let t4: f32 = t1 + t3;
+  return t4;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
+  let t0: f32 = out3[o0];
+  let t1: f32 = in1[0i];
+  let t2: f32 = v1 / t1;
+  let t3: f32 = in2[0i];
+  let t4: f32 = v2 / t3;
+  let t5: f32 = sqrt(t4);
+  let t6: f32 = t5 + 9.99999993922529e-9;
+  let t7: f32 = t2 / t6;
+  let t8: f32 = 0.0010000000474974513 * t7;
+  let t9: f32 = t0 - t8;
+  return t9;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 10) { return; }
+  let o0: i32 = i;
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    acc = acc + body(o0, r0);
   }
-  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
-  for (var e = 0i; e < 64i; e++) {
-    let r = m0 + e / 8i;
-    let q = n0 + e % 8i;
-    if (r < 64i && q < 84i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
-    }
+   {
+    let at = i;
+    let v0 = fin(acc, o0);
+    out[at] = v0;
+    let v1 = x1(v0, o0);
+    out1[at] = v1;
+    let v2 = x2(v0, v1, o0);
+    out2[at] = v2;
+    let v3 = x3(v0, v1, v2, o0);
+    out3[at] = v3;
   }
 }

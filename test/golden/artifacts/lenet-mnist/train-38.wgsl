@@ -25,7 +25,7 @@ fn dst(mi: i32, ni: i32) -> i32 {
 
 @compute @workgroup_size(8, 8)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
+  let n0 = i32(gid.x) * 8i;
   let m0 = i32(gid.y) * 8i;
   if (n0 >= 84i || m0 >= 64i) { return; }
   let gz = i32(gid.z);
@@ -42,6 +42,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let nc1 = min(n0 + 1i, 83i);
   let nc2 = min(n0 + 2i, 83i);
   let nc3 = min(n0 + 3i, 83i);
+  let nc4 = min(n0 + 4i, 83i);
+  let nc5 = min(n0 + 5i, 83i);
+  let nc6 = min(n0 + 6i, 83i);
+  let nc7 = min(n0 + 7i, 83i);
   let h0: i32 = mr0 * 10i;
   let h1: i32 = mr1 * 10i;
   let h2: i32 = mr2 * 10i;
@@ -54,14 +58,26 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let h9: i32 = nc1 * 10i;
   let h10: i32 = nc2 * 10i;
   let h11: i32 = nc3 * 10i;
+  let h12: i32 = nc4 * 10i;
+  let h13: i32 = nc5 * 10i;
+  let h14: i32 = nc6 * 10i;
+  let h15: i32 = nc7 * 10i;
   var c0_0 = vec4<f32>(0.0);
+  var c0_1 = vec4<f32>(0.0);
   var c1_0 = vec4<f32>(0.0);
+  var c1_1 = vec4<f32>(0.0);
   var c2_0 = vec4<f32>(0.0);
+  var c2_1 = vec4<f32>(0.0);
   var c3_0 = vec4<f32>(0.0);
+  var c3_1 = vec4<f32>(0.0);
   var c4_0 = vec4<f32>(0.0);
+  var c4_1 = vec4<f32>(0.0);
   var c5_0 = vec4<f32>(0.0);
+  var c5_1 = vec4<f32>(0.0);
   var c6_0 = vec4<f32>(0.0);
+  var c6_1 = vec4<f32>(0.0);
   var c7_0 = vec4<f32>(0.0);
+  var c7_1 = vec4<f32>(0.0);
   for (var kb = 0i; kb < 10i; kb += 2i) {
     let ku0 = kb + 0i;
     let t0_0: i32 = ku0 + h0;
@@ -88,6 +104,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t0_21: f32 = in1[t0_20];
     let t0_22: i32 = ku0 + h11;
     let t0_23: f32 = in1[t0_22];
+    let t0_24: i32 = ku0 + h12;
+    let t0_25: f32 = in1[t0_24];
+    let t0_26: i32 = ku0 + h13;
+    let t0_27: f32 = in1[t0_26];
+    let t0_28: i32 = ku0 + h14;
+    let t0_29: f32 = in1[t0_28];
+    let t0_30: i32 = ku0 + h15;
+    let t0_31: f32 = in1[t0_30];
     let ku1 = kb + 1i;
     let t1_0: i32 = ku1 + h0;
     let t1_1: f32 = in0[t1_0];
@@ -113,27 +137,51 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t1_21: f32 = in1[t1_20];
     let t1_22: i32 = ku1 + h11;
     let t1_23: f32 = in1[t1_22];
+    let t1_24: i32 = ku1 + h12;
+    let t1_25: f32 = in1[t1_24];
+    let t1_26: i32 = ku1 + h13;
+    let t1_27: f32 = in1[t1_26];
+    let t1_28: i32 = ku1 + h14;
+    let t1_29: f32 = in1[t1_28];
+    let t1_30: i32 = ku1 + h15;
+    let t1_31: f32 = in1[t1_30];
     c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c0_0);
     c0_0 = fma(vec4<f32>(t1_1), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c0_0);
+    c0_1 = fma(vec4<f32>(t0_1), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c0_1);
+    c0_1 = fma(vec4<f32>(t1_1), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c0_1);
     c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c1_0);
     c1_0 = fma(vec4<f32>(t1_3), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c1_0);
+    c1_1 = fma(vec4<f32>(t0_3), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c1_1);
+    c1_1 = fma(vec4<f32>(t1_3), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c1_1);
     c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c2_0);
     c2_0 = fma(vec4<f32>(t1_5), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c2_0);
+    c2_1 = fma(vec4<f32>(t0_5), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c2_1);
+    c2_1 = fma(vec4<f32>(t1_5), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c2_1);
     c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c3_0);
     c3_0 = fma(vec4<f32>(t1_7), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c3_0);
+    c3_1 = fma(vec4<f32>(t0_7), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c3_1);
+    c3_1 = fma(vec4<f32>(t1_7), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c3_1);
     c4_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c4_0);
     c4_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c4_0);
+    c4_1 = fma(vec4<f32>(t0_9), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c4_1);
+    c4_1 = fma(vec4<f32>(t1_9), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c4_1);
     c5_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c5_0);
     c5_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c5_0);
+    c5_1 = fma(vec4<f32>(t0_11), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c5_1);
+    c5_1 = fma(vec4<f32>(t1_11), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c5_1);
     c6_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c6_0);
     c6_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c6_0);
+    c6_1 = fma(vec4<f32>(t0_13), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c6_1);
+    c6_1 = fma(vec4<f32>(t1_13), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c6_1);
     c7_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c7_0);
     c7_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c7_0);
+    c7_1 = fma(vec4<f32>(t0_15), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c7_1);
+    c7_1 = fma(vec4<f32>(t1_15), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c7_1);
   }
-  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
-  for (var e = 0i; e < 32i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
+  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
+  for (var e = 0i; e < 64i; e++) {
+    let r = m0 + e / 8i;
+    let q = n0 + e % 8i;
     if (r < 64i && q < 84i) {
       out[dst(r, q)] = fin(cc[e], r, q);
     }

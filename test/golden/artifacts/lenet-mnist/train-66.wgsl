@@ -19,7 +19,7 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t9: f32 = select(0.0, t6, t8);
   let t10: f32 = in0[t5];
   let t11: bool = t10 != 0.0;
-  let t12: f32 = select(t9, 0.0, t11);
+  let t12: f32 = select(0.0, t9, t11);
   return t12;
 }
 

@@ -4,110 +4,179 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 150i;
-  let t1: i32 = ni / 25i;
-  let t2: i32 = t1 * 25i;
-  let t3: i32 = ni / 5i;
-  let t4: i32 = t3 % 5i;
-  let t5: i32 = t4 * 5i;
-  let t6: i32 = ni % 5i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = t2 + t7;
-  let t9: i32 = t0 + t8;
-  return t9;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 150i;
-  let t1: i32 = ni / 25i;
-  let t2: i32 = t1 * 25i;
-  let t3: i32 = ni / 5i;
-  let t4: i32 = t3 % 5i;
-  let t5: i32 = t4 * 5i;
-  let t6: i32 = t2 + t5;
-  let t7: i32 = ni % 5i;
-  let t8: i32 = t6 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = out1[t9];
-  let t11: f32 = 0.8999999761581421 * t10;
-  let t12: f32 = 0.10000000149011612 * v0;
-  let t13: f32 = t11 + t12;
-  return t13;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 150i;
-  let t1: i32 = ni / 25i;
-  let t2: i32 = t1 * 25i;
-  let t3: i32 = ni / 5i;
-  let t4: i32 = t3 % 5i;
-  let t5: i32 = t4 * 5i;
-  let t6: i32 = t2 + t5;
-  let t7: i32 = ni % 5i;
-  let t8: i32 = t6 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = out2[t9];
-  let t11: f32 = 0.9990000128746033 * t10;
-  let t12: f32 = v0 * v0;
-  let t13: f32 = 0.0010000000474974513 * t12;
-  let t14: f32 = t11 + t13;
-  return t14;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 150i;
-  let t1: i32 = ni / 25i;
-  let t2: i32 = t1 * 25i;
-  let t3: i32 = ni / 5i;
-  let t4: i32 = t3 % 5i;
-  let t5: i32 = t4 * 5i;
-  let t6: i32 = t2 + t5;
-  let t7: i32 = ni % 5i;
-  let t8: i32 = t6 + t7;
-  let t9: i32 = t0 + t8;
-  let t10: f32 = out3[t9];
-  let t11: f32 = in0[0i];
-  let t12: f32 = v1 / t11;
-  let t13: f32 = in1[0i];
-  let t14: f32 = v2 / t13;
-  let t15: f32 = sqrt(t14);
-  let t16: f32 = t15 + 9.99999993922529e-9;
-  let t17: f32 = t12 / t16;
-  let t18: f32 = 0.0010000000474974513 * t17;
-  let t19: f32 = t10 - t18;
-  return t19;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let e = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (e >= 2400i) { return; }
-  let bz = e / 2400i;
-  let mi = (e / 150i) % 16i;
-  let ni = e % 150i;
-  var acc: f32 = 0.0;
-  for (var s = 0i; s < 25i; s++) {
-    acc = acc + in2[(bz * 25i + s) * 2400i + e % 2400i];
+@compute @workgroup_size(8, 2)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 8i;
+  if (n0 >= 150i || m0 >= 16i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz / 25i;
+  let ks = gz % 25i;
+  let mr0 = min(m0 + 0i, 15i);
+  let mr1 = min(m0 + 1i, 15i);
+  let mr2 = min(m0 + 2i, 15i);
+  let mr3 = min(m0 + 3i, 15i);
+  let mr4 = min(m0 + 4i, 15i);
+  let mr5 = min(m0 + 5i, 15i);
+  let mr6 = min(m0 + 6i, 15i);
+  let mr7 = min(m0 + 7i, 15i);
+  let nc0 = min(n0 + 0i, 149i);
+  let nc1 = min(n0 + 1i, 149i);
+  let nc2 = min(n0 + 2i, 149i);
+  let nc3 = min(n0 + 3i, 149i);
+  let h0: i32 = mr0 * 100i;
+  let h1: i32 = mr1 * 100i;
+  let h2: i32 = mr2 * 100i;
+  let h3: i32 = mr3 * 100i;
+  let h4: i32 = mr4 * 100i;
+  let h5: i32 = mr5 * 100i;
+  let h6: i32 = mr6 * 100i;
+  let h7: i32 = mr7 * 100i;
+  let h8: i32 = nc0 / 25i;
+  let h9: i32 = h8 * 196i;
+  let h10: i32 = nc0 / 5i;
+  let h11: i32 = h10 % 5i;
+  let h12: i32 = h11 * 14i;
+  let h13: i32 = h9 + h12;
+  let h14: i32 = nc0 % 5i;
+  let h15: i32 = h13 + h14;
+  let h16: i32 = nc1 / 25i;
+  let h17: i32 = h16 * 196i;
+  let h18: i32 = nc1 / 5i;
+  let h19: i32 = h18 % 5i;
+  let h20: i32 = h19 * 14i;
+  let h21: i32 = h17 + h20;
+  let h22: i32 = nc1 % 5i;
+  let h23: i32 = h21 + h22;
+  let h24: i32 = nc2 / 25i;
+  let h25: i32 = h24 * 196i;
+  let h26: i32 = nc2 / 5i;
+  let h27: i32 = h26 % 5i;
+  let h28: i32 = h27 * 14i;
+  let h29: i32 = h25 + h28;
+  let h30: i32 = nc2 % 5i;
+  let h31: i32 = h29 + h30;
+  let h32: i32 = nc3 / 25i;
+  let h33: i32 = h32 * 196i;
+  let h34: i32 = nc3 / 5i;
+  let h35: i32 = h34 % 5i;
+  let h36: i32 = h35 * 14i;
+  let h37: i32 = h33 + h36;
+  let h38: i32 = nc3 % 5i;
+  let h39: i32 = h37 + h38;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  var c4_0 = vec4<f32>(0.0);
+  var c5_0 = vec4<f32>(0.0);
+  var c6_0 = vec4<f32>(0.0);
+  var c7_0 = vec4<f32>(0.0);
+  let kbeg = ks * 260i;
+  let kend = min(kbeg + 260i, 6400i);
+  let kmain = kend - (kend - kbeg) % 2i;
+  for (var kb = kbeg; kb < kmain; kb += 2i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 100i;
+    let t0_1: i32 = t0_0 * 1600i;
+    let t0_2: i32 = ku0 / 10i;
+    let t0_3: i32 = t0_2 % 10i;
+    let t0_4: i32 = t0_3 * 10i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 10i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_7 + h1;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = t0_7 + h2;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = t0_7 + h3;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = t0_7 + h4;
+    let t0_17: f32 = in0[t0_16];
+    let t0_18: i32 = t0_7 + h5;
+    let t0_19: f32 = in0[t0_18];
+    let t0_20: i32 = t0_7 + h6;
+    let t0_21: f32 = in0[t0_20];
+    let t0_22: i32 = t0_7 + h7;
+    let t0_23: f32 = in0[t0_22];
+    let t0_24: i32 = t0_0 * 1176i;
+    let t0_25: i32 = t0_3 * 14i;
+    let t0_26: i32 = t0_24 + t0_25;
+    let t0_27: i32 = t0_26 + t0_6;
+    let t0_28: i32 = t0_27 + h15;
+    let t0_29: f32 = in1[t0_28];
+    let t0_30: i32 = t0_27 + h23;
+    let t0_31: f32 = in1[t0_30];
+    let t0_32: i32 = t0_27 + h31;
+    let t0_33: f32 = in1[t0_32];
+    let t0_34: i32 = t0_27 + h39;
+    let t0_35: f32 = in1[t0_34];
+    let ku1 = kb + 1i;
+    let t1_0: i32 = ku1 / 100i;
+    let t1_1: i32 = t1_0 * 1600i;
+    let t1_2: i32 = ku1 / 10i;
+    let t1_3: i32 = t1_2 % 10i;
+    let t1_4: i32 = t1_3 * 10i;
+    let t1_5: i32 = t1_1 + t1_4;
+    let t1_6: i32 = ku1 % 10i;
+    let t1_7: i32 = t1_5 + t1_6;
+    let t1_8: i32 = t1_7 + h0;
+    let t1_9: f32 = in0[t1_8];
+    let t1_10: i32 = t1_7 + h1;
+    let t1_11: f32 = in0[t1_10];
+    let t1_12: i32 = t1_7 + h2;
+    let t1_13: f32 = in0[t1_12];
+    let t1_14: i32 = t1_7 + h3;
+    let t1_15: f32 = in0[t1_14];
+    let t1_16: i32 = t1_7 + h4;
+    let t1_17: f32 = in0[t1_16];
+    let t1_18: i32 = t1_7 + h5;
+    let t1_19: f32 = in0[t1_18];
+    let t1_20: i32 = t1_7 + h6;
+    let t1_21: f32 = in0[t1_20];
+    let t1_22: i32 = t1_7 + h7;
+    let t1_23: f32 = in0[t1_22];
+    let t1_24: i32 = t1_0 * 1176i;
+    let t1_25: i32 = t1_3 * 14i;
+    let t1_26: i32 = t1_24 + t1_25;
+    let t1_27: i32 = t1_26 + t1_6;
+    let t1_28: i32 = t1_27 + h15;
+    let t1_29: f32 = in1[t1_28];
+    let t1_30: i32 = t1_27 + h23;
+    let t1_31: f32 = in1[t1_30];
+    let t1_32: i32 = t1_27 + h31;
+    let t1_33: f32 = in1[t1_32];
+    let t1_34: i32 = t1_27 + h39;
+    let t1_35: f32 = in1[t1_34];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c0_0);
+    c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c1_0);
+    c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c2_0);
+    c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c3_0);
+    c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c3_0);
+    c4_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c4_0);
+    c4_0 = fma(vec4<f32>(t1_17), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c4_0);
+    c5_0 = fma(vec4<f32>(t0_19), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c5_0);
+    c5_0 = fma(vec4<f32>(t1_19), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c5_0);
+    c6_0 = fma(vec4<f32>(t0_21), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c6_0);
+    c6_0 = fma(vec4<f32>(t1_21), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c6_0);
+    c7_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_29, t0_31, t0_33, t0_35), c7_0);
+    c7_0 = fma(vec4<f32>(t1_23), vec4<f32>(t1_29, t1_31, t1_33, t1_35), c7_0);
   }
-   {
-    let at = dst(mi, ni);
-    let v0 = fin(acc, mi, ni);
-    out[at] = v0;
-    let v1 = x1(v0, mi, ni);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, mi, ni);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, mi, ni);
-    out3[at] = v3;
+  var cc = array<f32, 32>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w);
+  for (var e = 0i; e < 32i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 16i && q < 150i) {
+      out[(gz * 16i + r) * 150i + q] = cc[e];
+    }
   }
 }

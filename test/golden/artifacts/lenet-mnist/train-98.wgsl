@@ -3,116 +3,111 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out1: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out2: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 56i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: f32 = in0[t6];
-  let t8: i32 = t0 + 1i;
-  let t9: i32 = t8 + t1;
-  let t10: i32 = t9 + t3;
-  let t11: i32 = t10 + t5;
-  let t12: f32 = in0[t11];
-  let t13: bool = t7 >= t12;
-  let t14: f32 = select(0.0, 1.0, t13);
-  return t14;
-}
 
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1176i;
-  let t1: i32 = o1 * 196i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 14i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(0.0, t6, t7);
-  return t8;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1176i;
-  let t1: i32 = o1 * 196i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 14i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(t6, 0.0, t7);
-  return t8;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 75264) { return; }
-  let i0 = i + 0i;
-  let l0ot0_0: i32 = i0 / 1176i;
-  let l0o0: i32 = l0ot0_0;
-  let l0ot1_0: i32 = i0 / 196i;
-  let l0ot1_1: i32 = l0ot1_0 % 6i;
-  let l0o1: i32 = l0ot1_1;
-  let l0ot2_0: i32 = i0 / 14i;
-  let l0ot2_1: i32 = l0ot2_0 % 14i;
-  let l0o2: i32 = l0ot2_1;
-  let l0ot3_0: i32 = i0 % 14i;
-  let l0o3: i32 = l0ot3_0;
-  let i1 = i + 1i;
-  let l1ot0_0: i32 = i1 / 1176i;
-  let l1o0: i32 = l1ot0_0;
-  let l1ot1_0: i32 = i1 / 196i;
-  let l1ot1_1: i32 = l1ot1_0 % 6i;
-  let l1o1: i32 = l1ot1_1;
-  let l1ot2_0: i32 = i1 / 14i;
-  let l1ot2_1: i32 = l1ot2_0 % 14i;
-  let l1o2: i32 = l1ot2_1;
-  let l1ot3_0: i32 = i1 % 14i;
-  let l1o3: i32 = l1ot3_0;
-  let i2 = i + 2i;
-  let l2ot0_0: i32 = i2 / 1176i;
-  let l2o0: i32 = l2ot0_0;
-  let l2ot1_0: i32 = i2 / 196i;
-  let l2ot1_1: i32 = l2ot1_0 % 6i;
-  let l2o1: i32 = l2ot1_1;
-  let l2ot2_0: i32 = i2 / 14i;
-  let l2ot2_1: i32 = l2ot2_0 % 14i;
-  let l2o2: i32 = l2ot2_1;
-  let l2ot3_0: i32 = i2 % 14i;
-  let l2o3: i32 = l2ot3_0;
-  let i3 = i + 3i;
-  let l3ot0_0: i32 = i3 / 1176i;
-  let l3o0: i32 = l3ot0_0;
-  let l3ot1_0: i32 = i3 / 196i;
-  let l3ot1_1: i32 = l3ot1_0 % 6i;
-  let l3o1: i32 = l3ot1_1;
-  let l3ot2_0: i32 = i3 / 14i;
-  let l3ot2_1: i32 = l3ot2_0 % 14i;
-  let l3o2: i32 = l3ot2_1;
-  let l3ot3_0: i32 = i3 % 14i;
-  let l3o3: i32 = l3ot3_0;
-  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
-  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
-  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
-  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
-  let v1_0 = x1(v0_0, l0o0, l0o1, l0o2, l0o3);
-  let v1_1 = x1(v0_1, l1o0, l1o1, l1o2, l1o3);
-  let v1_2 = x1(v0_2, l2o0, l2o1, l2o2, l2o3);
-  let v1_3 = x1(v0_3, l3o0, l3o1, l3o2, l3o3);
-  let v2_0 = x2(v0_0, v1_0, l0o0, l0o1, l0o2, l0o3);
-  let v2_1 = x2(v0_1, v1_1, l1o0, l1o1, l1o2, l1o3);
-  let v2_2 = x2(v0_2, v1_2, l2o0, l2o1, l2o2, l2o3);
-  let v2_3 = x2(v0_3, v1_3, l3o0, l3o1, l3o2, l3o3);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
-  out1[i / 4i] = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
-  out2[i / 4i] = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
+@compute @workgroup_size(8, 4)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 150i || m0 >= 16i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz / 25i;
+  let ks = gz % 25i;
+  let mr0 = min(m0 + 0i, 15i);
+  let mr1 = min(m0 + 1i, 15i);
+  let mr2 = min(m0 + 2i, 15i);
+  let mr3 = min(m0 + 3i, 15i);
+  let nc0 = min(n0 + 0i, 149i);
+  let nc1 = min(n0 + 1i, 149i);
+  let nc2 = min(n0 + 2i, 149i);
+  let nc3 = min(n0 + 3i, 149i);
+  let h0: i32 = mr0 * 100i;
+  let h1: i32 = mr1 * 100i;
+  let h2: i32 = mr2 * 100i;
+  let h3: i32 = mr3 * 100i;
+  let h4: i32 = nc0 / 25i;
+  let h5: i32 = h4 * 196i;
+  let h6: i32 = nc0 / 5i;
+  let h7: i32 = h6 % 5i;
+  let h8: i32 = h7 * 14i;
+  let h9: i32 = h5 + h8;
+  let h10: i32 = nc0 % 5i;
+  let h11: i32 = h9 + h10;
+  let h12: i32 = nc1 / 25i;
+  let h13: i32 = h12 * 196i;
+  let h14: i32 = nc1 / 5i;
+  let h15: i32 = h14 % 5i;
+  let h16: i32 = h15 * 14i;
+  let h17: i32 = h13 + h16;
+  let h18: i32 = nc1 % 5i;
+  let h19: i32 = h17 + h18;
+  let h20: i32 = nc2 / 25i;
+  let h21: i32 = h20 * 196i;
+  let h22: i32 = nc2 / 5i;
+  let h23: i32 = h22 % 5i;
+  let h24: i32 = h23 * 14i;
+  let h25: i32 = h21 + h24;
+  let h26: i32 = nc2 % 5i;
+  let h27: i32 = h25 + h26;
+  let h28: i32 = nc3 / 25i;
+  let h29: i32 = h28 * 196i;
+  let h30: i32 = nc3 / 5i;
+  let h31: i32 = h30 % 5i;
+  let h32: i32 = h31 * 14i;
+  let h33: i32 = h29 + h32;
+  let h34: i32 = nc3 % 5i;
+  let h35: i32 = h33 + h34;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  let kbeg = ks * 260i;
+  let kend = min(kbeg + 260i, 6400i);
+  let kmain = kend - (kend - kbeg) % 1i;
+  for (var kb = kbeg; kb < kmain; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 / 100i;
+    let t0_1: i32 = t0_0 * 1600i;
+    let t0_2: i32 = ku0 / 10i;
+    let t0_3: i32 = t0_2 % 10i;
+    let t0_4: i32 = t0_3 * 10i;
+    let t0_5: i32 = t0_1 + t0_4;
+    let t0_6: i32 = ku0 % 10i;
+    let t0_7: i32 = t0_5 + t0_6;
+    let t0_8: i32 = t0_7 + h0;
+    let t0_9: f32 = in0[t0_8];
+    let t0_10: i32 = t0_7 + h1;
+    let t0_11: f32 = in0[t0_10];
+    let t0_12: i32 = t0_7 + h2;
+    let t0_13: f32 = in0[t0_12];
+    let t0_14: i32 = t0_7 + h3;
+    let t0_15: f32 = in0[t0_14];
+    let t0_16: i32 = t0_0 * 1176i;
+    let t0_17: i32 = t0_3 * 14i;
+    let t0_18: i32 = t0_16 + t0_17;
+    let t0_19: i32 = t0_18 + t0_6;
+    let t0_20: i32 = t0_19 + h11;
+    let t0_21: f32 = in1[t0_20];
+    let t0_22: i32 = t0_19 + h19;
+    let t0_23: f32 = in1[t0_22];
+    let t0_24: i32 = t0_19 + h27;
+    let t0_25: f32 = in1[t0_24];
+    let t0_26: i32 = t0_19 + h35;
+    let t0_27: f32 = in1[t0_26];
+    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c0_0);
+    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c1_0);
+    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c2_0);
+    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_21, t0_23, t0_25, t0_27), c3_0);
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 16i && q < 150i) {
+      out[(gz * 16i + r) * 150i + q] = cc[e];
+    }
+  }
 }
