@@ -126,6 +126,19 @@ const cases: { name: string; g: Graph; tol?: number }[] = [
     })(),
   },
   {
+    // Max-pool gradients: maps of padded, strided reads whose parity row4fold folds per lane
+    // (2x2 stride 2 over rows of 8; 3x3 stride 2 padded over rows of 12).
+    name: 'the gradients of max pools: 2x2 stride 2 over [2,3,8,8], 3x3 stride 2 padding 1 over [2,2,12,12]', tol: 1e-5,
+    g: (() => {
+      const b = new GraphBuilder();
+      const p1 = b.maxPool2d(b.relu(b.param('x', [2, 3, 8, 8])), { kernel: [2, 2], stride: [2, 2] });
+      const p2 = b.maxPool2d(b.param('z', [2, 2, 12, 12]), { kernel: [3, 3], stride: [2, 2], padding: [1, 1] });
+      const loss = b.add_(b.reduceSum(b.mul(p1, b.input('r1', [2, 3, 4, 4]))), b.reduceSum(b.mul(p2, b.input('r2', [2, 2, 6, 6]))));
+      b.output('loss', loss);
+      return simplify(grad(b.build(), { loss: 'loss' }).graph);
+    })(),
+  },
+  {
     // Window variants: a convolution's input and filter gradients (stride 1, padded: rows aligned
     // to image rows of 8, taps of 5; the filter gradient's K of 1024 split) and a strided one.
     name: 'the gradients of convolutions: 5x5 padded over [16,2,8,8] (split K), 3x3 stride 2 over [2,4,9,9]', tol: 1e-4,

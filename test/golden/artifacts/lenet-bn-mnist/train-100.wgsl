@@ -2,38 +2,128 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 100i;
-  let t1: i32 = r0 * 1600i;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 400i;
+  let t1: i32 = o1 * 25i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
-}
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
+  let t3: i32 = o2 - 1i;
+  let t4: i32 = t3 / 2i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = o3 - 1i;
+  let t8: i32 = t7 / 2i;
+  let t9: i32 = t6 + t8;
+  let t10: f32 = in1[t9];
+  let t11: bool = bitcast<u32>(t3) < bitcast<u32>(9i);
+  let t12: i32 = t3 % 2i;
+  let t13: bool = t12 == 0i;
+  let t14: bool = t11 && t13;
+  let t15: bool = bitcast<u32>(t7) < bitcast<u32>(9i);
+  let t16: bool = t14 && t15;
+  let t17: i32 = t7 % 2i;
+  let t18: bool = t17 == 0i;
+  let t19: bool = t16 && t18;
+  let t20: f32 = select(0.0, t10, t19);
+  let t21: i32 = o3 / 2i;
+  let t22: i32 = t6 + t21;
+  let t23: f32 = in2[t22];
+  let t24: bool = bitcast<u32>(o3) < bitcast<u32>(9i);
+  let t25: bool = t14 && t24;
+  let t26: i32 = o3 % 2i;
+  let t27: bool = t26 == 0i;
+  let t28: bool = t25 && t27;
+  let t29: f32 = select(0.0, t23, t28);
+  let t30: f32 = t20 + t29;
+  let t31: i32 = o2 / 2i;
+  let t32: i32 = t31 * 5i;
+  let t33: i32 = t2 + t32;
+  let t34: i32 = t33 + t8;
+  let t35: f32 = in3[t34];
+  let t36: bool = bitcast<u32>(o2) < bitcast<u32>(9i);
+  let t37: i32 = o2 % 2i;
+  let t38: bool = t37 == 0i;
+  let t39: bool = t36 && t38;
+  let t40: bool = t39 && t15;
+  let t41: bool = t40 && t18;
+  let t42: f32 = select(0.0, t35, t41);
+  let t43: f32 = t30 + t42;
+  let t44: i32 = t33 + t21;
+  let t45: f32 = in4[t44];
+  let t46: bool = t39 && t24;
+  let t47: bool = t46 && t27;
+  let t48: f32 = select(0.0, t45, t47);
+  let t49: f32 = t43 + t48;
+  let t50: i32 = o0 * 1600i;
+  let t51: i32 = o1 * 100i;
+  let t52: i32 = t50 + t51;
+  let t53: i32 = o2 * 10i;
+  let t54: i32 = t52 + t53;
+  let t55: i32 = t54 + o3;
+  let t56: f32 = in0[t55];
+  let t57: bool = t56 > 0.0;
+  let t58: f32 = select(0.0, 1.0, t57);
+  let t59: bool = t58 != 0.0;
+  let t60: f32 = select(0.0, t49, t59);
+  return t60;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 16) { return; }
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 10i; r1++) {
-      for (var r2 = 0i; r2 < 10i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
-    }
-  }
-  out[i] = fin(acc, o0, o1, o2, o3);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  if (i >= 102400) { return; }
+  let i0 = i + 0i;
+  let l0ot0_0: i32 = i0 / 1600i;
+  let l0o0: i32 = l0ot0_0;
+  let l0ot1_0: i32 = i0 / 100i;
+  let l0ot1_1: i32 = l0ot1_0 % 16i;
+  let l0o1: i32 = l0ot1_1;
+  let l0ot2_0: i32 = i0 / 10i;
+  let l0ot2_1: i32 = l0ot2_0 % 10i;
+  let l0o2: i32 = l0ot2_1;
+  let l0ot3_0: i32 = i0 % 10i;
+  let l0o3: i32 = l0ot3_0;
+  let i1 = i + 1i;
+  let l1ot0_0: i32 = i1 / 1600i;
+  let l1o0: i32 = l1ot0_0;
+  let l1ot1_0: i32 = i1 / 100i;
+  let l1ot1_1: i32 = l1ot1_0 % 16i;
+  let l1o1: i32 = l1ot1_1;
+  let l1ot2_0: i32 = i1 / 10i;
+  let l1ot2_1: i32 = l1ot2_0 % 10i;
+  let l1o2: i32 = l1ot2_1;
+  let l1ot3_0: i32 = i1 % 10i;
+  let l1o3: i32 = l1ot3_0;
+  let i2 = i + 2i;
+  let l2ot0_0: i32 = i2 / 1600i;
+  let l2o0: i32 = l2ot0_0;
+  let l2ot1_0: i32 = i2 / 100i;
+  let l2ot1_1: i32 = l2ot1_0 % 16i;
+  let l2o1: i32 = l2ot1_1;
+  let l2ot2_0: i32 = i2 / 10i;
+  let l2ot2_1: i32 = l2ot2_0 % 10i;
+  let l2o2: i32 = l2ot2_1;
+  let l2ot3_0: i32 = i2 % 10i;
+  let l2o3: i32 = l2ot3_0;
+  let i3 = i + 3i;
+  let l3ot0_0: i32 = i3 / 1600i;
+  let l3o0: i32 = l3ot0_0;
+  let l3ot1_0: i32 = i3 / 100i;
+  let l3ot1_1: i32 = l3ot1_0 % 16i;
+  let l3o1: i32 = l3ot1_1;
+  let l3ot2_0: i32 = i3 / 10i;
+  let l3ot2_1: i32 = l3ot2_0 % 10i;
+  let l3o2: i32 = l3ot2_1;
+  let l3ot3_0: i32 = i3 % 10i;
+  let l3o3: i32 = l3ot3_0;
+  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
+  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
+  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
+  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

@@ -5,83 +5,44 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> in5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 100i;
+  let t1: i32 = r0 * 1600i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 10i;
+  let t3: i32 = r1 * 10i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
+  let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 * t7;
-  let t9: f32 = in2[o1];
-  let t10: f32 = t8 * t9;
-  let t11: f32 = in3[o1];
-  let t12: f32 = in4[t5];
-  let t13: f32 = in5[o1];
-  let t14: f32 = t12 - t13;
-  let t15: f32 = t11 * t14;
-  let t16: f32 = t10 + t15;
-  let t17: f32 = t16 + t15;
-  return t17;
+  let t7: f32 = in1[t5];
+  let t8: f32 = in2[o1];
+  let t9: f32 = t7 - t8;
+  let t10: f32 = in3[o1];
+  let t11: f32 = t9 * t10;
+  let t12: f32 = t6 * t11;
+  return t12;
+}
+
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  return acc;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 102400) { return; }
-  let i0 = i + 0i;
-  let l0ot0_0: i32 = i0 / 1600i;
-  let l0o0: i32 = l0ot0_0;
-  let l0ot1_0: i32 = i0 / 100i;
-  let l0ot1_1: i32 = l0ot1_0 % 16i;
-  let l0o1: i32 = l0ot1_1;
-  let l0ot2_0: i32 = i0 / 10i;
-  let l0ot2_1: i32 = l0ot2_0 % 10i;
-  let l0o2: i32 = l0ot2_1;
-  let l0ot3_0: i32 = i0 % 10i;
-  let l0o3: i32 = l0ot3_0;
-  let i1 = i + 1i;
-  let l1ot0_0: i32 = i1 / 1600i;
-  let l1o0: i32 = l1ot0_0;
-  let l1ot1_0: i32 = i1 / 100i;
-  let l1ot1_1: i32 = l1ot1_0 % 16i;
-  let l1o1: i32 = l1ot1_1;
-  let l1ot2_0: i32 = i1 / 10i;
-  let l1ot2_1: i32 = l1ot2_0 % 10i;
-  let l1o2: i32 = l1ot2_1;
-  let l1ot3_0: i32 = i1 % 10i;
-  let l1o3: i32 = l1ot3_0;
-  let i2 = i + 2i;
-  let l2ot0_0: i32 = i2 / 1600i;
-  let l2o0: i32 = l2ot0_0;
-  let l2ot1_0: i32 = i2 / 100i;
-  let l2ot1_1: i32 = l2ot1_0 % 16i;
-  let l2o1: i32 = l2ot1_1;
-  let l2ot2_0: i32 = i2 / 10i;
-  let l2ot2_1: i32 = l2ot2_0 % 10i;
-  let l2o2: i32 = l2ot2_1;
-  let l2ot3_0: i32 = i2 % 10i;
-  let l2o3: i32 = l2ot3_0;
-  let i3 = i + 3i;
-  let l3ot0_0: i32 = i3 / 1600i;
-  let l3o0: i32 = l3ot0_0;
-  let l3ot1_0: i32 = i3 / 100i;
-  let l3ot1_1: i32 = l3ot1_0 % 16i;
-  let l3o1: i32 = l3ot1_1;
-  let l3ot2_0: i32 = i3 / 10i;
-  let l3ot2_1: i32 = l3ot2_0 % 10i;
-  let l3o2: i32 = l3ot2_1;
-  let l3ot3_0: i32 = i3 % 10i;
-  let l3o3: i32 = l3ot3_0;
-  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
-  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
-  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
-  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 16) { return; }
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    for (var r1 = 0i; r1 < 10i; r1++) {
+      for (var r2 = 0i; r2 < 10i; r2++) {
+        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+      }
+    }
+  }
+  out[i] = fin(acc, o0, o1, o2, o3);
 }

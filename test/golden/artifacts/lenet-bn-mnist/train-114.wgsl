@@ -2,47 +2,25 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32) -> f32 {
-  let t0: f32 = out[o0];
-  let t1: f32 = 0.9990000128746033 * t0;
+  let t0: f32 = out[o0 >> 2u][o0 & 3i];
+  let t1: f32 = 0.8999999761581421 * t0;
   let t2: f32 = in0[o0];
-  let t3: f32 = t2 * t2;
-  let t4: f32 = 0.0010000000474974513 * t3;
-  let t5: f32 = t1 + t4;
-  return t5;
-}
-
-fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = out1[o0];
-  let t1: f32 = in1[o0];
-  let t2: f32 = in2[0i];
-  let t3: f32 = t1 / t2;
-  let t4: f32 = in3[0i];
-  let t5: f32 = v0 / t4;
-  let t6: f32 = sqrt(t5);
-  let t7: f32 = t6 + 9.99999993922529e-9;
-  let t8: f32 = t3 / t7;
-  let t9: f32 = 0.0010000000474974513 * t8;
-  let t10: f32 = t0 - t9;
-  return t10;
+  let t3: f32 = 0.10000000149011612 * t2;
+  let t4: f32 = t1 + t3;
+  return t4;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 16) { return; }
   let o0: i32 = i;
-   {
-    let at = i;
-    let v0 = value(o0);
-    out[at] = v0;
-    let v1 = x1(v0, o0);
-    out1[at] = v1;
-  }
+  let v0_0 = value(o0);
+  let v0_1 = value(o0 + 1i);
+  let v0_2 = value(o0 + 2i);
+  let v0_3 = value(o0 + 3i);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

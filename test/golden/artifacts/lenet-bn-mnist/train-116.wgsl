@@ -2,255 +2,42 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  return t1;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out1[t1];
-  let t3: f32 = 0.8999999761581421 * t2;
-  let t4: f32 = 0.10000000149011612 * v0;
-  let t5: f32 = t3 + t4;
-  return t5;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out2[t1];
-  let t3: f32 = 0.9990000128746033 * t2;
-  let t4: f32 = v0 * v0;
-  let t5: f32 = 0.0010000000474974513 * t4;
-  let t6: f32 = t3 + t5;
-  return t6;
-}
-
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 120i || m0 >= 400i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 399i);
-  let mr1 = min(m0 + 1i, 399i);
-  let mr2 = min(m0 + 2i, 399i);
-  let mr3 = min(m0 + 3i, 399i);
-  let nc0 = min(n0 + 0i, 119i);
-  let nc1 = min(n0 + 1i, 119i);
-  let nc2 = min(n0 + 2i, 119i);
-  let nc3 = min(n0 + 3i, 119i);
-  let ng0 = min(n0 + 0i, 116i);
-  let h0: i32 = mr0 / 25i;
-  let h1: i32 = h0 * 25i;
-  let h2: i32 = mr0 / 5i;
-  let h3: i32 = h2 % 5i;
-  let h4: i32 = h3 * 5i;
-  let h5: i32 = h1 + h4;
-  let h6: i32 = mr0 % 5i;
-  let h7: i32 = h5 + h6;
-  let h8: i32 = h0 * 100i;
-  let h9: i32 = h3 * 20i;
-  let h10: i32 = h8 + h9;
-  let h11: i32 = h6 * 2i;
-  let h12: i32 = h10 + h11;
-  let h13: i32 = mr1 / 25i;
-  let h14: i32 = h13 * 25i;
-  let h15: i32 = mr1 / 5i;
-  let h16: i32 = h15 % 5i;
-  let h17: i32 = h16 * 5i;
-  let h18: i32 = h14 + h17;
-  let h19: i32 = mr1 % 5i;
-  let h20: i32 = h18 + h19;
-  let h21: i32 = h13 * 100i;
-  let h22: i32 = h16 * 20i;
-  let h23: i32 = h21 + h22;
-  let h24: i32 = h19 * 2i;
-  let h25: i32 = h23 + h24;
-  let h26: i32 = mr2 / 25i;
-  let h27: i32 = h26 * 25i;
-  let h28: i32 = mr2 / 5i;
-  let h29: i32 = h28 % 5i;
-  let h30: i32 = h29 * 5i;
-  let h31: i32 = h27 + h30;
-  let h32: i32 = mr2 % 5i;
-  let h33: i32 = h31 + h32;
-  let h34: i32 = h26 * 100i;
-  let h35: i32 = h29 * 20i;
-  let h36: i32 = h34 + h35;
-  let h37: i32 = h32 * 2i;
-  let h38: i32 = h36 + h37;
-  let h39: i32 = mr3 / 25i;
-  let h40: i32 = h39 * 25i;
-  let h41: i32 = mr3 / 5i;
-  let h42: i32 = h41 % 5i;
-  let h43: i32 = h42 * 5i;
-  let h44: i32 = h40 + h43;
-  let h45: i32 = mr3 % 5i;
-  let h46: i32 = h44 + h45;
-  let h47: i32 = h39 * 100i;
-  let h48: i32 = h42 * 20i;
-  let h49: i32 = h47 + h48;
-  let h50: i32 = h45 * 2i;
-  let h51: i32 = h49 + h50;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 64i; kb += 4i) {
-    let ku0 = kb + 0i;
-    let ku1 = kb + 1i;
-    let ku2 = kb + 2i;
-    let ku3 = kb + 3i;
-    let tv_0: i32 = ku0 * 400i;
-    let tv_1: i32 = tv_0 + h7;
-    let tv_2: f32 = in0[tv_1];
-    let tv_3: i32 = ku0 * 1600i;
-    let tv_4: i32 = tv_3 + 11i;
-    let tv_5: i32 = tv_4 + h12;
-    let tv_6: f32 = in1[tv_5];
-    let tv_7: f32 = max(tv_2, tv_6);
-    let tv_8: i32 = tv_0 + h20;
-    let tv_9: f32 = in0[tv_8];
-    let tv_10: i32 = tv_4 + h25;
-    let tv_11: f32 = in1[tv_10];
-    let tv_12: f32 = max(tv_9, tv_11);
-    let tv_13: i32 = tv_0 + h33;
-    let tv_14: f32 = in0[tv_13];
-    let tv_15: i32 = tv_4 + h38;
-    let tv_16: f32 = in1[tv_15];
-    let tv_17: f32 = max(tv_14, tv_16);
-    let tv_18: i32 = tv_0 + h46;
-    let tv_19: f32 = in0[tv_18];
-    let tv_20: i32 = tv_4 + h51;
-    let tv_21: f32 = in1[tv_20];
-    let tv_22: f32 = max(tv_19, tv_21);
-    let tv_23: i32 = ku1 * 400i;
-    let tv_24: i32 = tv_23 + h7;
-    let tv_25: f32 = in0[tv_24];
-    let tv_26: i32 = ku1 * 1600i;
-    let tv_27: i32 = tv_26 + 11i;
-    let tv_28: i32 = tv_27 + h12;
-    let tv_29: f32 = in1[tv_28];
-    let tv_30: f32 = max(tv_25, tv_29);
-    let tv_31: i32 = tv_23 + h20;
-    let tv_32: f32 = in0[tv_31];
-    let tv_33: i32 = tv_27 + h25;
-    let tv_34: f32 = in1[tv_33];
-    let tv_35: f32 = max(tv_32, tv_34);
-    let tv_36: i32 = tv_23 + h33;
-    let tv_37: f32 = in0[tv_36];
-    let tv_38: i32 = tv_27 + h38;
-    let tv_39: f32 = in1[tv_38];
-    let tv_40: f32 = max(tv_37, tv_39);
-    let tv_41: i32 = tv_23 + h46;
-    let tv_42: f32 = in0[tv_41];
-    let tv_43: i32 = tv_27 + h51;
-    let tv_44: f32 = in1[tv_43];
-    let tv_45: f32 = max(tv_42, tv_44);
-    let tv_46: i32 = ku2 * 400i;
-    let tv_47: i32 = tv_46 + h7;
-    let tv_48: f32 = in0[tv_47];
-    let tv_49: i32 = ku2 * 1600i;
-    let tv_50: i32 = tv_49 + 11i;
-    let tv_51: i32 = tv_50 + h12;
-    let tv_52: f32 = in1[tv_51];
-    let tv_53: f32 = max(tv_48, tv_52);
-    let tv_54: i32 = tv_46 + h20;
-    let tv_55: f32 = in0[tv_54];
-    let tv_56: i32 = tv_50 + h25;
-    let tv_57: f32 = in1[tv_56];
-    let tv_58: f32 = max(tv_55, tv_57);
-    let tv_59: i32 = tv_46 + h33;
-    let tv_60: f32 = in0[tv_59];
-    let tv_61: i32 = tv_50 + h38;
-    let tv_62: f32 = in1[tv_61];
-    let tv_63: f32 = max(tv_60, tv_62);
-    let tv_64: i32 = tv_46 + h46;
-    let tv_65: f32 = in0[tv_64];
-    let tv_66: i32 = tv_50 + h51;
-    let tv_67: f32 = in1[tv_66];
-    let tv_68: f32 = max(tv_65, tv_67);
-    let tv_69: i32 = ku3 * 400i;
-    let tv_70: i32 = tv_69 + h7;
-    let tv_71: f32 = in0[tv_70];
-    let tv_72: i32 = ku3 * 1600i;
-    let tv_73: i32 = tv_72 + 11i;
-    let tv_74: i32 = tv_73 + h12;
-    let tv_75: f32 = in1[tv_74];
-    let tv_76: f32 = max(tv_71, tv_75);
-    let tv_77: i32 = tv_69 + h20;
-    let tv_78: f32 = in0[tv_77];
-    let tv_79: i32 = tv_73 + h25;
-    let tv_80: f32 = in1[tv_79];
-    let tv_81: f32 = max(tv_78, tv_80);
-    let tv_82: i32 = tv_69 + h33;
-    let tv_83: f32 = in0[tv_82];
-    let tv_84: i32 = tv_73 + h38;
-    let tv_85: f32 = in1[tv_84];
-    let tv_86: f32 = max(tv_83, tv_85);
-    let tv_87: i32 = tv_69 + h46;
-    let tv_88: f32 = in0[tv_87];
-    let tv_89: i32 = tv_73 + h51;
-    let tv_90: f32 = in1[tv_89];
-    let tv_91: f32 = max(tv_88, tv_90);
-    let tv_92: i32 = ku0 * 120i;
-    let tv_93: i32 = tv_92 + ng0;
-    let tv_94: i32 = ku1 * 120i;
-    let tv_95: i32 = tv_94 + ng0;
-    let tv_96: i32 = ku2 * 120i;
-    let tv_97: i32 = tv_96 + ng0;
-    let tv_98: i32 = ku3 * 120i;
-    let tv_99: i32 = tv_98 + ng0;
-    let bv0_0 = in2[tv_93 >> 2u];
-    let bv1_0 = in2[tv_95 >> 2u];
-    let bv2_0 = in2[tv_97 >> 2u];
-    let bv3_0 = in2[tv_99 >> 2u];
-    c0_0 = fma(vec4<f32>(tv_7), bv0_0, c0_0);
-    c0_0 = fma(vec4<f32>(tv_30), bv1_0, c0_0);
-    c0_0 = fma(vec4<f32>(tv_53), bv2_0, c0_0);
-    c0_0 = fma(vec4<f32>(tv_76), bv3_0, c0_0);
-    c1_0 = fma(vec4<f32>(tv_12), bv0_0, c1_0);
-    c1_0 = fma(vec4<f32>(tv_35), bv1_0, c1_0);
-    c1_0 = fma(vec4<f32>(tv_58), bv2_0, c1_0);
-    c1_0 = fma(vec4<f32>(tv_81), bv3_0, c1_0);
-    c2_0 = fma(vec4<f32>(tv_17), bv0_0, c2_0);
-    c2_0 = fma(vec4<f32>(tv_40), bv1_0, c2_0);
-    c2_0 = fma(vec4<f32>(tv_63), bv2_0, c2_0);
-    c2_0 = fma(vec4<f32>(tv_86), bv3_0, c2_0);
-    c3_0 = fma(vec4<f32>(tv_22), bv0_0, c3_0);
-    c3_0 = fma(vec4<f32>(tv_45), bv1_0, c3_0);
-    c3_0 = fma(vec4<f32>(tv_68), bv2_0, c3_0);
-    c3_0 = fma(vec4<f32>(tv_91), bv3_0, c3_0);
-  }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 400i && q < 120i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-      }
-    }
-  }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  if (i >= 16) { return; }
+  let o0: i32 = i;
+  let oq = o0 / 4i;
+  let t0: i32 = oq * 4i;
+  let t1: f32 = out[t0 >> 2u][t0 & 3i];
+  let t2: f32 = 0.8999999761581421 * t1;
+  let t3: f32 = in0[t0];
+  let t4: f32 = 0.10000000149011612 * t3;
+  let t5: f32 = t2 + t4;
+  let v0_0 = t5;
+  let t7: i32 = t0 + 1i;
+  let t8: f32 = out[t7 >> 2u][t7 & 3i];
+  let t9: f32 = 0.8999999761581421 * t8;
+  let t10: f32 = in0[t7];
+  let t11: f32 = 0.10000000149011612 * t10;
+  let t12: f32 = t9 + t11;
+  let v0_1 = t12;
+  let t14: i32 = t0 + 2i;
+  let t15: f32 = out[t14 >> 2u][t14 & 3i];
+  let t16: f32 = 0.8999999761581421 * t15;
+  let t17: f32 = in0[t14];
+  let t18: f32 = 0.10000000149011612 * t17;
+  let t19: f32 = t16 + t18;
+  let v0_2 = t19;
+  let t21: i32 = t0 + 3i;
+  let t22: f32 = out[t21 >> 2u][t21 & 3i];
+  let t23: f32 = 0.8999999761581421 * t22;
+  let t24: f32 = in0[t21];
+  let t25: f32 = 0.10000000149011612 * t24;
+  let t26: f32 = t23 + t25;
+  let v0_3 = t26;
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

@@ -4,165 +4,45 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
-}
-
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  return t1;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out1[t1];
-  let t3: f32 = 0.8999999761581421 * t2;
-  let t4: f32 = 0.10000000149011612 * v0;
-  let t5: f32 = t3 + t4;
+fn value(o0: i32) -> f32 {
+  let t0: f32 = out[o0];
+  let t1: f32 = 0.9990000128746033 * t0;
+  let t2: f32 = in0[o0];
+  let t3: f32 = t2 * t2;
+  let t4: f32 = 0.0010000000474974513 * t3;
+  let t5: f32 = t1 + t4;
   return t5;
 }
 
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi * 120i;
-  let t1: i32 = t0 + ni;
-  let t2: f32 = out2[t1];
-  let t3: f32 = 0.9990000128746033 * t2;
-  let t4: f32 = v0 * v0;
-  let t5: f32 = 0.0010000000474974513 * t4;
-  let t6: f32 = t3 + t5;
-  return t6;
+fn x1(v0: f32, o0: i32) -> f32 {
+  let t0: f32 = out1[o0];
+  let t1: f32 = in1[o0];
+  let t2: f32 = in2[0i];
+  let t3: f32 = t1 / t2;
+  let t4: f32 = in3[0i];
+  let t5: f32 = v0 / t4;
+  let t6: f32 = sqrt(t5);
+  let t7: f32 = t6 + 9.99999993922529e-9;
+  let t8: f32 = t3 / t7;
+  let t9: f32 = 0.0010000000474974513 * t8;
+  let t10: f32 = t0 - t9;
+  return t10;
 }
 
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 120i || m0 >= 400i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 399i);
-  let mr1 = min(m0 + 1i, 399i);
-  let mr2 = min(m0 + 2i, 399i);
-  let mr3 = min(m0 + 3i, 399i);
-  let nc0 = min(n0 + 0i, 119i);
-  let nc1 = min(n0 + 1i, 119i);
-  let nc2 = min(n0 + 2i, 119i);
-  let nc3 = min(n0 + 3i, 119i);
-  let h0: i32 = mr0 / 25i;
-  let h1: i32 = h0 * 25i;
-  let h2: i32 = mr0 / 5i;
-  let h3: i32 = h2 % 5i;
-  let h4: i32 = h3 * 5i;
-  let h5: i32 = h1 + h4;
-  let h6: i32 = mr0 % 5i;
-  let h7: i32 = h5 + h6;
-  let h8: i32 = h0 * 100i;
-  let h9: i32 = h3 * 20i;
-  let h10: i32 = h8 + h9;
-  let h11: i32 = h6 * 2i;
-  let h12: i32 = h10 + h11;
-  let h13: i32 = mr1 / 25i;
-  let h14: i32 = h13 * 25i;
-  let h15: i32 = mr1 / 5i;
-  let h16: i32 = h15 % 5i;
-  let h17: i32 = h16 * 5i;
-  let h18: i32 = h14 + h17;
-  let h19: i32 = mr1 % 5i;
-  let h20: i32 = h18 + h19;
-  let h21: i32 = h13 * 100i;
-  let h22: i32 = h16 * 20i;
-  let h23: i32 = h21 + h22;
-  let h24: i32 = h19 * 2i;
-  let h25: i32 = h23 + h24;
-  let h26: i32 = mr2 / 25i;
-  let h27: i32 = h26 * 25i;
-  let h28: i32 = mr2 / 5i;
-  let h29: i32 = h28 % 5i;
-  let h30: i32 = h29 * 5i;
-  let h31: i32 = h27 + h30;
-  let h32: i32 = mr2 % 5i;
-  let h33: i32 = h31 + h32;
-  let h34: i32 = h26 * 100i;
-  let h35: i32 = h29 * 20i;
-  let h36: i32 = h34 + h35;
-  let h37: i32 = h32 * 2i;
-  let h38: i32 = h36 + h37;
-  let h39: i32 = mr3 / 25i;
-  let h40: i32 = h39 * 25i;
-  let h41: i32 = mr3 / 5i;
-  let h42: i32 = h41 % 5i;
-  let h43: i32 = h42 * 5i;
-  let h44: i32 = h40 + h43;
-  let h45: i32 = mr3 % 5i;
-  let h46: i32 = h44 + h45;
-  let h47: i32 = h39 * 100i;
-  let h48: i32 = h42 * 20i;
-  let h49: i32 = h47 + h48;
-  let h50: i32 = h45 * 2i;
-  let h51: i32 = h49 + h50;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 64i; kb += 1i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 * 400i;
-    let t0_1: i32 = t0_0 + h7;
-    let t0_2: f32 = in0[t0_1];
-    let t0_3: i32 = ku0 * 1600i;
-    let t0_4: i32 = t0_3 + 11i;
-    let t0_5: i32 = t0_4 + h12;
-    let t0_6: f32 = in1[t0_5];
-    let t0_7: f32 = max(t0_2, t0_6);
-    let t0_8: i32 = t0_0 + h20;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = t0_4 + h25;
-    let t0_11: f32 = in1[t0_10];
-    let t0_12: f32 = max(t0_9, t0_11);
-    let t0_13: i32 = t0_0 + h33;
-    let t0_14: f32 = in0[t0_13];
-    let t0_15: i32 = t0_4 + h38;
-    let t0_16: f32 = in1[t0_15];
-    let t0_17: f32 = max(t0_14, t0_16);
-    let t0_18: i32 = t0_0 + h46;
-    let t0_19: f32 = in0[t0_18];
-    let t0_20: i32 = t0_4 + h51;
-    let t0_21: f32 = in1[t0_20];
-    let t0_22: f32 = max(t0_19, t0_21);
-    let t0_23: i32 = ku0 * 120i;
-    let t0_24: i32 = t0_23 + nc0;
-    let t0_25: f32 = in2[t0_24];
-    let t0_26: i32 = t0_23 + nc1;
-    let t0_27: f32 = in2[t0_26];
-    let t0_28: i32 = t0_23 + nc2;
-    let t0_29: f32 = in2[t0_28];
-    let t0_30: i32 = t0_23 + nc3;
-    let t0_31: f32 = in2[t0_30];
-    c0_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c0_0);
-    c1_0 = fma(vec4<f32>(t0_12), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c1_0);
-    c2_0 = fma(vec4<f32>(t0_17), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c2_0);
-    c3_0 = fma(vec4<f32>(t0_22), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c3_0);
-  }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 400i && q < 120i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-      }
-    }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 16) { return; }
+  let o0: i32 = i;
+   {
+    let at = i;
+    let v0 = value(o0);
+    out[at] = v0;
+    let v1 = x1(v0, o0);
+    out1[at] = v1;
   }
 }

@@ -5,216 +5,37 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  return acc;
+fn value(o0: i32, o1: i32) -> f32 {
+  let t0: i32 = o0 * 120i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = out[t1 >> 2u][t1 & 3i];
+  let t3: f32 = in0[t1];
+  let t4: f32 = in1[0i];
+  let t5: f32 = t3 / t4;
+  let t6: f32 = in2[t1];
+  let t7: f32 = in3[0i];
+  let t8: f32 = t6 / t7;
+  let t9: f32 = sqrt(t8);
+  let t10: f32 = t9 + 9.99999993922529e-9;
+  let t11: f32 = t5 / t10;
+  let t12: f32 = 0.0010000000474974513 * t11;
+  let t13: f32 = t2 - t12;
+  return t13;
 }
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = ni * 196i;
-  let t3: i32 = mi / 14i;
-  let t4: i32 = t3 % 14i;
-  let t5: i32 = t4 * 14i;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = t2 + t7;
-  let t9: i32 = t1 + t8;
-  return t9;
-}
-
-fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(v0, 0.0, t11);
-  return t12;
-}
-
-fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, v0, t11);
-  let t13: f32 = in3[t9];
-  let t14: bool = t13 != 0.0;
-  let t15: f32 = select(0.0, t12, t14);
-  return t15;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = mi / 196i;
-  let t1: i32 = t0 * 1176i;
-  let t2: i32 = mi / 14i;
-  let t3: i32 = t2 % 14i;
-  let t4: i32 = t3 * 14i;
-  let t5: i32 = t1 + t4;
-  let t6: i32 = mi % 14i;
-  let t7: i32 = t5 + t6;
-  let t8: i32 = ni * 196i;
-  let t9: i32 = t7 + t8;
-  let t10: f32 = in2[t9];
-  let t11: bool = t10 != 0.0;
-  let t12: f32 = select(0.0, v0, t11);
-  let t13: f32 = in3[t9];
-  let t14: bool = t13 != 0.0;
-  let t15: f32 = select(t12, 0.0, t14);
-  return t15;
-}
-
-@compute @workgroup_size(2, 32)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 6i || m0 >= 12544i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 12543i);
-  let mr1 = min(m0 + 1i, 12543i);
-  let mr2 = min(m0 + 2i, 12543i);
-  let mr3 = min(m0 + 3i, 12543i);
-  let nc0 = min(n0 + 0i, 5i);
-  let nc1 = min(n0 + 1i, 5i);
-  let nc2 = min(n0 + 2i, 5i);
-  let nc3 = min(n0 + 3i, 5i);
-  let h0: i32 = mr0 / 14i;
-  let h1: i32 = h0 % 14i;
-  let h2: i32 = mr0 % 14i;
-  let h3: i32 = mr0 / 196i;
-  let h4: i32 = h3 * 1600i;
-  let h5: i32 = h1 * 10i;
-  let h6: i32 = h4 + h5;
-  let h7: i32 = h6 + h2;
-  let h8: i32 = mr1 / 14i;
-  let h9: i32 = h8 % 14i;
-  let h10: i32 = mr1 % 14i;
-  let h11: i32 = mr1 / 196i;
-  let h12: i32 = h11 * 1600i;
-  let h13: i32 = h9 * 10i;
-  let h14: i32 = h12 + h13;
-  let h15: i32 = h14 + h10;
-  let h16: i32 = mr2 / 14i;
-  let h17: i32 = h16 % 14i;
-  let h18: i32 = mr2 % 14i;
-  let h19: i32 = mr2 / 196i;
-  let h20: i32 = h19 * 1600i;
-  let h21: i32 = h17 * 10i;
-  let h22: i32 = h20 + h21;
-  let h23: i32 = h22 + h18;
-  let h24: i32 = mr3 / 14i;
-  let h25: i32 = h24 % 14i;
-  let h26: i32 = mr3 % 14i;
-  let h27: i32 = mr3 / 196i;
-  let h28: i32 = h27 * 1600i;
-  let h29: i32 = h25 * 10i;
-  let h30: i32 = h28 + h29;
-  let h31: i32 = h30 + h26;
-  let h32: i32 = nc0 * 25i;
-  let h33: i32 = nc1 * 25i;
-  let h34: i32 = nc2 * 25i;
-  let h35: i32 = nc3 * 25i;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 400i; kb += 1i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 / 25i;
-    let t0_1: i32 = t0_0 * 100i;
-    let t0_2: i32 = ku0 / 5i;
-    let t0_3: i32 = t0_2 % 5i;
-    let t0_4: i32 = t0_3 * 10i;
-    let t0_5: i32 = t0_1 - t0_4;
-    let t0_6: i32 = ku0 % 5i;
-    let t0_7: i32 = t0_5 - t0_6;
-    let t0_8: i32 = t0_7 + h7;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = h1 - t0_3;
-    let t0_11: bool = bitcast<u32>(t0_10) < bitcast<u32>(10i);
-    let t0_12: i32 = h2 - t0_6;
-    let t0_13: bool = bitcast<u32>(t0_12) < bitcast<u32>(10i);
-    let t0_14: bool = t0_11 && t0_13;
-    let t0_15: f32 = select(0.0, t0_9, t0_14);
-    let t0_16: i32 = t0_7 + h15;
-    let t0_17: f32 = in0[t0_16];
-    let t0_18: i32 = h9 - t0_3;
-    let t0_19: bool = bitcast<u32>(t0_18) < bitcast<u32>(10i);
-    let t0_20: i32 = h10 - t0_6;
-    let t0_21: bool = bitcast<u32>(t0_20) < bitcast<u32>(10i);
-    let t0_22: bool = t0_19 && t0_21;
-    let t0_23: f32 = select(0.0, t0_17, t0_22);
-    let t0_24: i32 = t0_7 + h23;
-    let t0_25: f32 = in0[t0_24];
-    let t0_26: i32 = h17 - t0_3;
-    let t0_27: bool = bitcast<u32>(t0_26) < bitcast<u32>(10i);
-    let t0_28: i32 = h18 - t0_6;
-    let t0_29: bool = bitcast<u32>(t0_28) < bitcast<u32>(10i);
-    let t0_30: bool = t0_27 && t0_29;
-    let t0_31: f32 = select(0.0, t0_25, t0_30);
-    let t0_32: i32 = t0_7 + h31;
-    let t0_33: f32 = in0[t0_32];
-    let t0_34: i32 = h25 - t0_3;
-    let t0_35: bool = bitcast<u32>(t0_34) < bitcast<u32>(10i);
-    let t0_36: i32 = h26 - t0_6;
-    let t0_37: bool = bitcast<u32>(t0_36) < bitcast<u32>(10i);
-    let t0_38: bool = t0_35 && t0_37;
-    let t0_39: f32 = select(0.0, t0_33, t0_38);
-    let t0_40: i32 = t0_0 * 150i;
-    let t0_41: i32 = t0_3 * 5i;
-    let t0_42: i32 = t0_40 + t0_41;
-    let t0_43: i32 = t0_42 + t0_6;
-    let t0_44: i32 = t0_43 + h32;
-    let t0_45: f32 = in1[t0_44];
-    let t0_46: i32 = t0_43 + h33;
-    let t0_47: f32 = in1[t0_46];
-    let t0_48: i32 = t0_43 + h34;
-    let t0_49: f32 = in1[t0_48];
-    let t0_50: i32 = t0_43 + h35;
-    let t0_51: f32 = in1[t0_50];
-    c0_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c0_0);
-    c1_0 = fma(vec4<f32>(t0_23), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c1_0);
-    c2_0 = fma(vec4<f32>(t0_31), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c2_0);
-    c3_0 = fma(vec4<f32>(t0_39), vec4<f32>(t0_45, t0_47, t0_49, t0_51), c3_0);
-  }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 12544i && q < 6i) {
-       {
-        let at = dst(r, q);
-        let v0 = fin(cc[e], r, q);
-        out[at] = v0;
-        let v1 = x1(v0, r, q);
-        out1[at] = v1;
-        let v2 = x2(v0, v1, r, q);
-        out2[at] = v2;
-        let v3 = x3(v0, v1, v2, r, q);
-        out3[at] = v3;
-      }
-    }
-  }
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  if (i >= 48000) { return; }
+  let ot0_0: i32 = i / 120i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i % 120i;
+  let o1: i32 = ot1_0;
+  let v0_0 = value(o0, o1);
+  let v0_1 = value(o0, o1 + 1i);
+  let v0_2 = value(o0, o1 + 2i);
+  let v0_3 = value(o0, o1 + 3i);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

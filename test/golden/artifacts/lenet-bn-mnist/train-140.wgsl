@@ -2,38 +2,112 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = ni % 5i;
+  let t7: i32 = t5 + t6;
+  let t8: i32 = t2 + t7;
+  let t9: i32 = t0 + t8;
+  return t9;
+}
+
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out1[t9];
+  let t11: f32 = 0.8999999761581421 * t10;
+  let t12: f32 = 0.10000000149011612 * v0;
+  let t13: f32 = t11 + t12;
+  return t13;
+}
+
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out2[t9];
+  let t11: f32 = 0.9990000128746033 * t10;
+  let t12: f32 = v0 * v0;
+  let t13: f32 = 0.0010000000474974513 * t12;
+  let t14: f32 = t11 + t13;
+  return t14;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 150i;
+  let t1: i32 = ni / 25i;
+  let t2: i32 = t1 * 25i;
+  let t3: i32 = ni / 5i;
+  let t4: i32 = t3 % 5i;
+  let t5: i32 = t4 * 5i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = ni % 5i;
+  let t8: i32 = t6 + t7;
+  let t9: i32 = t0 + t8;
+  let t10: f32 = out3[t9];
+  let t11: f32 = in0[0i];
+  let t12: f32 = v1 / t11;
+  let t13: f32 = in1[0i];
+  let t14: f32 = v2 / t13;
+  let t15: f32 = sqrt(t14);
+  let t16: f32 = t15 + 9.99999993922529e-9;
+  let t17: f32 = t12 / t16;
+  let t18: f32 = 0.0010000000474974513 * t17;
+  let t19: f32 = t10 - t18;
+  return t19;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 6) { return; }
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
+  let e = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (e >= 2400i) { return; }
+  let bz = e / 2400i;
+  let mi = (e / 150i) % 16i;
+  let ni = e % 150i;
   var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 28i; r1++) {
-      for (var r2 = 0i; r2 < 28i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
-    }
+  for (var s = 0i; s < 25i; s++) {
+    acc = acc + in2[(bz * 25i + s) * 2400i + e % 2400i];
   }
-  out[i] = fin(acc, o0, o1, o2, o3);
+   {
+    let at = dst(mi, ni);
+    let v0 = fin(acc, mi, ni);
+    out[at] = v0;
+    let v1 = x1(v0, mi, ni);
+    out1[at] = v1;
+    let v2 = x2(v0, v1, mi, ni);
+    out2[at] = v2;
+    let v3 = x3(v0, v1, v2, mi, ni);
+    out3[at] = v3;
+  }
 }

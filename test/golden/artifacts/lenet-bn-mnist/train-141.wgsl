@@ -3,64 +3,116 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out1: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out2: array<vec4<f32>>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = o1 * 784i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
+  let t3: i32 = o2 * 56i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[t5];
-  let t8: f32 = in2[o1];
-  let t9: f32 = t7 - t8;
-  let t10: f32 = in3[o1];
-  let t11: f32 = t9 * t10;
-  let t12: f32 = t6 * t11;
-  return t12;
+  let t5: i32 = o3 * 2i;
+  let t6: i32 = t4 + t5;
+  let t7: f32 = in0[t6];
+  let t8: i32 = t0 + 1i;
+  let t9: i32 = t8 + t1;
+  let t10: i32 = t9 + t3;
+  let t11: i32 = t10 + t5;
+  let t12: f32 = in0[t11];
+  let t13: bool = t7 >= t12;
+  let t14: f32 = select(0.0, 1.0, t13);
+  return t14;
 }
 
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
+fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1176i;
+  let t1: i32 = o1 * 196i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 14i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
+  let t6: f32 = in1[t5];
+  let t7: bool = v0 != 0.0;
+  let t8: f32 = select(0.0, t6, t7);
+  return t8;
 }
 
-var<workgroup> partial: array<f32, 64>;
+fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1176i;
+  let t1: i32 = o1 * 196i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 14i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
+  let t6: f32 = in1[t5];
+  let t7: bool = v0 != 0.0;
+  let t8: f32 = select(t6, 0.0, t7);
+  return t8;
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 784i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 28i;
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1, o2, o3);
-  }
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  if (i >= 75264) { return; }
+  let i0 = i + 0i;
+  let l0ot0_0: i32 = i0 / 1176i;
+  let l0o0: i32 = l0ot0_0;
+  let l0ot1_0: i32 = i0 / 196i;
+  let l0ot1_1: i32 = l0ot1_0 % 6i;
+  let l0o1: i32 = l0ot1_1;
+  let l0ot2_0: i32 = i0 / 14i;
+  let l0ot2_1: i32 = l0ot2_0 % 14i;
+  let l0o2: i32 = l0ot2_1;
+  let l0ot3_0: i32 = i0 % 14i;
+  let l0o3: i32 = l0ot3_0;
+  let i1 = i + 1i;
+  let l1ot0_0: i32 = i1 / 1176i;
+  let l1o0: i32 = l1ot0_0;
+  let l1ot1_0: i32 = i1 / 196i;
+  let l1ot1_1: i32 = l1ot1_0 % 6i;
+  let l1o1: i32 = l1ot1_1;
+  let l1ot2_0: i32 = i1 / 14i;
+  let l1ot2_1: i32 = l1ot2_0 % 14i;
+  let l1o2: i32 = l1ot2_1;
+  let l1ot3_0: i32 = i1 % 14i;
+  let l1o3: i32 = l1ot3_0;
+  let i2 = i + 2i;
+  let l2ot0_0: i32 = i2 / 1176i;
+  let l2o0: i32 = l2ot0_0;
+  let l2ot1_0: i32 = i2 / 196i;
+  let l2ot1_1: i32 = l2ot1_0 % 6i;
+  let l2o1: i32 = l2ot1_1;
+  let l2ot2_0: i32 = i2 / 14i;
+  let l2ot2_1: i32 = l2ot2_0 % 14i;
+  let l2o2: i32 = l2ot2_1;
+  let l2ot3_0: i32 = i2 % 14i;
+  let l2o3: i32 = l2ot3_0;
+  let i3 = i + 3i;
+  let l3ot0_0: i32 = i3 / 1176i;
+  let l3o0: i32 = l3ot0_0;
+  let l3ot1_0: i32 = i3 / 196i;
+  let l3ot1_1: i32 = l3ot1_0 % 6i;
+  let l3o1: i32 = l3ot1_1;
+  let l3ot2_0: i32 = i3 / 14i;
+  let l3ot2_1: i32 = l3ot2_0 % 14i;
+  let l3o2: i32 = l3ot2_1;
+  let l3ot3_0: i32 = i3 % 14i;
+  let l3o3: i32 = l3ot3_0;
+  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
+  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
+  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
+  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
+  let v1_0 = x1(v0_0, l0o0, l0o1, l0o2, l0o3);
+  let v1_1 = x1(v0_1, l1o0, l1o1, l1o2, l1o3);
+  let v1_2 = x1(v0_2, l2o0, l2o1, l2o2, l2o3);
+  let v1_3 = x1(v0_3, l3o0, l3o1, l3o2, l3o3);
+  let v2_0 = x2(v0_0, v1_0, l0o0, l0o1, l0o2, l0o3);
+  let v2_1 = x2(v0_1, v1_1, l1o0, l1o1, l1o2, l1o3);
+  let v2_2 = x2(v0_2, v1_2, l2o0, l2o1, l2o2, l2o3);
+  let v2_3 = x2(v0_3, v1_3, l3o0, l3o1, l3o2, l3o3);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+  out1[i / 4i] = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
+  out2[i / 4i] = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
 }

@@ -8,48 +8,84 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(4) var<storage, read_write> in4: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1176i;
+  let t1: i32 = o1 * 196i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 * t7;
-  let t9: f32 = in2[t5];
-  let t10: f32 = in3[o1];
-  let t11: f32 = t9 - t10;
-  let t12: f32 = t8 * t11;
-  return t12;
-}
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = in4[o1];
-  let t1: f32 = t0 * t0;
-  let t2: f32 = t1 * t0;
-  let t3: f32 = t2 * (-0.5);
-  let t4: f32 = acc * t3;
-  let t5: f32 = t4 * 0.00001992984653043095;
-  return t5;
+  let t3: i32 = o2 - 1i;
+  let t4: i32 = t3 / 2i;
+  let t5: i32 = t4 * 14i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = o3 - 1i;
+  let t8: i32 = t7 / 2i;
+  let t9: i32 = t6 + t8;
+  let t10: f32 = in1[t9];
+  let t11: bool = bitcast<u32>(t3) < bitcast<u32>(27i);
+  let t12: i32 = t3 % 2i;
+  let t13: bool = t12 == 0i;
+  let t14: bool = t11 && t13;
+  let t15: bool = bitcast<u32>(t7) < bitcast<u32>(27i);
+  let t16: bool = t14 && t15;
+  let t17: i32 = t7 % 2i;
+  let t18: bool = t17 == 0i;
+  let t19: bool = t16 && t18;
+  let t20: f32 = select(0.0, t10, t19);
+  let t21: i32 = o3 / 2i;
+  let t22: i32 = t6 + t21;
+  let t23: f32 = in2[t22];
+  let t24: bool = bitcast<u32>(o3) < bitcast<u32>(27i);
+  let t25: bool = t14 && t24;
+  let t26: i32 = o3 % 2i;
+  let t27: bool = t26 == 0i;
+  let t28: bool = t25 && t27;
+  let t29: f32 = select(0.0, t23, t28);
+  let t30: f32 = t20 + t29;
+  let t31: i32 = o2 / 2i;
+  let t32: i32 = t31 * 14i;
+  let t33: i32 = t2 + t32;
+  let t34: i32 = t33 + t8;
+  let t35: f32 = in3[t34];
+  let t36: bool = bitcast<u32>(o2) < bitcast<u32>(27i);
+  let t37: i32 = o2 % 2i;
+  let t38: bool = t37 == 0i;
+  let t39: bool = t36 && t38;
+  let t40: bool = t39 && t15;
+  let t41: bool = t40 && t18;
+  let t42: f32 = select(0.0, t35, t41);
+  let t43: f32 = t30 + t42;
+  let t44: i32 = t33 + t21;
+  let t45: f32 = in4[t44];
+  let t46: bool = t39 && t24;
+  let t47: bool = t46 && t27;
+  let t48: f32 = select(0.0, t45, t47);
+  let t49: f32 = t43 + t48;
+  let t50: i32 = o0 * 4704i;
+  let t51: i32 = o1 * 784i;
+  let t52: i32 = t50 + t51;
+  let t53: i32 = o2 * 28i;
+  let t54: i32 = t52 + t53;
+  let t55: i32 = t54 + o3;
+  let t56: f32 = in0[t55];
+  let t57: bool = t56 > 0.0;
+  let t58: f32 = select(0.0, 1.0, t57);
+  let t59: bool = t58 != 0.0;
+  let t60: f32 = select(0.0, t49, t59);
+  return t60;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 6) { return; }
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 28i; r1++) {
-      for (var r2 = 0i; r2 < 28i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
-    }
-  }
-  out[i] = fin(acc, o0, o1, o2, o3);
+  if (i >= 301056) { return; }
+  let ot0_0: i32 = i / 4704i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 784i;
+  let ot1_1: i32 = ot1_0 % 6i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 28i;
+  let ot2_1: i32 = ot2_0 % 28i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 28i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

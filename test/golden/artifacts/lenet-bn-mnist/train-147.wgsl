@@ -12,48 +12,28 @@ fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
   let t4: i32 = t2 + t3;
   let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = -t6;
-  return t7;
+  return t6;
 }
 
 fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = acc * 0.00001992984653043095;
-  return t0;
+  return acc;
 }
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 6) { return; }
   let o0: i32 = 0i;
   let o1: i32 = i;
   let o2: i32 = 0i;
   let o3: i32 = 0i;
   var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 784i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 28i;
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    for (var r1 = 0i; r1 < 28i; r1++) {
+      for (var r2 = 0i; r2 < 28i; r2++) {
+        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+      }
     }
-    workgroupBarrier();
   }
-  if (lid == 0u) {
-    out[i] = fin(partial[0], o0, o1, o2, o3);
-  }
+  out[i] = fin(acc, o0, o1, o2, o3);
 }

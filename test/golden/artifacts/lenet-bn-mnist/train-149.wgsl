@@ -3,38 +3,46 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 784i;
+  let t1: i32 = r0 * 4704i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 28i;
+  let t3: i32 = r1 * 28i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
+  let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 + t7;
-  return t8;
+  let t7: f32 = in1[t5];
+  let t8: f32 = in2[o1];
+  let t9: f32 = t7 - t8;
+  let t10: f32 = in3[o1];
+  let t11: f32 = t9 * t10;
+  let t12: f32 = t6 * t11;
+  return t12;
+}
+
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  return acc;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 301056) { return; }
-  let ot0_0: i32 = i / 4704i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 784i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 28i;
-  let ot2_1: i32 = ot2_0 % 28i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 28i;
-  let o3: i32 = ot3_0;
-  let v0_0 = value(o0, o1, o2, o3);
-  let v0_1 = value(o0, o1, o2, o3 + 1i);
-  let v0_2 = value(o0, o1, o2, o3 + 2i);
-  let v0_3 = value(o0, o1, o2, o3 + 3i);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 6) { return; }
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    for (var r1 = 0i; r1 < 28i; r1++) {
+      for (var r2 = 0i; r2 < 28i; r2++) {
+        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+      }
+    }
+  }
+  out[i] = fin(acc, o0, o1, o2, o3);
 }

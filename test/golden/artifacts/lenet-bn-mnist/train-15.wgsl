@@ -2,11 +2,11 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out3: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out4: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out1: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out2: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out3: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> out4: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 4704i;
@@ -86,29 +86,75 @@ fn x4(v0: f32, v1: f32, v2: f32, v3: f32, o0: i32, o1: i32, o2: i32, o3: i32) ->
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 75264) { return; }
-  let ot0_0: i32 = i / 1176i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 196i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 14i;
-  let ot2_1: i32 = ot2_0 % 14i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 14i;
-  let o3: i32 = ot3_0;
-   {
-    let at = i;
-    let v0 = value(o0, o1, o2, o3);
-    out[at] = v0;
-    let v1 = x1(v0, o0, o1, o2, o3);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0, o1, o2, o3);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-    out3[at] = v3;
-    let v4 = x4(v0, v1, v2, v3, o0, o1, o2, o3);
-    out4[at] = v4;
-  }
+  let i0 = i + 0i;
+  let l0ot0_0: i32 = i0 / 1176i;
+  let l0o0: i32 = l0ot0_0;
+  let l0ot1_0: i32 = i0 / 196i;
+  let l0ot1_1: i32 = l0ot1_0 % 6i;
+  let l0o1: i32 = l0ot1_1;
+  let l0ot2_0: i32 = i0 / 14i;
+  let l0ot2_1: i32 = l0ot2_0 % 14i;
+  let l0o2: i32 = l0ot2_1;
+  let l0ot3_0: i32 = i0 % 14i;
+  let l0o3: i32 = l0ot3_0;
+  let i1 = i + 1i;
+  let l1ot0_0: i32 = i1 / 1176i;
+  let l1o0: i32 = l1ot0_0;
+  let l1ot1_0: i32 = i1 / 196i;
+  let l1ot1_1: i32 = l1ot1_0 % 6i;
+  let l1o1: i32 = l1ot1_1;
+  let l1ot2_0: i32 = i1 / 14i;
+  let l1ot2_1: i32 = l1ot2_0 % 14i;
+  let l1o2: i32 = l1ot2_1;
+  let l1ot3_0: i32 = i1 % 14i;
+  let l1o3: i32 = l1ot3_0;
+  let i2 = i + 2i;
+  let l2ot0_0: i32 = i2 / 1176i;
+  let l2o0: i32 = l2ot0_0;
+  let l2ot1_0: i32 = i2 / 196i;
+  let l2ot1_1: i32 = l2ot1_0 % 6i;
+  let l2o1: i32 = l2ot1_1;
+  let l2ot2_0: i32 = i2 / 14i;
+  let l2ot2_1: i32 = l2ot2_0 % 14i;
+  let l2o2: i32 = l2ot2_1;
+  let l2ot3_0: i32 = i2 % 14i;
+  let l2o3: i32 = l2ot3_0;
+  let i3 = i + 3i;
+  let l3ot0_0: i32 = i3 / 1176i;
+  let l3o0: i32 = l3ot0_0;
+  let l3ot1_0: i32 = i3 / 196i;
+  let l3ot1_1: i32 = l3ot1_0 % 6i;
+  let l3o1: i32 = l3ot1_1;
+  let l3ot2_0: i32 = i3 / 14i;
+  let l3ot2_1: i32 = l3ot2_0 % 14i;
+  let l3o2: i32 = l3ot2_1;
+  let l3ot3_0: i32 = i3 % 14i;
+  let l3o3: i32 = l3ot3_0;
+  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
+  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
+  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
+  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
+  let v1_0 = x1(v0_0, l0o0, l0o1, l0o2, l0o3);
+  let v1_1 = x1(v0_1, l1o0, l1o1, l1o2, l1o3);
+  let v1_2 = x1(v0_2, l2o0, l2o1, l2o2, l2o3);
+  let v1_3 = x1(v0_3, l3o0, l3o1, l3o2, l3o3);
+  let v2_0 = x2(v0_0, v1_0, l0o0, l0o1, l0o2, l0o3);
+  let v2_1 = x2(v0_1, v1_1, l1o0, l1o1, l1o2, l1o3);
+  let v2_2 = x2(v0_2, v1_2, l2o0, l2o1, l2o2, l2o3);
+  let v2_3 = x2(v0_3, v1_3, l3o0, l3o1, l3o2, l3o3);
+  let v3_0 = x3(v0_0, v1_0, v2_0, l0o0, l0o1, l0o2, l0o3);
+  let v3_1 = x3(v0_1, v1_1, v2_1, l1o0, l1o1, l1o2, l1o3);
+  let v3_2 = x3(v0_2, v1_2, v2_2, l2o0, l2o1, l2o2, l2o3);
+  let v3_3 = x3(v0_3, v1_3, v2_3, l3o0, l3o1, l3o2, l3o3);
+  let v4_0 = x4(v0_0, v1_0, v2_0, v3_0, l0o0, l0o1, l0o2, l0o3);
+  let v4_1 = x4(v0_1, v1_1, v2_1, v3_1, l1o0, l1o1, l1o2, l1o3);
+  let v4_2 = x4(v0_2, v1_2, v2_2, v3_2, l2o0, l2o1, l2o2, l2o3);
+  let v4_3 = x4(v0_3, v1_3, v2_3, v3_3, l3o0, l3o1, l3o2, l3o3);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+  out1[i / 4i] = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
+  out2[i / 4i] = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
+  out3[i / 4i] = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
+  out4[i / 4i] = vec4<f32>(v4_0, v4_1, v4_2, v4_3);
 }

@@ -3,34 +3,71 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 4704i;
-  let t1: i32 = o1 * 784i;
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 784i;
+  let t1: i32 = r0 * 4704i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 28i;
+  let t3: i32 = r1 * 28i;
   let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
+  let t5: i32 = t4 + r2;
   let t6: f32 = in0[t5];
   let t7: f32 = in1[o1];
-  let t8: f32 = t6 + t7;
-  return t8;
+  let t8: f32 = t6 * t7;
+  let t9: f32 = in2[t5];
+  let t10: f32 = in3[o1];
+  let t11: f32 = t9 - t10;
+  let t12: f32 = t8 * t11;
+  return t12;
 }
+
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = in4[o1];
+  let t1: f32 = t0 * t0;
+  let t2: f32 = t1 * t0;
+  let t3: f32 = t2 * (-0.5);
+  let t4: f32 = acc * t3;
+  let t5: f32 = t4 * 0.00001992984653043095;
+  return t5;
+}
+
+var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 301056) { return; }
-  let ot0_0: i32 = i / 4704i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 784i;
-  let ot1_1: i32 = ot1_0 % 6i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 28i;
-  let ot2_1: i32 = ot2_0 % 28i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 28i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  let w = i32(wid.y * nwg.x + wid.x);
+  if (w >= 6) { return; }
+  let i = w / 1i;
+  let g = w % 1i;
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  let end = min(50176i, (g + 1i) * 50176i);
+  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
+    let rt0_0: i32 = s / 784i;
+    let r0: i32 = rt0_0;
+    let rt1_0: i32 = s / 28i;
+    let rt1_1: i32 = rt1_0 % 28i;
+    let r1: i32 = rt1_1;
+    let rt2_0: i32 = s % 28i;
+    let r2: i32 = rt2_0;
+    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+  }
+  partial[lid] = acc;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      partial[lid] = partial[lid] + partial[lid + h];
+    }
+    workgroupBarrier();
+  }
+  if (lid == 0u) {
+    out[i] = fin(partial[0], o0, o1, o2, o3);
+  }
 }

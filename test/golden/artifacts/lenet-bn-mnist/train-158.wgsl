@@ -3,46 +3,34 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32) -> f32 {
-  let t0: f32 = out[o0];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = in0[o0];
-  let t3: f32 = t2 * t2;
-  let t4: f32 = 0.0010000000474974513 * t3;
-  let t5: f32 = t1 + t4;
-  return t5;
-}
-
-fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = out1[o0];
-  let t1: f32 = in1[o0];
-  let t2: f32 = in2[0i];
-  let t3: f32 = t1 / t2;
-  let t4: f32 = in3[0i];
-  let t5: f32 = v0 / t4;
-  let t6: f32 = sqrt(t5);
-  let t7: f32 = t6 + 9.99999993922529e-9;
-  let t8: f32 = t3 / t7;
-  let t9: f32 = 0.0010000000474974513 * t8;
-  let t10: f32 = t0 - t9;
-  return t10;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 4704i;
+  let t1: i32 = o1 * 784i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 * 28i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + o3;
+  let t6: f32 = in0[t5];
+  let t7: f32 = in1[o1];
+  let t8: f32 = t6 + t7;
+  return t8;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 6) { return; }
-  let o0: i32 = i;
-   {
-    let at = i;
-    let v0 = value(o0);
-    out[at] = v0;
-    let v1 = x1(v0, o0);
-    out1[at] = v1;
-  }
+  if (i >= 301056) { return; }
+  let ot0_0: i32 = i / 4704i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 784i;
+  let ot1_1: i32 = ot1_0 % 6i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 28i;
+  let ot2_1: i32 = ot2_0 % 28i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 28i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

@@ -2,25 +2,39 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32) -> f32 {
-  let t0: f32 = out[o0 >> 2u][o0 & 3i];
-  let t1: f32 = t0 * 0.8999999761581421;
-  let t2: f32 = in0[o0];
-  let t3: f32 = t2 * 0.10000000149011612;
-  let t4: f32 = t1 + t3;
-  return t4;
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 100i;
+  let t1: i32 = r0 * 1600i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = r1 * 10i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + r2;
+  let t6: f32 = in0[t5];
+  return t6;
+}
+
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = acc * 0.00015624999650754035;
+  return t0;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
   if (i >= 16) { return; }
-  let o0: i32 = i;
-  let v0_0 = value(o0);
-  let v0_1 = value(o0 + 1i);
-  let v0_2 = value(o0 + 2i);
-  let v0_3 = value(o0 + 3i);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    for (var r1 = 0i; r1 < 10i; r1++) {
+      for (var r2 = 0i; r2 < 10i; r2++) {
+        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+      }
+    }
+  }
+  out[i] = fin(acc, o0, o1, o2, o3);
 }

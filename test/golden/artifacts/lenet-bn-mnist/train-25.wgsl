@@ -2,10 +2,10 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32) -> f32 {
-  let t0: f32 = out[o0];
+  let t0: f32 = out[o0 >> 2u][o0 & 3i];
   let t1: f32 = t0 * 0.8999999761581421;
   let t2: f32 = in0[o0];
   let t3: f32 = t2 * 0.10000000149011612;
@@ -15,8 +15,12 @@ fn value(o0: i32) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 16) { return; }
   let o0: i32 = i;
-  out[i] = value(o0);
+  let v0_0 = value(o0);
+  let v0_1 = value(o0 + 1i);
+  let v0_2 = value(o0 + 2i);
+  let v0_3 = value(o0 + 3i);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

@@ -2,74 +2,21 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 100i;
-  let t1: i32 = r0 * 1600i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 - t7;
-  let t9: f32 = t8 * t8;
-  return t9;
+fn value(o0: i32) -> f32 {
+  let t0: f32 = out[o0];
+  let t1: f32 = t0 * 0.8999999761581421;
+  let t2: f32 = in0[o0];
+  let t3: f32 = t2 * 0.10000000149011612;
+  let t4: f32 = t1 + t3;
+  return t4;
 }
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = acc * 0.00015624999650754035;
-  return t0;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = v0 + 0.000009999999747378752;
-  let t1: f32 = inverseSqrt(t0);
-  return t1;
-}
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 16) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(6400i, (g + 1i) * 6400i);
-  for (var s = g * 6400i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 100i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 10i;
-    let rt1_1: i32 = rt1_0 % 10i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 10i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-    }
-  }
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 16) { return; }
+  let o0: i32 = i;
+  out[i] = value(o0);
 }

@@ -2,45 +2,21 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 10i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in0[t5];
-  let t7: f32 = in1[o1];
-  let t8: f32 = t6 - t7;
-  let t9: f32 = in2[o1];
-  let t10: f32 = t8 * t9;
-  let t11: f32 = in3[o1];
-  let t12: f32 = t10 * t11;
-  let t13: f32 = in4[o1];
-  let t14: f32 = t12 + t13;
-  let t15: f32 = max(t14, 0.0);
-  return t15;
+fn value(o0: i32) -> f32 {
+  let t0: f32 = out[o0];
+  let t1: f32 = t0 * 0.8999999761581421;
+  let t2: f32 = in0[o0];
+  let t3: f32 = t2 * 0.10001562535762787;
+  let t4: f32 = t1 + t3;
+  return t4;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 102400) { return; }
-  let ot0_0: i32 = i / 1600i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 100i;
-  let ot1_1: i32 = ot1_0 % 16i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 10i;
-  let ot2_1: i32 = ot2_0 % 10i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 10i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  if (i >= 16) { return; }
+  let o0: i32 = i;
+  out[i] = value(o0);
 }

@@ -3,138 +3,41 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> out1: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out2: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out3: array<vec4<f32>>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 20i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: f32 = in0[t6];
-  let t8: i32 = t0 + 1i;
-  let t9: i32 = t8 + t1;
-  let t10: i32 = t9 + t3;
-  let t11: i32 = t10 + t5;
-  let t12: f32 = in0[t11];
-  let t13: f32 = max(t7, t12);
-  return t13;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 10i;
-  let t2: i32 = o1 * 100i;
-  let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
-  let t5: i32 = t3 + t4;
-  let t6: i32 = o3 * 2i;
-  let t7: i32 = t5 + t6;
-  let t8: f32 = in0[t7];
-  let t9: f32 = max(v0, t8);
-  return t9;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 11i;
-  let t2: i32 = o1 * 100i;
-  let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
-  let t5: i32 = t3 + t4;
-  let t6: i32 = o3 * 2i;
-  let t7: i32 = t5 + t6;
-  let t8: f32 = in0[t7];
-  let t9: bool = v1 >= t8;
-  let t10: f32 = select(0.0, 1.0, t9);
-  return t10;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = t0 + 10i;
-  let t2: i32 = o1 * 100i;
-  let t3: i32 = t1 + t2;
-  let t4: i32 = o2 * 20i;
-  let t5: i32 = t3 + t4;
-  let t6: i32 = o3 * 2i;
-  let t7: i32 = t5 + t6;
-  let t8: f32 = in0[t7];
-  let t9: bool = v0 >= t8;
-  let t10: f32 = select(0.0, 1.0, t9);
-  return t10;
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 25600) { return; }
-  let i0 = i + 0i;
-  let l0ot0_0: i32 = i0 / 400i;
-  let l0o0: i32 = l0ot0_0;
-  let l0ot1_0: i32 = i0 / 25i;
-  let l0ot1_1: i32 = l0ot1_0 % 16i;
-  let l0o1: i32 = l0ot1_1;
-  let l0ot2_0: i32 = i0 / 5i;
-  let l0ot2_1: i32 = l0ot2_0 % 5i;
-  let l0o2: i32 = l0ot2_1;
-  let l0ot3_0: i32 = i0 % 5i;
-  let l0o3: i32 = l0ot3_0;
-  let i1 = i + 1i;
-  let l1ot0_0: i32 = i1 / 400i;
-  let l1o0: i32 = l1ot0_0;
-  let l1ot1_0: i32 = i1 / 25i;
-  let l1ot1_1: i32 = l1ot1_0 % 16i;
-  let l1o1: i32 = l1ot1_1;
-  let l1ot2_0: i32 = i1 / 5i;
-  let l1ot2_1: i32 = l1ot2_0 % 5i;
-  let l1o2: i32 = l1ot2_1;
-  let l1ot3_0: i32 = i1 % 5i;
-  let l1o3: i32 = l1ot3_0;
-  let i2 = i + 2i;
-  let l2ot0_0: i32 = i2 / 400i;
-  let l2o0: i32 = l2ot0_0;
-  let l2ot1_0: i32 = i2 / 25i;
-  let l2ot1_1: i32 = l2ot1_0 % 16i;
-  let l2o1: i32 = l2ot1_1;
-  let l2ot2_0: i32 = i2 / 5i;
-  let l2ot2_1: i32 = l2ot2_0 % 5i;
-  let l2o2: i32 = l2ot2_1;
-  let l2ot3_0: i32 = i2 % 5i;
-  let l2o3: i32 = l2ot3_0;
-  let i3 = i + 3i;
-  let l3ot0_0: i32 = i3 / 400i;
-  let l3o0: i32 = l3ot0_0;
-  let l3ot1_0: i32 = i3 / 25i;
-  let l3ot1_1: i32 = l3ot1_0 % 16i;
-  let l3o1: i32 = l3ot1_1;
-  let l3ot2_0: i32 = i3 / 5i;
-  let l3ot2_1: i32 = l3ot2_0 % 5i;
-  let l3o2: i32 = l3ot2_1;
-  let l3ot3_0: i32 = i3 % 5i;
-  let l3o3: i32 = l3ot3_0;
-  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
-  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
-  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
-  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
-  let v1_0 = x1(v0_0, l0o0, l0o1, l0o2, l0o3);
-  let v1_1 = x1(v0_1, l1o0, l1o1, l1o2, l1o3);
-  let v1_2 = x1(v0_2, l2o0, l2o1, l2o2, l2o3);
-  let v1_3 = x1(v0_3, l3o0, l3o1, l3o2, l3o3);
-  let v2_0 = x2(v0_0, v1_0, l0o0, l0o1, l0o2, l0o3);
-  let v2_1 = x2(v0_1, v1_1, l1o0, l1o1, l1o2, l1o3);
-  let v2_2 = x2(v0_2, v1_2, l2o0, l2o1, l2o2, l2o3);
-  let v2_3 = x2(v0_3, v1_3, l3o0, l3o1, l3o2, l3o3);
-  let v3_0 = x3(v0_0, v1_0, v2_0, l0o0, l0o1, l0o2, l0o3);
-  let v3_1 = x3(v0_1, v1_1, v2_1, l1o0, l1o1, l1o2, l1o3);
-  let v3_2 = x3(v0_2, v1_2, v2_2, l2o0, l2o1, l2o2, l2o3);
-  let v3_3 = x3(v0_3, v1_3, v2_3, l3o0, l3o1, l3o2, l3o3);
+  if (i >= 16) { return; }
+  let o0: i32 = i;
+  let oq = o0 / 4i;
+  let t0: i32 = oq * 4i;
+  let t1: f32 = out[t0 >> 2u][t0 & 3i];
+  let t2: f32 = t1 * 0.8999999761581421;
+  let t3: f32 = in0[t0];
+  let t4: f32 = t3 * 0.10001562535762787;
+  let t5: f32 = t2 + t4;
+  let v0_0 = t5;
+  let t7: i32 = t0 + 1i;
+  let t8: f32 = out[t7 >> 2u][t7 & 3i];
+  let t9: f32 = t8 * 0.8999999761581421;
+  let t10: f32 = in0[t7];
+  let t11: f32 = t10 * 0.10001562535762787;
+  let t12: f32 = t9 + t11;
+  let v0_1 = t12;
+  let t14: i32 = t0 + 2i;
+  let t15: f32 = out[t14 >> 2u][t14 & 3i];
+  let t16: f32 = t15 * 0.8999999761581421;
+  let t17: f32 = in0[t14];
+  let t18: f32 = t17 * 0.10001562535762787;
+  let t19: f32 = t16 + t18;
+  let v0_2 = t19;
+  let t21: i32 = t0 + 3i;
+  let t22: f32 = out[t21 >> 2u][t21 & 3i];
+  let t23: f32 = t22 * 0.8999999761581421;
+  let t24: f32 = in0[t21];
+  let t25: f32 = t24 * 0.10001562535762787;
+  let t26: f32 = t23 + t25;
+  let v0_3 = t26;
   out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
-  out1[i / 4i] = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
-  out2[i / 4i] = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
-  out3[i / 4i] = vec4<f32>(v3_0, v3_1, v3_2, v3_3);
 }

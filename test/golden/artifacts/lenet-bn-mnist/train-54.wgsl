@@ -2,280 +2,126 @@
 var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
-@group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<i32>;
-@group(0) @binding(4) var<storage, read_write> in4: array<i32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
-fn rng_uniform(k0: u32, k1: u32, c0: u32, c1: u32) -> f32 {
-  let w0: u32 = 466688986u ^ k0;
-  let w1: u32 = w0 ^ k1;
-  let w2: u32 = c0 + k0;
-  let w3: u32 = c1 + k1;
-  let w4: u32 = w2 + w3;
-  let w5: u32 = (w3 << 13u) | (w3 >> 19u);
-  let w6: u32 = w5 ^ w4;
-  let w7: u32 = w4 + w6;
-  let w8: u32 = (w6 << 15u) | (w6 >> 17u);
-  let w9: u32 = w8 ^ w7;
-  let w10: u32 = w7 + w9;
-  let w11: u32 = (w9 << 26u) | (w9 >> 6u);
-  let w12: u32 = w11 ^ w10;
-  let w13: u32 = w10 + w12;
-  let w14: u32 = (w12 << 6u) | (w12 >> 26u);
-  let w15: u32 = w14 ^ w13;
-  let w16: u32 = w13 + k1;
-  let w17: u32 = w15 + w1;
-  let w18: u32 = w17 + 1u;
-  let w19: u32 = w16 + w18;
-  let w20: u32 = (w18 << 17u) | (w18 >> 15u);
-  let w21: u32 = w20 ^ w19;
-  let w22: u32 = w19 + w21;
-  let w23: u32 = (w21 << 29u) | (w21 >> 3u);
-  let w24: u32 = w23 ^ w22;
-  let w25: u32 = w22 + w24;
-  let w26: u32 = (w24 << 16u) | (w24 >> 16u);
-  let w27: u32 = w26 ^ w25;
-  let w28: u32 = w25 + w27;
-  let w29: u32 = (w27 << 24u) | (w27 >> 8u);
-  let w30: u32 = w29 ^ w28;
-  let w31: u32 = w28 + w1;
-  let w32: u32 = w30 + k0;
-  let w33: u32 = w32 + 2u;
-  let w34: u32 = w31 + w33;
-  let w35: u32 = (w33 << 13u) | (w33 >> 19u);
-  let w36: u32 = w35 ^ w34;
-  let w37: u32 = w34 + w36;
-  let w38: u32 = (w36 << 15u) | (w36 >> 17u);
-  let w39: u32 = w38 ^ w37;
-  let w40: u32 = w37 + w39;
-  let w41: u32 = (w39 << 26u) | (w39 >> 6u);
-  let w42: u32 = w41 ^ w40;
-  let w43: u32 = w40 + w42;
-  let w44: u32 = (w42 << 6u) | (w42 >> 26u);
-  let w45: u32 = w44 ^ w43;
-  let w46: u32 = w43 + k0;
-  let w47: u32 = w45 + k1;
-  let w48: u32 = w47 + 3u;
-  let w49: u32 = w46 + w48;
-  let w50: u32 = (w48 << 17u) | (w48 >> 15u);
-  let w51: u32 = w50 ^ w49;
-  let w52: u32 = w49 + w51;
-  let w53: u32 = (w51 << 29u) | (w51 >> 3u);
-  let w54: u32 = w53 ^ w52;
-  let w55: u32 = w52 + w54;
-  let w56: u32 = (w54 << 16u) | (w54 >> 16u);
-  let w57: u32 = w56 ^ w55;
-  let w58: u32 = w55 + w57;
-  let w59: u32 = (w57 << 24u) | (w57 >> 8u);
-  let w60: u32 = w59 ^ w58;
-  let w61: u32 = w58 + k1;
-  let w62: u32 = w60 + w1;
-  let w63: u32 = w62 + 4u;
-  let w64: u32 = w61 + w63;
-  let w65: u32 = (w63 << 13u) | (w63 >> 19u);
-  let w66: u32 = w65 ^ w64;
-  let w67: u32 = w64 + w66;
-  let w68: u32 = (w66 << 15u) | (w66 >> 17u);
-  let w69: u32 = w68 ^ w67;
-  let w70: u32 = w67 + w69;
-  let w71: u32 = (w69 << 26u) | (w69 >> 6u);
-  let w72: u32 = w71 ^ w70;
-  let w73: u32 = w70 + w72;
-  let w74: u32 = (w72 << 6u) | (w72 >> 26u);
-  let w75: u32 = w74 ^ w73;
-  let w76: u32 = w73 + w1;
-  let w77: u32 = w75 + k0;
-  let w78: u32 = w77 + 5u;
-  return f32(w76 >> 8u) * 5.960464477539063e-8;
+@group(0) @binding(1) var<storage, read_write> in1: array<i32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+
+fn body0(o0: i32, o1: i32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  return t2;
 }
 
-
-fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
-  let t0: i32 = in3[0i];
-  let t1: i32 = mi * 84i;
-  let t2: i32 = t1 + ni;
-  let t3: i32 = in4[0i];
-  let t4: f32 = rng_uniform(bitcast<u32>(t0), 0u, bitcast<u32>(t2), bitcast<u32>(t3));
-  let t5: bool = t4 >= 0.20000000298023224;
-  let t6: f32 = select(0.0, 1.0, t5);
-  let t7: f32 = t6 * 1.25;
-  let t8: f32 = acc * t7;
-  let t9: f32 = in2[t2];
-  let t10: bool = t9 > 0.0;
-  let t11: f32 = select(0.0, 1.0, t10);
-  let t12: bool = t11 != 0.0;
-  let t13: f32 = select(0.0, t8, t12);
-  return t13;
+fn stage0(acc: f32, o0: i32) -> f32 {
+  return acc;
 }
 
-fn dst(mi: i32, ni: i32) -> i32 {
-  let t0: i32 = mi * 84i;
-  let t1: i32 = t0 + ni;
-  return t1;
+fn body1(o0: i32, o1: i32, s0: f32) -> f32 {
+  let t0: i32 = o0 * 10i;
+  let t1: i32 = t0 + o1;
+  let t2: f32 = in0[t1];
+  let t3: f32 = t2 - s0;
+  let t4: f32 = exp(t3);
+  return t4;
 }
 
-@compute @workgroup_size(8, 8)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 8i;
-  let m0 = i32(gid.y) * 8i;
-  if (n0 >= 84i || m0 >= 64i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz;
-  let mr0 = min(m0 + 0i, 63i);
-  let mr1 = min(m0 + 1i, 63i);
-  let mr2 = min(m0 + 2i, 63i);
-  let mr3 = min(m0 + 3i, 63i);
-  let mr4 = min(m0 + 4i, 63i);
-  let mr5 = min(m0 + 5i, 63i);
-  let mr6 = min(m0 + 6i, 63i);
-  let mr7 = min(m0 + 7i, 63i);
-  let nc0 = min(n0 + 0i, 83i);
-  let nc1 = min(n0 + 1i, 83i);
-  let nc2 = min(n0 + 2i, 83i);
-  let nc3 = min(n0 + 3i, 83i);
-  let nc4 = min(n0 + 4i, 83i);
-  let nc5 = min(n0 + 5i, 83i);
-  let nc6 = min(n0 + 6i, 83i);
-  let nc7 = min(n0 + 7i, 83i);
-  let h0: i32 = mr0 * 10i;
-  let h1: i32 = mr1 * 10i;
-  let h2: i32 = mr2 * 10i;
-  let h3: i32 = mr3 * 10i;
-  let h4: i32 = mr4 * 10i;
-  let h5: i32 = mr5 * 10i;
-  let h6: i32 = mr6 * 10i;
-  let h7: i32 = mr7 * 10i;
-  let h8: i32 = nc0 * 10i;
-  let h9: i32 = nc1 * 10i;
-  let h10: i32 = nc2 * 10i;
-  let h11: i32 = nc3 * 10i;
-  let h12: i32 = nc4 * 10i;
-  let h13: i32 = nc5 * 10i;
-  let h14: i32 = nc6 * 10i;
-  let h15: i32 = nc7 * 10i;
-  var c0_0 = vec4<f32>(0.0);
-  var c0_1 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c1_1 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c2_1 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  var c3_1 = vec4<f32>(0.0);
-  var c4_0 = vec4<f32>(0.0);
-  var c4_1 = vec4<f32>(0.0);
-  var c5_0 = vec4<f32>(0.0);
-  var c5_1 = vec4<f32>(0.0);
-  var c6_0 = vec4<f32>(0.0);
-  var c6_1 = vec4<f32>(0.0);
-  var c7_0 = vec4<f32>(0.0);
-  var c7_1 = vec4<f32>(0.0);
-  for (var kb = 0i; kb < 10i; kb += 2i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 + h0;
-    let t0_1: f32 = in0[t0_0];
-    let t0_2: i32 = ku0 + h1;
-    let t0_3: f32 = in0[t0_2];
-    let t0_4: i32 = ku0 + h2;
-    let t0_5: f32 = in0[t0_4];
-    let t0_6: i32 = ku0 + h3;
-    let t0_7: f32 = in0[t0_6];
-    let t0_8: i32 = ku0 + h4;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = ku0 + h5;
-    let t0_11: f32 = in0[t0_10];
-    let t0_12: i32 = ku0 + h6;
-    let t0_13: f32 = in0[t0_12];
-    let t0_14: i32 = ku0 + h7;
-    let t0_15: f32 = in0[t0_14];
-    let t0_16: i32 = ku0 + h8;
-    let t0_17: f32 = in1[t0_16];
-    let t0_18: i32 = ku0 + h9;
-    let t0_19: f32 = in1[t0_18];
-    let t0_20: i32 = ku0 + h10;
-    let t0_21: f32 = in1[t0_20];
-    let t0_22: i32 = ku0 + h11;
-    let t0_23: f32 = in1[t0_22];
-    let t0_24: i32 = ku0 + h12;
-    let t0_25: f32 = in1[t0_24];
-    let t0_26: i32 = ku0 + h13;
-    let t0_27: f32 = in1[t0_26];
-    let t0_28: i32 = ku0 + h14;
-    let t0_29: f32 = in1[t0_28];
-    let t0_30: i32 = ku0 + h15;
-    let t0_31: f32 = in1[t0_30];
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 + h0;
-    let t1_1: f32 = in0[t1_0];
-    let t1_2: i32 = ku1 + h1;
-    let t1_3: f32 = in0[t1_2];
-    let t1_4: i32 = ku1 + h2;
-    let t1_5: f32 = in0[t1_4];
-    let t1_6: i32 = ku1 + h3;
-    let t1_7: f32 = in0[t1_6];
-    let t1_8: i32 = ku1 + h4;
-    let t1_9: f32 = in0[t1_8];
-    let t1_10: i32 = ku1 + h5;
-    let t1_11: f32 = in0[t1_10];
-    let t1_12: i32 = ku1 + h6;
-    let t1_13: f32 = in0[t1_12];
-    let t1_14: i32 = ku1 + h7;
-    let t1_15: f32 = in0[t1_14];
-    let t1_16: i32 = ku1 + h8;
-    let t1_17: f32 = in1[t1_16];
-    let t1_18: i32 = ku1 + h9;
-    let t1_19: f32 = in1[t1_18];
-    let t1_20: i32 = ku1 + h10;
-    let t1_21: f32 = in1[t1_20];
-    let t1_22: i32 = ku1 + h11;
-    let t1_23: f32 = in1[t1_22];
-    let t1_24: i32 = ku1 + h12;
-    let t1_25: f32 = in1[t1_24];
-    let t1_26: i32 = ku1 + h13;
-    let t1_27: f32 = in1[t1_26];
-    let t1_28: i32 = ku1 + h14;
-    let t1_29: f32 = in1[t1_28];
-    let t1_30: i32 = ku1 + h15;
-    let t1_31: f32 = in1[t1_30];
-    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c0_0);
-    c0_0 = fma(vec4<f32>(t1_1), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c0_0);
-    c0_1 = fma(vec4<f32>(t0_1), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c0_1);
-    c0_1 = fma(vec4<f32>(t1_1), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c0_1);
-    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c1_0);
-    c1_0 = fma(vec4<f32>(t1_3), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c1_0);
-    c1_1 = fma(vec4<f32>(t0_3), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c1_1);
-    c1_1 = fma(vec4<f32>(t1_3), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c1_1);
-    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c2_0);
-    c2_0 = fma(vec4<f32>(t1_5), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c2_0);
-    c2_1 = fma(vec4<f32>(t0_5), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c2_1);
-    c2_1 = fma(vec4<f32>(t1_5), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c2_1);
-    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c3_0);
-    c3_0 = fma(vec4<f32>(t1_7), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c3_0);
-    c3_1 = fma(vec4<f32>(t0_7), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c3_1);
-    c3_1 = fma(vec4<f32>(t1_7), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c3_1);
-    c4_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c4_0);
-    c4_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c4_0);
-    c4_1 = fma(vec4<f32>(t0_9), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c4_1);
-    c4_1 = fma(vec4<f32>(t1_9), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c4_1);
-    c5_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c5_0);
-    c5_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c5_0);
-    c5_1 = fma(vec4<f32>(t0_11), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c5_1);
-    c5_1 = fma(vec4<f32>(t1_11), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c5_1);
-    c6_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c6_0);
-    c6_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c6_0);
-    c6_1 = fma(vec4<f32>(t0_13), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c6_1);
-    c6_1 = fma(vec4<f32>(t1_13), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c6_1);
-    c7_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_17, t0_19, t0_21, t0_23), c7_0);
-    c7_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_17, t1_19, t1_21, t1_23), c7_0);
-    c7_1 = fma(vec4<f32>(t0_15), vec4<f32>(t0_25, t0_27, t0_29, t0_31), c7_1);
-    c7_1 = fma(vec4<f32>(t1_15), vec4<f32>(t1_25, t1_27, t1_29, t1_31), c7_1);
+fn stage1(acc: f32, o0: i32, s0: f32) -> f32 {
+  return acc;
+}
+
+fn stage2(o0: i32, s0: f32, s1: f32) -> f32 {
+  let t0: f32 = log(s1);
+  return t0;
+}
+
+fn body3(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: f32 = -t3;
+  return t4;
+}
+
+fn stage3(acc: f32, o0: i32, s0: f32, s1: f32, s2: f32) -> f32 {
+  let t0: f32 = acc / s1;
+  return t0;
+}
+
+fn value(o0: i32, o1: i32, s0: f32, s1: f32, s2: f32, s3: f32) -> f32 {
+  let t0: i32 = in1[o0];
+  let t1: bool = t0 == o1;
+  let t2: f32 = select(0.0, 1.0, t1);
+  let t3: f32 = (-0.015625) * t2;
+  let t4: i32 = o0 * 10i;
+  let t5: i32 = t4 + o1;
+  let t6: f32 = in0[t5];
+  let t7: f32 = t6 - s0;
+  let t8: f32 = exp(t7);
+  let t9: f32 = s3 * t8;
+  let t10: f32 = t3 + t9;
+  return t10;
+}
+
+var<workgroup> red_f32: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let row = i32(wid.y * nwg.x + wid.x);
+  if (row >= 64i) { return; }
+  let o0: i32 = row;
+  var acc0: f32 = (-bitcast<f32>(inf_bits));
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc0 = max(acc0, body0(o0, o1));
   }
-  var cc = array<f32, 64>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c0_1.x, c0_1.y, c0_1.z, c0_1.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c1_1.x, c1_1.y, c1_1.z, c1_1.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c2_1.x, c2_1.y, c2_1.z, c2_1.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w, c3_1.x, c3_1.y, c3_1.z, c3_1.w, c4_0.x, c4_0.y, c4_0.z, c4_0.w, c4_1.x, c4_1.y, c4_1.z, c4_1.w, c5_0.x, c5_0.y, c5_0.z, c5_0.w, c5_1.x, c5_1.y, c5_1.z, c5_1.w, c6_0.x, c6_0.y, c6_0.z, c6_0.w, c6_1.x, c6_1.y, c6_1.z, c6_1.w, c7_0.x, c7_0.y, c7_0.z, c7_0.w, c7_1.x, c7_1.y, c7_1.z, c7_1.w);
-  for (var e = 0i; e < 64i; e++) {
-    let r = m0 + e / 8i;
-    let q = n0 + e % 8i;
-    if (r < 64i && q < 84i) {
-      out[dst(r, q)] = fin(cc[e], r, q);
+  red_f32[lid] = acc0;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      red_f32[lid] = max(red_f32[lid], red_f32[lid + h]);
     }
+    workgroupBarrier();
+  }
+  let s0 = stage0(red_f32[0], o0);
+  workgroupBarrier();
+  if (lid == 0u) { out1[row] = s0; }
+  var acc1: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc1 = acc1 + body1(o0, o1, s0);
+  }
+  red_f32[lid] = acc1;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
+    }
+    workgroupBarrier();
+  }
+  let s1 = stage1(red_f32[0], o0, s0);
+  workgroupBarrier();
+  let s2 = stage2(o0, s0, s1);
+  if (lid == 0u) { out2[row] = s2; }
+  var acc3: f32 = 0.0;
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    acc3 = acc3 + body3(o0, o1, s0, s1, s2);
+  }
+  red_f32[lid] = acc3;
+  workgroupBarrier();
+  for (var h = 32u; h > 0u; h = h >> 1u) {
+    if (lid < h) {
+      red_f32[lid] = red_f32[lid] + red_f32[lid + h];
+    }
+    workgroupBarrier();
+  }
+  let s3 = stage3(red_f32[0], o0, s0, s1, s2);
+  workgroupBarrier();
+  for (var e = i32(lid); e < 10i; e += 64i) {
+    let o1: i32 = e;
+    out[row * 10i + e] = value(o0, o1, s0, s1, s2, s3);
   }
 }

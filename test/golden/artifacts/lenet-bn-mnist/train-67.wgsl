@@ -10,7 +10,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
-  let t0: i32 = r0 * 84i;
+  let t0: i32 = r0 * 10i;
   let t1: i32 = o0 + t0;
   let t2: f32 = in0[t1];
   return t2;
@@ -54,7 +54,7 @@ fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 84) { return; }
+  if (i >= 10) { return; }
   let o0: i32 = i;
   var acc: f32 = 0.0;
   for (var r0 = 0i; r0 < 64i; r0++) {

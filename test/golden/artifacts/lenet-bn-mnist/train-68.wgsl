@@ -10,7 +10,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
 fn body(o0: i32, r0: i32) -> f32 {
-  let t0: i32 = r0 * 84i;
+  let t0: i32 = r0 * 10i;
   let t1: i32 = o0 + t0;
   let t2: f32 = in0[t1];
   return t2;
@@ -56,7 +56,7 @@ var<workgroup> partial: array<f32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 84) { return; }
+  if (w >= 10) { return; }
   let i = w / 1i;
   let g = w % 1i;
   let o0: i32 = i;

@@ -5,70 +5,80 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn body(o0: i32, r0: i32) -> f32 {
-  let t0: i32 = r0 * 120i;
-  let t1: i32 = o0 + t0;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
+  return t6;
 }
 
-fn fin(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = out1[o0];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32) -> f32 {
-  let t0: f32 = out2[o0];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
-  let t0: f32 = out3[o0];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 120) { return; }
-  let o0: i32 = i;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    acc = acc + body(o0, r0);
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 120i || m0 >= 64i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
+  let h0: i32 = mr0 * 84i;
+  let h1: i32 = mr1 * 84i;
+  let h2: i32 = mr2 * 84i;
+  let h3: i32 = mr3 * 84i;
+  let h4: i32 = nc0 * 84i;
+  let h5: i32 = nc1 * 84i;
+  let h6: i32 = nc2 * 84i;
+  let h7: i32 = nc3 * 84i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 84i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = ku0 + h4;
+    let t0_9: f32 = in1[t0_8];
+    let t0_10: i32 = ku0 + h5;
+    let t0_11: f32 = in1[t0_10];
+    let t0_12: i32 = ku0 + h6;
+    let t0_13: f32 = in1[t0_12];
+    let t0_14: i32 = ku0 + h7;
+    let t0_15: f32 = in1[t0_14];
+    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c0_0);
+    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c1_0);
+    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c2_0);
+    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c3_0);
   }
-   {
-    let at = i;
-    let v0 = fin(acc, o0);
-    out[at] = v0;
-    let v1 = x1(v0, o0);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, o0);
-    out3[at] = v3;
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 120i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
   }
 }

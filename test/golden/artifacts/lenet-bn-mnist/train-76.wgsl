@@ -5,86 +5,222 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
-fn body(o0: i32, r0: i32) -> f32 {
-  let t0: i32 = r0 * 120i;
-  let t1: i32 = o0 + t0;
-  let t2: f32 = in0[t1];
-  return t2;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = in2[t1];
+  let t3: bool = t2 > 0.0;
+  let t4: f32 = select(0.0, 1.0, t3);
+  let t5: bool = t4 != 0.0;
+  let t6: f32 = select(0.0, acc, t5);
+  return t6;
 }
 
-fn fin(acc: f32, o0: i32) -> f32 {
-  return acc;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 120i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn x1(v0: f32, o0: i32) -> f32 {
-  let t0: f32 = out1[o0];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
+var<workgroup> sa: array<vec4<f32>, 128>;
+var<workgroup> sb: array<vec4<f32>, 128>;
 
-fn x2(v0: f32, v1: f32, o0: i32) -> f32 {
-  let t0: f32 = out2[o0];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32) -> f32 {
-  let t0: f32 = out3[o0];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-var<workgroup> partial: array<f32, 64>;
-
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 120) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = i;
-  var acc: f32 = 0.0;
-  let end = min(64i, (g + 1i) * 64i);
-  for (var s = g * 64i + i32(lid); s < end; s += 64i) {
-    let r0: i32 = s;
-    acc = acc + body(o0, r0);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let li = i32(lid);
+  let bm0 = i32(wid.y) * 32i;
+  let bn0 = i32(wid.x) * 32i;
+  let m0 = bm0 + i32(lid3.y) * 4i;
+  let n0 = bn0 + i32(lid3.x) * 4i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let ak0 = (li + 0i) % 16i;
+  let al0 = (li + 0i) / 16i;
+  let ar0 = min(bm0 + al0, 63i);
+  let ak1 = (li + 64i) % 16i;
+  let al1 = (li + 64i) / 16i;
+  let ar1 = min(bm0 + al1, 63i);
+  let ak2 = (li + 128i) % 16i;
+  let al2 = (li + 128i) / 16i;
+  let ar2 = min(bm0 + al2, 63i);
+  let ak3 = (li + 192i) % 16i;
+  let al3 = (li + 192i) / 16i;
+  let ar3 = min(bm0 + al3, 63i);
+  let ak4 = (li + 256i) % 16i;
+  let al4 = (li + 256i) / 16i;
+  let ar4 = min(bm0 + al4, 63i);
+  let ak5 = (li + 320i) % 16i;
+  let al5 = (li + 320i) / 16i;
+  let ar5 = min(bm0 + al5, 63i);
+  let ak6 = (li + 384i) % 16i;
+  let al6 = (li + 384i) / 16i;
+  let ar6 = min(bm0 + al6, 63i);
+  let ak7 = (li + 448i) % 16i;
+  let al7 = (li + 448i) / 16i;
+  let ar7 = min(bm0 + al7, 63i);
+  let bk0 = (li + 0i) % 16i;
+  let bl0 = (li + 0i) / 16i;
+  let br0 = min(bn0 + bl0, 119i);
+  let bk1 = (li + 64i) % 16i;
+  let bl1 = (li + 64i) / 16i;
+  let br1 = min(bn0 + bl1, 119i);
+  let bk2 = (li + 128i) % 16i;
+  let bl2 = (li + 128i) / 16i;
+  let br2 = min(bn0 + bl2, 119i);
+  let bk3 = (li + 192i) % 16i;
+  let bl3 = (li + 192i) / 16i;
+  let br3 = min(bn0 + bl3, 119i);
+  let bk4 = (li + 256i) % 16i;
+  let bl4 = (li + 256i) / 16i;
+  let br4 = min(bn0 + bl4, 119i);
+  let bk5 = (li + 320i) % 16i;
+  let bl5 = (li + 320i) / 16i;
+  let br5 = min(bn0 + bl5, 119i);
+  let bk6 = (li + 384i) % 16i;
+  let bl6 = (li + 384i) / 16i;
+  let br6 = min(bn0 + bl6, 119i);
+  let bk7 = (li + 448i) % 16i;
+  let bl7 = (li + 448i) / 16i;
+  let br7 = min(bn0 + bl7, 119i);
+  let nc0 = min(n0 + 0i, 119i);
+  let nc1 = min(n0 + 1i, 119i);
+  let nc2 = min(n0 + 2i, 119i);
+  let nc3 = min(n0 + 3i, 119i);
+  let h0: i32 = ar0 * 84i;
+  let h1: i32 = ar1 * 84i;
+  let h2: i32 = ar2 * 84i;
+  let h3: i32 = ar3 * 84i;
+  let h4: i32 = ar4 * 84i;
+  let h5: i32 = ar5 * 84i;
+  let h6: i32 = ar6 * 84i;
+  let h7: i32 = ar7 * 84i;
+  let h8: i32 = br0 * 84i;
+  let h9: i32 = br1 * 84i;
+  let h10: i32 = br2 * 84i;
+  let h11: i32 = br3 * 84i;
+  let h12: i32 = br4 * 84i;
+  let h13: i32 = br5 * 84i;
+  let h14: i32 = br6 * 84i;
+  let h15: i32 = br7 * 84i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 84i; kb += 16i) {
+    let aq0 = kb + ak0;
+    let ac0 = min(aq0, 83i);
+    let aq1 = kb + ak1;
+    let ac1 = min(aq1, 83i);
+    let aq2 = kb + ak2;
+    let ac2 = min(aq2, 83i);
+    let aq3 = kb + ak3;
+    let ac3 = min(aq3, 83i);
+    let aq4 = kb + ak4;
+    let ac4 = min(aq4, 83i);
+    let aq5 = kb + ak5;
+    let ac5 = min(aq5, 83i);
+    let aq6 = kb + ak6;
+    let ac6 = min(aq6, 83i);
+    let aq7 = kb + ak7;
+    let ac7 = min(aq7, 83i);
+    let bq0 = kb + bk0;
+    let bc0 = min(bq0, 83i);
+    let bq1 = kb + bk1;
+    let bc1 = min(bq1, 83i);
+    let bq2 = kb + bk2;
+    let bc2 = min(bq2, 83i);
+    let bq3 = kb + bk3;
+    let bc3 = min(bq3, 83i);
+    let bq4 = kb + bk4;
+    let bc4 = min(bq4, 83i);
+    let bq5 = kb + bk5;
+    let bc5 = min(bq5, 83i);
+    let bq6 = kb + bk6;
+    let bc6 = min(bq6, 83i);
+    let bq7 = kb + bk7;
+    let bc7 = min(bq7, 83i);
+    let tl_0: i32 = ac0 + h0;
+    let tl_1: f32 = in0[tl_0];
+    let tl_2: i32 = ac1 + h1;
+    let tl_3: f32 = in0[tl_2];
+    let tl_4: i32 = ac2 + h2;
+    let tl_5: f32 = in0[tl_4];
+    let tl_6: i32 = ac3 + h3;
+    let tl_7: f32 = in0[tl_6];
+    let tl_8: i32 = ac4 + h4;
+    let tl_9: f32 = in0[tl_8];
+    let tl_10: i32 = ac5 + h5;
+    let tl_11: f32 = in0[tl_10];
+    let tl_12: i32 = ac6 + h6;
+    let tl_13: f32 = in0[tl_12];
+    let tl_14: i32 = ac7 + h7;
+    let tl_15: f32 = in0[tl_14];
+    let tl_16: i32 = bc0 + h8;
+    let tl_17: f32 = in1[tl_16];
+    let tl_18: i32 = bc1 + h9;
+    let tl_19: f32 = in1[tl_18];
+    let tl_20: i32 = bc2 + h10;
+    let tl_21: f32 = in1[tl_20];
+    let tl_22: i32 = bc3 + h11;
+    let tl_23: f32 = in1[tl_22];
+    let tl_24: i32 = bc4 + h12;
+    let tl_25: f32 = in1[tl_24];
+    let tl_26: i32 = bc5 + h13;
+    let tl_27: f32 = in1[tl_26];
+    let tl_28: i32 = bc6 + h14;
+    let tl_29: f32 = in1[tl_28];
+    let tl_30: i32 = bc7 + h15;
+    let tl_31: f32 = in1[tl_30];
+    let as0 = ak0 * 32i + al0;
+    sa[as0 >> 2u][as0 & 3i] = select(0.0, tl_1, aq0 < 84i);
+    let as1 = ak1 * 32i + al1;
+    sa[as1 >> 2u][as1 & 3i] = select(0.0, tl_3, aq1 < 84i);
+    let as2 = ak2 * 32i + al2;
+    sa[as2 >> 2u][as2 & 3i] = select(0.0, tl_5, aq2 < 84i);
+    let as3 = ak3 * 32i + al3;
+    sa[as3 >> 2u][as3 & 3i] = select(0.0, tl_7, aq3 < 84i);
+    let as4 = ak4 * 32i + al4;
+    sa[as4 >> 2u][as4 & 3i] = select(0.0, tl_9, aq4 < 84i);
+    let as5 = ak5 * 32i + al5;
+    sa[as5 >> 2u][as5 & 3i] = select(0.0, tl_11, aq5 < 84i);
+    let as6 = ak6 * 32i + al6;
+    sa[as6 >> 2u][as6 & 3i] = select(0.0, tl_13, aq6 < 84i);
+    let as7 = ak7 * 32i + al7;
+    sa[as7 >> 2u][as7 & 3i] = select(0.0, tl_15, aq7 < 84i);
+    let bs0 = bk0 * 32i + bl0;
+    sb[bs0 >> 2u][bs0 & 3i] = select(0.0, tl_17, bq0 < 84i);
+    let bs1 = bk1 * 32i + bl1;
+    sb[bs1 >> 2u][bs1 & 3i] = select(0.0, tl_19, bq1 < 84i);
+    let bs2 = bk2 * 32i + bl2;
+    sb[bs2 >> 2u][bs2 & 3i] = select(0.0, tl_21, bq2 < 84i);
+    let bs3 = bk3 * 32i + bl3;
+    sb[bs3 >> 2u][bs3 & 3i] = select(0.0, tl_23, bq3 < 84i);
+    let bs4 = bk4 * 32i + bl4;
+    sb[bs4 >> 2u][bs4 & 3i] = select(0.0, tl_25, bq4 < 84i);
+    let bs5 = bk5 * 32i + bl5;
+    sb[bs5 >> 2u][bs5 & 3i] = select(0.0, tl_27, bq5 < 84i);
+    let bs6 = bk6 * 32i + bl6;
+    sb[bs6 >> 2u][bs6 & 3i] = select(0.0, tl_29, bq6 < 84i);
+    let bs7 = bk7 * 32i + bl7;
+    sb[bs7 >> 2u][bs7 & 3i] = select(0.0, tl_31, bq7 < 84i);
+    workgroupBarrier();
+    for (var kk = 0i; kk < 16i; kk++) {
+      let a0 = sa[kk * 8i + i32(lid3.y) * 1i + 0i];
+      let b0 = sb[kk * 8i + i32(lid3.x) * 1i + 0i];
+      c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+      c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+      c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+      c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
     }
     workgroupBarrier();
   }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0);
-      out[at] = v0;
-      let v1 = x1(v0, o0);
-      out1[at] = v1;
-      let v2 = x2(v0, v1, o0);
-      out2[at] = v2;
-      let v3 = x3(v0, v1, v2, o0);
-      out3[at] = v3;
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 120i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
     }
   }
 }

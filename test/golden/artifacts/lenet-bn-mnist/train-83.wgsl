@@ -3,73 +3,74 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 400i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 5i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: f32 = in0[t5];
-  let t8: bool = t7 != 0.0;
-  let t9: f32 = select(t6, 0.0, t8);
-  return t9;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 25600) { return; }
-  let i0 = i + 0i;
-  let l0ot0_0: i32 = i0 / 400i;
-  let l0o0: i32 = l0ot0_0;
-  let l0ot1_0: i32 = i0 / 25i;
-  let l0ot1_1: i32 = l0ot1_0 % 16i;
-  let l0o1: i32 = l0ot1_1;
-  let l0ot2_0: i32 = i0 / 5i;
-  let l0ot2_1: i32 = l0ot2_0 % 5i;
-  let l0o2: i32 = l0ot2_1;
-  let l0ot3_0: i32 = i0 % 5i;
-  let l0o3: i32 = l0ot3_0;
-  let i1 = i + 1i;
-  let l1ot0_0: i32 = i1 / 400i;
-  let l1o0: i32 = l1ot0_0;
-  let l1ot1_0: i32 = i1 / 25i;
-  let l1ot1_1: i32 = l1ot1_0 % 16i;
-  let l1o1: i32 = l1ot1_1;
-  let l1ot2_0: i32 = i1 / 5i;
-  let l1ot2_1: i32 = l1ot2_0 % 5i;
-  let l1o2: i32 = l1ot2_1;
-  let l1ot3_0: i32 = i1 % 5i;
-  let l1o3: i32 = l1ot3_0;
-  let i2 = i + 2i;
-  let l2ot0_0: i32 = i2 / 400i;
-  let l2o0: i32 = l2ot0_0;
-  let l2ot1_0: i32 = i2 / 25i;
-  let l2ot1_1: i32 = l2ot1_0 % 16i;
-  let l2o1: i32 = l2ot1_1;
-  let l2ot2_0: i32 = i2 / 5i;
-  let l2ot2_1: i32 = l2ot2_0 % 5i;
-  let l2o2: i32 = l2ot2_1;
-  let l2ot3_0: i32 = i2 % 5i;
-  let l2o3: i32 = l2ot3_0;
-  let i3 = i + 3i;
-  let l3ot0_0: i32 = i3 / 400i;
-  let l3o0: i32 = l3ot0_0;
-  let l3ot1_0: i32 = i3 / 25i;
-  let l3ot1_1: i32 = l3ot1_0 % 16i;
-  let l3o1: i32 = l3ot1_1;
-  let l3ot2_0: i32 = i3 / 5i;
-  let l3ot2_1: i32 = l3ot2_0 % 5i;
-  let l3o2: i32 = l3ot2_1;
-  let l3ot3_0: i32 = i3 % 5i;
-  let l3o3: i32 = l3ot3_0;
-  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
-  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
-  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
-  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 400i;
+  let t1: i32 = t0 + ni;
+  return t1;
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 400i || m0 >= 64i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 63i);
+  let mr1 = min(m0 + 1i, 63i);
+  let mr2 = min(m0 + 2i, 63i);
+  let mr3 = min(m0 + 3i, 63i);
+  let nc0 = min(n0 + 0i, 399i);
+  let nc1 = min(n0 + 1i, 399i);
+  let nc2 = min(n0 + 2i, 399i);
+  let nc3 = min(n0 + 3i, 399i);
+  let h0: i32 = mr0 * 120i;
+  let h1: i32 = mr1 * 120i;
+  let h2: i32 = mr2 * 120i;
+  let h3: i32 = mr3 * 120i;
+  let h4: i32 = nc0 * 120i;
+  let h5: i32 = nc1 * 120i;
+  let h6: i32 = nc2 * 120i;
+  let h7: i32 = nc3 * 120i;
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 120i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 + h0;
+    let t0_1: f32 = in0[t0_0];
+    let t0_2: i32 = ku0 + h1;
+    let t0_3: f32 = in0[t0_2];
+    let t0_4: i32 = ku0 + h2;
+    let t0_5: f32 = in0[t0_4];
+    let t0_6: i32 = ku0 + h3;
+    let t0_7: f32 = in0[t0_6];
+    let t0_8: i32 = ku0 + h4;
+    let t0_9: f32 = in1[t0_8];
+    let t0_10: i32 = ku0 + h5;
+    let t0_11: f32 = in1[t0_10];
+    let t0_12: i32 = ku0 + h6;
+    let t0_13: f32 = in1[t0_12];
+    let t0_14: i32 = ku0 + h7;
+    let t0_15: f32 = in1[t0_14];
+    c0_0 = fma(vec4<f32>(t0_1), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c0_0);
+    c1_0 = fma(vec4<f32>(t0_3), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c1_0);
+    c2_0 = fma(vec4<f32>(t0_5), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c2_0);
+    c3_0 = fma(vec4<f32>(t0_7), vec4<f32>(t0_9, t0_11, t0_13, t0_15), c3_0);
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 64i && q < 400i) {
+      out[dst(r, q)] = fin(cc[e], r, q);
+    }
+  }
 }

@@ -4,7 +4,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 400i;
@@ -19,23 +19,61 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t9: f32 = select(0.0, t6, t8);
   let t10: f32 = in0[t5];
   let t11: bool = t10 != 0.0;
-  let t12: f32 = select(t9, 0.0, t11);
+  let t12: f32 = select(0.0, t9, t11);
   return t12;
 }
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 25600) { return; }
-  let ot0_0: i32 = i / 400i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 25i;
-  let ot1_1: i32 = ot1_0 % 16i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 5i;
-  let ot2_1: i32 = ot2_0 % 5i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 5i;
-  let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  let i0 = i + 0i;
+  let l0ot0_0: i32 = i0 / 400i;
+  let l0o0: i32 = l0ot0_0;
+  let l0ot1_0: i32 = i0 / 25i;
+  let l0ot1_1: i32 = l0ot1_0 % 16i;
+  let l0o1: i32 = l0ot1_1;
+  let l0ot2_0: i32 = i0 / 5i;
+  let l0ot2_1: i32 = l0ot2_0 % 5i;
+  let l0o2: i32 = l0ot2_1;
+  let l0ot3_0: i32 = i0 % 5i;
+  let l0o3: i32 = l0ot3_0;
+  let i1 = i + 1i;
+  let l1ot0_0: i32 = i1 / 400i;
+  let l1o0: i32 = l1ot0_0;
+  let l1ot1_0: i32 = i1 / 25i;
+  let l1ot1_1: i32 = l1ot1_0 % 16i;
+  let l1o1: i32 = l1ot1_1;
+  let l1ot2_0: i32 = i1 / 5i;
+  let l1ot2_1: i32 = l1ot2_0 % 5i;
+  let l1o2: i32 = l1ot2_1;
+  let l1ot3_0: i32 = i1 % 5i;
+  let l1o3: i32 = l1ot3_0;
+  let i2 = i + 2i;
+  let l2ot0_0: i32 = i2 / 400i;
+  let l2o0: i32 = l2ot0_0;
+  let l2ot1_0: i32 = i2 / 25i;
+  let l2ot1_1: i32 = l2ot1_0 % 16i;
+  let l2o1: i32 = l2ot1_1;
+  let l2ot2_0: i32 = i2 / 5i;
+  let l2ot2_1: i32 = l2ot2_0 % 5i;
+  let l2o2: i32 = l2ot2_1;
+  let l2ot3_0: i32 = i2 % 5i;
+  let l2o3: i32 = l2ot3_0;
+  let i3 = i + 3i;
+  let l3ot0_0: i32 = i3 / 400i;
+  let l3o0: i32 = l3ot0_0;
+  let l3ot1_0: i32 = i3 / 25i;
+  let l3ot1_1: i32 = l3ot1_0 % 16i;
+  let l3o1: i32 = l3ot1_1;
+  let l3ot2_0: i32 = i3 / 5i;
+  let l3ot2_1: i32 = l3ot2_0 % 5i;
+  let l3o2: i32 = l3ot2_1;
+  let l3ot3_0: i32 = i3 % 5i;
+  let l3o3: i32 = l3ot3_0;
+  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
+  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
+  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
+  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

@@ -3,116 +3,120 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out1: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> out2: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 20i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: f32 = in0[t6];
-  let t8: i32 = t0 + 1i;
-  let t9: i32 = t8 + t1;
-  let t10: i32 = t9 + t3;
-  let t11: i32 = t10 + t5;
-  let t12: f32 = in0[t11];
-  let t13: bool = t7 >= t12;
-  let t14: f32 = select(0.0, 1.0, t13);
-  return t14;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
 }
 
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 400i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 5i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(0.0, t6, t7);
-  return t8;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 400i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 5i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(t6, 0.0, t7);
-  return t8;
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out1[t1];
+  let t3: f32 = 0.8999999761581421 * t2;
+  let t4: f32 = 0.10000000149011612 * v0;
+  let t5: f32 = t3 + t4;
+  return t5;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
-  if (i >= 25600) { return; }
-  let i0 = i + 0i;
-  let l0ot0_0: i32 = i0 / 400i;
-  let l0o0: i32 = l0ot0_0;
-  let l0ot1_0: i32 = i0 / 25i;
-  let l0ot1_1: i32 = l0ot1_0 % 16i;
-  let l0o1: i32 = l0ot1_1;
-  let l0ot2_0: i32 = i0 / 5i;
-  let l0ot2_1: i32 = l0ot2_0 % 5i;
-  let l0o2: i32 = l0ot2_1;
-  let l0ot3_0: i32 = i0 % 5i;
-  let l0o3: i32 = l0ot3_0;
-  let i1 = i + 1i;
-  let l1ot0_0: i32 = i1 / 400i;
-  let l1o0: i32 = l1ot0_0;
-  let l1ot1_0: i32 = i1 / 25i;
-  let l1ot1_1: i32 = l1ot1_0 % 16i;
-  let l1o1: i32 = l1ot1_1;
-  let l1ot2_0: i32 = i1 / 5i;
-  let l1ot2_1: i32 = l1ot2_0 % 5i;
-  let l1o2: i32 = l1ot2_1;
-  let l1ot3_0: i32 = i1 % 5i;
-  let l1o3: i32 = l1ot3_0;
-  let i2 = i + 2i;
-  let l2ot0_0: i32 = i2 / 400i;
-  let l2o0: i32 = l2ot0_0;
-  let l2ot1_0: i32 = i2 / 25i;
-  let l2ot1_1: i32 = l2ot1_0 % 16i;
-  let l2o1: i32 = l2ot1_1;
-  let l2ot2_0: i32 = i2 / 5i;
-  let l2ot2_1: i32 = l2ot2_0 % 5i;
-  let l2o2: i32 = l2ot2_1;
-  let l2ot3_0: i32 = i2 % 5i;
-  let l2o3: i32 = l2ot3_0;
-  let i3 = i + 3i;
-  let l3ot0_0: i32 = i3 / 400i;
-  let l3o0: i32 = l3ot0_0;
-  let l3ot1_0: i32 = i3 / 25i;
-  let l3ot1_1: i32 = l3ot1_0 % 16i;
-  let l3o1: i32 = l3ot1_1;
-  let l3ot2_0: i32 = i3 / 5i;
-  let l3ot2_1: i32 = l3ot2_0 % 5i;
-  let l3o2: i32 = l3ot2_1;
-  let l3ot3_0: i32 = i3 % 5i;
-  let l3o3: i32 = l3ot3_0;
-  let v0_0 = value(l0o0, l0o1, l0o2, l0o3);
-  let v0_1 = value(l1o0, l1o1, l1o2, l1o3);
-  let v0_2 = value(l2o0, l2o1, l2o2, l2o3);
-  let v0_3 = value(l3o0, l3o1, l3o2, l3o3);
-  let v1_0 = x1(v0_0, l0o0, l0o1, l0o2, l0o3);
-  let v1_1 = x1(v0_1, l1o0, l1o1, l1o2, l1o3);
-  let v1_2 = x1(v0_2, l2o0, l2o1, l2o2, l2o3);
-  let v1_3 = x1(v0_3, l3o0, l3o1, l3o2, l3o3);
-  let v2_0 = x2(v0_0, v1_0, l0o0, l0o1, l0o2, l0o3);
-  let v2_1 = x2(v0_1, v1_1, l1o0, l1o1, l1o2, l1o3);
-  let v2_2 = x2(v0_2, v1_2, l2o0, l2o1, l2o2, l2o3);
-  let v2_3 = x2(v0_3, v1_3, l3o0, l3o1, l3o2, l3o3);
-  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
-  out1[i / 4i] = vec4<f32>(v1_0, v1_1, v1_2, v1_3);
-  out2[i / 4i] = vec4<f32>(v2_0, v2_1, v2_2, v2_3);
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out2[t1];
+  let t3: f32 = 0.9990000128746033 * t2;
+  let t4: f32 = v0 * v0;
+  let t5: f32 = 0.0010000000474974513 * t4;
+  let t6: f32 = t3 + t5;
+  return t6;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out3[t1];
+  let t3: f32 = in2[0i];
+  let t4: f32 = v1 / t3;
+  let t5: f32 = in3[0i];
+  let t6: f32 = v2 / t5;
+  let t7: f32 = sqrt(t6);
+  let t8: f32 = t7 + 9.99999993922529e-9;
+  let t9: f32 = t4 / t8;
+  let t10: f32 = 0.0010000000474974513 * t9;
+  let t11: f32 = t2 - t10;
+  return t11;
+}
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let n0 = i32(gid.x) * 4i;
+  let m0 = i32(gid.y) * 4i;
+  if (n0 >= 84i || m0 >= 120i) { return; }
+  let gz = i32(gid.z);
+  let bz = gz;
+  let mr0 = min(m0 + 0i, 119i);
+  let mr1 = min(m0 + 1i, 119i);
+  let mr2 = min(m0 + 2i, 119i);
+  let mr3 = min(m0 + 3i, 119i);
+  let nc0 = min(n0 + 0i, 83i);
+  let nc1 = min(n0 + 1i, 83i);
+  let nc2 = min(n0 + 2i, 83i);
+  let nc3 = min(n0 + 3i, 83i);
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 64i; kb += 1i) {
+    let ku0 = kb + 0i;
+    let t0_0: i32 = ku0 * 120i;
+    let t0_1: i32 = t0_0 + mr0;
+    let t0_2: f32 = in0[t0_1];
+    let t0_3: i32 = t0_0 + mr1;
+    let t0_4: f32 = in0[t0_3];
+    let t0_5: i32 = t0_0 + mr2;
+    let t0_6: f32 = in0[t0_5];
+    let t0_7: i32 = t0_0 + mr3;
+    let t0_8: f32 = in0[t0_7];
+    let t0_9: i32 = ku0 * 84i;
+    let t0_10: i32 = t0_9 + nc0;
+    let t0_11: f32 = in1[t0_10];
+    let t0_12: i32 = t0_9 + nc1;
+    let t0_13: f32 = in1[t0_12];
+    let t0_14: i32 = t0_9 + nc2;
+    let t0_15: f32 = in1[t0_14];
+    let t0_16: i32 = t0_9 + nc3;
+    let t0_17: f32 = in1[t0_16];
+    c0_0 = fma(vec4<f32>(t0_2), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c0_0);
+    c1_0 = fma(vec4<f32>(t0_4), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c1_0);
+    c2_0 = fma(vec4<f32>(t0_6), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c2_0);
+    c3_0 = fma(vec4<f32>(t0_8), vec4<f32>(t0_11, t0_13, t0_15, t0_17), c3_0);
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 120i && q < 84i) {
+       {
+        let at = dst(r, q);
+        let v0 = fin(cc[e], r, q);
+        out[at] = v0;
+        let v1 = x1(v0, r, q);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, r, q);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, r, q);
+        out3[at] = v3;
+      }
+    }
+  }
 }

@@ -3,76 +3,268 @@ var<private> inf_bits: u32 = 0x7f800000u;
 var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(2) var<storage, read_write> in2: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out3: array<f32>;
 
-fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 1600i;
-  let t1: i32 = o1 * 100i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 20i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = o3 * 2i;
-  let t6: i32 = t4 + t5;
-  let t7: f32 = in0[t6];
-  let t8: i32 = t0 + 1i;
-  let t9: i32 = t8 + t1;
-  let t10: i32 = t9 + t3;
-  let t11: i32 = t10 + t5;
-  let t12: f32 = in0[t11];
-  let t13: bool = t7 >= t12;
-  let t14: f32 = select(0.0, 1.0, t13);
-  return t14;
+fn fin(acc: f32, mi: i32, ni: i32) -> f32 {
+  return acc;
 }
 
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 400i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 5i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(0.0, t6, t7);
-  return t8;
+fn dst(mi: i32, ni: i32) -> i32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  return t1;
 }
 
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: i32 = o0 * 400i;
-  let t1: i32 = o1 * 25i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = o2 * 5i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + o3;
-  let t6: f32 = in1[t5];
-  let t7: bool = v0 != 0.0;
-  let t8: f32 = select(t6, 0.0, t7);
-  return t8;
+fn x1(v0: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out1[t1];
+  let t3: f32 = 0.8999999761581421 * t2;
+  let t4: f32 = 0.10000000149011612 * v0;
+  let t5: f32 = t3 + t4;
+  return t5;
 }
 
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 25600) { return; }
-  let ot0_0: i32 = i / 400i;
-  let o0: i32 = ot0_0;
-  let ot1_0: i32 = i / 25i;
-  let ot1_1: i32 = ot1_0 % 16i;
-  let o1: i32 = ot1_1;
-  let ot2_0: i32 = i / 5i;
-  let ot2_1: i32 = ot2_0 % 5i;
-  let o2: i32 = ot2_1;
-  let ot3_0: i32 = i % 5i;
-  let o3: i32 = ot3_0;
-   {
-    let at = i;
-    let v0 = value(o0, o1, o2, o3);
-    out[at] = v0;
-    let v1 = x1(v0, o0, o1, o2, o3);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0, o1, o2, o3);
-    out2[at] = v2;
+fn x2(v0: f32, v1: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out2[t1];
+  let t3: f32 = 0.9990000128746033 * t2;
+  let t4: f32 = v0 * v0;
+  let t5: f32 = 0.0010000000474974513 * t4;
+  let t6: f32 = t3 + t5;
+  return t6;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, mi: i32, ni: i32) -> f32 {
+  let t0: i32 = mi * 84i;
+  let t1: i32 = t0 + ni;
+  let t2: f32 = out3[t1];
+  let t3: f32 = in2[0i];
+  let t4: f32 = v1 / t3;
+  let t5: f32 = in3[0i];
+  let t6: f32 = v2 / t5;
+  let t7: f32 = sqrt(t6);
+  let t8: f32 = t7 + 9.99999993922529e-9;
+  let t9: f32 = t4 / t8;
+  let t10: f32 = 0.0010000000474974513 * t9;
+  let t11: f32 = t2 - t10;
+  return t11;
+}
+
+var<workgroup> sa: array<vec4<f32>, 128>;
+var<workgroup> sb: array<vec4<f32>, 128>;
+
+@compute @workgroup_size(8, 8)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let li = i32(lid);
+  let bm0 = i32(wid.y) * 32i;
+  let bn0 = i32(wid.x) * 32i;
+  let m0 = bm0 + i32(lid3.y) * 4i;
+  let n0 = bn0 + i32(lid3.x) * 4i;
+  let gz = i32(wid.z);
+  let bz = gz;
+  let ak0 = (li + 0i) / 32i;
+  let al0 = (li + 0i) % 32i;
+  let ar0 = min(bm0 + al0, 119i);
+  let ak1 = (li + 64i) / 32i;
+  let al1 = (li + 64i) % 32i;
+  let ar1 = min(bm0 + al1, 119i);
+  let ak2 = (li + 128i) / 32i;
+  let al2 = (li + 128i) % 32i;
+  let ar2 = min(bm0 + al2, 119i);
+  let ak3 = (li + 192i) / 32i;
+  let al3 = (li + 192i) % 32i;
+  let ar3 = min(bm0 + al3, 119i);
+  let ak4 = (li + 256i) / 32i;
+  let al4 = (li + 256i) % 32i;
+  let ar4 = min(bm0 + al4, 119i);
+  let ak5 = (li + 320i) / 32i;
+  let al5 = (li + 320i) % 32i;
+  let ar5 = min(bm0 + al5, 119i);
+  let ak6 = (li + 384i) / 32i;
+  let al6 = (li + 384i) % 32i;
+  let ar6 = min(bm0 + al6, 119i);
+  let ak7 = (li + 448i) / 32i;
+  let al7 = (li + 448i) % 32i;
+  let ar7 = min(bm0 + al7, 119i);
+  let bk0 = (li + 0i) / 32i;
+  let bl0 = (li + 0i) % 32i;
+  let br0 = min(bn0 + bl0, 83i);
+  let bk1 = (li + 64i) / 32i;
+  let bl1 = (li + 64i) % 32i;
+  let br1 = min(bn0 + bl1, 83i);
+  let bk2 = (li + 128i) / 32i;
+  let bl2 = (li + 128i) % 32i;
+  let br2 = min(bn0 + bl2, 83i);
+  let bk3 = (li + 192i) / 32i;
+  let bl3 = (li + 192i) % 32i;
+  let br3 = min(bn0 + bl3, 83i);
+  let bk4 = (li + 256i) / 32i;
+  let bl4 = (li + 256i) % 32i;
+  let br4 = min(bn0 + bl4, 83i);
+  let bk5 = (li + 320i) / 32i;
+  let bl5 = (li + 320i) % 32i;
+  let br5 = min(bn0 + bl5, 83i);
+  let bk6 = (li + 384i) / 32i;
+  let bl6 = (li + 384i) % 32i;
+  let br6 = min(bn0 + bl6, 83i);
+  let bk7 = (li + 448i) / 32i;
+  let bl7 = (li + 448i) % 32i;
+  let br7 = min(bn0 + bl7, 83i);
+  let nc0 = min(n0 + 0i, 83i);
+  let nc1 = min(n0 + 1i, 83i);
+  let nc2 = min(n0 + 2i, 83i);
+  let nc3 = min(n0 + 3i, 83i);
+  var c0_0 = vec4<f32>(0.0);
+  var c1_0 = vec4<f32>(0.0);
+  var c2_0 = vec4<f32>(0.0);
+  var c3_0 = vec4<f32>(0.0);
+  for (var kb = 0i; kb < 64i; kb += 16i) {
+    let aq0 = kb + ak0;
+    let ac0 = min(aq0, 63i);
+    let aq1 = kb + ak1;
+    let ac1 = min(aq1, 63i);
+    let aq2 = kb + ak2;
+    let ac2 = min(aq2, 63i);
+    let aq3 = kb + ak3;
+    let ac3 = min(aq3, 63i);
+    let aq4 = kb + ak4;
+    let ac4 = min(aq4, 63i);
+    let aq5 = kb + ak5;
+    let ac5 = min(aq5, 63i);
+    let aq6 = kb + ak6;
+    let ac6 = min(aq6, 63i);
+    let aq7 = kb + ak7;
+    let ac7 = min(aq7, 63i);
+    let bq0 = kb + bk0;
+    let bc0 = min(bq0, 63i);
+    let bq1 = kb + bk1;
+    let bc1 = min(bq1, 63i);
+    let bq2 = kb + bk2;
+    let bc2 = min(bq2, 63i);
+    let bq3 = kb + bk3;
+    let bc3 = min(bq3, 63i);
+    let bq4 = kb + bk4;
+    let bc4 = min(bq4, 63i);
+    let bq5 = kb + bk5;
+    let bc5 = min(bq5, 63i);
+    let bq6 = kb + bk6;
+    let bc6 = min(bq6, 63i);
+    let bq7 = kb + bk7;
+    let bc7 = min(bq7, 63i);
+    let tl_0: i32 = ac0 * 120i;
+    let tl_1: i32 = tl_0 + ar0;
+    let tl_2: f32 = in0[tl_1];
+    let tl_3: i32 = ac1 * 120i;
+    let tl_4: i32 = tl_3 + ar1;
+    let tl_5: f32 = in0[tl_4];
+    let tl_6: i32 = ac2 * 120i;
+    let tl_7: i32 = tl_6 + ar2;
+    let tl_8: f32 = in0[tl_7];
+    let tl_9: i32 = ac3 * 120i;
+    let tl_10: i32 = tl_9 + ar3;
+    let tl_11: f32 = in0[tl_10];
+    let tl_12: i32 = ac4 * 120i;
+    let tl_13: i32 = tl_12 + ar4;
+    let tl_14: f32 = in0[tl_13];
+    let tl_15: i32 = ac5 * 120i;
+    let tl_16: i32 = tl_15 + ar5;
+    let tl_17: f32 = in0[tl_16];
+    let tl_18: i32 = ac6 * 120i;
+    let tl_19: i32 = tl_18 + ar6;
+    let tl_20: f32 = in0[tl_19];
+    let tl_21: i32 = ac7 * 120i;
+    let tl_22: i32 = tl_21 + ar7;
+    let tl_23: f32 = in0[tl_22];
+    let tl_24: i32 = bc0 * 84i;
+    let tl_25: i32 = tl_24 + br0;
+    let tl_26: f32 = in1[tl_25];
+    let tl_27: i32 = bc1 * 84i;
+    let tl_28: i32 = tl_27 + br1;
+    let tl_29: f32 = in1[tl_28];
+    let tl_30: i32 = bc2 * 84i;
+    let tl_31: i32 = tl_30 + br2;
+    let tl_32: f32 = in1[tl_31];
+    let tl_33: i32 = bc3 * 84i;
+    let tl_34: i32 = tl_33 + br3;
+    let tl_35: f32 = in1[tl_34];
+    let tl_36: i32 = bc4 * 84i;
+    let tl_37: i32 = tl_36 + br4;
+    let tl_38: f32 = in1[tl_37];
+    let tl_39: i32 = bc5 * 84i;
+    let tl_40: i32 = tl_39 + br5;
+    let tl_41: f32 = in1[tl_40];
+    let tl_42: i32 = bc6 * 84i;
+    let tl_43: i32 = tl_42 + br6;
+    let tl_44: f32 = in1[tl_43];
+    let tl_45: i32 = bc7 * 84i;
+    let tl_46: i32 = tl_45 + br7;
+    let tl_47: f32 = in1[tl_46];
+    let as0 = ak0 * 32i + al0;
+    sa[as0 >> 2u][as0 & 3i] = select(0.0, tl_2, aq0 < 64i);
+    let as1 = ak1 * 32i + al1;
+    sa[as1 >> 2u][as1 & 3i] = select(0.0, tl_5, aq1 < 64i);
+    let as2 = ak2 * 32i + al2;
+    sa[as2 >> 2u][as2 & 3i] = select(0.0, tl_8, aq2 < 64i);
+    let as3 = ak3 * 32i + al3;
+    sa[as3 >> 2u][as3 & 3i] = select(0.0, tl_11, aq3 < 64i);
+    let as4 = ak4 * 32i + al4;
+    sa[as4 >> 2u][as4 & 3i] = select(0.0, tl_14, aq4 < 64i);
+    let as5 = ak5 * 32i + al5;
+    sa[as5 >> 2u][as5 & 3i] = select(0.0, tl_17, aq5 < 64i);
+    let as6 = ak6 * 32i + al6;
+    sa[as6 >> 2u][as6 & 3i] = select(0.0, tl_20, aq6 < 64i);
+    let as7 = ak7 * 32i + al7;
+    sa[as7 >> 2u][as7 & 3i] = select(0.0, tl_23, aq7 < 64i);
+    let bs0 = bk0 * 32i + bl0;
+    sb[bs0 >> 2u][bs0 & 3i] = select(0.0, tl_26, bq0 < 64i);
+    let bs1 = bk1 * 32i + bl1;
+    sb[bs1 >> 2u][bs1 & 3i] = select(0.0, tl_29, bq1 < 64i);
+    let bs2 = bk2 * 32i + bl2;
+    sb[bs2 >> 2u][bs2 & 3i] = select(0.0, tl_32, bq2 < 64i);
+    let bs3 = bk3 * 32i + bl3;
+    sb[bs3 >> 2u][bs3 & 3i] = select(0.0, tl_35, bq3 < 64i);
+    let bs4 = bk4 * 32i + bl4;
+    sb[bs4 >> 2u][bs4 & 3i] = select(0.0, tl_38, bq4 < 64i);
+    let bs5 = bk5 * 32i + bl5;
+    sb[bs5 >> 2u][bs5 & 3i] = select(0.0, tl_41, bq5 < 64i);
+    let bs6 = bk6 * 32i + bl6;
+    sb[bs6 >> 2u][bs6 & 3i] = select(0.0, tl_44, bq6 < 64i);
+    let bs7 = bk7 * 32i + bl7;
+    sb[bs7 >> 2u][bs7 & 3i] = select(0.0, tl_47, bq7 < 64i);
+    workgroupBarrier();
+    for (var kk = 0i; kk < 16i; kk++) {
+      let a0 = sa[kk * 8i + i32(lid3.y) * 1i + 0i];
+      let b0 = sb[kk * 8i + i32(lid3.x) * 1i + 0i];
+      c0_0 = fma(vec4<f32>(a0.x), b0, c0_0);
+      c1_0 = fma(vec4<f32>(a0.y), b0, c1_0);
+      c2_0 = fma(vec4<f32>(a0.z), b0, c2_0);
+      c3_0 = fma(vec4<f32>(a0.w), b0, c3_0);
+    }
+    workgroupBarrier();
+  }
+  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
+  for (var e = 0i; e < 16i; e++) {
+    let r = m0 + e / 4i;
+    let q = n0 + e % 4i;
+    if (r < 120i && q < 84i) {
+       {
+        let at = dst(r, q);
+        let v0 = fin(cc[e], r, q);
+        out[at] = v0;
+        let v1 = x1(v0, r, q);
+        out1[at] = v1;
+        let v2 = x2(v0, v1, r, q);
+        out2[at] = v2;
+        let v3 = x3(v0, v1, v2, r, q);
+        out3[at] = v3;
+      }
+    }
   }
 }

@@ -6,7 +6,7 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
 @group(0) @binding(3) var<storage, read_write> in3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> in4: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
 fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
   let t0: i32 = o0 * 1176i;
@@ -75,7 +75,7 @@ fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
   if (i >= 301056) { return; }
   let ot0_0: i32 = i / 4704i;
   let o0: i32 = ot0_0;
@@ -87,5 +87,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let o2: i32 = ot2_1;
   let ot3_0: i32 = i % 28i;
   let o3: i32 = ot3_0;
-  out[i] = value(o0, o1, o2, o3);
+  let v0_0 = value(o0, o1, o2, o3);
+  let v0_1 = value(o0, o1, o2, o3 + 1i);
+  let v0_2 = value(o0, o1, o2, o3 + 2i);
+  let v0_3 = value(o0, o1, o2, o3 + 3i);
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

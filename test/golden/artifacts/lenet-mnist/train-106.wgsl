@@ -4,100 +4,88 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
+fn value(o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: i32 = o0 * 1176i;
+  let t1: i32 = o1 * 196i;
   let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
+  let t3: i32 = o2 - 1i;
+  let t4: i32 = t3 / 2i;
+  let t5: i32 = t4 * 14i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = o3 - 1i;
+  let t8: i32 = t7 / 2i;
+  let t9: i32 = t6 + t8;
+  let t10: f32 = in1[t9];
+  let t11: bool = bitcast<u32>(t3) < bitcast<u32>(27i);
+  let t12: i32 = t3 % 2i;
+  let t13: bool = t12 == 0i;
+  let t14: bool = t11 && t13;
+  let t15: bool = bitcast<u32>(t7) < bitcast<u32>(27i);
+  let t16: bool = t14 && t15;
+  let t17: i32 = t7 % 2i;
+  let t18: bool = t17 == 0i;
+  let t19: bool = t16 && t18;
+  let t20: f32 = select(0.0, t10, t19);
+  let t21: i32 = o3 / 2i;
+  let t22: i32 = t6 + t21;
+  let t23: f32 = in2[t22];
+  let t24: bool = bitcast<u32>(o3) < bitcast<u32>(27i);
+  let t25: bool = t14 && t24;
+  let t26: i32 = o3 % 2i;
+  let t27: bool = t26 == 0i;
+  let t28: bool = t25 && t27;
+  let t29: f32 = select(0.0, t23, t28);
+  let t30: f32 = t20 + t29;
+  let t31: i32 = o2 / 2i;
+  let t32: i32 = t31 * 14i;
+  let t33: i32 = t2 + t32;
+  let t34: i32 = t33 + t8;
+  let t35: f32 = in3[t34];
+  let t36: bool = bitcast<u32>(o2) < bitcast<u32>(27i);
+  let t37: i32 = o2 % 2i;
+  let t38: bool = t37 == 0i;
+  let t39: bool = t36 && t38;
+  let t40: bool = t39 && t15;
+  let t41: bool = t40 && t18;
+  let t42: f32 = select(0.0, t35, t41);
+  let t43: f32 = t30 + t42;
+  let t44: i32 = t33 + t21;
+  let t45: f32 = in4[t44];
+  let t46: bool = t39 && t24;
+  let t47: bool = t46 && t27;
+  let t48: f32 = select(0.0, t45, t47);
+  let t49: f32 = t43 + t48;
+  let t50: i32 = o0 * 4704i;
+  let t51: i32 = o1 * 784i;
+  let t52: i32 = t50 + t51;
+  let t53: i32 = o2 * 28i;
+  let t54: i32 = t52 + t53;
+  let t55: i32 = t54 + o3;
+  let t56: f32 = in0[t55];
+  let t57: bool = t56 > 0.0;
+  let t58: f32 = select(0.0, 1.0, t57);
+  let t59: bool = t58 != 0.0;
+  let t60: f32 = select(0.0, t49, t59);
+  return t60;
 }
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out1[o1];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out2[o1];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out3[o1];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
-
-var<workgroup> partial: array<f32, 64>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let w = i32(wid.y * nwg.x + wid.x);
-  if (w >= 6) { return; }
-  let i = w / 1i;
-  let g = w % 1i;
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  let end = min(50176i, (g + 1i) * 50176i);
-  for (var s = g * 50176i + i32(lid); s < end; s += 64i) {
-    let rt0_0: i32 = s / 784i;
-    let r0: i32 = rt0_0;
-    let rt1_0: i32 = s / 28i;
-    let rt1_1: i32 = rt1_0 % 28i;
-    let r1: i32 = rt1_1;
-    let rt2_0: i32 = s % 28i;
-    let r2: i32 = rt2_0;
-    acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-  }
-  partial[lid] = acc;
-  workgroupBarrier();
-  for (var h = 32u; h > 0u; h = h >> 1u) {
-    if (lid < h) {
-      partial[lid] = partial[lid] + partial[lid + h];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-     {
-      let at = i;
-      let v0 = fin(partial[0], o0, o1, o2, o3);
-      out[at] = v0;
-      let v1 = x1(v0, o0, o1, o2, o3);
-      out1[at] = v1;
-      let v2 = x2(v0, v1, o0, o1, o2, o3);
-      out2[at] = v2;
-      let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-      out3[at] = v3;
-    }
-  }
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 301056) { return; }
+  let ot0_0: i32 = i / 4704i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 784i;
+  let ot1_1: i32 = ot1_0 % 6i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 28i;
+  let ot2_1: i32 = ot2_0 % 28i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 28i;
+  let o3: i32 = ot3_0;
+  out[i] = value(o0, o1, o2, o3);
 }

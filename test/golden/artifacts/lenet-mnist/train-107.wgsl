@@ -4,82 +4,132 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> in4: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 
-fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
-  let t0: i32 = o1 * 784i;
-  let t1: i32 = r0 * 4704i;
-  let t2: i32 = t0 + t1;
-  let t3: i32 = r1 * 28i;
-  let t4: i32 = t2 + t3;
-  let t5: i32 = t4 + r2;
-  let t6: f32 = in0[t5];
-  return t6;
-}
-
-fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  return acc;
-}
-
-fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out1[o1];
-  let t1: f32 = 0.8999999761581421 * t0;
-  let t2: f32 = 0.10000000149011612 * v0;
-  let t3: f32 = t1 + t2;
-  return t3;
-}
-
-fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out2[o1];
-  let t1: f32 = 0.9990000128746033 * t0;
-  let t2: f32 = v0 * v0;
-  let t3: f32 = 0.0010000000474974513 * t2;
-  let t4: f32 = t1 + t3;
-  return t4;
-}
-
-fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
-  let t0: f32 = out3[o1];
-  let t1: f32 = in1[0i];
-  let t2: f32 = v1 / t1;
-  let t3: f32 = in2[0i];
-  let t4: f32 = v2 / t3;
-  let t5: f32 = sqrt(t4);
-  let t6: f32 = t5 + 9.99999993922529e-9;
-  let t7: f32 = t2 / t6;
-  let t8: f32 = 0.0010000000474974513 * t7;
-  let t9: f32 = t0 - t8;
-  return t9;
-}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
-  if (i >= 6) { return; }
-  let o0: i32 = 0i;
-  let o1: i32 = i;
-  let o2: i32 = 0i;
-  let o3: i32 = 0i;
-  var acc: f32 = 0.0;
-  for (var r0 = 0i; r0 < 64i; r0++) {
-    for (var r1 = 0i; r1 < 28i; r1++) {
-      for (var r2 = 0i; r2 < 28i; r2++) {
-        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
-      }
-    }
-  }
-   {
-    let at = i;
-    let v0 = fin(acc, o0, o1, o2, o3);
-    out[at] = v0;
-    let v1 = x1(v0, o0, o1, o2, o3);
-    out1[at] = v1;
-    let v2 = x2(v0, v1, o0, o1, o2, o3);
-    out2[at] = v2;
-    let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
-    out3[at] = v3;
-  }
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid) * 4i;
+  if (i >= 301056) { return; }
+  let ot0_0: i32 = i / 4704i;
+  let o0: i32 = ot0_0;
+  let ot1_0: i32 = i / 784i;
+  let ot1_1: i32 = ot1_0 % 6i;
+  let o1: i32 = ot1_1;
+  let ot2_0: i32 = i / 28i;
+  let ot2_1: i32 = ot2_0 % 28i;
+  let o2: i32 = ot2_1;
+  let ot3_0: i32 = i % 28i;
+  let o3: i32 = ot3_0;
+  let oq = o3 / 4i;
+  let t0: i32 = o0 * 1176i;
+  let t1: i32 = o1 * 196i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = o2 - 1i;
+  let t4: i32 = t3 / 2i;
+  let t5: i32 = t4 * 14i;
+  let t6: i32 = t2 + t5;
+  let t7: i32 = oq * 4i;
+  let t8: i32 = t7 - 1i;
+  let t9: i32 = t8 / 2i;
+  let t10: i32 = t6 + t9;
+  let t11: f32 = in1[t10];
+  let t12: bool = bitcast<u32>(t3) < bitcast<u32>(27i);
+  let t13: i32 = t3 % 2i;
+  let t14: bool = t13 == 0i;
+  let t15: bool = t12 && t14;
+  let t16: bool = bitcast<u32>(t8) < bitcast<u32>(27i);
+  let t17: bool = t15 && t16;
+  let t18: i32 = t8 % 2i;
+  let t19: bool = t18 == 0i;
+  let t20: bool = t17 && t19;
+  let t21: f32 = select(0.0, t11, t20);
+  let t22: i32 = oq * 2i;
+  let t23: i32 = t6 + t22;
+  let t24: f32 = in2[t23];
+  let t25: f32 = select(0.0, t24, t15);
+  let t26: f32 = t21 + t25;
+  let t27: i32 = o2 / 2i;
+  let t28: i32 = t27 * 14i;
+  let t29: i32 = t2 + t28;
+  let t30: i32 = t29 + t9;
+  let t31: f32 = in3[t30];
+  let t32: bool = bitcast<u32>(o2) < bitcast<u32>(27i);
+  let t33: i32 = o2 % 2i;
+  let t34: bool = t33 == 0i;
+  let t35: bool = t32 && t34;
+  let t36: bool = t35 && t16;
+  let t37: bool = t36 && t19;
+  let t38: f32 = select(0.0, t31, t37);
+  let t39: f32 = t26 + t38;
+  let t40: i32 = t29 + t22;
+  let t41: f32 = in4[t40];
+  let t42: f32 = select(0.0, t41, t35);
+  let t43: f32 = t39 + t42;
+  let t44: i32 = o0 * 4704i;
+  let t45: i32 = o1 * 784i;
+  let t46: i32 = t44 + t45;
+  let t47: i32 = o2 * 28i;
+  let t48: i32 = t46 + t47;
+  let t49: i32 = t48 + t7;
+  let t50: f32 = in0[t49];
+  let t51: bool = t50 > 0.0;
+  let t52: f32 = select(0.0, 1.0, t51);
+  let t53: bool = t52 != 0.0;
+  let t54: f32 = select(0.0, t43, t53);
+  let v0_0 = t54;
+  let t56: f32 = in1[t23];
+  let t57: f32 = select(0.0, t56, t15);
+  let t58: f32 = in3[t40];
+  let t59: f32 = select(0.0, t58, t35);
+  let t60: f32 = t57 + t59;
+  let t61: i32 = t44 + 1i;
+  let t62: i32 = t61 + t45;
+  let t63: i32 = t62 + t47;
+  let t64: i32 = t63 + t7;
+  let t65: f32 = in0[t64];
+  let t66: bool = t65 > 0.0;
+  let t67: f32 = select(0.0, 1.0, t66);
+  let t68: bool = t67 != 0.0;
+  let t69: f32 = select(0.0, t60, t68);
+  let v0_1 = t69;
+  let t71: i32 = t0 + 1i;
+  let t72: i32 = t71 + t1;
+  let t73: i32 = t72 + t5;
+  let t74: i32 = t73 + t22;
+  let t75: f32 = in2[t74];
+  let t76: f32 = select(0.0, t75, t15);
+  let t77: i32 = t72 + t28;
+  let t78: i32 = t77 + t22;
+  let t79: f32 = in4[t78];
+  let t80: f32 = select(0.0, t79, t35);
+  let t81: f32 = t76 + t80;
+  let t82: i32 = t44 + 2i;
+  let t83: i32 = t82 + t45;
+  let t84: i32 = t83 + t47;
+  let t85: i32 = t84 + t7;
+  let t86: f32 = in0[t85];
+  let t87: bool = t86 > 0.0;
+  let t88: f32 = select(0.0, 1.0, t87);
+  let t89: bool = t88 != 0.0;
+  let t90: f32 = select(0.0, t81, t89);
+  let v0_2 = t90;
+  let t92: f32 = in1[t74];
+  let t93: f32 = select(0.0, t92, t15);
+  let t94: f32 = in3[t78];
+  let t95: f32 = select(0.0, t94, t35);
+  let t96: f32 = t93 + t95;
+  let t97: i32 = t44 + 3i;
+  let t98: i32 = t97 + t45;
+  let t99: i32 = t98 + t47;
+  let t100: i32 = t99 + t7;
+  let t101: f32 = in0[t100];
+  let t102: bool = t101 > 0.0;
+  let t103: f32 = select(0.0, 1.0, t102);
+  let t104: bool = t103 != 0.0;
+  let t105: f32 = select(0.0, t96, t104);
+  let v0_3 = t105;
+  out[i / 4i] = vec4<f32>(v0_0, v0_1, v0_2, v0_3);
 }

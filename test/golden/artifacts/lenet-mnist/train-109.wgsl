@@ -4,179 +4,82 @@ var<private> nan_bits: u32 = 0x7fc00000u;
 @group(0) @binding(0) var<storage, read_write> in0: array<f32>;
 @group(0) @binding(1) var<storage, read_write> in1: array<f32>;
 @group(0) @binding(2) var<storage, read_write> in2: array<f32>;
-@group(0) @binding(3) var<storage, read_write> in3: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out3: array<f32>;
 
+fn body(o0: i32, o1: i32, o2: i32, o3: i32, r0: i32, r1: i32, r2: i32) -> f32 {
+  let t0: i32 = o1 * 784i;
+  let t1: i32 = r0 * 4704i;
+  let t2: i32 = t0 + t1;
+  let t3: i32 = r1 * 28i;
+  let t4: i32 = t2 + t3;
+  let t5: i32 = t4 + r2;
+  let t6: f32 = in0[t5];
+  return t6;
+}
 
-@compute @workgroup_size(8, 2)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let n0 = i32(gid.x) * 4i;
-  let m0 = i32(gid.y) * 4i;
-  if (n0 >= 25i || m0 >= 6i) { return; }
-  let gz = i32(gid.z);
-  let bz = gz / 180i;
-  let ks = gz % 180i;
-  let mr0 = min(m0 + 0i, 5i);
-  let mr1 = min(m0 + 1i, 5i);
-  let mr2 = min(m0 + 2i, 5i);
-  let mr3 = min(m0 + 3i, 5i);
-  let nc0 = min(n0 + 0i, 24i);
-  let nc1 = min(n0 + 1i, 24i);
-  let nc2 = min(n0 + 2i, 24i);
-  let nc3 = min(n0 + 3i, 24i);
-  let h0: i32 = mr0 * 784i;
-  let h1: i32 = mr1 * 784i;
-  let h2: i32 = mr2 * 784i;
-  let h3: i32 = mr3 * 784i;
-  let h4: i32 = nc0 / 5i;
-  let h5: i32 = nc0 % 5i;
-  let h6: i32 = h4 * 28i;
-  let h7: i32 = h6 + h5;
-  let h8: i32 = nc1 / 5i;
-  let h9: i32 = nc1 % 5i;
-  let h10: i32 = h8 * 28i;
-  let h11: i32 = h10 + h9;
-  let h12: i32 = nc2 / 5i;
-  let h13: i32 = nc2 % 5i;
-  let h14: i32 = h12 * 28i;
-  let h15: i32 = h14 + h13;
-  let h16: i32 = nc3 / 5i;
-  let h17: i32 = nc3 % 5i;
-  let h18: i32 = h16 * 28i;
-  let h19: i32 = h18 + h17;
-  var c0_0 = vec4<f32>(0.0);
-  var c1_0 = vec4<f32>(0.0);
-  var c2_0 = vec4<f32>(0.0);
-  var c3_0 = vec4<f32>(0.0);
-  let kbeg = ks * 280i;
-  let kend = min(kbeg + 280i, 50176i);
-  let kmain = kend - (kend - kbeg) % 2i;
-  for (var kb = kbeg; kb < kmain; kb += 2i) {
-    let ku0 = kb + 0i;
-    let t0_0: i32 = ku0 / 784i;
-    let t0_1: i32 = t0_0 * 4704i;
-    let t0_2: i32 = ku0 / 28i;
-    let t0_3: i32 = t0_2 % 28i;
-    let t0_4: i32 = t0_3 * 28i;
-    let t0_5: i32 = t0_1 + t0_4;
-    let t0_6: i32 = ku0 % 28i;
-    let t0_7: i32 = t0_5 + t0_6;
-    let t0_8: i32 = t0_7 + h0;
-    let t0_9: f32 = in0[t0_8];
-    let t0_10: i32 = t0_7 + h1;
-    let t0_11: f32 = in0[t0_10];
-    let t0_12: i32 = t0_7 + h2;
-    let t0_13: f32 = in0[t0_12];
-    let t0_14: i32 = t0_7 + h3;
-    let t0_15: f32 = in0[t0_14];
-    let t0_16: i32 = t0_0 * 784i;
-    let t0_17: i32 = t0_16 + t0_4;
-    let t0_18: i32 = t0_17 + t0_6;
-    let t0_19: i32 = t0_18 + (-58i);
-    let t0_20: i32 = t0_19 + h7;
-    let t0_21: f32 = in1[t0_20];
-    let t0_22: i32 = t0_3 - 2i;
-    let t0_23: i32 = t0_22 + h4;
-    let t0_24: bool = bitcast<u32>(t0_23) < bitcast<u32>(28i);
-    let t0_25: i32 = t0_6 - 2i;
-    let t0_26: i32 = t0_25 + h5;
-    let t0_27: bool = bitcast<u32>(t0_26) < bitcast<u32>(28i);
-    let t0_28: bool = t0_24 && t0_27;
-    let t0_29: f32 = select(0.0, t0_21, t0_28);
-    let t0_30: i32 = t0_19 + h11;
-    let t0_31: f32 = in1[t0_30];
-    let t0_32: i32 = t0_22 + h8;
-    let t0_33: bool = bitcast<u32>(t0_32) < bitcast<u32>(28i);
-    let t0_34: i32 = t0_25 + h9;
-    let t0_35: bool = bitcast<u32>(t0_34) < bitcast<u32>(28i);
-    let t0_36: bool = t0_33 && t0_35;
-    let t0_37: f32 = select(0.0, t0_31, t0_36);
-    let t0_38: i32 = t0_19 + h15;
-    let t0_39: f32 = in1[t0_38];
-    let t0_40: i32 = t0_22 + h12;
-    let t0_41: bool = bitcast<u32>(t0_40) < bitcast<u32>(28i);
-    let t0_42: i32 = t0_25 + h13;
-    let t0_43: bool = bitcast<u32>(t0_42) < bitcast<u32>(28i);
-    let t0_44: bool = t0_41 && t0_43;
-    let t0_45: f32 = select(0.0, t0_39, t0_44);
-    let t0_46: i32 = t0_19 + h19;
-    let t0_47: f32 = in1[t0_46];
-    let t0_48: i32 = t0_22 + h16;
-    let t0_49: bool = bitcast<u32>(t0_48) < bitcast<u32>(28i);
-    let t0_50: i32 = t0_25 + h17;
-    let t0_51: bool = bitcast<u32>(t0_50) < bitcast<u32>(28i);
-    let t0_52: bool = t0_49 && t0_51;
-    let t0_53: f32 = select(0.0, t0_47, t0_52);
-    let ku1 = kb + 1i;
-    let t1_0: i32 = ku1 / 784i;
-    let t1_1: i32 = t1_0 * 4704i;
-    let t1_2: i32 = ku1 / 28i;
-    let t1_3: i32 = t1_2 % 28i;
-    let t1_4: i32 = t1_3 * 28i;
-    let t1_5: i32 = t1_1 + t1_4;
-    let t1_6: i32 = ku1 % 28i;
-    let t1_7: i32 = t1_5 + t1_6;
-    let t1_8: i32 = t1_7 + h0;
-    let t1_9: f32 = in0[t1_8];
-    let t1_10: i32 = t1_7 + h1;
-    let t1_11: f32 = in0[t1_10];
-    let t1_12: i32 = t1_7 + h2;
-    let t1_13: f32 = in0[t1_12];
-    let t1_14: i32 = t1_7 + h3;
-    let t1_15: f32 = in0[t1_14];
-    let t1_16: i32 = t1_0 * 784i;
-    let t1_17: i32 = t1_16 + t1_4;
-    let t1_18: i32 = t1_17 + t1_6;
-    let t1_19: i32 = t1_18 + (-58i);
-    let t1_20: i32 = t1_19 + h7;
-    let t1_21: f32 = in1[t1_20];
-    let t1_22: i32 = t1_3 - 2i;
-    let t1_23: i32 = t1_22 + h4;
-    let t1_24: bool = bitcast<u32>(t1_23) < bitcast<u32>(28i);
-    let t1_25: i32 = t1_6 - 2i;
-    let t1_26: i32 = t1_25 + h5;
-    let t1_27: bool = bitcast<u32>(t1_26) < bitcast<u32>(28i);
-    let t1_28: bool = t1_24 && t1_27;
-    let t1_29: f32 = select(0.0, t1_21, t1_28);
-    let t1_30: i32 = t1_19 + h11;
-    let t1_31: f32 = in1[t1_30];
-    let t1_32: i32 = t1_22 + h8;
-    let t1_33: bool = bitcast<u32>(t1_32) < bitcast<u32>(28i);
-    let t1_34: i32 = t1_25 + h9;
-    let t1_35: bool = bitcast<u32>(t1_34) < bitcast<u32>(28i);
-    let t1_36: bool = t1_33 && t1_35;
-    let t1_37: f32 = select(0.0, t1_31, t1_36);
-    let t1_38: i32 = t1_19 + h15;
-    let t1_39: f32 = in1[t1_38];
-    let t1_40: i32 = t1_22 + h12;
-    let t1_41: bool = bitcast<u32>(t1_40) < bitcast<u32>(28i);
-    let t1_42: i32 = t1_25 + h13;
-    let t1_43: bool = bitcast<u32>(t1_42) < bitcast<u32>(28i);
-    let t1_44: bool = t1_41 && t1_43;
-    let t1_45: f32 = select(0.0, t1_39, t1_44);
-    let t1_46: i32 = t1_19 + h19;
-    let t1_47: f32 = in1[t1_46];
-    let t1_48: i32 = t1_22 + h16;
-    let t1_49: bool = bitcast<u32>(t1_48) < bitcast<u32>(28i);
-    let t1_50: i32 = t1_25 + h17;
-    let t1_51: bool = bitcast<u32>(t1_50) < bitcast<u32>(28i);
-    let t1_52: bool = t1_49 && t1_51;
-    let t1_53: f32 = select(0.0, t1_47, t1_52);
-    c0_0 = fma(vec4<f32>(t0_9), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c0_0);
-    c0_0 = fma(vec4<f32>(t1_9), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c0_0);
-    c1_0 = fma(vec4<f32>(t0_11), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c1_0);
-    c1_0 = fma(vec4<f32>(t1_11), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c1_0);
-    c2_0 = fma(vec4<f32>(t0_13), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c2_0);
-    c2_0 = fma(vec4<f32>(t1_13), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c2_0);
-    c3_0 = fma(vec4<f32>(t0_15), vec4<f32>(t0_29, t0_37, t0_45, t0_53), c3_0);
-    c3_0 = fma(vec4<f32>(t1_15), vec4<f32>(t1_29, t1_37, t1_45, t1_53), c3_0);
-  }
-  var cc = array<f32, 16>(c0_0.x, c0_0.y, c0_0.z, c0_0.w, c1_0.x, c1_0.y, c1_0.z, c1_0.w, c2_0.x, c2_0.y, c2_0.z, c2_0.w, c3_0.x, c3_0.y, c3_0.z, c3_0.w);
-  for (var e = 0i; e < 16i; e++) {
-    let r = m0 + e / 4i;
-    let q = n0 + e % 4i;
-    if (r < 6i && q < 25i) {
-      out[(gz * 6i + r) * 25i + q] = cc[e];
+fn fin(acc: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  return acc;
+}
+
+fn x1(v0: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out1[o1];
+  let t1: f32 = 0.8999999761581421 * t0;
+  let t2: f32 = 0.10000000149011612 * v0;
+  let t3: f32 = t1 + t2;
+  return t3;
+}
+
+fn x2(v0: f32, v1: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out2[o1];
+  let t1: f32 = 0.9990000128746033 * t0;
+  let t2: f32 = v0 * v0;
+  let t3: f32 = 0.0010000000474974513 * t2;
+  let t4: f32 = t1 + t3;
+  return t4;
+}
+
+fn x3(v0: f32, v1: f32, v2: f32, o0: i32, o1: i32, o2: i32, o3: i32) -> f32 {
+  let t0: f32 = out3[o1];
+  let t1: f32 = in1[0i];
+  let t2: f32 = v1 / t1;
+  let t3: f32 = in2[0i];
+  let t4: f32 = v2 / t3;
+  let t5: f32 = sqrt(t4);
+  let t6: f32 = t5 + 9.99999993922529e-9;
+  let t7: f32 = t2 / t6;
+  let t8: f32 = 0.0010000000474974513 * t7;
+  let t9: f32 = t0 - t8;
+  return t9;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = i32((wid.y * nwg.x + wid.x) * 64u + lid);
+  if (i >= 6) { return; }
+  let o0: i32 = 0i;
+  let o1: i32 = i;
+  let o2: i32 = 0i;
+  let o3: i32 = 0i;
+  var acc: f32 = 0.0;
+  for (var r0 = 0i; r0 < 64i; r0++) {
+    for (var r1 = 0i; r1 < 28i; r1++) {
+      for (var r2 = 0i; r2 < 28i; r2++) {
+        acc = acc + body(o0, o1, o2, o3, r0, r1, r2);
+      }
     }
+  }
+   {
+    let at = i;
+    let v0 = fin(acc, o0, o1, o2, o3);
+    out[at] = v0;
+    let v1 = x1(v0, o0, o1, o2, o3);
+    out1[at] = v1;
+    let v2 = x2(v0, v1, o0, o1, o2, o3);
+    out2[at] = v2;
+    let v3 = x3(v0, v1, v2, o0, o1, o2, o3);
+    out3[at] = v3;
   }
 }
