@@ -15,7 +15,7 @@
  */
 import { internal } from '../../ir/errors.js';
 import type { Expr, ScalarType } from '../../passes/expr.js';
-import { add, bindingsRead, childrenOf, int, invariantsOf, ivar, linearIndex, mul, substitute, tvar } from '../../passes/expr.js';
+import { add, bindingsRead, childrenOf, int, invariantsOf, ivar, keyOf, linearIndex, mul, substitute, tvar } from '../../passes/expr.js';
 import type { BufferRef, Kernel } from '../../passes/kernel.js';
 import { bodyRanges, linearOf, simplifyIndices, type Range } from '../ranges.js';
 import {
@@ -257,10 +257,54 @@ function windowPlan(k: MatmulKernel, limits: CodegenLimits, sub?: 'rows' | 'cols
   if (steps === undefined) return undefined;
   const s = splitPlan(k, limits);
   if (s.split && s.chunk % steps !== 0) internal(`split K in chunks of ${s.chunk}, not whole rows of ${steps} taps`);
-  const rows = sub === 'rows' ? undefined : alignedTo(innerExtent([lhs], 'mi'), m, WINDOW_ROWS);
-  const cols = sub === 'cols' ? undefined : alignedTo(innerExtent([rhs], 'ni'), n, TILE);
+  const shared = (side: 'mi' | 'ni', per: number | undefined) => (per !== undefined && windowShares(k.body, side, per, steps) ? per : undefined);
+  const rows = sub === 'rows' ? undefined : shared('mi', alignedTo(innerExtent([lhs], 'mi'), m, WINDOW_ROWS));
+  const cols = sub === 'cols' ? undefined : shared('ni', alignedTo(innerExtent([rhs], 'ni'), n, TILE));
   if (rows === undefined && cols === undefined) return undefined;
   return { tile: [rows ?? (sub === 'rows' ? 16 : TILE), cols ?? TILE], ...(rows ? { rows } : {}), ...(cols ? { cols } : {}), steps };
+}
+
+/** A window must read at most this share of its (position, step) pairs' elements to be offered. */
+const WINDOW_SHARE = 0.75;
+const shares = new WeakMap<MatmulBody, Map<string, boolean>>();
+
+/**
+ * Whether aligning `per` rows (`mi`) or columns (`ni`) per thread and `steps` steps of K per
+ * iteration makes the operand's reads shared: the reads of one iteration, simplified as the window
+ * variant simplifies them, are at most WINDOW_SHARE distinct. A convolution's are (LeNet's first
+ * convolution, 14 positions x 5 taps: 18 of 70); a batched matmul whose K or rows a reshape split
+ * (attention's heads) has the extents but every read its own, and there a window is only a large
+ * unrolled shader (lavapipe: 20-49 s to compile each, for no speed).
+ */
+function windowShares(body: MatmulBody, side: 'mi' | 'ni', per: number, steps: number): boolean {
+  const key = `${side}:${per}:${steps}`;
+  const memo = shares.get(body) ?? new Map<string, boolean>();
+  shares.set(body, memo);
+  const known = memo.get(key);
+  if (known !== undefined) return known;
+  const tile = side === 'mi' ? 'mt' : 'nt';
+  const extent = side === 'mi' ? body.m : body.n;
+  const ranges = new Map<string, Range>([...bodyRanges(body), [tile, [0, extent / per - 1]], ['kq', [0, body.k / steps - 1]]]);
+  const operand = side === 'mi' ? body.lhs : body.rhs;
+  const reads = new Set<string>();
+  let total = 0;
+  const collect = (x: Expr): void => {
+    if (x.k === 'load') {
+      total++;
+      reads.add(keyOf(x));
+      return;
+    }
+    childrenOf(x).forEach(collect);
+  };
+  for (let i = 0; i < per; i++) {
+    for (let u = 0; u < steps; u++) {
+      const at = new Map([[side, add(mul(ivar(tile), int(per)), int(i))], ['ki', add(mul(ivar('kq'), int(steps)), int(u))]]);
+      collect(simplifyIndices(substitute(operand, at), ranges));
+    }
+  }
+  const pays = total > 0 && reads.size <= WINDOW_SHARE * total;
+  memo.set(key, pays);
+  return pays;
 }
 
 function emitWindow(k: MatmulKernel, ctx: EmitContext, sub?: 'rows' | 'cols'): Dispatch[] {
