@@ -266,11 +266,11 @@ export async function tuneJobs(timer: Timer, jobs: readonly TuneJob[], oneByOne 
   const reps = warm.map((w) => Math.max(1, Math.min(64, Math.round(BATCH_MS / Math.max(1e-3, w)))));
   const all = items.map((x, i) => batch(x, reps[i]!));
   const rounds = [await timer.time(all), await timer.time(all)];
-  const first = items.map((_, i) => Math.min(rounds[0]![i]!, rounds[1]![i]!));
-  const best = jobs.map((_, ji) => Math.min(...first.filter((__, i) => items[i]!.ji === ji)));
-  const kept = items.flatMap((x, i) => (first[i]! <= best[x.ji]! * DROP ? [i] : []));
-  const again = await timer.time(kept.map((i) => batch(items[i]!, reps[i]!)));
-  const figure = [...first];
+  const better = items.map((_, i) => Math.min(rounds[0]![i]!, rounds[1]![i]!));
+  const best = jobs.map((_, ji) => Math.min(...better.filter((__, i) => items[i]!.ji === ji)));
+  const kept = items.flatMap((x, i) => (better[i]! <= best[x.ji]! * DROP ? [i] : []));
+  const again = await timer.time(kept.map((i) => all[i]!));
+  const figure = [...better];
   kept.forEach((i, q) => (figure[i] = [rounds[0]![i]!, rounds[1]![i]!, again[q]!].sort((p, r) => p - r)[1]!));
   return jobs.map((j, ji) => {
     const times: Record<string, number> = {};

@@ -278,13 +278,12 @@ const shares = new WeakMap<MatmulBody, Map<string, boolean>>();
  */
 function windowShares(body: MatmulBody, side: 'mi' | 'ni', per: number, steps: number): boolean {
   const key = `${side}:${per}:${steps}`;
-  const memo = shares.get(body) ?? new Map<string, boolean>();
-  shares.set(body, memo);
+  let memo = shares.get(body);
+  if (!memo) shares.set(body, (memo = new Map()));
   const known = memo.get(key);
   if (known !== undefined) return known;
   const tile = side === 'mi' ? 'mt' : 'nt';
-  const extent = side === 'mi' ? body.m : body.n;
-  const ranges = new Map<string, Range>([...bodyRanges(body), [tile, [0, extent / per - 1]], ['kq', [0, body.k / steps - 1]]]);
+  const ranges = windowRanges(body, steps, side === 'mi' ? { rows: per } : { cols: per });
   const operand = side === 'mi' ? body.lhs : body.rhs;
   const reads = new Set<string>();
   let total = 0;
@@ -298,13 +297,24 @@ function windowShares(body: MatmulBody, side: 'mi' | 'ni', per: number, steps: n
   };
   for (let i = 0; i < per; i++) {
     for (let u = 0; u < steps; u++) {
-      const at = new Map([[side, add(mul(ivar(tile), int(per)), int(i))], ['ki', add(mul(ivar('kq'), int(steps)), int(u))]]);
+      const at = new Map([[side, alignedAt(tile, per, i)], ['ki', alignedAt('kq', steps, u)]]);
       collect(simplifyIndices(substitute(operand, at), ranges));
     }
   }
   const pays = total > 0 && reads.size <= WINDOW_SHARE * total;
   memo.set(key, pays);
   return pays;
+}
+
+/** Element `i` of the `per` a window variant aligns: `v*per + i` (rows `mt`, columns `nt`, steps of K `kq`). */
+const alignedAt = (v: string, per: number, i: number): Expr => add(mul(ivar(v), int(per)), int(i));
+
+/** The ranges a window variant's operands are simplified under: the body's, and its tiles' and steps' indices. */
+function windowRanges(body: MatmulBody, steps: number, per: { readonly rows?: number; readonly cols?: number }): Map<string, Range> {
+  const ranges = new Map<string, Range>([...bodyRanges(body), ['kq', [0, body.k / steps - 1]]]);
+  if (per.rows) ranges.set('mt', [0, body.m / per.rows - 1]);
+  if (per.cols) ranges.set('nt', [0, body.n / per.cols - 1]);
+  return ranges;
 }
 
 function emitWindow(k: MatmulKernel, ctx: EmitContext, sub?: 'rows' | 'cols'): Dispatch[] {
@@ -388,7 +398,6 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     v === 'r'
       ? Array.from({ length: count / 4 }, (_, g) => substitute(loadIndex(e), new Map([[rv, ivar(group(g))]])))
       : Array.from({ length: count }, (_, i) => substitute(v ? loadIndex(e) : e, new Map([[rv, ivar(name(i))]])));
-  const alignedAt = (v: string, per: number, i: number) => add(mul(ivar(v), int(per)), int(i));
   const rows = win?.rows
     ? Array.from({ length: tm }, (_, i) => substitute(body.lhs, new Map([['mi', alignedAt('mt', tm, i)]])))
     : operand(body.lhs, va, 'mi', lanesM, (i) => `mr${i}`, (g) => `mg${g}`);
@@ -397,7 +406,7 @@ function emitRegister(k: MatmulKernel, tile: readonly [number, number], ctx: Emi
     : operand(body.rhs, vb, 'ni', lanesN, (j) => (sub === 'cols' ? `nl${j}` : `nc${j}`), (g) => `ng${g}`);
   // A window variant's operands at each step of an iteration, simplified knowing the alignment.
   const windowed = win && (() => {
-    const ranges = new Map<string, Range>([...bodyRanges(body), ['mt', [0, m / tm - 1]], ['nt', [0, n / tn - 1]], ['kq', [0, kk / win.steps - 1]]]);
+    const ranges = windowRanges(body, win.steps, { rows: tm, cols: tn });
     const at = (e: Expr, u: number) => simplifyIndices(substitute(e, new Map([['ki', alignedAt('kq', win.steps, u)]])), ranges);
     return Array.from({ length: win.steps }, (_, u) => ({ a: rows.map((e) => at(e, u)), b: cols.map((e) => at(e, u)) }));
   })();
